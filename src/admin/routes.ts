@@ -1,0 +1,56 @@
+/**
+ * The admin API (bearer `ADMIN_TOKEN`): status and dead letters.
+ * Responses carry identifiers and counts only, never payloads.
+ */
+import { Hono } from 'hono';
+import { deadLetterStub } from '../deadletters/store';
+import { ApiError } from '../http/errors';
+import { loadConfig } from '../config/load';
+
+export const adminRoutes = new Hono<{ Bindings: Env }>();
+
+adminRoutes.use('*', async (c, next) => {
+  const expected = (c.env as { ADMIN_TOKEN?: unknown }).ADMIN_TOKEN;
+  if (typeof expected !== 'string' || expected === '') {
+    throw new ApiError(403, 'admin_disabled', 'The admin API is disabled: set the ADMIN_TOKEN secret to enable it.');
+  }
+  const header = c.req.header('authorization') ?? '';
+  const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+  if (!(await sameSecret(token, expected))) {
+    throw new ApiError(401, 'unauthorized', 'A valid bearer token is required.', { 'WWW-Authenticate': 'Bearer' });
+  }
+  await next();
+});
+
+adminRoutes.get('/status', async (c) => {
+  const loaded = loadConfig(c.env);
+  const deadLetters = await deadLetterStub(c.env).count();
+  return c.json({
+    status: 'ok',
+    config: loaded.ok
+      ? { valid: true, rules: loaded.config.rules.length, destinations: loaded.config.destinations.size, warnings: loaded.warnings }
+      : { valid: false, problems: loaded.problems },
+    dead_letters: deadLetters,
+  });
+});
+
+adminRoutes.get('/dead-letters', async (c) => {
+  const limit = Number(c.req.query('limit') ?? '100');
+  const after = Number(c.req.query('after') ?? '0');
+  if (!Number.isInteger(limit) || !Number.isInteger(after) || limit < 1 || after < 0) {
+    throw new ApiError(400, 'invalid_request', 'limit and after must be positive whole numbers.');
+  }
+  const items = await deadLetterStub(c.env).list(limit, after);
+  return c.json({ items, next_after: items.length > 0 ? items[items.length - 1]?.seq : null });
+});
+
+/** Constant-time comparison of two secrets (hash both, compare digests). */
+async function sameSecret(a: string, b: string): Promise<boolean> {
+  const enc = new TextEncoder();
+  const [da, db] = await Promise.all([crypto.subtle.digest('SHA-256', enc.encode(a)), crypto.subtle.digest('SHA-256', enc.encode(b))]);
+  const x = new Uint8Array(da);
+  const y = new Uint8Array(db);
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff |= (x[i] as number) ^ (y[i] as number);
+  return diff === 0 && a.length > 0;
+}

@@ -1,0 +1,32 @@
+/**
+ * Per-isolate config: validated once for each `env` object the runtime hands
+ * us, with the problems logged once.
+ */
+import { log, logOnce } from '../log';
+import { type ConfigResult, parseRouterConfig } from './router-config';
+
+const cache = new WeakMap<object, ConfigResult>();
+
+export function loadConfig(env: Env): ConfigResult {
+  let result = cache.get(env);
+  if (result === undefined) {
+    const lookup = (name: string): unknown => (env as unknown as Record<string, unknown>)[name];
+    result = parseRouterConfig((env as { ROUTER?: unknown }).ROUTER, lookup);
+    cache.set(env, result);
+    if (!result.ok) {
+      logOnce(`config:${result.problems.join('|')}`, 'error', 'config_invalid', { problems: result.problems });
+    } else if (result.warnings.length > 0) {
+      logOnce(`config-warn:${result.warnings.join('|')}`, 'warn', 'config_warnings', { warnings: result.warnings });
+    }
+  }
+  return result;
+}
+
+/** Logged when the webhook secret is missing; once per isolate. */
+export function reportNotConfigured(): void {
+  logOnce('not_configured', 'error', 'not_configured', {
+    detail: 'WORKOS_WEBHOOK_SECRET is not set: every webhook is refused (wrangler secret put WORKOS_WEBHOOK_SECRET)',
+  });
+}
+
+export { log };

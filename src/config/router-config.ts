@@ -1,0 +1,467 @@
+/**
+ * The `ROUTER` configuration: parsed and validated once per isolate.
+ *
+ * `ROUTER` arrives as a TOML table (`[vars.ROUTER]` in wrangler.toml) or as a
+ * JSON string of the same shape (`wrangler dev --var ROUTER:'{…}'`, `.dev.vars`,
+ * dashboard overrides). Every problem is reported with its path, e.g.
+ * `rules[1].to[0]: unknown destination "crm2"`. The same code backs
+ * `npm run check`.
+ */
+import { EVENT_TYPES } from '../events/catalog';
+import { Matcher, globToRegExp } from '../routing/matcher';
+import { type CompiledCondition, compileWhere, isPlainObject } from '../routing/where';
+
+export interface RouterSettings {
+  signatureToleranceSeconds: number;
+  maxBodyBytes: number;
+  dedupShards: number;
+  dedupRetentionDays: number;
+  claimLeaseSeconds: number;
+  consumerSubrequestBudget: number;
+}
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  retryDelaySeconds: number;
+}
+
+interface DestinationBase {
+  name: string;
+  retry: RetryPolicy;
+}
+
+export interface QueueDestination extends DestinationBase {
+  type: 'queue';
+  /** Producer binding name. */
+  queue: string;
+}
+
+export interface HttpDestination extends DestinationBase {
+  type: 'http';
+  url: string;
+  /** The signing secret's value (resolved from the named secret). */
+  signingSecret?: string;
+  headers: Record<string, string>;
+  timeoutMs: number;
+}
+
+export interface SlackMention {
+  text: string;
+  /** Rule names the mention applies to; empty with `events` empty: always. */
+  rules: string[];
+  /** Event-name patterns the mention applies to. */
+  events: string[];
+}
+
+export interface SlackDestination extends DestinationBase {
+  type: 'slack';
+  url: string;
+  title?: string;
+  mention?: SlackMention;
+  timeoutMs: number;
+}
+
+export type Destination = QueueDestination | HttpDestination | SlackDestination;
+export type DestinationType = Destination['type'];
+
+export type StalePolicy = 'deliver' | 'drop';
+
+export interface Rule {
+  name: string;
+  events: string[];
+  where: CompiledCondition[];
+  to: string[];
+  stale: StalePolicy;
+}
+
+export interface RouterConfig {
+  settings: RouterSettings;
+  destinations: Map<string, Destination>;
+  rules: Rule[];
+  matcher: Matcher<Rule>;
+}
+
+export type ConfigResult =
+  | { ok: true; config: RouterConfig; warnings: string[] }
+  | { ok: false; problems: string[]; warnings: string[] };
+
+interface IntSpec {
+  key: string;
+  field: keyof RouterSettings;
+  def: number;
+  min: number;
+  max: number;
+}
+
+export const SETTINGS_SPEC: readonly IntSpec[] = [
+  { key: 'signature_tolerance_seconds', field: 'signatureToleranceSeconds', def: 180, min: 1, max: 3600 },
+  { key: 'max_body_bytes', field: 'maxBodyBytes', def: 1_048_576, min: 1024, max: 1_900_000 },
+  { key: 'dedup_shards', field: 'dedupShards', def: 16, min: 1, max: 1024 },
+  { key: 'dedup_retention_days', field: 'dedupRetentionDays', def: 7, min: 4, max: 90 },
+  { key: 'claim_lease_seconds', field: 'claimLeaseSeconds', def: 30, min: 5, max: 600 },
+  { key: 'consumer_subrequest_budget', field: 'consumerSubrequestBudget', def: 45, min: 5, max: 1000 },
+];
+
+export const RETRY_DEFAULTS: RetryPolicy = { maxAttempts: 10, retryDelaySeconds: 30 };
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+const TOP_KEYS = new Set(['destinations', 'rules', ...SETTINGS_SPEC.map((s) => s.key)]);
+const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds'];
+const DEST_KEYS: Record<DestinationType, Set<string>> = {
+  queue: new Set([...COMMON_DEST_KEYS, 'queue']),
+  http: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'signing_secret', 'headers', 'timeout_ms']),
+  slack: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'mention', 'title', 'timeout_ms']),
+};
+const RULE_KEYS = new Set(['name', 'events', 'where', 'to', 'stale']);
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const PATTERN = /^!?[A-Za-z0-9_.*-]+$/;
+const RESERVED_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'host',
+  'workos-signature',
+  'idempotency-key',
+  'x-workos-event-id',
+  'x-workos-event',
+  'x-workos-stale',
+]);
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Where secrets and bindings are looked up (the Worker's env, or a stand-in for `npm run check`). */
+export type BindingLookup = (name: string) => unknown;
+
+/**
+ * Parses and validates `ROUTER`. `lookup` resolves secret and binding names;
+ * pass `checkBindings: false` to validate shape only (offline check without secrets).
+ */
+export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { checkBindings?: boolean } = {}): ConfigResult {
+  const checkBindings = opts.checkBindings ?? true;
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  let root: unknown = raw;
+  if (raw === undefined || raw === null || raw === '') {
+    return { ok: false, problems: ['ROUTER: missing (define [vars.ROUTER] in wrangler.toml)'], warnings };
+  }
+  if (typeof raw === 'string') {
+    try {
+      root = JSON.parse(raw);
+    } catch (e) {
+      return { ok: false, problems: [`ROUTER: not valid JSON (${(e as Error).message})`], warnings };
+    }
+  }
+  if (!isPlainObject(root)) return { ok: false, problems: ['ROUTER: must be a table (object)'], warnings };
+
+  for (const key of Object.keys(root)) if (!TOP_KEYS.has(key)) problems.push(`ROUTER.${key}: unknown field${suggest(key, TOP_KEYS)}`);
+
+  const settings = {} as RouterSettings;
+  for (const spec of SETTINGS_SPEC) {
+    settings[spec.field] = readInt(root[spec.key], spec.key, spec.def, spec.min, spec.max, problems);
+  }
+
+  // Destinations
+  const destinations = new Map<string, Destination>();
+  const rawDests = root.destinations ?? [];
+  if (!Array.isArray(rawDests)) problems.push('destinations: must be a list ([[vars.ROUTER.destinations]])');
+  else {
+    rawDests.forEach((d, i) => {
+      const dest = parseDestination(d, `destinations[${i}]`, lookup, checkBindings, problems);
+      if (dest === null) return;
+      if (destinations.has(dest.name)) problems.push(`destinations[${i}].name: duplicate destination name "${dest.name}"`);
+      else destinations.set(dest.name, dest);
+    });
+  }
+
+  // Rules
+  const rules: Rule[] = [];
+  const ruleNames = new Set<string>();
+  const used = new Set<string>();
+  const rawRules = root.rules ?? [];
+  if (!Array.isArray(rawRules)) problems.push('rules: must be a list ([[vars.ROUTER.rules]])');
+  else {
+    rawRules.forEach((r, i) => {
+      const rule = parseRule(r, `rules[${i}]`, destinations, problems, warnings);
+      if (rule === null) return;
+      if (ruleNames.has(rule.name)) problems.push(`rules[${i}].name: duplicate rule name "${rule.name}"`);
+      ruleNames.add(rule.name);
+      rule.to.forEach((t) => used.add(t));
+      rules.push(rule);
+    });
+    if (rawRules.length === 0) warnings.push('rules: no rules; every event will be accepted and reported as unrouted');
+  }
+  for (const name of destinations.keys()) if (!used.has(name)) warnings.push(`destinations: "${name}" is not used by any rule`);
+  for (const d of destinations.values()) {
+    if (d.type === 'slack' && d.mention !== undefined) {
+      d.mention.rules.forEach((r, j) => {
+        if (!ruleNames.has(r)) problems.push(`destinations["${d.name}"].mention.rules[${j}]: unknown rule "${r}"${suggest(r, ruleNames)}`);
+      });
+    }
+  }
+
+  if (problems.length > 0) return { ok: false, problems, warnings };
+  return { ok: true, config: { settings, destinations, rules, matcher: new Matcher(rules) }, warnings };
+}
+
+function parseDestination(
+  d: unknown,
+  at: string,
+  lookup: BindingLookup,
+  checkBindings: boolean,
+  problems: string[],
+): Destination | null {
+  if (!isPlainObject(d)) {
+    problems.push(`${at}: must be a table`);
+    return null;
+  }
+  const before = problems.length;
+  const name = d.name;
+  if (typeof name !== 'string' || !NAME.test(name)) {
+    problems.push(`${at}.name: required; letters, digits, "_", "-" or "." (at most 64)`);
+  }
+  const type = d.type;
+  if (type !== 'queue' && type !== 'http' && type !== 'slack') {
+    problems.push(`${at}.type: unknown type ${JSON.stringify(type)} (use "queue", "http" or "slack")`);
+    return null;
+  }
+  for (const key of Object.keys(d)) {
+    if (!DEST_KEYS[type].has(key)) problems.push(`${at}.${key}: unknown field for a ${type} destination${suggest(key, DEST_KEYS[type])}`);
+  }
+  const retry: RetryPolicy = {
+    maxAttempts: readInt(d.max_attempts, `${at}.max_attempts`, RETRY_DEFAULTS.maxAttempts, 1, 100, problems),
+    retryDelaySeconds: readInt(d.retry_delay_seconds, `${at}.retry_delay_seconds`, RETRY_DEFAULTS.retryDelaySeconds, 1, 43_200, problems),
+  };
+  const n = name as string;
+  if (type === 'queue') {
+    if (typeof d.queue !== 'string' || d.queue === '') {
+      problems.push(`${at}.queue: required: the name of a producer binding declared in [[queues.producers]]`);
+    } else if (checkBindings) {
+      const binding = lookup(d.queue);
+      if (!isQueueBinding(binding)) {
+        problems.push(`${at}.queue: no queue producer binding named "${d.queue}" (declare it in [[queues.producers]])`);
+      }
+    }
+    return problems.length > before ? null : { name: n, type, queue: d.queue as string, retry };
+  }
+  const url = resolveUrl(d, at, lookup, checkBindings, problems);
+  const timeoutMs = readInt(d.timeout_ms, `${at}.timeout_ms`, DEFAULT_TIMEOUT_MS, 100, 60_000, problems);
+  if (type === 'http') {
+    let signingSecret: string | undefined;
+    if (d.signing_secret !== undefined) {
+      if (typeof d.signing_secret !== 'string' || d.signing_secret === '') {
+        problems.push(`${at}.signing_secret: must be the name of a secret`);
+      } else if (checkBindings) {
+        const v = lookup(d.signing_secret);
+        if (typeof v !== 'string' || v === '') {
+          problems.push(`${at}.signing_secret: secret "${d.signing_secret}" is not set (wrangler secret put ${d.signing_secret})`);
+        } else signingSecret = v;
+      }
+    }
+    const headers: Record<string, string> = {};
+    if (d.headers !== undefined) {
+      if (!isPlainObject(d.headers)) problems.push(`${at}.headers: must be a table of header = "value"`);
+      else {
+        for (const [h, v] of Object.entries(d.headers)) {
+          if (!HEADER_NAME.test(h)) problems.push(`${at}.headers["${h}"]: not a valid header name`);
+          else if (RESERVED_HEADERS.has(h.toLowerCase())) problems.push(`${at}.headers["${h}"]: set by the router; cannot be overridden`);
+          else if (typeof v !== 'string' || /[\r\n]/.test(v)) problems.push(`${at}.headers["${h}"]: value must be a single-line string`);
+          else headers[h] = v;
+        }
+      }
+    }
+    if (problems.length > before) return null;
+    const dest: HttpDestination = { name: n, type, url: url ?? '', headers, timeoutMs, retry };
+    if (signingSecret !== undefined) dest.signingSecret = signingSecret;
+    return dest;
+  }
+  // slack
+  let title: string | undefined;
+  if (d.title !== undefined) {
+    if (typeof d.title !== 'string' || d.title.trim() === '' || d.title.length > 150) {
+      problems.push(`${at}.title: must be a non-empty string of at most 150 characters`);
+    } else title = d.title;
+  }
+  const mention = parseMention(d.mention, `${at}.mention`, problems);
+  if (problems.length > before) return null;
+  const dest: SlackDestination = { name: n, type, url: url ?? '', timeoutMs, retry };
+  if (title !== undefined) dest.title = title;
+  if (mention !== undefined) dest.mention = mention;
+  return dest;
+}
+
+const MENTION = /^<(!here|!channel|!everyone|@[UW][A-Z0-9]+|!subteam\^[A-Z0-9]+)>$/;
+
+function parseMention(m: unknown, at: string, problems: string[]): SlackMention | undefined {
+  if (m === undefined) return undefined;
+  const spec = typeof m === 'string' ? { text: m } : m;
+  if (!isPlainObject(spec)) {
+    problems.push(`${at}: must be a mention string or a table { text, rules, events }`);
+    return undefined;
+  }
+  for (const key of Object.keys(spec)) if (!['text', 'rules', 'events'].includes(key)) problems.push(`${at}.${key}: unknown field`);
+  const text = spec.text;
+  if (typeof text !== 'string' || !MENTION.test(text)) {
+    problems.push(`${at}.text: must be "<!here>", "<!channel>", "<@U123ABC>" or "<!subteam^S123ABC>"`);
+    return undefined;
+  }
+  const rules = readStringList(spec.rules, `${at}.rules`, problems);
+  const events = readStringList(spec.events, `${at}.events`, problems);
+  events.forEach((p, i) => {
+    if (!PATTERN.test(p)) problems.push(`${at}.events[${i}]: invalid pattern "${p}"`);
+  });
+  return { text, rules, events };
+}
+
+function readStringList(v: unknown, at: string, problems: string[]): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string' && s !== '')) {
+    problems.push(`${at}: must be a list of non-empty strings`);
+    return [];
+  }
+  return v as string[];
+}
+
+function resolveUrl(
+  d: Record<string, unknown>,
+  at: string,
+  lookup: BindingLookup,
+  checkBindings: boolean,
+  problems: string[],
+): string | undefined {
+  const hasUrl = d.url !== undefined;
+  const hasSecret = d.url_secret !== undefined;
+  if (hasUrl === hasSecret) {
+    problems.push(`${at}: set exactly one of url or url_secret`);
+    return undefined;
+  }
+  let value: unknown;
+  let where: string;
+  if (hasUrl) {
+    value = d.url;
+    where = `${at}.url`;
+  } else {
+    if (typeof d.url_secret !== 'string' || d.url_secret === '') {
+      problems.push(`${at}.url_secret: must be the name of a secret`);
+      return undefined;
+    }
+    if (!checkBindings) return undefined;
+    value = lookup(d.url_secret);
+    where = `${at}.url_secret`;
+    if (typeof value !== 'string' || value === '') {
+      problems.push(`${where}: secret "${d.url_secret}" is not set (wrangler secret put ${d.url_secret})`);
+      return undefined;
+    }
+  }
+  if (typeof value !== 'string' || !isHttpUrl(value)) {
+    // Never echo a URL read from a secret: it may embed a token.
+    problems.push(`${where}: must be an absolute http(s) URL`);
+    return undefined;
+  }
+  return value;
+}
+
+function parseRule(
+  r: unknown,
+  at: string,
+  destinations: Map<string, Destination>,
+  problems: string[],
+  warnings: string[],
+): Rule | null {
+  if (!isPlainObject(r)) {
+    problems.push(`${at}: must be a table`);
+    return null;
+  }
+  const before = problems.length;
+  for (const key of Object.keys(r)) if (!RULE_KEYS.has(key)) problems.push(`${at}.${key}: unknown field${suggest(key, RULE_KEYS)}`);
+  const name = r.name;
+  if (typeof name !== 'string' || !NAME.test(name)) problems.push(`${at}.name: required; letters, digits, "_", "-" or "."`);
+  const events: string[] = [];
+  if (!Array.isArray(r.events) || r.events.length === 0) {
+    problems.push(`${at}.events: required: a non-empty list of event names or patterns`);
+  } else {
+    r.events.forEach((p: unknown, i: number) => {
+      const pat = `${at}.events[${i}]`;
+      if (typeof p !== 'string' || p === '' || p === '!') problems.push(`${pat}: empty pattern`);
+      else if (!PATTERN.test(p)) problems.push(`${pat}: invalid pattern "${p}" (letters, digits, "_", ".", "-", "*", leading "!")`);
+      else {
+        events.push(p);
+        const bare = p.replace(/^!/, '');
+        if (!bare.includes('*')) {
+          if (!EVENT_TYPES.includes(bare as never)) {
+            warnings.push(`${pat}: "${bare}" is not a known WorkOS event type${suggest(bare, EVENT_TYPES)}`);
+          }
+        } else if (!EVENT_TYPES.some((t) => globToRegExp(bare).test(t))) {
+          warnings.push(`${pat}: pattern "${p}" matches no known WorkOS event type`);
+        }
+      }
+    });
+  }
+  const to: string[] = [];
+  if (!Array.isArray(r.to) || r.to.length === 0) problems.push(`${at}.to: required: a non-empty list of destination names`);
+  else {
+    r.to.forEach((t: unknown, i: number) => {
+      if (typeof t !== 'string' || !destinations.has(t)) {
+        problems.push(`${at}.to[${i}]: unknown destination ${JSON.stringify(t)}${typeof t === 'string' ? suggest(t, destinations.keys()) : ''}`);
+      } else if (!to.includes(t)) to.push(t);
+    });
+  }
+  let where: CompiledCondition[] = [];
+  if (r.where !== undefined) {
+    const w = compileWhere(r.where, `${at}.where`);
+    if (w.ok) where = w.conditions;
+    else problems.push(...w.problems);
+  }
+  const stale = r.stale ?? 'deliver';
+  if (stale !== 'deliver' && stale !== 'drop') problems.push(`${at}.stale: must be "deliver" or "drop"`);
+  if (problems.length > before) return null;
+  return { name: name as string, events, where, to, stale: stale as StalePolicy };
+}
+
+function readInt(v: unknown, at: string, def: number, min: number, max: number, problems: string[]): number {
+  if (v === undefined) return def;
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    problems.push(`${at}: must be a whole number from ${min} to ${max}`);
+    return def;
+  }
+  return n;
+}
+
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'https:' || u.protocol === 'http:';
+  } catch {
+    return false;
+  }
+}
+
+function isQueueBinding(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function';
+}
+
+/** ` (did you mean "x"?)` for the closest candidate within a small edit distance, else ''. */
+export function suggest(word: string, candidates: Iterable<string>): string {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 4)) ? ` (did you mean "${best}"?)` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0] as number;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j] as number;
+      prev[j] = Math.min(tmp + 1, (prev[j - 1] as number) + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length] as number;
+}

@@ -1,0 +1,16 @@
+/**
+ * Worker entry: the Hono app is the `fetch` handler; the same module exports
+ * the `queue` handler and the Durable Object classes.
+ */
+import { app } from './app';
+import { consumeBatch } from './queue/consumer';
+
+export { DedupLedger } from './dedup/ledger';
+export { DeadLetterStore } from './deadletters/store';
+
+export default {
+  fetch: app.fetch,
+  async queue(batch, env) {
+    await consumeBatch(batch, env);
+  },
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,23 @@
+/**
+ * Structured JSON logs, one line per record. Callers pass only identifiers,
+ * counts and outcomes: never secrets, signatures or payload contents.
+ */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export function log(level: LogLevel, msg: string, fields: Record<string, unknown> = {}): void {
+  const line = JSON.stringify({ level, msg, ...fields });
+  if (level === 'error') console.error(line);
+  else if (level === 'warn') console.warn(line);
+  else console.log(line);
+}
+
+const onceKeys = new Set<string>();
+const ONCE_LIMIT = 1000;
+
+/** Logs a record at most once per isolate for `key`. */
+export function logOnce(key: string, level: LogLevel, msg: string, fields: Record<string, unknown> = {}): void {
+  if (onceKeys.has(key)) return;
+  if (onceKeys.size >= ONCE_LIMIT) onceKeys.clear();
+  onceKeys.add(key);
+  log(level, msg, fields);
+}

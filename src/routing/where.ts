@@ -1,0 +1,137 @@
+/**
+ * `where` filters: dotted paths into the event, ANDed together.
+ *   "data.organization_id" = "org_1"                 equality
+ *   "data.organization_id" = ["org_1", "org_2"]      any of
+ *   "data.email" = { suffix = "@example.com" }        prefix / suffix (string or list)
+ *   "data.impersonator" = { exists = true }           present and not null (false: absent or null)
+ *   "data.state" = { not = "active" }                 negation of any condition above
+ * An event value that is an array matches when any element does.
+ */
+
+export type Scalar = string | number | boolean | null;
+
+export interface CompiledCondition {
+  /** The dotted path as written. */
+  path: string;
+  segments: string[];
+  test: (value: unknown) => boolean;
+  /** Equality keys when the condition is a plain equality / any-of (used for indexing). */
+  equalityKeys?: string[];
+}
+
+export type WhereCompileResult = { ok: true; conditions: CompiledCondition[] } | { ok: false; problems: string[] };
+
+const OPERATORS = new Set(['prefix', 'suffix', 'exists', 'not']);
+
+export function compileWhere(where: unknown, at: string): WhereCompileResult {
+  if (!isPlainObject(where)) return { ok: false, problems: [`${at}: must be a table of "path" = condition`] };
+  const problems: string[] = [];
+  const conditions: CompiledCondition[] = [];
+  const entries = Object.entries(where);
+  if (entries.length === 0) problems.push(`${at}: must name at least one path`);
+  for (const [path, spec] of entries) {
+    const here = `${at}["${path}"]`;
+    if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(path)) {
+      problems.push(`${here}: path must be dot-separated field names, e.g. "data.organization_id"`);
+      continue;
+    }
+    const compiled = compileCondition(spec, here, problems);
+    if (compiled === null) continue;
+    const condition: CompiledCondition = { path, segments: path.split('.'), test: compiled.test };
+    if (compiled.equalityKeys !== undefined) condition.equalityKeys = compiled.equalityKeys;
+    conditions.push(condition);
+  }
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, conditions };
+}
+
+interface Compiled {
+  test: (value: unknown) => boolean;
+  equalityKeys?: string[];
+}
+
+function compileCondition(spec: unknown, at: string, problems: string[]): Compiled | null {
+  if (isScalar(spec)) {
+    const key = scalarKey(spec);
+    return { test: anyElement((v) => isScalar(v) && scalarKey(v) === key), equalityKeys: [key] };
+  }
+  if (Array.isArray(spec)) {
+    if (spec.length === 0) {
+      problems.push(`${at}: an "any of" list must not be empty`);
+      return null;
+    }
+    if (!spec.every(isScalar)) {
+      problems.push(`${at}: an "any of" list may hold only strings, numbers, booleans or null`);
+      return null;
+    }
+    const keys = spec.map(scalarKey);
+    const set = new Set(keys);
+    return { test: anyElement((v) => isScalar(v) && set.has(scalarKey(v))), equalityKeys: [...set] };
+  }
+  if (!isPlainObject(spec)) {
+    problems.push(`${at}: must be a value, a list, or a table with prefix, suffix, exists or not`);
+    return null;
+  }
+  const ops = Object.entries(spec);
+  if (ops.length === 0) {
+    problems.push(`${at}: an operator table must use prefix, suffix, exists or not`);
+    return null;
+  }
+  const tests: Array<(value: unknown) => boolean> = [];
+  for (const [op, arg] of ops) {
+    const opAt = `${at}.${op}`;
+    if (!OPERATORS.has(op)) {
+      problems.push(`${opAt}: unknown operator (use prefix, suffix, exists or not)`);
+      continue;
+    }
+    if (op === 'prefix' || op === 'suffix') {
+      const list = typeof arg === 'string' ? [arg] : arg;
+      if (!Array.isArray(list) || list.length === 0 || !list.every((s) => typeof s === 'string' && s.length > 0)) {
+        problems.push(`${opAt}: must be a non-empty string or a list of them`);
+        continue;
+      }
+      const strings = list as string[];
+      tests.push(
+        anyElement((v) =>
+          typeof v === 'string' && strings.some((s) => (op === 'prefix' ? v.startsWith(s) : v.endsWith(s))),
+        ),
+      );
+    } else if (op === 'exists') {
+      if (typeof arg !== 'boolean') {
+        problems.push(`${opAt}: must be true or false`);
+        continue;
+      }
+      tests.push((v) => (v !== undefined && v !== null) === arg);
+    } else {
+      const inner = compileCondition(arg, opAt, problems);
+      if (inner !== null) tests.push((v) => !inner.test(v));
+    }
+  }
+  if (tests.length !== ops.length) return null;
+  return { test: (v) => tests.every((t) => t(v)) };
+}
+
+/** Reads a dotted path out of an event; undefined when any step is missing. */
+export function readPath(root: unknown, segments: readonly string[]): unknown {
+  let cur: unknown = root;
+  for (const seg of segments) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[seg];
+  }
+  return cur;
+}
+
+export function scalarKey(v: Scalar): string {
+  return v === null ? 'null' : `${typeof v}:${String(v)}`;
+}
+
+export function isScalar(v: unknown): v is Scalar {
+  return v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+}
+
+function anyElement(test: (v: unknown) => boolean): (v: unknown) => boolean {
+  return (v) => (Array.isArray(v) ? v.some(test) : test(v));
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

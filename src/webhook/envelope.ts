@@ -1,0 +1,50 @@
+/**
+ * Checks the WorkOS event envelope, only after the signature verified:
+ * a JSON object with string `id`, string `event`, object `data`,
+ * string `created_at`, optional object `context`.
+ */
+import type { UnknownEvent } from '../events/catalog';
+
+export type EnvelopeResult =
+  | { ok: true; event: UnknownEvent; text: string }
+  | { ok: false; reason: 'invalid_json' | 'invalid_event'; message: string };
+
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const MAX_ID_LENGTH = 256;
+
+export function parseEnvelope(bytes: Uint8Array): EnvelopeResult {
+  let text: string;
+  let value: unknown;
+  try {
+    text = decoder.decode(bytes);
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'invalid_json', message: 'The request body is not valid UTF-8 JSON.' };
+  }
+  const problem = envelopeProblem(value);
+  if (problem !== null) return { ok: false, reason: 'invalid_event', message: problem };
+  return { ok: true, event: value as UnknownEvent, text };
+}
+
+/** Returns a sentence naming what is wrong with the envelope, or null when it is valid. */
+export function envelopeProblem(value: unknown): string | null {
+  if (!isObject(value)) return 'The body must be a JSON object.';
+  if (typeof value.id !== 'string' || value.id.length === 0 || value.id.length > MAX_ID_LENGTH) {
+    return 'The event must have a non-empty string "id".';
+  }
+  if (typeof value.event !== 'string' || value.event.length === 0 || value.event.length > MAX_ID_LENGTH) {
+    return 'The event must have a non-empty string "event".';
+  }
+  if (!isObject(value.data)) return 'The event must have an object "data".';
+  if (typeof value.created_at !== 'string' || value.created_at.length === 0) {
+    return 'The event must have a string "created_at".';
+  }
+  if (value.context !== undefined && value.context !== null && !isObject(value.context)) {
+    return 'The event "context", when present, must be an object.';
+  }
+  return null;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,100 @@
+/**
+ * POST /webhooks/workos: read the raw body (capped) → verify the signature →
+ * check the envelope → admit through the dedup ledger (which enqueues) →
+ * answer. One structured log line per request; never a secret, signature or
+ * payload content.
+ */
+import type { Context } from 'hono';
+import { loadConfig, reportNotConfigured } from '../config/load';
+import { ledgerStub } from '../dedup/shard';
+import { type AdmitResult, errorName } from '../dedup/ledger';
+import { isCatalogEventType } from '../events/catalog';
+import { type ErrorCode, errorResponse } from '../http/errors';
+import { log, logOnce } from '../log';
+import { readBodyCapped } from './body';
+import { parseEnvelope } from './envelope';
+import { type SignatureFailure, parseSecretList, verifyWorkOSSignature } from './signature';
+
+const SIGNATURE_MESSAGES: Record<SignatureFailure, string> = {
+  missing_signature: 'The WorkOS-Signature header is missing.',
+  malformed_signature: 'The WorkOS-Signature header is malformed.',
+  timestamp_out_of_tolerance: 'The signature timestamp is outside the accepted window.',
+  signature_mismatch: 'The signature does not match the payload.',
+};
+
+export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Response> {
+  const started = Date.now();
+  const fields: Record<string, unknown> = {};
+  const done = (res: Response, outcome: string): Response => {
+    log(res.status >= 500 ? 'error' : res.status >= 400 ? 'warn' : 'info', 'webhook', {
+      ...fields,
+      outcome,
+      status: res.status,
+      duration_ms: Date.now() - started,
+    });
+    return res;
+  };
+  const fail = (status: number, code: ErrorCode, message: string): Response => done(errorResponse(status, code, message), code);
+
+  const env = c.env;
+  const secrets = parseSecretList((env as { WORKOS_WEBHOOK_SECRET?: unknown }).WORKOS_WEBHOOK_SECRET);
+  if (secrets.length === 0) {
+    reportNotConfigured();
+    return fail(500, 'not_configured', 'The router has no webhook secret configured.');
+  }
+  const loaded = loadConfig(env);
+  if (!loaded.ok) return fail(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
+  const settings = loaded.config.settings;
+
+  const body = await readBodyCapped(c.req.raw, settings.maxBodyBytes);
+  if (!body.ok) return fail(413, 'payload_too_large', `The request body exceeds ${settings.maxBodyBytes} bytes.`);
+
+  const verified = await verifyWorkOSSignature({
+    header: c.req.header('workos-signature') ?? null,
+    body: body.bytes,
+    secrets,
+    toleranceSeconds: settings.signatureToleranceSeconds,
+  });
+  if (!verified.ok) return fail(401, verified.reason, SIGNATURE_MESSAGES[verified.reason]);
+
+  const envelope = parseEnvelope(body.bytes);
+  if (!envelope.ok) return fail(400, envelope.reason, envelope.message);
+  const event = envelope.event;
+  fields.event_id = event.id;
+  fields.event_type = event.event;
+  if (!isCatalogEventType(event.event)) {
+    logOnce(`unknown-type:${event.event}`, 'warn', 'unknown_event_type', { event_type: event.event });
+  }
+
+  const { name: shard, stub } = ledgerStub(env, event.id, settings.dedupShards);
+  let result: AdmitResult;
+  try {
+    result = await stub.admit({
+      id: event.id,
+      type: event.event,
+      created_at: event.created_at,
+      body: envelope.text,
+      bodyBytes: body.bytes.byteLength,
+      source: 'webhook',
+      shard,
+      leaseMs: settings.claimLeaseSeconds * 1000,
+      retentionMs: settings.dedupRetentionDays * 86_400_000,
+    });
+  } catch (err) {
+    log('error', 'ledger_unavailable', { event_id: event.id, error: errorName(err) });
+    result = { status: 'unavailable' };
+  }
+  switch (result.status) {
+    case 'accepted':
+    case 'duplicate':
+      return done(c.json({ status: result.status, id: event.id }, 200), result.status);
+    case 'in_progress':
+      return fail(409, 'in_progress', 'This event is still being accepted; retry shortly.');
+    case 'unavailable':
+      return fail(503, 'temporarily_unavailable', 'The event could not be stored; retry later.');
+    default: {
+      const never: never = result;
+      throw new Error(`unexpected admit result ${JSON.stringify(never)}`);
+    }
+  }
+}

@@ -1,0 +1,35 @@
+/** Helpers for consumer tests: build batches of router messages and run the real queue handler. */
+import { createExecutionContext, createMessageBatch, getQueueResult } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import worker from '../../src/index';
+import type { RouterMessage } from '../../src/queue/message';
+
+let seq = 0;
+
+export function routerMessage(event: Record<string, unknown>, extra: Partial<RouterMessage> = {}): RouterMessage {
+  return {
+    v: 1,
+    id: event.id as string,
+    type: event.event as string,
+    created_at: event.created_at as string,
+    source: 'webhook',
+    accepted_at: Date.now(),
+    body: JSON.stringify(event),
+    ...extra,
+  };
+}
+
+export function testEnv(router: unknown, extra: Record<string, unknown> = {}): Env {
+  return { ...env, ROUTER: router, ...extra } as unknown as Env;
+}
+
+export async function runBatch(messages: RouterMessage[], runEnv: Env, queue = 'workos-router-events') {
+  const batch = createMessageBatch<RouterMessage>(
+    queue,
+    messages.map((body) => ({ id: `msg-${++seq}`, timestamp: new Date(), attempts: 1, body })),
+  );
+  const ctx = createExecutionContext();
+  await worker.queue(batch as MessageBatch<unknown>, runEnv, ctx);
+  const result = await getQueueResult(batch, ctx);
+  return { batch, result };
+}

@@ -1,0 +1,222 @@
+import { env } from 'cloudflare:workers';
+import { WorkOS } from '@workos-inc/node';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { deadLetterStub } from '../../src/deadletters/store';
+import type { RouterMessage } from '../../src/queue/message';
+import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { sampleEvent } from '../helpers/webhook';
+
+const CRM = 'https://crm.example.test/workos';
+const OPS = 'https://ops.example.test/hook';
+const SLACK = 'https://hooks.slack.test/services/T000/B000/XXXX';
+
+const ROUTER = {
+  destinations: [
+    { name: 'crm', type: 'http', url: CRM, signing_secret: 'CRM_SIGNING_SECRET', headers: { 'X-Team': 'growth' }, max_attempts: 3, retry_delay_seconds: 10, timeout_ms: 200 },
+    { name: 'ops', type: 'http', url_secret: 'OPS_URL', max_attempts: 3, retry_delay_seconds: 10 },
+    { name: 'security', type: 'slack', url_secret: 'SLACK_URL' },
+    { name: 'audit', type: 'queue', queue: 'AUDIT_QUEUE' },
+  ],
+  rules: [
+    { name: 'users', events: ['user.*'], to: ['crm', 'ops'] },
+    { name: 'failed-logins', events: ['authentication.*_failed'], to: ['security'] },
+    { name: 'dsync', events: ['dsync.*', '!dsync.group.updated'], to: ['audit', 'crm'] },
+  ],
+};
+const SECRETS = { CRM_SIGNING_SECRET: 'crm-secret', OPS_URL: OPS, SLACK_URL: SLACK };
+const runEnv = () => testEnv(ROUTER, SECRETS);
+
+type Handler = (req: Request) => Response | Promise<Response>;
+let routes: Map<string, Handler>;
+let seen: Request[];
+
+beforeEach(() => {
+  routes = new Map();
+  seen = [];
+  vi.spyOn(globalThis, 'fetch').mockImplementation(async (input, init) => {
+    const req = new Request(input as RequestInfo, init);
+    seen.push(req.clone());
+    const handler = routes.get(req.url);
+    if (handler === undefined) throw new Error(`unexpected fetch ${req.url}`);
+    return handler(req);
+  });
+});
+
+afterEach(() => vi.restoreAllMocks());
+
+function captureFollowUps() {
+  return vi.spyOn(env.EVENTS_QUEUE, 'sendBatch').mockResolvedValue({ metadata: { metrics: { backlogCount: 0, backlogBytes: 0, oldestMessageTimestamp: 0 } } } as never);
+}
+
+function followUpBodies(spy: ReturnType<typeof captureFollowUps>): { body: RouterMessage; delaySeconds?: number }[] {
+  return spy.mock.calls.flatMap((c) => c[0] as { body: RouterMessage; delaySeconds?: number }[]);
+}
+
+describe('queue consumer', () => {
+  it('delivers to every destination of every matching rule, once each, and acks', async () => {
+    routes.set(CRM, () => new Response('ok'));
+    routes.set(OPS, () => new Response('ok'));
+    const followUps = captureFollowUps();
+    const event = sampleEvent({ event: 'user.created' });
+    const { result } = await runBatch([routerMessage(event)], runEnv());
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(result.retryMessages).toEqual([]);
+    expect(seen.map((r) => r.url).sort()).toEqual([CRM, OPS].sort());
+    expect(followUps).not.toHaveBeenCalled();
+  });
+
+  it('forwards the exact bytes, re-signed so the WorkOS SDK verifies them with the destination secret', async () => {
+    routes.set(CRM, () => new Response(null, { status: 204 }));
+    routes.set(OPS, () => new Response('ok'));
+    const event = sampleEvent({ event: 'user.updated' });
+    const raw = JSON.stringify(event);
+    await runBatch([routerMessage(event)], runEnv());
+    const req = seen.find((r) => r.url === CRM) as Request;
+    expect(req.method).toBe('POST');
+    expect(await req.text()).toBe(raw);
+    expect(req.headers.get('content-type')).toBe('application/json');
+    expect(req.headers.get('x-workos-event-id')).toBe(event.id);
+    expect(req.headers.get('x-workos-event')).toBe('user.updated');
+    expect(req.headers.get('idempotency-key')).toBe(event.id);
+    expect(req.headers.get('x-team')).toBe('growth');
+    const sig = req.headers.get('workos-signature') as string;
+    const workos = new WorkOS('sk_test_dummy');
+    const verified = await workos.webhooks.constructEvent({ payload: JSON.parse(raw), sigHeader: sig, secret: 'crm-secret' });
+    expect(verified.id).toBe(event.id);
+    await expect(workos.webhooks.constructEvent({ payload: JSON.parse(raw), sigHeader: sig, secret: 'wrong' })).rejects.toThrow();
+    // No signing secret configured for "ops": no signature header.
+    expect(seen.find((r) => r.url === OPS)?.headers.get('workos-signature')).toBeNull();
+  });
+
+  it('500 then success: only the failed destination is retried, with backoff', async () => {
+    let crmCalls = 0;
+    routes.set(CRM, () => new Response('boom', { status: crmCalls++ === 0 ? 500 : 200 }));
+    routes.set(OPS, () => new Response('ok'));
+    const followUps = captureFollowUps();
+    const event = sampleEvent({ event: 'user.deleted' });
+    const first = await runBatch([routerMessage(event)], runEnv());
+    expect(first.result.explicitAcks).toHaveLength(1);
+    const [retry] = followUpBodies(followUps);
+    expect(retry?.body.pending).toEqual({ crm: { attempts: 1, rules: ['users'] } });
+    expect(retry?.delaySeconds).toBeGreaterThanOrEqual(5);
+    expect(retry?.delaySeconds).toBeLessThanOrEqual(10);
+
+    seen = [];
+    followUps.mockClear();
+    const second = await runBatch([retry?.body as RouterMessage], runEnv());
+    expect(second.result.explicitAcks).toHaveLength(1);
+    expect(seen.map((r) => r.url)).toEqual([CRM]); // ops, which succeeded, is not called again
+    expect(followUps).not.toHaveBeenCalled();
+  });
+
+  it('404 goes to dead letters at once (no retry storm)', async () => {
+    routes.set(CRM, () => new Response('nope', { status: 404 }));
+    routes.set(OPS, () => new Response('ok'));
+    const followUps = captureFollowUps();
+    const event = sampleEvent({ event: 'user.created' });
+    const before = await deadLetterStub(env).count();
+    const { result } = await runBatch([routerMessage(event)], runEnv());
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(followUps).not.toHaveBeenCalled();
+    const items = await deadLetterStub(env).list(500, 0);
+    expect(items.length).toBe(before + 1);
+    expect(items.at(-1)).toMatchObject({ event_id: event.id, destination: 'crm', reason: 'http_404', last_status: 404, attempts: 1, rules: ['users'] });
+  });
+
+  it('a timeout is retried', async () => {
+    routes.set(CRM, (req) => new Promise<Response>((_resolve, reject) => req.signal.addEventListener('abort', () => reject(req.signal.reason))));
+    routes.set(OPS, () => new Response('ok'));
+    const followUps = captureFollowUps();
+    await runBatch([routerMessage(sampleEvent({ event: 'user.created' }))], runEnv());
+    const [retry] = followUpBodies(followUps);
+    expect(retry?.body.pending).toEqual({ crm: { attempts: 1, rules: ['users'] } });
+  });
+
+  it('429 honours Retry-After', async () => {
+    routes.set(CRM, () => new Response('slow down', { status: 429, headers: { 'Retry-After': '120' } }));
+    routes.set(OPS, () => new Response('ok'));
+    const followUps = captureFollowUps();
+    await runBatch([routerMessage(sampleEvent({ event: 'user.created' }))], runEnv());
+    expect(followUpBodies(followUps)[0]?.delaySeconds).toBe(120);
+  });
+
+  it('after max_attempts the delivery is dead-lettered with the last status', async () => {
+    routes.set(CRM, () => new Response('boom', { status: 503 }));
+    const followUps = captureFollowUps();
+    const event = sampleEvent({ event: 'user.created' });
+    const msg = routerMessage(event, { pending: { crm: { attempts: 2, rules: ['users'] } } });
+    await runBatch([msg], runEnv());
+    expect(followUps).not.toHaveBeenCalled();
+    const items = await deadLetterStub(env).list(500, 0);
+    expect(items.at(-1)).toMatchObject({ event_id: event.id, destination: 'crm', reason: 'attempts_exhausted: http_503', last_status: 503, attempts: 3 });
+  });
+
+  it('an event no rule matches reaches nobody and is acked', async () => {
+    const followUps = captureFollowUps();
+    const { result } = await runBatch([routerMessage(sampleEvent({ event: 'organization.created' }))], runEnv());
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(seen).toHaveLength(0);
+    expect(followUps).not.toHaveBeenCalled();
+  });
+
+  it('sends to a queue destination (the envelope as JSON)', async () => {
+    routes.set(CRM, () => new Response('ok'));
+    const send = vi.spyOn(env.AUDIT_QUEUE, 'send');
+    const event = sampleEvent({ event: 'dsync.user.created' });
+    await runBatch([routerMessage(event)], runEnv());
+    expect(send).toHaveBeenCalledTimes(1);
+    expect(send.mock.calls[0]?.[0]).toEqual(event);
+    // Excluded by "!dsync.group.updated": nothing sent.
+    send.mockClear();
+    seen = [];
+    await runBatch([routerMessage(sampleEvent({ event: 'dsync.group.updated' }))], runEnv());
+    expect(send).not.toHaveBeenCalled();
+    expect(seen).toHaveLength(0);
+  });
+
+  it('posts a Block Kit message to Slack; a Slack 4xx answer is dead-lettered with its reason', async () => {
+    routes.set(SLACK, () => new Response('ok'));
+    const event = sampleEvent({ event: 'authentication.password_failed', data: { type: 'password', status: 'failed', email: 'ada@example.com', ip_address: '203.0.113.9', user_agent: 'curl/8', user_id: null, error: { code: 'invalid_credentials', message: 'Invalid credentials' } } });
+    await runBatch([routerMessage(event)], runEnv());
+    const posted = (await seen[0]?.json()) as { text: string; blocks: unknown[] };
+    expect(posted.text).toContain('authentication.password_failed');
+    expect(posted.blocks.length).toBeGreaterThan(0);
+
+    routes.set(SLACK, () => new Response('channel_is_archived', { status: 410 }));
+    captureFollowUps();
+    const other = sampleEvent({ event: 'authentication.sso_failed', data: { type: 'sso', status: 'failed', email: null, ip_address: null, user_agent: null, user_id: null } });
+    await runBatch([routerMessage(other)], runEnv());
+    const items = await deadLetterStub(env).list(500, 0);
+    expect(items.at(-1)).toMatchObject({ event_id: other.id, destination: 'security', reason: 'slack_channel_is_archived', last_status: 410 });
+  });
+
+  it('stays within the subrequest budget: deliveries beyond it are deferred, not attempted', async () => {
+    const many = {
+      consumer_subrequest_budget: 5,
+      destinations: Array.from({ length: 6 }, (_, i) => ({ name: `d${i}`, type: 'http', url: `https://d${i}.example.test/` })),
+      rules: [{ name: 'all', events: ['*'], to: Array.from({ length: 6 }, (_, i) => `d${i}`) }],
+    };
+    for (let i = 0; i < 6; i++) routes.set(`https://d${i}.example.test/`, () => new Response('ok'));
+    const followUps = captureFollowUps();
+    await runBatch([routerMessage(sampleEvent())], testEnv(many));
+    expect(seen).toHaveLength(3); // 5 minus 2 kept for the flush
+    const [deferred] = followUpBodies(followUps);
+    expect(Object.keys(deferred?.body.pending ?? {})).toEqual(['d3', 'd4', 'd5']);
+    expect(deferred?.delaySeconds).toBe(0);
+  });
+
+  it('holds messages (retry, not ack) while the config is invalid', async () => {
+    const { result } = await runBatch([routerMessage(sampleEvent())], testEnv({ rules: [{ name: 'x', events: [''], to: [] }] }));
+    expect(result.retryBatch.retry).toBe(true);
+    expect(result.explicitAcks).toEqual([]);
+  });
+
+  it('does not ack when follow-ups cannot be enqueued', async () => {
+    routes.set(CRM, () => new Response('boom', { status: 500 }));
+    routes.set(OPS, () => new Response('ok'));
+    vi.spyOn(env.EVENTS_QUEUE, 'sendBatch').mockRejectedValue(new Error('queue down'));
+    const { result } = await runBatch([routerMessage(sampleEvent())], runEnv());
+    expect(result.explicitAcks).toEqual([]);
+    expect(result.retryMessages).toHaveLength(1);
+  });
+});

@@ -1,0 +1,39 @@
+import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
+import { defineConfig } from 'vitest/config';
+
+/** Secrets the in-workerd tests run with (never used outside tests). */
+export const TEST_BINDINGS = {
+  WORKOS_WEBHOOK_SECRET: 'whsec_test_primary',
+  ADMIN_TOKEN: 'test-admin-token',
+};
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: { bindings: TEST_BINDINGS },
+          }),
+        ],
+        test: {
+          name: 'workers',
+          silent: 'passed-only',
+          include: ['test/worker/**/*.test.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // One wrangler dev at a time: the machine has two cores.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
