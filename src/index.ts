@@ -10,7 +10,7 @@ export { DeadLetterStore } from './deadletters/store';
 
 export default {
   fetch: app.fetch,
-  async queue(batch, env) {
+  async queue(batch, env, _ctx) {
     await consumeBatch(batch, env);
   },
 } satisfies ExportedHandler<Env>;

@@ -9,7 +9,7 @@
  * hand-written in `./extra-payloads.ts`.
  */
 import type { EventResponse as SdkEventResponse } from '@workos-inc/node';
-import type { ExtraPayloads } from './extra-payloads';
+import type { ExtraPayloads, PayloadOverrides } from './extra-payloads';
 
 export const EVENT_TYPES = [
   // API keys
@@ -131,7 +131,9 @@ export type EventFamily = EventType extends `${infer F}.${string}` ? F : never;
 type SdkEventType = SdkEventResponse['event'];
 
 /** Payload of event type K: the SDK's wire type where it has one, ours otherwise. */
-export type EventPayload<K extends EventType> = K extends SdkEventType
+export type EventPayload<K extends EventType> = K extends keyof PayloadOverrides
+  ? PayloadOverrides[K]
+  : K extends SdkEventType
   ? Extract<SdkEventResponse, { event: K }>['data']
   : K extends keyof ExtraPayloads
     ? ExtraPayloads[K]

@@ -62,6 +62,15 @@ export interface ApiKeyUpdatedPayload extends SerializedApiKey {
   expires_at?: string | null;
 }
 
+/** WorkOS sends `type: 'passkey'`; the SDK's AuthenticationEventType (8.13) lacks it. */
+export type PasskeyAuthenticationPayload = Omit<AuthenticationEventResponse, 'type'> & { type: 'passkey' };
+
+/** Catalog types whose SDK payload type is wrong on the wire: ours wins. */
+export interface PayloadOverrides {
+  'authentication.passkey_failed': PasskeyAuthenticationPayload;
+  'authentication.passkey_succeeded': PasskeyAuthenticationPayload;
+}
+
 export interface ExtraPayloads {
   'api_key.updated': ApiKeyUpdatedPayload;
   'authentication.email_verification_failed': AuthenticationEventResponse;
