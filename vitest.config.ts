@@ -19,7 +19,6 @@ export default defineConfig({
         ],
         test: {
           name: 'workers',
-          silent: 'passed-only',
           include: ['test/worker/**/*.test.ts'],
         },
       },

@@ -43,7 +43,8 @@ export async function startSink(): Promise<Sink> {
       };
       requests.push(record);
       sink.onRequest?.(record);
-      const answer = (responders.get(record.path) ?? (() => ({ status: 200, body: 'ok' })))(record);
+      const fallback: Responder = () => ({ status: 200, body: 'ok' });
+      const answer = (responders.get(record.path) ?? fallback)(record);
       res.writeHead(answer.status, { 'Content-Type': 'text/plain', ...answer.headers });
       res.end(answer.body ?? '');
     });
