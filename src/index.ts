@@ -7,6 +7,7 @@ import { consumeBatch } from './queue/consumer';
 
 export { DedupLedger } from './dedup/ledger';
 export { DeadLetterStore } from './deadletters/store';
+export { SlackOutbox } from './destinations/slack/outbox';
 
 export default {
   fetch: app.fetch,

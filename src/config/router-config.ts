@@ -56,6 +56,8 @@ export interface SlackMention {
 export interface SlackDestination extends DestinationBase {
   type: 'slack';
   url: string;
+  /** After a message, further events wait this long and go out together as one digest. */
+  digestWindowSeconds: number;
   title?: string;
   mention?: SlackMention;
   timeoutMs: number;
@@ -104,13 +106,14 @@ export const SETTINGS_SPEC: readonly IntSpec[] = [
 
 export const RETRY_DEFAULTS: RetryPolicy = { maxAttempts: 10, retryDelaySeconds: 30 };
 export const DEFAULT_TIMEOUT_MS = 10_000;
+export const DEFAULT_DIGEST_WINDOW_SECONDS = 10;
 
 const TOP_KEYS = new Set(['destinations', 'rules', ...SETTINGS_SPEC.map((s) => s.key)]);
 const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
   queue: new Set([...COMMON_DEST_KEYS, 'queue']),
   http: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'signing_secret', 'headers', 'timeout_ms']),
-  slack: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'mention', 'title', 'timeout_ms']),
+  slack: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'mention', 'title', 'timeout_ms', 'digest_window_seconds']),
 };
 const RULE_KEYS = new Set(['name', 'events', 'where', 'to', 'stale']);
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -280,8 +283,9 @@ function parseDestination(
     } else title = d.title;
   }
   const mention = parseMention(d.mention, `${at}.mention`, problems);
+  const digestWindowSeconds = readInt(d.digest_window_seconds, `${at}.digest_window_seconds`, DEFAULT_DIGEST_WINDOW_SECONDS, 1, 3600, problems);
   if (problems.length > before) return null;
-  const dest: SlackDestination = { name: n, type, url: url ?? '', timeoutMs, retry };
+  const dest: SlackDestination = { name: n, type, url: url ?? '', digestWindowSeconds, timeoutMs, retry };
   if (title !== undefined) dest.title = title;
   if (mention !== undefined) dest.mention = mention;
   return dest;

@@ -12,7 +12,7 @@ export async function deliver(dest: Destination, delivery: Delivery, env: Env): 
     case 'queue':
       return deliverQueue(dest, delivery, env);
     case 'slack':
-      return deliverSlack(dest, delivery);
+      return deliverSlack(dest, delivery, env);
     default: {
       const never: never = dest;
       throw new Error(`unknown destination type ${JSON.stringify(never)}`);

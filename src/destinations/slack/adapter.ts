@@ -8,6 +8,7 @@ import type { SlackDestination } from '../../config/router-config';
 import { Matcher } from '../../routing/matcher';
 import { type Delivery, type DeliveryOutcome, fetchWithTimeout, isRetryableStatus, parseRetryAfter } from '../types';
 import { type SlackMessage, formatSlackMessage } from './format';
+import { outboxStub } from './outbox';
 
 export function buildSlackMessage(dest: SlackDestination, delivery: Delivery): SlackMessage {
   const rule = delivery.rules.join(', ');
@@ -44,12 +45,27 @@ export async function postToSlack(dest: SlackDestination, message: SlackMessage)
   return outcome;
 }
 
-export async function deliverSlack(dest: SlackDestination, delivery: Delivery): Promise<DeliveryOutcome> {
-  return postToSlack(dest, buildSlackMessage(dest, delivery));
+/**
+ * Hands the event to the destination's outbox (rate limit, digests, Slack
+ * retries and dead letters live there). Delivered, from the consumer's point
+ * of view, once the outbox has stored it.
+ */
+export async function deliverSlack(dest: SlackDestination, delivery: Delivery, env: Env): Promise<DeliveryOutcome> {
+  try {
+    await outboxStub(env, dest.name).submit(dest, {
+      event_id: delivery.event.id,
+      event_type: delivery.event.event,
+      rules: delivery.rules,
+      raw: delivery.raw,
+    });
+    return { ok: true, status: 202 };
+  } catch {
+    return { ok: false, retryable: true, status: null, reason: 'slack_outbox_unavailable' };
+  }
 }
 
 /** Slack answers errors as a short snake_case word (`invalid_payload`); keep only that. */
 function slackReason(status: number, body: string): string {
-  const word = /^[a-z0-9_]{1,64}$/.test(body) ? body : `http_${status}`;
+  const word = status < 500 && /^[a-z0-9_]{1,64}$/.test(body) ? body : `http_${status}`;
   return `slack_${word}`;
 }

@@ -1,0 +1,176 @@
+/**
+ * Defensive reading and rendering of unvalidated payload values.
+ *
+ * Nothing here throws on odd input: a value that is missing, `null` or empty
+ * renders as nothing; a value of an unexpected type renders the way the
+ * generic formatter renders any value (`renderAny`).
+ */
+import { code, literal } from './escape';
+
+export type Json = Record<string, unknown>;
+
+export function isRecord(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Field names whose values are never shown, at any depth, whatever the event:
+ * tokens, one-time codes, secrets, passwords, key material, and URLs (WorkOS
+ * URLs such as `accept_invitation_url` or `password_reset_url` embed tokens).
+ * Also raw IdP attributes, which may carry anything.
+ */
+const SENSITIVE_EXACT = new Set([
+  'token',
+  'code',
+  'secret',
+  'password',
+  'passcode',
+  'otp',
+  'totp',
+  'pin',
+  'hash',
+  'salt',
+  'signature',
+  'cookie',
+  'authorization',
+  'credentials',
+  'private_key',
+  'key_material',
+  'plaintext',
+  'obfuscated_value',
+  'raw_attributes',
+  'qr_code',
+  'uri',
+]);
+const SENSITIVE_PATTERN =
+  /(^|_)(token|tokens|secret|secrets|password|passwords|passcode|otp|code|url|uri|link|jwt|cookie|hash|signature|credential|credentials)$|^(secret|password|token)_/;
+
+/** Paths that look sensitive but are not (shown on purpose). */
+const NOT_SENSITIVE = new Set(['error.code']);
+
+export function isSensitiveKey(key: string): boolean {
+  const k = key.toLowerCase();
+  return SENSITIVE_EXACT.has(k) || SENSITIVE_PATTERN.test(k);
+}
+
+/** The value at a dot path, or `undefined`; never reads through a sensitive key. */
+export function at(data: unknown, path: string): unknown {
+  const segments = path.split('.');
+  if (!NOT_SENSITIVE.has(path) && segments.some(isSensitiveKey)) return undefined;
+  let cur: unknown = data;
+  for (const seg of segments) {
+    if (!isRecord(cur) || !Object.prototype.hasOwnProperty.call(cur, seg)) return undefined;
+    cur = cur[seg];
+  }
+  return cur;
+}
+
+/** How a fact's value is rendered. */
+export type Kind =
+  | 'text' // escaped literal text (cut at 300 chars)
+  | 'long' // same, cut at 1,000 chars (error messages)
+  | 'id' // identifier: code span when safe
+  | 'bool' // Yes / No
+  | 'num' // a finite number
+  | 'list' // array of scalars (or of objects, via `item`)
+  | 'keys' // names of an object's keys (e.g. `previous_attributes`)
+  | 'pairs'; // `key: value` for an object's scalar members (e.g. `key_context`)
+
+const MAX_TEXT = 300;
+const MAX_LONG = 1_000;
+const MAX_ITEMS = 10;
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+function isBlank(value: unknown): boolean {
+  return value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
+}
+
+function scalarText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  return undefined;
+}
+
+function renderList(items: readonly string[], one: (s: string) => string): string {
+  const shown = items.slice(0, MAX_ITEMS).map(one).join(', ');
+  return items.length > MAX_ITEMS ? `${shown} +${items.length - MAX_ITEMS} more` : shown;
+}
+
+/**
+ * The generic formatter's rendering of any value: scalars as escaped text,
+ * arrays of scalars as a list, other arrays and objects as a size only
+ * (their contents are never dumped).
+ */
+export function renderAny(value: unknown): string | undefined {
+  if (isBlank(value)) return undefined;
+  const s = scalarText(value);
+  if (s !== undefined) return literal(clip(s, MAX_TEXT));
+  if (Array.isArray(value)) {
+    const scalars = value.map(scalarText);
+    if (scalars.every((x): x is string => x !== undefined)) {
+      return value.length === 0 ? undefined : renderList(scalars, (x) => literal(clip(x, 100)));
+    }
+    return `(${value.length} items)`;
+  }
+  if (isRecord(value)) return `(object, ${Object.keys(value).length} fields)`;
+  return undefined;
+}
+
+/** Render `value` as `kind`; on a type mismatch, as `renderAny` would. */
+export function render(value: unknown, kind: Kind = 'text', item?: string): string | undefined {
+  if (isBlank(value)) return undefined;
+  switch (kind) {
+    case 'text':
+    case 'long':
+      if (typeof value === 'string') return literal(clip(value, kind === 'long' ? MAX_LONG : MAX_TEXT));
+      break;
+    case 'id':
+      if (typeof value === 'string') return code(clip(value, MAX_TEXT));
+      break;
+    case 'bool':
+      if (typeof value === 'boolean') return value ? 'Yes' : 'No';
+      break;
+    case 'num':
+      if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+      break;
+    case 'list':
+      if (Array.isArray(value)) {
+        const texts = value
+          .map((v) => (item !== undefined ? at(v, item) : v))
+          .map(scalarText)
+          .filter((x): x is string => x !== undefined && x !== '');
+        return texts.length === 0 ? undefined : renderList(texts, (x) => code(clip(x, 100)));
+      }
+      break;
+    case 'keys':
+      if (isRecord(value)) {
+        const keys = Object.keys(value).filter((k) => !isSensitiveKey(k));
+        return keys.length === 0 ? undefined : renderList(keys, (k) => literal(clip(k, 100)));
+      }
+      break;
+    case 'pairs':
+      if (isRecord(value)) {
+        const pairs = Object.entries(value)
+          .filter(([k]) => !isSensitiveKey(k))
+          .map(([k, v]) => [k, scalarText(v)] as const)
+          .filter((p): p is readonly [string, string] => p[1] !== undefined)
+          .map(([k, v]) => `${literal(clip(k, 60))}: ${code(clip(v, 100))}`);
+        if (pairs.length === 0) return undefined;
+        const shown = pairs.slice(0, MAX_ITEMS).join(', ');
+        return pairs.length > MAX_ITEMS ? `${shown} +${pairs.length - MAX_ITEMS} more` : shown;
+      }
+      break;
+  }
+  return renderAny(value);
+}
+
+/** A scalar at `path` as a plain (unescaped) string, for summaries and digest keys. */
+export function textAt(data: unknown, path: string): string | undefined {
+  const v = at(data, path);
+  const s = scalarText(v);
+  return s === undefined || s.trim() === '' ? undefined : s;
+}

@@ -1,0 +1,169 @@
+/**
+ * The Slack outbox: rate limit (≤ 1 message per window, window ≥ 1 s), burst
+ * digests with exact counts, Retry-After, permanent errors to dead letters.
+ * Outbound fetch to Slack is mocked at the edge; the outbox Durable Object,
+ * its alarm and the dead-letter store are real.
+ */
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { SlackDestination } from '../../src/config/router-config';
+import { deadLetterStub } from '../../src/deadletters/store';
+import { outboxStub } from '../../src/destinations/slack/outbox';
+import { makeEvent } from '../fixtures/events';
+
+const SLACK = 'https://hooks.slack.test/services/T1/B1/secret';
+
+let calls: { at: number; body: { text: string; blocks: { type: string }[] } }[];
+let answer: () => Response;
+
+beforeEach(() => {
+  calls = [];
+  answer = () => new Response('ok');
+  vi.spyOn(globalThis, 'fetch').mockImplementation(async (input, init) => {
+    const req = new Request(input as RequestInfo, init);
+    if (req.url !== SLACK) throw new Error(`unexpected fetch ${req.url}`);
+    calls.push({ at: Date.now(), body: (await req.json()) as never });
+    return answer();
+  });
+});
+afterEach(() => vi.restoreAllMocks());
+
+let n = 0;
+function destination(overrides: Partial<SlackDestination> = {}): SlackDestination {
+  return {
+    name: `slack-test-${++n}`,
+    type: 'slack',
+    url: SLACK,
+    digestWindowSeconds: 1,
+    timeoutMs: 1000,
+    retry: { maxAttempts: 5, retryDelaySeconds: 1 },
+    ...overrides,
+  };
+}
+
+function item(type: 'authentication.password_failed' | 'user.created' = 'authentication.password_failed', i = 0) {
+  const e = makeEvent(type);
+  if (type === 'authentication.password_failed') {
+    (e.data as { ip_address: string | null }).ip_address = `203.0.113.${i % 7}`;
+  }
+  return { event_id: e.id, event_type: e.event, rules: ['failed-logins'], raw: JSON.stringify(e) };
+}
+
+/** Events a message stands for: 1 for a single-event message, N for a digest. */
+function countOf(message: { text: string }): number {
+  const m = /([\d,]+) WorkOS events? in the last/.exec(message.text);
+  return m ? Number((m[1] as string).replace(/,/g, '')) : 1;
+}
+
+/** Lets the outbox's wait (window or Retry-After) pass, as time would, then runs its alarm. */
+async function elapseAndRunAlarm(stub: ReturnType<typeof outboxStub>): Promise<boolean> {
+  await runInDurableObject(stub, (_i, state) => {
+    state.storage.sql.exec("UPDATE meta SET value = 0 WHERE key IN ('last_sent_at', 'blocked_until')");
+  });
+  return runDurableObjectAlarm(stub);
+}
+
+async function drain(stub: ReturnType<typeof outboxStub>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await stub.pending()) > 0) {
+    if (Date.now() > deadline) throw new Error('outbox did not drain');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('Slack outbox', () => {
+  it('sends a single event in a quiet period at once', async () => {
+    const dest = destination({ digestWindowSeconds: 60 });
+    const stub = outboxStub(env, dest.name);
+    await stub.submit(dest, item());
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.body.text).toContain('authentication.password_failed');
+    expect(await stub.pending()).toBe(0);
+  });
+
+  it('500 failed logins in a few seconds: at most one message per second, digests add up to exactly 500', async () => {
+    const dest = destination({ digestWindowSeconds: 1 });
+    const stub = outboxStub(env, dest.name);
+    for (let wave = 0; wave < 5; wave++) {
+      await Promise.all(Array.from({ length: 100 }, (_, i) => stub.submit(dest, item('authentication.password_failed', wave * 100 + i))));
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await drain(stub);
+    expect(calls.length).toBeGreaterThanOrEqual(2);
+    expect(calls.length).toBeLessThan(10);
+    for (let i = 1; i < calls.length; i++) {
+      expect(calls[i]!.at - calls[i - 1]!.at).toBeGreaterThanOrEqual(1000);
+    }
+    expect(calls.reduce((sum, c) => sum + countOf(c.body), 0)).toBe(500);
+    const digest = calls.find((c) => countOf(c.body) > 1)!;
+    expect(digest.body.text).toMatch(/× authentication\.password_failed/);
+    expect(JSON.stringify(digest.body.blocks)).toContain('203.0.113.');
+  });
+
+  it('honours Retry-After on 429, keeps the events, and sends them when allowed', async () => {
+    const dest = destination({ digestWindowSeconds: 1 });
+    const stub = outboxStub(env, dest.name);
+    answer = () => new Response('rate_limited', { status: 429, headers: { 'Retry-After': '30' } });
+    await stub.submit(dest, item());
+    expect(calls).toHaveLength(1);
+    expect(await stub.pending()).toBe(1);
+    const alarmAt = await runInDurableObject(stub, (_i, state) => state.storage.getAlarm());
+    expect((alarmAt ?? 0) - Date.now()).toBeGreaterThan(25_000);
+    answer = () => new Response('ok');
+    await stub.submit(dest, item('user.created'));
+    expect(calls).toHaveLength(1); // still blocked: the new event waits with the first
+    // An alarm that fires early does not send before Retry-After has passed.
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(calls).toHaveLength(1);
+    expect(await elapseAndRunAlarm(stub)).toBe(true);
+    expect(calls).toHaveLength(2);
+    expect(countOf(calls[1]!.body)).toBe(2);
+    expect(await stub.pending()).toBe(0);
+  });
+
+  it('retries a 5xx, then sends', async () => {
+    const dest = destination();
+    const stub = outboxStub(env, dest.name);
+    let first = true;
+    answer = () => (first ? ((first = false), new Response('oops', { status: 503 })) : new Response('ok'));
+    await stub.submit(dest, item());
+    expect(await stub.pending()).toBe(1);
+    expect(await elapseAndRunAlarm(stub)).toBe(true);
+    expect(calls).toHaveLength(2);
+    expect(await stub.pending()).toBe(0);
+  });
+
+  it.each(['invalid_payload', 'no_service', 'channel_is_archived'])('Slack %s goes to dead letters with the reason', async (reason) => {
+    const dest = destination();
+    const stub = outboxStub(env, dest.name);
+    answer = () => new Response(reason, { status: reason === 'invalid_payload' ? 400 : reason === 'no_service' ? 404 : 410 });
+    const it1 = item();
+    await stub.submit(dest, it1);
+    expect(await stub.pending()).toBe(0);
+    const items = await deadLetterStub(env).list(500, 0);
+    expect(items.find((d) => d.event_id === it1.event_id)).toMatchObject({ destination: dest.name, reason: `slack_${reason}`, attempts: 1 });
+  });
+
+  it('dead-letters after max attempts of 5xx', async () => {
+    const dest = destination({ retry: { maxAttempts: 2, retryDelaySeconds: 1 } });
+    const stub = outboxStub(env, dest.name);
+    answer = () => new Response('oops', { status: 500 });
+    const it1 = item();
+    await stub.submit(dest, it1);
+    expect(await elapseAndRunAlarm(stub)).toBe(true);
+    expect(await stub.pending()).toBe(0);
+    const items = await deadLetterStub(env).list(500, 0);
+    expect(items.find((d) => d.event_id === it1.event_id)).toMatchObject({ reason: 'attempts_exhausted: slack_http_500', last_status: 500, attempts: 2 });
+  });
+
+  it('adds the configured mention only for chosen rules', async () => {
+    const dest = destination({ digestWindowSeconds: 60, mention: { text: '<!here>', rules: ['failed-logins'], events: [] } });
+    const stub = outboxStub(env, dest.name);
+    await stub.submit(dest, item());
+    expect(calls[0]?.body.text.startsWith('<!here> ')).toBe(true);
+    const quiet = destination({ digestWindowSeconds: 60, mention: { text: '<!here>', rules: ['other'], events: [] } });
+    await outboxStub(env, quiet.name).submit(quiet, item());
+    expect(calls[1]?.body.text).not.toContain('<!here>');
+  });
+});
