@@ -5,6 +5,7 @@ import { defineConfig } from 'vitest/config';
 export const TEST_BINDINGS = {
   WORKOS_WEBHOOK_SECRET: 'whsec_test_primary',
   ADMIN_TOKEN: 'test-admin-token',
+  WORKOS_API_KEY: 'sk_test_reconcile',
 };
 
 export default defineConfig({

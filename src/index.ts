@@ -4,14 +4,19 @@
  */
 import { app } from './app';
 import { consumeBatch } from './queue/consumer';
+import { runScheduledReconcile } from './reconcile/scheduled';
 
 export { DedupLedger } from './dedup/ledger';
 export { DeadLetterStore } from './deadletters/store';
 export { SlackOutbox } from './destinations/slack/outbox';
+export { Reconciler } from './reconcile/reconciler';
 
 export default {
   fetch: app.fetch,
   async queue(batch, env, _ctx) {
     await consumeBatch(batch, env);
+  },
+  async scheduled(_controller, env, _ctx) {
+    await runScheduledReconcile(env);
   },
 } satisfies ExportedHandler<Env>;

@@ -6,6 +6,7 @@ import { Hono } from 'hono';
 import { deadLetterStub } from '../deadletters/store';
 import { ApiError } from '../http/errors';
 import { loadConfig } from '../config/load';
+import { reconcilerStub } from '../reconcile/reconciler';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
 
@@ -24,14 +25,41 @@ adminRoutes.use('*', async (c, next) => {
 
 adminRoutes.get('/status', async (c) => {
   const loaded = loadConfig(c.env);
-  const deadLetters = await deadLetterStub(c.env).count();
+  const [deadLetters, reconcile] = await Promise.all([deadLetterStub(c.env).count(), reconcilerStub(c.env).status()]);
   return c.json({
     status: 'ok',
     config: loaded.ok
       ? { valid: true, rules: loaded.config.rules.length, destinations: loaded.config.destinations.size, warnings: loaded.warnings }
       : { valid: false, problems: loaded.problems },
     dead_letters: deadLetters,
+    reconcile,
   });
+});
+
+/** Starts a reconciliation run now; `{ "range_start": "<ISO time>" }` backfills from that time. */
+adminRoutes.post('/reconcile', async (c) => {
+  let rangeStart: string | undefined;
+  const text = await c.req.text();
+  if (text.trim() !== '') {
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new ApiError(400, 'invalid_request', 'The body must be JSON, e.g. {"range_start": "2026-11-01T00:00:00Z"}.');
+    }
+    const rs = (body as { range_start?: unknown } | null)?.range_start;
+    if (rs !== undefined) {
+      if (typeof rs !== 'string' || Number.isNaN(Date.parse(rs))) {
+        throw new ApiError(400, 'invalid_request', 'range_start must be an ISO 8601 time.');
+      }
+      rangeStart = new Date(rs).toISOString();
+    }
+  }
+  const report = await reconcilerStub(c.env).run({ trigger: 'admin', ...(rangeStart !== undefined ? { rangeStart } : {}) });
+  if (report.status === 'disabled') {
+    throw new ApiError(409, 'reconcile_disabled', 'Reconciliation is off: set the WORKOS_API_KEY secret to enable it.');
+  }
+  return c.json(report);
 });
 
 adminRoutes.get('/dead-letters', async (c) => {

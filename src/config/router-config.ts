@@ -18,6 +18,9 @@ export interface RouterSettings {
   dedupRetentionDays: number;
   claimLeaseSeconds: number;
   consumerSubrequestBudget: number;
+  reconcileMaxPages: number;
+  /** ISO time the first reconciliation starts from (default: the first run's time). */
+  reconcileSince?: string;
 }
 
 export interface RetryPolicy {
@@ -89,7 +92,7 @@ export type ConfigResult =
 
 interface IntSpec {
   key: string;
-  field: keyof RouterSettings;
+  field: Exclude<keyof RouterSettings, 'reconcileSince'>;
   def: number;
   min: number;
   max: number;
@@ -102,13 +105,14 @@ export const SETTINGS_SPEC: readonly IntSpec[] = [
   { key: 'dedup_retention_days', field: 'dedupRetentionDays', def: 7, min: 4, max: 90 },
   { key: 'claim_lease_seconds', field: 'claimLeaseSeconds', def: 30, min: 5, max: 600 },
   { key: 'consumer_subrequest_budget', field: 'consumerSubrequestBudget', def: 45, min: 5, max: 1000 },
+  { key: 'reconcile_max_pages', field: 'reconcileMaxPages', def: 5, min: 1, max: 40 },
 ];
 
 export const RETRY_DEFAULTS: RetryPolicy = { maxAttempts: 10, retryDelaySeconds: 30 };
 export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_DIGEST_WINDOW_SECONDS = 10;
 
-const TOP_KEYS = new Set(['destinations', 'rules', ...SETTINGS_SPEC.map((s) => s.key)]);
+const TOP_KEYS = new Set(['destinations', 'rules', 'reconcile_since', ...SETTINGS_SPEC.map((s) => s.key)]);
 const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
   queue: new Set([...COMMON_DEST_KEYS, 'queue']),
@@ -158,7 +162,13 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
 
   const settings = {} as RouterSettings;
   for (const spec of SETTINGS_SPEC) {
-    settings[spec.field] = readInt(root[spec.key], spec.key, spec.def, spec.min, spec.max, problems);
+    (settings as unknown as Record<string, number>)[spec.field] = readInt(root[spec.key], spec.key, spec.def, spec.min, spec.max, problems);
+  }
+  if (root.reconcile_since !== undefined) {
+    const since = root.reconcile_since;
+    if (typeof since !== 'string' || Number.isNaN(Date.parse(since))) {
+      problems.push('reconcile_since: must be an ISO 8601 time, e.g. "2026-11-01T00:00:00Z"');
+    } else settings.reconcileSince = new Date(since).toISOString();
   }
 
   // Destinations

@@ -11,6 +11,10 @@
  * outcome (exactly one winner; the others answer "duplicate" once it commits,
  * or try again themselves if it failed). Bodies too large for a queue message
  * are kept here and the message carries a reference.
+ *
+ * Shards are chosen by the event's object key (see `shardKeyOf`), so the
+ * out-of-order check — the newest `created_at` routed per object and family,
+ * and whether the object was deleted — rides on the same single request.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { log } from '../log';
@@ -28,10 +32,16 @@ export interface AdmitRequest {
   shard: string;
   leaseMs: number;
   retentionMs: number;
+  /** Out-of-order tracking: `<family>:<data.id>` when the payload names an object. */
+  objectKey?: string;
+  /** `created_at` in ms, when parseable. */
+  createdAtMs?: number;
+  /** Is this a deletion (`*.deleted`)? Deletions win over later-arriving updates. */
+  deletion?: boolean;
 }
 
 export type AdmitResult =
-  | { status: 'accepted' }
+  | { status: 'accepted'; stale?: boolean }
   | { status: 'duplicate' }
   | { status: 'in_progress' }
   | { status: 'unavailable' };
@@ -61,6 +71,13 @@ export class DedupLedger extends DurableObject<Env> {
         body TEXT NOT NULL,
         expires_at INTEGER NOT NULL
       );
+      CREATE TABLE IF NOT EXISTS objects (
+        key TEXT PRIMARY KEY,
+        newest_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS objects_expires_at ON objects (expires_at);
     `);
   }
 
@@ -85,7 +102,8 @@ export class DedupLedger extends DurableObject<Env> {
       now + req.leaseMs,
       req.source,
     );
-    const attempt = this.enqueueAndCommit(req, now);
+    const stale = this.observeObject(req, now);
+    const attempt = this.enqueueAndCommit(req, now, stale);
     this.inflight.set(req.id, attempt);
     try {
       return await attempt;
@@ -110,6 +128,7 @@ export class DedupLedger extends DurableObject<Env> {
     const now = Date.now();
     const removed = this.sql.exec('DELETE FROM ledger WHERE expires_at <= ?', now).rowsWritten;
     this.sql.exec('DELETE FROM bodies WHERE expires_at <= ?', now);
+    this.sql.exec('DELETE FROM objects WHERE expires_at <= ?', now);
     const left = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM ledger').one().n;
     this.alarmKnownSet = false;
     if (left > 0) {
@@ -119,7 +138,30 @@ export class DedupLedger extends DurableObject<Env> {
     log('info', 'ledger_sweep', { removed, left });
   }
 
-  private async enqueueAndCommit(req: AdmitRequest, now: number): Promise<AdmitResult> {
+  /**
+   * Records the event against its object and says whether it is stale: older
+   * than the newest event already routed for the object, or an update arriving
+   * after the object's deletion. Done synchronously at claim time, so two
+   * events for one object never both look newest.
+   */
+  private observeObject(req: AdmitRequest, now: number): boolean {
+    if (req.objectKey === undefined || req.createdAtMs === undefined) return false;
+    const deletion = req.deletion === true;
+    const row = this.sql
+      .exec<{ newest_ms: number; deleted: number }>('SELECT newest_ms, deleted FROM objects WHERE key = ?', req.objectKey)
+      .toArray()[0];
+    const stale = row !== undefined && ((row.deleted === 1 && !deletion) || req.createdAtMs < row.newest_ms);
+    this.sql.exec(
+      'INSERT OR REPLACE INTO objects (key, newest_ms, deleted, expires_at) VALUES (?, ?, ?, ?)',
+      req.objectKey,
+      Math.max(row?.newest_ms ?? 0, req.createdAtMs),
+      row?.deleted === 1 || deletion ? 1 : 0,
+      now + req.retentionMs,
+    );
+    return stale;
+  }
+
+  private async enqueueAndCommit(req: AdmitRequest, now: number, stale: boolean): Promise<AdmitResult> {
     const message: RouterMessage = {
       v: 1,
       id: req.id,
@@ -128,6 +170,7 @@ export class DedupLedger extends DurableObject<Env> {
       source: req.source,
       accepted_at: now,
     };
+    if (stale) message.stale = true;
     const large = req.bodyBytes > INLINE_BODY_LIMIT;
     if (large) {
       this.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', req.id, req.body, now + req.retentionMs);
@@ -145,7 +188,7 @@ export class DedupLedger extends DurableObject<Env> {
     }
     this.sql.exec("UPDATE ledger SET state = 'committed', expires_at = ? WHERE id = ?", now + req.retentionMs, req.id);
     await this.ensureAlarm(now);
-    return { status: 'accepted' };
+    return stale ? { status: 'accepted', stale: true } : { status: 'accepted' };
   }
 
   private async ensureAlarm(now: number): Promise<void> {

@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'unauthorized'
   | 'admin_disabled'
   | 'invalid_request'
+  | 'reconcile_disabled'
   | 'internal_error';
 
 export class ApiError extends HTTPException {

@@ -91,7 +91,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       continue;
     }
     const event = JSON.parse(raw) as UnknownEvent;
-    const pending = body.pending ?? initialDeliveries(config, event);
+    const pending = body.pending ?? initialDeliveries(config, event, body.stale === true);
     const names = Object.keys(pending);
     if (names.length === 0) {
       log('info', 'unrouted', { event_id: body.id, event_type: body.type });
@@ -107,7 +107,8 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
         if (dest === undefined) {
           return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } as DeliveryOutcome };
         }
-        const outcome = await deliver(dest, { event, raw: raw as string, rules: state.rules, attempts: state.attempts }, env).catch(
+        const delivery = { event, raw: raw as string, rules: state.rules, attempts: state.attempts, stale: body.stale === true };
+        const outcome = await deliver(dest, delivery, env).catch(
           (err: unknown): DeliveryOutcome => {
             log('error', 'adapter_error', { event_id: body.id, destination: name, error: errorName(err) });
             return { ok: false, retryable: true, status: null, reason: 'adapter_error' };
@@ -152,17 +153,27 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   await flush(plans, env);
 }
 
-/** Every destination of every matching rule, once, with the rules that named it. */
-export function initialDeliveries(config: RouterConfig, event: UnknownEvent): NonNullable<RouterMessage['pending']> {
+/**
+ * Every destination of every matching rule, once, with the rules that named
+ * it. A stale event skips the rules that say `stale = "drop"` (counted and
+ * logged); rules that deliver stale events still do (marked stale).
+ */
+export function initialDeliveries(config: RouterConfig, event: UnknownEvent, stale = false): NonNullable<RouterMessage['pending']> {
   const { rules } = config.matcher.match(event);
   const pending: NonNullable<RouterMessage['pending']> = {};
+  const dropped: string[] = [];
   for (const rule of rules) {
+    if (stale && rule.stale === 'drop') {
+      dropped.push(rule.name);
+      continue;
+    }
     for (const to of rule.to) {
       const slot = pending[to] ?? { attempts: 0, rules: [] };
       slot.rules.push(rule.name);
       pending[to] = slot;
     }
   }
+  if (dropped.length > 0) log('info', 'stale_dropped', { event_id: event.id, event_type: event.event, rules: dropped });
   return pending;
 }
 

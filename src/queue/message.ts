@@ -13,6 +13,8 @@ export interface RouterMessage {
   accepted_at: number;
   /** The raw body exactly as WorkOS sent it, when small enough to travel inline. */
   body?: string;
+  /** A newer event for the same object was already routed (or the object was deleted). */
+  stale?: boolean;
   /** When the body is too large for a queue message: the ledger shard that stores it. */
   body_ref?: { shard: string };
   /**

@@ -6,8 +6,7 @@
  */
 import type { Context } from 'hono';
 import { loadConfig, reportNotConfigured } from '../config/load';
-import { ledgerStub } from '../dedup/shard';
-import { type AdmitResult, errorName } from '../dedup/ledger';
+import { admitEvent } from '../ingest/admit';
 import { isCatalogEventType } from '../events/catalog';
 import { type ErrorCode, errorResponse } from '../http/errors';
 import { log, logOnce } from '../log';
@@ -66,24 +65,8 @@ export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Resp
     logOnce(`unknown-type:${event.event}`, 'warn', 'unknown_event_type', { event_type: event.event });
   }
 
-  const { name: shard, stub } = ledgerStub(env, event.id, settings.dedupShards);
-  let result: AdmitResult;
-  try {
-    result = await stub.admit({
-      id: event.id,
-      type: event.event,
-      created_at: event.created_at,
-      body: envelope.text,
-      bodyBytes: body.bytes.byteLength,
-      source: 'webhook',
-      shard,
-      leaseMs: settings.claimLeaseSeconds * 1000,
-      retentionMs: settings.dedupRetentionDays * 86_400_000,
-    });
-  } catch (err) {
-    log('error', 'ledger_unavailable', { event_id: event.id, error: errorName(err) });
-    result = { status: 'unavailable' };
-  }
+  const result = await admitEvent(env, settings, event, envelope.text, body.bytes.byteLength, 'webhook');
+  if (result.status === 'accepted' && result.stale === true) fields.stale = true;
   switch (result.status) {
     case 'accepted':
     case 'duplicate':

@@ -4,16 +4,25 @@ import { WorkOS } from '@workos-inc/node';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import worker from '../../src/index';
 import type { DedupLedger } from '../../src/dedup/ledger';
-import { shardName, shardOf } from '../../src/dedup/shard';
+import { shardKeyOf, shardName, shardOf } from '../../src/dedup/shard';
 import type { RouterMessage } from '../../src/queue/message';
-import { SECRET, URL_BASE, postWebhook, sampleEvent, signatureHeader, webhookRequest } from '../helpers/webhook';
+import { SECRET, URL_BASE, postWebhook, sampleEvent as baseSample, signatureHeader, webhookRequest } from '../helpers/webhook';
 
 afterEach(() => {
   vi.restoreAllMocks();
 });
 
+/** The ledger shard of a sample event (its object key: `user:<data.id>`). */
 function ledgerFor(id: string): DurableObjectStub<DedupLedger> {
-  return env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(shardName(shardOf(id, 16)))) as DurableObjectStub<DedupLedger>;
+  const event = sampled.get(id);
+  const key = event !== undefined ? shardKeyOf(event as never) : id;
+  return env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(shardName(shardOf(key, 16)))) as DurableObjectStub<DedupLedger>;
+}
+const sampled = new Map<string, Record<string, unknown>>();
+function sampleEvent(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const e = baseSample({ data: { id: `user_${crypto.randomUUID()}`, email: 'ada@example.com', object: 'user' }, ...overrides });
+  sampled.set(e.id as string, e);
+  return e;
 }
 
 async function expectError(res: Response, status: number, code: string): Promise<void> {

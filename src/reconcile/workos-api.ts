@@ -1,0 +1,80 @@
+/**
+ * The WorkOS Events API client (`GET /events`), kept minimal on purpose: it
+ * returns the wire objects exactly as sent (snake_case), never passing them
+ * through an SDK deserializer that renames fields.
+ */
+import type { UnknownEvent } from '../events/catalog';
+import { parseRetryAfter } from '../destinations/types';
+import { envelopeProblem } from '../webhook/envelope';
+
+export interface EventsPageQuery {
+  events: readonly string[];
+  after?: string;
+  rangeStart?: string;
+  limit: number;
+}
+
+export type EventsPage =
+  | { ok: true; events: { event: UnknownEvent; raw: string }[]; after: string | null }
+  | {
+      ok: false;
+      kind: 'unauthorized' | 'rate_limited' | 'server_error' | 'client_error' | 'malformed' | 'network';
+      status: number | null;
+      retryAfterSeconds?: number;
+      message: string;
+    };
+
+export async function fetchEventsPage(baseUrl: string, apiKey: string, q: EventsPageQuery, timeoutMs = 15_000): Promise<EventsPage> {
+  const url = new URL('/events', baseUrl);
+  for (const type of q.events) url.searchParams.append('events[]', type);
+  url.searchParams.set('limit', String(q.limit));
+  url.searchParams.set('order', 'asc');
+  if (q.after !== undefined) url.searchParams.set('after', q.after);
+  else if (q.rangeStart !== undefined) url.searchParams.set('range_start', q.rangeStart);
+  let res: Response;
+  try {
+    res = await fetch(url.toString(), {
+      headers: { Authorization: `Bearer ${apiKey}`, Accept: 'application/json', 'User-Agent': 'workos-event-router/0.1' },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch {
+    return { ok: false, kind: 'network', status: null, message: 'The WorkOS API could not be reached.' };
+  }
+  if (res.status === 401 || res.status === 403) {
+    await res.body?.cancel();
+    return { ok: false, kind: 'unauthorized', status: res.status, message: `The WorkOS API refused the API key (HTTP ${res.status}); check WORKOS_API_KEY.` };
+  }
+  if (res.status === 429) {
+    await res.body?.cancel();
+    const out: EventsPage = { ok: false, kind: 'rate_limited', status: 429, message: 'The WorkOS API rate-limited the reconciler.' };
+    const ra = parseRetryAfter(res.headers.get('retry-after'));
+    if (ra !== undefined) out.retryAfterSeconds = ra;
+    return out;
+  }
+  if (res.status >= 500) {
+    await res.body?.cancel();
+    return { ok: false, kind: 'server_error', status: res.status, message: `The WorkOS API answered HTTP ${res.status}.` };
+  }
+  if (res.status < 200 || res.status >= 300) {
+    await res.body?.cancel();
+    return { ok: false, kind: 'client_error', status: res.status, message: `The WorkOS API answered HTTP ${res.status}.` };
+  }
+  let body: unknown;
+  try {
+    body = await res.json();
+  } catch {
+    return { ok: false, kind: 'malformed', status: res.status, message: 'The WorkOS API answered with a body that is not JSON.' };
+  }
+  if (typeof body !== 'object' || body === null || !Array.isArray((body as { data?: unknown }).data)) {
+    return { ok: false, kind: 'malformed', status: res.status, message: 'The WorkOS API answer has no "data" list.' };
+  }
+  const list = body as { data: unknown[]; list_metadata?: { after?: unknown } };
+  const events: { event: UnknownEvent; raw: string }[] = [];
+  for (const item of list.data) {
+    const problem = envelopeProblem(item);
+    if (problem !== null) return { ok: false, kind: 'malformed', status: res.status, message: `An event in the answer is malformed: ${problem}` };
+    events.push({ event: item as UnknownEvent, raw: JSON.stringify(item) });
+  }
+  const after = list.list_metadata?.after;
+  return { ok: true, events, after: typeof after === 'string' && after !== '' ? after : null };
+}

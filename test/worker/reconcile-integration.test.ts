@@ -1,0 +1,192 @@
+/**
+ * Reconciliation from the WorkOS Events API. Outbound fetch to the WorkOS API
+ * is mocked at the edge; the reconciler, ledger shards and queue are real.
+ */
+import { createExecutionContext, createScheduledController, runInDurableObject } from 'cloudflare:test';
+import { env, exports } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { DedupLedger } from '../../src/dedup/ledger';
+import { shardName } from '../../src/dedup/shard';
+import { EVENT_TYPES } from '../../src/events/catalog';
+import worker from '../../src/index';
+import { reconcilerStub } from '../../src/reconcile/reconciler';
+import { makeEvent } from '../fixtures/events';
+import { postWebhook } from '../helpers/webhook';
+
+const API = 'https://api.workos.com/events';
+const ADMIN = { Authorization: 'Bearer test-admin-token' };
+
+type ApiAnswer = (url: URL) => Response | Promise<Response>;
+let answers: ApiAnswer[];
+let requests: URL[];
+
+function page(events: object[], after: string | null = null): Response {
+  return Response.json({ object: 'list', data: events, list_metadata: { before: null, after } });
+}
+
+function events(n: number) {
+  return Array.from({ length: n }, (_, i) => ({ object: 'event', ...makeEvent(i % 2 === 0 ? 'dsync.user.created' : 'user.created') }));
+}
+
+beforeEach(async () => {
+  answers = [];
+  requests = [];
+  await runInDurableObject(reconcilerStub(env), async (_i, state) => {
+    await state.storage.deleteAll();
+  });
+  vi.spyOn(globalThis, 'fetch').mockImplementation(async (input, init) => {
+    const req = new Request(input as RequestInfo, init);
+    const url = new URL(req.url);
+    if (`${url.origin}${url.pathname}` !== API) throw new Error(`unexpected fetch ${req.url}`);
+    expect(req.headers.get('authorization')).toBe('Bearer sk_test_reconcile');
+    requests.push(url);
+    const next = answers.shift();
+    if (next === undefined) return page([]);
+    return next(url);
+  });
+});
+afterEach(() => vi.restoreAllMocks());
+
+async function reconcile(body?: object): Promise<Response> {
+  return exports.default.fetch(
+    new Request('https://router.test/admin/reconcile', { method: 'POST', headers: ADMIN, ...(body ? { body: JSON.stringify(body) } : {}) }),
+  );
+}
+
+/** Spies on the router queue as the ledger shards see it (one binding object, shared by every shard). */
+async function spyAllShards() {
+  const stub = env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(shardName(0))) as DurableObjectStub<DedupLedger>;
+  const spy = await runInDurableObject(stub, (instance) => vi.spyOn((instance as unknown as { env: Env }).env.EVENTS_QUEUE, 'send'));
+  return { count: () => spy.mock.calls.length };
+}
+
+describe('reconciliation', () => {
+  it('reads every routed type with limit=100, order=asc, from now on the first run', async () => {
+    const before = Date.now();
+    const res = await reconcile();
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'completed', pages: 1, read: 0, recovered: 0 });
+    const q = requests[0]!;
+    expect(q.searchParams.getAll('events[]').sort()).toEqual([...EVENT_TYPES].sort()); // the default rule routes "*"
+    expect(q.searchParams.get('limit')).toBe('100');
+    expect(q.searchParams.get('order')).toBe('asc');
+    expect(q.searchParams.get('after')).toBeNull();
+    expect(Date.parse(q.searchParams.get('range_start')!)).toBeGreaterThanOrEqual(before - 1000);
+  });
+
+  it('follows pages, recovers missed events once, and persists the cursor across runs', async () => {
+    const all = events(130);
+    answers.push(() => page(all.slice(0, 100), all[99]!.id), () => page(all.slice(100)));
+    const sends = await spyAllShards();
+    const first = (await (await reconcile()).json()) as { pages: number; read: number; recovered: number };
+    expect(first).toMatchObject({ status: 'completed', pages: 2, read: 130, recovered: 130 });
+    expect(sends.count()).toBe(130);
+    expect(requests[1]!.searchParams.get('after')).toBe(all[99]!.id);
+
+    // Next run starts after the last event read, and finds nothing new.
+    await reconcile();
+    expect(requests[2]!.searchParams.get('after')).toBe(all[129]!.id);
+    expect(requests[2]!.searchParams.get('range_start')).toBeNull();
+  });
+
+  it('delivers only the events the webhooks missed', async () => {
+    const all = events(10);
+    for (const e of all.slice(0, 6)) {
+      const { object: _o, ...envelope } = e;
+      expect((await postWebhook(envelope)).status).toBe(200);
+    }
+    const sends = await spyAllShards();
+    answers.push(() => page(all));
+    const report = (await (await reconcile()).json()) as { read: number; recovered: number };
+    expect(report).toMatchObject({ read: 10, recovered: 4 });
+    expect(sends.count()).toBe(4);
+    // And a webhook arriving after reconciliation is a duplicate.
+    const { object: _o, ...late } = all[9]!;
+    expect(await (await postWebhook(late)).json()).toMatchObject({ status: 'duplicate' });
+  });
+
+  it('does not move the cursor when a later page fails, and backs off after 5xx', async () => {
+    const all = events(100);
+    answers.push(() => page(all, all[99]!.id), () => new Response('oops', { status: 500 }));
+    const report = (await (await reconcile()).json()) as { status: string; read: number; error: string };
+    expect(report).toMatchObject({ status: 'failed', read: 100, error: 'server_error' });
+    const status = await reconcilerStub(env).status();
+    expect(status.last_error).toMatchObject({ kind: 'server_error', status: 500 });
+    expect(status.backoff_until).not.toBeNull();
+    // The cron run respects the backoff: no request is made.
+    const n = requests.length;
+    await worker.scheduled(createScheduledController(), env, createExecutionContext());
+    expect(requests.length).toBe(n);
+    // An admin run retries after the last good page.
+    await reconcile();
+    expect(requests.at(-1)!.searchParams.get('after')).toBe(all[99]!.id);
+  });
+
+  it('honours Retry-After on 429', async () => {
+    answers.push(() => new Response('slow', { status: 429, headers: { 'Retry-After': '600' } }));
+    expect(await (await reconcile()).json()).toMatchObject({ status: 'failed', error: 'rate_limited' });
+    const status = await reconcilerStub(env).status();
+    expect(Date.parse(status.backoff_until!) - Date.now()).toBeGreaterThan(590_000);
+  });
+
+  it('401: a clear error, logged once, surfaced on the status endpoint', async () => {
+    const errors = vi.spyOn(console, 'error');
+    answers.push(() => new Response('no', { status: 401 }), () => new Response('no', { status: 401 }));
+    await reconcile();
+    await reconcile();
+    expect(errors.mock.calls.filter((c) => String(c[0]).includes('reconcile_failed'))).toHaveLength(1);
+    const res = await exports.default.fetch(new Request('https://router.test/admin/status', { headers: ADMIN }));
+    const body = (await res.json()) as { reconcile: { last_error: { kind: string; message: string } } };
+    expect(body.reconcile.last_error.kind).toBe('unauthorized');
+    expect(body.reconcile.last_error.message).toContain('WORKOS_API_KEY');
+    expect(JSON.stringify(body)).not.toContain('sk_test_reconcile');
+  });
+
+  it.each([
+    ['a body that is not JSON', () => new Response('<html>', { status: 200 })],
+    ['no data list', () => Response.json({ object: 'list' })],
+    ['a malformed event', () => page([{ id: 'event_x', event: 'user.created' }])],
+  ])('skips the run without moving the cursor on %s', async (_name, answer) => {
+    const good = events(3);
+    answers.push(() => page(good));
+    await reconcile();
+    answers.push(answer);
+    expect(await (await reconcile()).json()).toMatchObject({ status: 'failed', error: 'malformed' });
+    answers.push(() => page([]));
+    await reconcile();
+    expect(requests.at(-1)!.searchParams.get('after')).toBe(good[2]!.id);
+  });
+
+  it('backfills from range_start on request', async () => {
+    answers.push(() => page(events(2)));
+    await reconcile();
+    const res = await reconcile({ range_start: '2026-11-01T00:00:00Z' });
+    expect(res.status).toBe(200);
+    const q = requests.at(-1)!;
+    expect(q.searchParams.get('range_start')).toBe('2026-11-01T00:00:00.000Z');
+    expect(q.searchParams.get('after')).toBeNull();
+  });
+
+  it('rejects a bad range_start with 400 invalid_request', async () => {
+    const res = await reconcile({ range_start: 'yesterday' });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: 'invalid_request' });
+  });
+
+  it('is off without WORKOS_API_KEY: no request, one notice', async () => {
+    const logs = vi.spyOn(console, 'log');
+    const noKey = { ...env, WORKOS_API_KEY: '' } as Env;
+    await worker.scheduled(createScheduledController(), noKey, createExecutionContext());
+    await worker.scheduled(createScheduledController(), noKey, createExecutionContext());
+    expect(requests).toHaveLength(0);
+    expect(logs.mock.calls.filter((c) => String(c[0]).includes('reconcile_disabled')).length).toBeLessThanOrEqual(1);
+  });
+
+  it('admin endpoints need the bearer token', async () => {
+    const res = await exports.default.fetch(new Request('https://router.test/admin/reconcile', { method: 'POST' }));
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: 'unauthorized' });
+    const wrong = await exports.default.fetch(new Request('https://router.test/admin/status', { headers: { Authorization: 'Bearer nope' } }));
+    expect(wrong.status).toBe(401);
+  });
+});
