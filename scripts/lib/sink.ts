@@ -18,7 +18,7 @@ export type Responder = (req: SinkRequest) => { status: number; body?: string; h
 export interface Sink {
   url: string;
   requests: SinkRequest[];
-  /** Set the answer for a path (default: 200 "ok"). */
+  /** Set the answer for a path, query string ignored (default: 200 "ok"). */
   respond: (path: string, responder: Responder) => void;
   /** Resolves when `predicate` holds over the recorded requests (polling). */
   waitFor: (predicate: (reqs: SinkRequest[]) => boolean, timeoutMs?: number) => Promise<void>;
@@ -44,7 +44,7 @@ export async function startSink(): Promise<Sink> {
       requests.push(record);
       sink.onRequest?.(record);
       const fallback: Responder = () => ({ status: 200, body: 'ok' });
-      const answer = (responders.get(record.path) ?? fallback)(record);
+      const answer = (responders.get(record.path.split('?')[0] as string) ?? fallback)(record);
       res.writeHead(answer.status, { 'Content-Type': 'text/plain', ...answer.headers });
       res.end(answer.body ?? '');
     });
