@@ -7,6 +7,10 @@ import { deadLetterStub } from '../deadletters/store';
 import { ApiError } from '../http/errors';
 import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
+import { errorName } from '../dedup/ledger';
+import { ledgerStub, shardKeyOf } from '../dedup/shard';
+import type { UnknownEvent } from '../events/catalog';
+import { INLINE_BODY_LIMIT, type RouterMessage } from '../queue/message';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
 
@@ -70,6 +74,45 @@ adminRoutes.get('/dead-letters', async (c) => {
   }
   const items = await deadLetterStub(c.env).list(limit, after);
   return c.json({ items, next_after: items.length > 0 ? items[items.length - 1]?.seq : null });
+});
+
+/**
+ * Replays one dead letter: its destination gets the event again through the
+ * normal delivery path (fresh attempts). The record leaves the store only once
+ * the replay is enqueued.
+ */
+adminRoutes.post('/dead-letters/:seq/replay', async (c) => {
+  const seq = Number(c.req.param('seq'));
+  if (!Number.isInteger(seq) || seq < 1) throw new ApiError(400, 'invalid_request', 'seq must be a positive whole number.');
+  const loaded = loadConfig(c.env);
+  if (!loaded.ok) throw new ApiError(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
+  const store = deadLetterStub(c.env);
+  const record = await store.take(seq);
+  if (record === null) throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
+  try {
+    const event = JSON.parse(record.body) as UnknownEvent;
+    const message: RouterMessage = {
+      v: 1,
+      id: record.event_id,
+      type: record.event_type,
+      created_at: event.created_at,
+      source: 'webhook',
+      accepted_at: Date.now(),
+      pending: { [record.destination]: { attempts: 0, rules: record.rules } },
+    };
+    const bytes = new TextEncoder().encode(record.body).byteLength;
+    if (bytes > INLINE_BODY_LIMIT) {
+      const settings = loaded.config.settings;
+      const { name, stub } = ledgerStub(c.env, shardKeyOf(event), settings.dedupShards);
+      await stub.storeBody(record.event_id, record.body, settings.dedupRetentionDays * 86_400_000);
+      message.body_ref = { shard: name };
+    } else message.body = record.body;
+    await c.env.EVENTS_QUEUE.send(message, { contentType: 'json' });
+  } catch (err) {
+    await store.restore(record);
+    throw new ApiError(503, 'temporarily_unavailable', `The replay could not be enqueued (${errorName(err).split(':')[0]}); the dead letter was kept.`);
+  }
+  return c.json({ status: 'replayed', event_id: record.event_id, destination: record.destination });
 });
 
 /** Constant-time comparison of two secrets (hash both, compare digests). */

@@ -131,6 +131,7 @@ const RESERVED_HEADERS = new Set([
   'x-workos-event-id',
   'x-workos-event',
   'x-workos-stale',
+  'user-agent',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 

@@ -118,6 +118,12 @@ export class DedupLedger extends DurableObject<Env> {
     return row?.body ?? null;
   }
 
+  /** Keeps a body too large for a queue message (dead-letter replays), for `retentionMs`. */
+  async storeBody(id: string, body: string, retentionMs: number): Promise<void> {
+    this.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', id, body, Date.now() + retentionMs);
+    await this.ensureAlarm(Date.now());
+  }
+
   /** Has this id been committed (accepted and enqueued)? */
   async isCommitted(id: string): Promise<boolean> {
     const row = this.sql.exec<{ state: string }>('SELECT state FROM ledger WHERE id = ?', id).toArray()[0];

@@ -102,6 +102,10 @@ function compileCondition(spec: unknown, at: string, problems: string[]): Compil
       }
       tests.push((v) => (v !== undefined && v !== null) === arg);
     } else {
+      if (isPlainObject(arg) && 'not' in arg) {
+        problems.push(`${opAt}: "not" cannot be nested; write the condition without the double negation`);
+        continue;
+      }
       const inner = compileCondition(arg, opAt, problems);
       if (inner !== null) tests.push((v) => !inner.test(v));
     }
@@ -114,7 +118,8 @@ function compileCondition(spec: unknown, at: string, problems: string[]): Compil
 export function readPath(root: unknown, segments: readonly string[]): unknown {
   let cur: unknown = root;
   for (const seg of segments) {
-    if (cur === null || typeof cur !== 'object') return undefined;
+    // Own fields only: `constructor`, `__proto__`, `toString` are not event fields.
+    if (cur === null || typeof cur !== 'object' || !Object.hasOwn(cur, seg)) return undefined;
     cur = (cur as Record<string, unknown>)[seg];
   }
   return cur;

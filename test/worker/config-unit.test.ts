@@ -1,0 +1,1145 @@
+import { env } from 'cloudflare:workers';
+import { parse as parseToml } from 'smol-toml';
+import { describe, expect, it } from 'vitest';
+import {
+  type ConfigResult,
+  type HttpDestination,
+  type QueueDestination,
+  type RouterConfig,
+  type SlackDestination,
+  DEFAULT_TIMEOUT_MS,
+  RETRY_DEFAULTS,
+  SETTINGS_SPEC,
+  parseRouterConfig,
+  suggest,
+} from '../../src/config/router-config';
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+const CRM = 'https://crm.example.test/workos';
+const OPS = 'https://ops.example.test/hook';
+const SLACK = 'https://hooks.slack.test/services/T000/B000/XXXX';
+
+/** A queue producer stand-in: anything with a send() function. */
+const QUEUE_BINDING = { send: async () => undefined, sendBatch: async () => undefined };
+
+type Bindings = Record<string, unknown>;
+
+function lookupFrom(bindings: Bindings) {
+  return (name: string): unknown => bindings[name];
+}
+
+function parse(raw: unknown, bindings: Bindings = {}, opts: { checkBindings?: boolean } = {}): ConfigResult {
+  return parseRouterConfig(raw, lookupFrom(bindings), opts);
+}
+
+function ok(raw: unknown, bindings: Bindings = {}, opts: { checkBindings?: boolean } = {}): { config: RouterConfig; warnings: string[] } {
+  const r = parse(raw, bindings, opts);
+  if (!r.ok) throw new Error(`expected a valid config, got problems:\n${r.problems.join('\n')}`);
+  return { config: r.config, warnings: r.warnings };
+}
+
+function problems(raw: unknown, bindings: Bindings = {}, opts: { checkBindings?: boolean } = {}): string[] {
+  const r = parse(raw, bindings, opts);
+  if (r.ok) throw new Error('expected problems, but the config is valid');
+  return r.problems;
+}
+
+/** Problems of a config holding just this destination (no rules: so no cascade from `to`). */
+function destProblems(dest: unknown, bindings: Bindings = {}): string[] {
+  return problems({ destinations: [dest] }, bindings);
+}
+
+/** The parsed destination of a config holding just this destination, used by one rule. */
+function destOf(dest: Record<string, unknown>, bindings: Bindings = {}, opts: { checkBindings?: boolean } = {}) {
+  const { config } = ok({ destinations: [dest], rules: [{ name: 'r', events: ['user.created'], to: [dest.name] }] }, bindings, opts);
+  return config.destinations.get(dest.name as string);
+}
+
+/** Problems of a config with one valid http destination "crm" and this rule. */
+function ruleProblems(rule: unknown, extraRules: unknown[] = []): string[] {
+  return problems({ destinations: [{ name: 'crm', type: 'http', url: CRM }], rules: [rule, ...extraRules] });
+}
+
+function whereProblems(where: unknown): string[] {
+  return ruleProblems({ name: 'r', events: ['user.created'], where, to: ['crm'] });
+}
+
+const http = (name: string, extra: Record<string, unknown> = {}) => ({ name, type: 'http', url: `${CRM}/${name}`, ...extra });
+const rule = (name: string, to: unknown[], extra: Record<string, unknown> = {}) => ({ name, events: ['user.created'], to, ...extra });
+
+const DEFAULT_SETTINGS = {
+  signatureToleranceSeconds: 180,
+  maxBodyBytes: 1_048_576,
+  dedupShards: 16,
+  dedupRetentionDays: 7,
+  claimLeaseSeconds: 30,
+  consumerSubrequestBudget: 45,
+};
+
+// A complete, valid configuration exercising every destination type.
+const FULL = {
+  signature_tolerance_seconds: 300,
+  dedup_shards: 32,
+  destinations: [
+    { name: 'crm', type: 'http', url: CRM, signing_secret: 'CRM_SIGNING_SECRET', headers: { 'X-Team': 'growth' }, max_attempts: 3, retry_delay_seconds: 10, timeout_ms: 2000 },
+    { name: 'ops', type: 'http', url_secret: 'OPS_URL' },
+    { name: 'security', type: 'slack', url_secret: 'SLACK_URL', title: 'Security', mention: { text: '<!here>', rules: ['failed-logins'] } },
+    { name: 'audit', type: 'queue', queue: 'AUDIT' },
+  ],
+  rules: [
+    { name: 'users', events: ['user.*'], to: ['crm', 'ops'] },
+    { name: 'failed-logins', events: ['authentication.*_failed'], to: ['security'], stale: 'drop' },
+    { name: 'dsync', events: ['dsync.*', '!dsync.group.updated'], where: { 'data.organization_id': ['org_1', 'org_2'] }, to: ['audit', 'crm'] },
+  ],
+};
+const FULL_BINDINGS: Bindings = { CRM_SIGNING_SECRET: 'crm-secret', OPS_URL: OPS, SLACK_URL: SLACK, AUDIT: QUEUE_BINDING };
+
+// ---------------------------------------------------------------------------
+
+describe('parseRouterConfig: input forms', () => {
+  it('accepts a complete table config with every destination type and no warnings', () => {
+    const { config, warnings } = ok(FULL, FULL_BINDINGS);
+    expect(warnings).toEqual([]);
+    expect(config.settings).toMatchObject({ ...DEFAULT_SETTINGS, signatureToleranceSeconds: 300, dedupShards: 32 });
+    expect([...config.destinations.keys()]).toEqual(['crm', 'ops', 'security', 'audit']);
+    expect(config.rules.map((r) => r.name)).toEqual(['users', 'failed-logins', 'dsync']);
+    expect(config.rules.map((r) => r.stale)).toEqual(['deliver', 'drop', 'deliver']);
+    expect(config.destinations.get('crm')).toEqual({
+      name: 'crm',
+      type: 'http',
+      url: CRM,
+      signingSecret: 'crm-secret',
+      headers: { 'X-Team': 'growth' },
+      timeoutMs: 2000,
+      retry: { maxAttempts: 3, retryDelaySeconds: 10 },
+    } satisfies HttpDestination);
+    expect(config.destinations.get('ops')).toMatchObject({ type: 'http', url: OPS });
+    expect(config.destinations.get('security')).toMatchObject({
+      name: 'security',
+      type: 'slack',
+      url: SLACK,
+      title: 'Security',
+      mention: { text: '<!here>', rules: ['failed-logins'], events: [] },
+      timeoutMs: DEFAULT_TIMEOUT_MS,
+      retry: RETRY_DEFAULTS,
+    } satisfies Partial<SlackDestination>);
+    expect(config.destinations.get('audit')).toEqual({ name: 'audit', type: 'queue', queue: 'AUDIT', retry: RETRY_DEFAULTS } satisfies QueueDestination);
+    expect(config.matcher.match({ id: 'e', event: 'dsync.user.created', created_at: '', data: { organization_id: 'org_2' } }).destinations).toEqual([
+      'audit',
+      'crm',
+    ]);
+  });
+
+  it('accepts a JSON string of the same shape, with the same result', () => {
+    const fromTable = ok(FULL, FULL_BINDINGS);
+    const fromJson = ok(JSON.stringify(FULL), FULL_BINDINGS);
+    expect(fromJson.warnings).toEqual(fromTable.warnings);
+    expect(fromJson.config.settings).toEqual(fromTable.config.settings);
+    expect([...fromJson.config.destinations.entries()]).toEqual([...fromTable.config.destinations.entries()]);
+    expect(fromJson.config.rules.map((r) => ({ ...r, where: r.where.map((c) => c.path) }))).toEqual(
+      fromTable.config.rules.map((r) => ({ ...r, where: r.where.map((c) => c.path) })),
+    );
+  });
+
+  it('accepts pretty-printed JSON (whitespace and newlines)', () => {
+    const { config } = ok(JSON.stringify(FULL, null, 2), FULL_BINDINGS);
+    expect(config.rules).toHaveLength(3);
+  });
+
+  it('validates a JSON string just like a table (problems by path)', () => {
+    const raw = JSON.stringify({ destinations: [http('crm')], rules: [rule('a', ['crm']), rule('b', ['crm2'])] });
+    expect(problems(raw)).toEqual(['rules[1].to[0]: unknown destination "crm2" (did you mean "crm"?)']);
+  });
+
+  it('accepts a TOML table as wrangler delivers it (quoted dotted where keys stay paths)', () => {
+    const toml = `
+signature_tolerance_seconds = 120
+
+[[destinations]]
+name = "crm"
+type = "http"
+url_secret = "CRM_URL"
+signing_secret = "CRM_SIGNING_SECRET"
+headers = { "X-Team" = "growth" }
+
+[[destinations]]
+name = "audit"
+type = "queue"
+queue = "AUDIT"
+
+[[rules]]
+name = "directory-sync"
+events = ["dsync.*", "!dsync.group.updated"]
+to = ["crm", "audit"]
+
+[rules.where]
+"data.organization_id" = ["org_1", "org_2"]
+"data.state" = { not = "inactive" }
+`;
+    const { config, warnings } = ok(parseToml(toml), { CRM_URL: CRM, CRM_SIGNING_SECRET: 's', AUDIT: QUEUE_BINDING });
+    expect(warnings).toEqual([]);
+    expect(config.settings.signatureToleranceSeconds).toBe(120);
+    expect(config.rules[0]?.where.map((c) => c.path)).toEqual(['data.organization_id', 'data.state']);
+  });
+
+  it('reports an unquoted dotted TOML key in where (a nested table) as an unknown operator', () => {
+    const toml = `
+[[destinations]]
+name = "crm"
+type = "http"
+url = "${CRM}"
+
+[[rules]]
+name = "r"
+events = ["user.created"]
+to = ["crm"]
+where = { data.organization_id = "org_1" }
+`;
+    expect(problems(parseToml(toml))).toEqual(['rules[0].where["data"].organization_id: unknown operator (use prefix, suffix, exists or not)']);
+  });
+
+  it('accepts the shipped wrangler.toml ROUTER with the real bindings', () => {
+    const bindings = env as unknown as Bindings;
+    const { config } = ok(env.ROUTER, bindings);
+    expect(config.destinations.get('audit')).toMatchObject({ type: 'queue', queue: 'AUDIT_QUEUE' });
+  });
+
+  it.each([
+    ['undefined', undefined],
+    ['null', null],
+    ['an empty string', ''],
+  ])('reports a missing ROUTER (%s)', (_label, raw) => {
+    expect(parse(raw)).toEqual({ ok: false, problems: ['ROUTER: missing (define [vars.ROUTER] in wrangler.toml)'], warnings: [] });
+  });
+
+  it.each([['{'], ['{"rules": [}'], ['not json'], ['   '], ["{'rules': []}"]])('reports an invalid JSON string: %j', (raw) => {
+    const p = problems(raw);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatch(/^ROUTER: not valid JSON \(.+\)$/);
+  });
+
+  it.each([
+    ['a JSON array', '[]'],
+    ['a JSON number', '42'],
+    ['a JSON string', '"destinations"'],
+    ['JSON null', 'null'],
+    ['an array', []],
+    ['a number', 42],
+    ['a boolean', true],
+  ])('reports a ROUTER that is not a table: %s', (_label, raw) => {
+    expect(problems(raw)).toEqual(['ROUTER: must be a table (object)']);
+  });
+});
+
+describe('parseRouterConfig: settings knobs', () => {
+  it('applies every default to an empty table', () => {
+    const { config, warnings } = ok({});
+    expect(config.settings).toMatchObject(DEFAULT_SETTINGS);
+    expect(config.destinations.size).toBe(0);
+    expect(config.rules).toEqual([]);
+    expect(warnings).toEqual(['rules: no rules; every event will be accepted and reported as unrouted']);
+  });
+
+  it('SETTINGS_SPEC defaults match the documented defaults', () => {
+    expect(Object.fromEntries(SETTINGS_SPEC.map((s) => [s.key, s.def]))).toMatchObject({
+      signature_tolerance_seconds: 180,
+      max_body_bytes: 1_048_576,
+      dedup_shards: 16,
+      dedup_retention_days: 7,
+      claim_lease_seconds: 30,
+      consumer_subrequest_budget: 45,
+    });
+  });
+
+  describe.each(SETTINGS_SPEC.map((s) => [s.key, s] as const))('%s', (key, spec) => {
+    const message = `${key}: must be a whole number from ${spec.min} to ${spec.max}`;
+
+    it('accepts the bounds', () => {
+      expect(ok({ [key]: spec.min }).config.settings[spec.field]).toBe(spec.min);
+      expect(ok({ [key]: spec.max }).config.settings[spec.field]).toBe(spec.max);
+    });
+
+    it('accepts a string of digits ("30" style)', () => {
+      expect(ok({ [key]: String(spec.min) }).config.settings[spec.field]).toBe(spec.min);
+      expect(ok({ [key]: String(spec.max) }).config.settings[spec.field]).toBe(spec.max);
+    });
+
+    it.each([
+      ['below the minimum', spec.min - 1],
+      ['above the maximum', spec.max + 1],
+      ['a fraction', spec.min + 0.5],
+      ['negative', -1],
+      ['a string below the minimum', String(spec.min - 1)],
+      ['a string above the maximum', String(spec.max + 1)],
+      ['a non-numeric string', 'lots'],
+      ['a signed string', `+${spec.min}`],
+      ['a padded string', ` ${spec.min}`],
+      ['a decimal string', `${spec.min}.0`],
+      ['an exponent string', '1e3'],
+      ['an empty string', ''],
+      ['a boolean', true],
+      ['null', null],
+      ['a list', [spec.min]],
+      ['NaN', Number.NaN],
+      ['Infinity', Number.POSITIVE_INFINITY],
+    ])('rejects %s, naming the key and range', (_label, value) => {
+      expect(problems({ [key]: value })).toEqual([message]);
+    });
+  });
+
+  it('accepts "30" for claim_lease_seconds as the number 30', () => {
+    const { config } = ok({ claim_lease_seconds: '30' });
+    expect(config.settings.claimLeaseSeconds).toBe(30);
+    expect(typeof config.settings.claimLeaseSeconds).toBe('number');
+  });
+
+  it('reports every out-of-range knob, not just the first', () => {
+    expect(problems({ dedup_shards: 0, dedup_retention_days: 3, max_body_bytes: 2_000_000 })).toEqual([
+      'max_body_bytes: must be a whole number from 1024 to 1900000',
+      'dedup_shards: must be a whole number from 1 to 1024',
+      'dedup_retention_days: must be a whole number from 4 to 90',
+    ]);
+  });
+});
+
+describe('parseRouterConfig: top level', () => {
+  it.each([
+    ['destination', 'ROUTER.destination: unknown field (did you mean "destinations"?)'],
+    ['rule', 'ROUTER.rule: unknown field (did you mean "rules"?)'],
+    ['dedup_shard', 'ROUTER.dedup_shard: unknown field (did you mean "dedup_shards"?)'],
+    ['signature_tolerance_second', 'ROUTER.signature_tolerance_second: unknown field (did you mean "signature_tolerance_seconds"?)'],
+    ['signature_tolerance', 'ROUTER.signature_tolerance: unknown field'],
+    ['max_body_byte', 'ROUTER.max_body_byte: unknown field (did you mean "max_body_bytes"?)'],
+    ['consumer_subrequest_budgets', 'ROUTER.consumer_subrequest_budgets: unknown field (did you mean "consumer_subrequest_budget"?)'],
+    ['webhook_secret', 'ROUTER.webhook_secret: unknown field'],
+    ['zzz', 'ROUTER.zzz: unknown field'],
+  ])('reports an unknown top-level field %j with a did-you-mean when close', (key, message) => {
+    expect(problems({ [key]: 1 })).toEqual([message]);
+  });
+
+  it.each([
+    ['a table', { name: 'crm' }],
+    ['a string', 'crm'],
+    ['a number', 3],
+  ])('reports destinations that is %s, not a list', (_label, value) => {
+    expect(problems({ destinations: value })).toEqual(['destinations: must be a list ([[vars.ROUTER.destinations]])']);
+  });
+
+  it.each([
+    ['a table', { name: 'r' }],
+    ['a string', 'r'],
+    ['a boolean', false],
+  ])('reports rules that is %s, not a list', (_label, value) => {
+    expect(problems({ rules: value })).toEqual(['rules: must be a list ([[vars.ROUTER.rules]])']);
+  });
+
+  it('reports every problem at once, each named by its path', () => {
+    const p = problems({
+      dedup_shard: 4,
+      claim_lease_seconds: 1,
+      destinations: [http('crm'), { name: 'crm', type: 'http', url: 'nope' }, 'x', { name: 'q', type: 'queue', queue: 'MISSING' }],
+      rules: [rule('a', ['crm']), rule('a', ['crm']), rule('b', ['crm2']), { name: 'c', events: [], to: ['crm'] }],
+    });
+    expect(p).toEqual([
+      'ROUTER.dedup_shard: unknown field (did you mean "dedup_shards"?)',
+      'claim_lease_seconds: must be a whole number from 5 to 600',
+      'destinations[1].url: must be an absolute http(s) URL',
+      'destinations[2]: must be a table',
+      'destinations[3].queue: no queue producer binding named "MISSING" (declare it in [[queues.producers]])',
+      'rules[1].name: duplicate rule name "a"',
+      'rules[2].to[0]: unknown destination "crm2" (did you mean "crm"?)',
+      'rules[3].events: required: a non-empty list of event names or patterns',
+    ]);
+  });
+
+  it('returns warnings alongside problems when the config is invalid', () => {
+    const r = parse({ destinations: [http('crm'), http('spare')], rules: [{ name: 'r', events: ['user.create'], to: ['crm', 'nope'] }] });
+    expect(r.ok).toBe(false);
+    expect(r.warnings).toEqual(
+      expect.arrayContaining([
+        'rules[0].events[0]: "user.create" is not a known WorkOS event type (did you mean "user.created"?)',
+        'destinations: "spare" is not used by any rule',
+      ]),
+    );
+  });
+});
+
+describe('parseRouterConfig: destinations (common)', () => {
+  it.each([
+    ['a string', 'crm'],
+    ['a number', 1],
+    ['a list', [{ name: 'crm' }]],
+    ['null', null],
+    ['a boolean', true],
+  ])('reports a destination that is %s, not a table', (_label, d) => {
+    expect(destProblems(d)).toEqual(['destinations[0]: must be a table']);
+  });
+
+  const BAD_NAME = 'destinations[0].name: required; letters, digits, "_", "-" or "." (at most 64)';
+
+  it.each([
+    ['missing', undefined],
+    ['empty', ''],
+    ['a number', 42],
+    ['starting with "-"', '-crm'],
+    ['starting with "."', '.crm'],
+    ['starting with "_"', '_crm'],
+    ['with a space', 'my crm'],
+    ['with a slash', 'crm/1'],
+    ['with a colon', 'crm:1'],
+    ['non-ASCII', 'crmé'],
+    ['65 characters', 'a'.repeat(65)],
+  ])('reports a bad destination name (%s)', (_label, name) => {
+    expect(destProblems({ name, type: 'http', url: CRM })).toEqual([BAD_NAME]);
+  });
+
+  it.each([['a'], ['CRM'], ['9lives'], ['crm.eu-west_1'], ['a'.repeat(64)]])('accepts destination name %j', (name) => {
+    expect(destOf({ name, type: 'http', url: CRM })?.name).toBe(name);
+  });
+
+  it('reports a duplicate destination name at the later index', () => {
+    const p = problems({ destinations: [http('crm'), http('ops'), { name: 'crm', type: 'queue', queue: 'Q' }], rules: [rule('r', ['crm', 'ops'])] }, { Q: QUEUE_BINDING });
+    expect(p).toEqual(['destinations[2].name: duplicate destination name "crm"']);
+  });
+
+  it.each([
+    ['an unknown string', 'sqs', 'destinations[0].type: unknown type "sqs" (use "queue", "http" or "slack")'],
+    ['differently cased', 'HTTP', 'destinations[0].type: unknown type "HTTP" (use "queue", "http" or "slack")'],
+    ['a number', 1, 'destinations[0].type: unknown type 1 (use "queue", "http" or "slack")'],
+  ])('reports a destination type that is %s', (_label, type, message) => {
+    expect(destProblems({ name: 'x', type, url: CRM })).toEqual([message]);
+  });
+
+  it('reports a missing destination type', () => {
+    const p = destProblems({ name: 'x', url: CRM });
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatch(/^destinations\[0\]\.type: unknown type .*\(use "queue", "http" or "slack"\)$/);
+  });
+
+  it.each([
+    ['queue', { name: 'q', type: 'queue', queue: 'Q', url: CRM }, 'destinations[0].url: unknown field for a queue destination'],
+    ['queue', { name: 'q', type: 'queue', queue: 'Q', queu: 'Q' }, 'destinations[0].queu: unknown field for a queue destination (did you mean "queue"?)'],
+    ['queue', { name: 'q', type: 'queue', queue: 'Q', timeout_ms: 100 }, 'destinations[0].timeout_ms: unknown field for a queue destination'],
+    ['queue', { name: 'q', type: 'queue', queue: 'Q', headers: {} }, 'destinations[0].headers: unknown field for a queue destination'],
+    ['http', { name: 'h', type: 'http', url: CRM, mention: '<!here>' }, 'destinations[0].mention: unknown field for a http destination'],
+    ['http', { name: 'h', type: 'http', url: CRM, title: 'x' }, 'destinations[0].title: unknown field for a http destination'],
+    ['http', { name: 'h', type: 'http', url: CRM, queue: 'Q' }, 'destinations[0].queue: unknown field for a http destination'],
+    ['http', { name: 'h', type: 'http', url: CRM, header: {} }, 'destinations[0].header: unknown field for a http destination (did you mean "headers"?)'],
+    ['http', { name: 'h', type: 'http', url: CRM, max_attempt: 3 }, 'destinations[0].max_attempt: unknown field for a http destination (did you mean "max_attempts"?)'],
+    ['http', { name: 'h', type: 'http', url: CRM, signing_secrets: 'S' }, 'destinations[0].signing_secrets: unknown field for a http destination (did you mean "signing_secret"?)'],
+    ['slack', { name: 's', type: 'slack', url: SLACK, headers: {} }, 'destinations[0].headers: unknown field for a slack destination'],
+    ['slack', { name: 's', type: 'slack', url: SLACK, signing_secret: 'S' }, 'destinations[0].signing_secret: unknown field for a slack destination'],
+    ['slack', { name: 's', type: 'slack', url: SLACK, titel: 'x' }, 'destinations[0].titel: unknown field for a slack destination (did you mean "title"?)'],
+    ['slack', { name: 's', type: 'slack', url: SLACK, mentions: '<!here>' }, 'destinations[0].mentions: unknown field for a slack destination (did you mean "mention"?)'],
+  ])('reports an unknown field for a %s destination', (_type, d, message) => {
+    expect(destProblems(d, { Q: QUEUE_BINDING, S: 'secret' })).toEqual([message]);
+  });
+
+  it('applies retry and timeout defaults', () => {
+    expect(destOf(http('crm'))).toEqual({ name: 'crm', type: 'http', url: `${CRM}/crm`, headers: {}, timeoutMs: 10_000, retry: { maxAttempts: 10, retryDelaySeconds: 30 } });
+    expect(destOf({ name: 's', type: 'slack', url: SLACK })).toMatchObject({ name: 's', type: 'slack', url: SLACK, timeoutMs: 10_000, retry: { maxAttempts: 10, retryDelaySeconds: 30 } });
+    expect(destOf({ name: 'q', type: 'queue', queue: 'Q' }, { Q: QUEUE_BINDING })).toEqual({ name: 'q', type: 'queue', queue: 'Q', retry: { maxAttempts: 10, retryDelaySeconds: 30 } });
+  });
+
+  it('accepts string numbers for destination knobs', () => {
+    expect(destOf(http('crm', { max_attempts: '3', retry_delay_seconds: '60', timeout_ms: '500' }))).toMatchObject({
+      timeoutMs: 500,
+      retry: { maxAttempts: 3, retryDelaySeconds: 60 },
+    });
+    expect(destOf({ name: 'q', type: 'queue', queue: 'Q', max_attempts: '1' }, { Q: QUEUE_BINDING })).toMatchObject({ retry: { maxAttempts: 1 } });
+  });
+
+  it.each([
+    ['max_attempts', 0, 'destinations[0].max_attempts: must be a whole number from 1 to 100'],
+    ['max_attempts', 101, 'destinations[0].max_attempts: must be a whole number from 1 to 100'],
+    ['max_attempts', 2.5, 'destinations[0].max_attempts: must be a whole number from 1 to 100'],
+    ['retry_delay_seconds', 0, 'destinations[0].retry_delay_seconds: must be a whole number from 1 to 43200'],
+    ['retry_delay_seconds', 43_201, 'destinations[0].retry_delay_seconds: must be a whole number from 1 to 43200'],
+    ['retry_delay_seconds', 'soon', 'destinations[0].retry_delay_seconds: must be a whole number from 1 to 43200'],
+    ['timeout_ms', 99, 'destinations[0].timeout_ms: must be a whole number from 100 to 60000'],
+    ['timeout_ms', 60_001, 'destinations[0].timeout_ms: must be a whole number from 100 to 60000'],
+    ['timeout_ms', '-5', 'destinations[0].timeout_ms: must be a whole number from 100 to 60000'],
+  ])('reports http %s = %j out of range', (key, value, message) => {
+    expect(destProblems(http('crm', { [key]: value }))).toEqual([message]);
+  });
+
+  it('reports slack timeout_ms out of range and queue max_attempts out of range', () => {
+    expect(destProblems({ name: 's', type: 'slack', url: SLACK, timeout_ms: 60_001 })).toEqual(['destinations[0].timeout_ms: must be a whole number from 100 to 60000']);
+    expect(destProblems({ name: 'q', type: 'queue', queue: 'Q', max_attempts: 0 }, { Q: QUEUE_BINDING })).toEqual([
+      'destinations[0].max_attempts: must be a whole number from 1 to 100',
+    ]);
+  });
+
+  it('reports problems of several fields of one destination together', () => {
+    expect(destProblems({ name: 'bad name', type: 'http', url: 'nope', timeout_ms: 5, colour: 'red' })).toEqual([
+      'destinations[0].name: required; letters, digits, "_", "-" or "." (at most 64)',
+      'destinations[0].colour: unknown field for a http destination',
+      'destinations[0].url: must be an absolute http(s) URL',
+      'destinations[0].timeout_ms: must be a whole number from 100 to 60000',
+    ]);
+  });
+});
+
+describe('parseRouterConfig: queue destinations', () => {
+  const queue = (extra: Record<string, unknown> = {}) => ({ name: 'audit', type: 'queue', queue: 'AUDIT', ...extra });
+
+  it.each([
+    ['missing', undefined],
+    ['empty', ''],
+    ['a number', 5],
+    ['a table', { binding: 'AUDIT' }],
+  ])('reports a queue binding name that is %s', (_label, q) => {
+    expect(destProblems(queue({ queue: q }), { AUDIT: QUEUE_BINDING })).toEqual([
+      'destinations[0].queue: required: the name of a producer binding declared in [[queues.producers]]',
+    ]);
+  });
+
+  it.each([
+    ['lookup returns undefined', undefined],
+    ['the binding is a string (a var or secret)', 'AUDIT'],
+    ['the binding has no send()', { sendBatch: () => undefined }],
+    ['send is not a function', { send: 'yes' }],
+    ['the binding is null', null],
+  ])('reports a missing queue producer binding when %s', (_label, binding) => {
+    expect(destProblems(queue(), { AUDIT: binding })).toEqual([
+      'destinations[0].queue: no queue producer binding named "AUDIT" (declare it in [[queues.producers]])',
+    ]);
+  });
+
+  it('accepts a binding object having send()', () => {
+    expect(destOf(queue(), { AUDIT: { send: () => undefined } })).toEqual({ name: 'audit', type: 'queue', queue: 'AUDIT', retry: RETRY_DEFAULTS });
+  });
+
+  it('accepts a real queue producer binding from the Worker env', () => {
+    expect(destOf(queue({ queue: 'AUDIT_QUEUE' }), env as unknown as Bindings)).toMatchObject({ type: 'queue', queue: 'AUDIT_QUEUE' });
+  });
+
+  it('looks up the binding by the configured name', () => {
+    const asked: string[] = [];
+    parseRouterConfig({ destinations: [queue()], rules: [rule('r', ['audit'])] }, (n) => {
+      asked.push(n);
+      return QUEUE_BINDING;
+    });
+    expect(asked).toEqual(['AUDIT']);
+  });
+
+  it('skips the binding check with checkBindings: false, but still requires the name', () => {
+    expect(destOf(queue(), {}, { checkBindings: false })).toMatchObject({ queue: 'AUDIT' });
+    expect(problems({ destinations: [queue({ queue: '' })] }, {}, { checkBindings: false })).toEqual([
+      'destinations[0].queue: required: the name of a producer binding declared in [[queues.producers]]',
+    ]);
+  });
+});
+
+describe('parseRouterConfig: http destinations', () => {
+  it('reports both url and url_secret', () => {
+    expect(destProblems({ name: 'crm', type: 'http', url: CRM, url_secret: 'CRM_URL' }, { CRM_URL: CRM })).toEqual([
+      'destinations[0]: set exactly one of url or url_secret',
+    ]);
+  });
+
+  it('reports neither url nor url_secret', () => {
+    expect(destProblems({ name: 'crm', type: 'http' })).toEqual(['destinations[0]: set exactly one of url or url_secret']);
+  });
+
+  it('resolves url_secret to the secret value', () => {
+    expect(destOf({ name: 'crm', type: 'http', url_secret: 'CRM_URL' }, { CRM_URL: CRM })).toMatchObject({ url: CRM });
+  });
+
+  it.each([
+    ['unset', undefined],
+    ['an empty string', ''],
+    ['not a string (a binding)', QUEUE_BINDING],
+  ])('reports a url_secret naming a secret that is %s, naming the secret', (_label, value) => {
+    expect(destProblems({ name: 'crm', type: 'http', url_secret: 'CRM_URL' }, { CRM_URL: value })).toEqual([
+      'destinations[0].url_secret: secret "CRM_URL" is not set (wrangler secret put CRM_URL)',
+    ]);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['a number', 7],
+    ['a list', ['CRM_URL']],
+  ])('reports a url_secret that is %s', (_label, value) => {
+    expect(destProblems({ name: 'crm', type: 'http', url_secret: value })).toEqual(['destinations[0].url_secret: must be the name of a secret']);
+  });
+
+  it.each([
+    ['not a URL', 'not a url?token=SEKRET-TOKEN'],
+    ['relative', '/hooks/SEKRET-TOKEN'],
+    ['schemeless', 'crm.example.test/SEKRET-TOKEN'],
+    ['ftp', 'ftp://crm.example.test/SEKRET-TOKEN'],
+    ['javascript', 'javascript:alert("SEKRET-TOKEN")'],
+    ['a data URL', 'data:text/plain,SEKRET-TOKEN'],
+  ])('reports an invalid URL read from url_secret (%s) without echoing the secret value', (_label, value) => {
+    const p = destProblems({ name: 'crm', type: 'http', url_secret: 'CRM_URL' }, { CRM_URL: value });
+    expect(p).toEqual(['destinations[0].url_secret: must be an absolute http(s) URL']);
+    expect(p.join('\n')).not.toContain('SEKRET');
+  });
+
+  it.each([
+    ['not a URL', 'not a url?token=SEKRET-TOKEN'],
+    ['schemeless', 'crm.example.test/SEKRET-TOKEN'],
+    ['ftp', 'ftp://crm.example.test/SEKRET-TOKEN'],
+    ['ws', 'wss://crm.example.test/SEKRET-TOKEN'],
+    ['a number', 443],
+    ['empty', ''],
+  ])('reports an invalid url (%s) without echoing the value', (_label, value) => {
+    const p = destProblems({ name: 'crm', type: 'http', url: value });
+    expect(p).toEqual(['destinations[0].url: must be an absolute http(s) URL']);
+    expect(p.join('\n')).not.toContain('SEKRET');
+  });
+
+  it.each([['https://crm.example.test/hook?x=1'], ['http://localhost:8787/sink'], ['HTTPS://CRM.EXAMPLE.TEST/']])('accepts url %j', (url) => {
+    expect(destOf({ name: 'crm', type: 'http', url })).toMatchObject({ url });
+  });
+
+  it('never includes a secret value in any problem or warning', () => {
+    const r = parse(
+      {
+        destinations: [
+          { name: 'a', type: 'http', url_secret: 'A_URL', signing_secret: 'A_SIGN' },
+          { name: 'b', type: 'slack', url_secret: 'B_URL' },
+        ],
+        rules: [rule('r', ['a', 'b'])],
+      },
+      { A_URL: 'notaurl-SEKRET-1', A_SIGN: 'SEKRET-2', B_URL: 'ftp://SEKRET-3' },
+    );
+    expect(r.ok).toBe(false);
+    expect(JSON.stringify(r)).not.toContain('SEKRET');
+  });
+
+  it('skips url_secret resolution with checkBindings: false', () => {
+    expect(destOf({ name: 'crm', type: 'http', url_secret: 'CRM_URL', signing_secret: 'SIGN' }, {}, { checkBindings: false })).toMatchObject({
+      type: 'http',
+      url: '',
+    });
+  });
+
+  it('resolves signing_secret to its value', () => {
+    const d = destOf(http('crm', { signing_secret: 'CRM_SIGNING_SECRET' }), { CRM_SIGNING_SECRET: 'whsec_crm' }) as HttpDestination;
+    expect(d.signingSecret).toBe('whsec_crm');
+  });
+
+  it('leaves signingSecret unset when no signing_secret is configured', () => {
+    expect(destOf(http('crm'))).not.toHaveProperty('signingSecret');
+  });
+
+  it.each([
+    ['unset', undefined],
+    ['empty', ''],
+    ['a binding object', QUEUE_BINDING],
+  ])('reports a signing_secret naming a secret that is %s', (_label, value) => {
+    expect(destProblems(http('crm', { signing_secret: 'CRM_SIGNING_SECRET' }), { CRM_SIGNING_SECRET: value })).toEqual([
+      'destinations[0].signing_secret: secret "CRM_SIGNING_SECRET" is not set (wrangler secret put CRM_SIGNING_SECRET)',
+    ]);
+  });
+
+  it.each([[''], [5], [true]])('reports a signing_secret that is not a secret name: %j', (value) => {
+    expect(destProblems(http('crm', { signing_secret: value }))).toEqual(['destinations[0].signing_secret: must be the name of a secret']);
+  });
+
+  it('keeps valid static headers', () => {
+    expect(destOf(http('crm', { headers: { 'X-Team': 'growth', Authorization: 'Bearer abc', 'x-empty': '' } }))).toMatchObject({
+      headers: { 'X-Team': 'growth', Authorization: 'Bearer abc', 'x-empty': '' },
+    });
+  });
+
+  it.each([
+    ['Content-Type'],
+    ['content-type'],
+    ['Content-Length'],
+    ['Host'],
+    ['WorkOS-Signature'],
+    ['workos-signature'],
+    ['Idempotency-Key'],
+    ['X-WorkOS-Event-Id'],
+    ['X-WORKOS-EVENT'],
+    ['x-workos-stale'],
+  ])('reports a reserved header %j (set by the router)', (h) => {
+    expect(destProblems(http('crm', { headers: { [h]: 'x' } }))).toEqual([`destinations[0].headers["${h}"]: set by the router; cannot be overridden`]);
+  });
+
+  // The HTTP adapter (src/destinations/http.ts) also sets User-Agent; the contract says
+  // static headers cannot override router-set headers, yet validation accepts it.
+  it.each([['User-Agent'], ['user-agent']])('reports User-Agent %j as set by the router', (h) => {
+    expect(destProblems(http('crm', { headers: { [h]: 'mine' } }))).toEqual([`destinations[0].headers["${h}"]: set by the router; cannot be overridden`]);
+  });
+
+  it.each([['X Team'], ['X-Team:'], [''], ['X-Té'], ['X(Team)'], ['X-Team\n']])('reports an invalid header name %j', (h) => {
+    expect(destProblems(http('crm', { headers: { [h]: 'x' } }))).toEqual([`destinations[0].headers["${h}"]: not a valid header name`]);
+  });
+
+  it.each([
+    ['LF', 'a\nb'],
+    ['CRLF', 'a\r\nInjected: yes'],
+    ['CR', 'a\rb'],
+    ['trailing newline', 'growth\n'],
+    ['a number', 5],
+    ['a boolean', true],
+    ['a list', ['a']],
+  ])('reports a header value that is not a single-line string (%s)', (_label, v) => {
+    expect(destProblems(http('crm', { headers: { 'X-Team': v } }))).toEqual(['destinations[0].headers["X-Team"]: value must be a single-line string']);
+  });
+
+  it.each([
+    ['a string', 'X-Team: growth'],
+    ['a list', [['X-Team', 'growth']]],
+  ])('reports headers that is %s, not a table', (_label, headers) => {
+    expect(destProblems(http('crm', { headers }))).toEqual(['destinations[0].headers: must be a table of header = "value"']);
+  });
+
+  it('reports each bad header separately', () => {
+    expect(destProblems(http('crm', { headers: { Host: 'x', 'Bad Name': 'y', 'X-Ok': 'fine', 'X-Multi': 'a\nb' } }))).toEqual([
+      'destinations[0].headers["Host"]: set by the router; cannot be overridden',
+      'destinations[0].headers["Bad Name"]: not a valid header name',
+      'destinations[0].headers["X-Multi"]: value must be a single-line string',
+    ]);
+  });
+});
+
+describe('parseRouterConfig: slack destinations', () => {
+  const slack = (extra: Record<string, unknown> = {}) => ({ name: 'security', type: 'slack', url: SLACK, ...extra });
+
+  it('accepts url_secret and reports url/url_secret problems like http', () => {
+    expect(destOf({ name: 'security', type: 'slack', url_secret: 'SLACK_URL' }, { SLACK_URL: SLACK })).toMatchObject({ url: SLACK });
+    expect(destProblems({ name: 'security', type: 'slack' })).toEqual(['destinations[0]: set exactly one of url or url_secret']);
+    expect(destProblems({ name: 'security', type: 'slack', url: SLACK, url_secret: 'S' }, { S: SLACK })).toEqual([
+      'destinations[0]: set exactly one of url or url_secret',
+    ]);
+    expect(destProblems({ name: 'security', type: 'slack', url_secret: 'SLACK_URL' })).toEqual([
+      'destinations[0].url_secret: secret "SLACK_URL" is not set (wrangler secret put SLACK_URL)',
+    ]);
+    const p = destProblems({ name: 'security', type: 'slack', url_secret: 'SLACK_URL' }, { SLACK_URL: 'hooks.slack.test/T/B/SEKRET' });
+    expect(p).toEqual(['destinations[0].url_secret: must be an absolute http(s) URL']);
+    expect(p.join()).not.toContain('SEKRET');
+    expect(destProblems(slack({ url: 'slack://SEKRET' }))).toEqual(['destinations[0].url: must be an absolute http(s) URL']);
+  });
+
+  it('accepts a title of up to 150 characters', () => {
+    expect(destOf(slack({ title: 't'.repeat(150) }))).toMatchObject({ title: 't'.repeat(150) });
+  });
+
+  it.each([
+    ['151 characters', 't'.repeat(151)],
+    ['empty', ''],
+    ['whitespace', '   '],
+    ['a number', 5],
+  ])('reports a title that is %s', (_label, title) => {
+    expect(destProblems(slack({ title }))).toEqual(['destinations[0].title: must be a non-empty string of at most 150 characters']);
+  });
+
+  it('leaves title and mention unset when not configured', () => {
+    const d = destOf(slack());
+    expect(d).not.toHaveProperty('title');
+    expect(d).not.toHaveProperty('mention');
+  });
+
+  it.each([['<!here>'], ['<!channel>'], ['<!everyone>'], ['<@U123ABC>'], ['<@W0123>'], ['<!subteam^S123ABC>']])('accepts mention %j (string form)', (text) => {
+    expect(destOf(slack({ mention: text }))).toMatchObject({ mention: { text, rules: [], events: [] } });
+  });
+
+  const BAD_TEXT = 'destinations[0].mention.text: must be "<!here>", "<!channel>", "<@U123ABC>" or "<!subteam^S123ABC>"';
+
+  it.each([
+    ['@here'],
+    ['here'],
+    ['<!here'],
+    ['<!HERE>'],
+    ['<@u123abc>'],
+    ['<@X123>'],
+    ['<@U123ABC> please look'],
+    ['<!subteam^>'],
+    ['<!subteam^s123>'],
+    ['<#C123>'],
+    [''],
+  ])('reports a bad mention text %j', (text) => {
+    expect(destProblems(slack({ mention: text }))).toEqual([BAD_TEXT]);
+    expect(destProblems(slack({ mention: { text } }))).toEqual([BAD_TEXT]);
+  });
+
+  it('reports a mention table without text', () => {
+    expect(destProblems(slack({ mention: { rules: ['r'] } }))).toEqual([BAD_TEXT]);
+  });
+
+  it.each([
+    ['a number', 5],
+    ['a list', ['<!here>']],
+    ['a boolean', true],
+  ])('reports a mention that is %s', (_label, mention) => {
+    expect(destProblems(slack({ mention }))).toEqual(['destinations[0].mention: must be a mention string or a table { text, rules, events }']);
+  });
+
+  it('reports an unknown field in a mention table', () => {
+    expect(destProblems(slack({ mention: { text: '<!here>', channel: '#sec' } }))).toEqual(['destinations[0].mention.channel: unknown field']);
+  });
+
+  it.each([
+    ['rules', 'failed-logins'],
+    ['rules', [5]],
+    ['rules', ['']],
+    ['events', 'user.*'],
+    ['events', [null]],
+  ])('reports mention.%s that is not a list of non-empty strings (%j)', (key, value) => {
+    expect(destProblems(slack({ mention: { text: '<!here>', [key]: value } }))).toEqual([`destinations[0].mention.${key}: must be a list of non-empty strings`]);
+  });
+
+  it('reports an invalid mention.events pattern', () => {
+    expect(destProblems(slack({ mention: { text: '<!here>', events: ['user.*', 'user created'] } }))).toEqual([
+      'destinations[0].mention.events[1]: invalid pattern "user created"',
+    ]);
+  });
+
+  it('parses a mention table with rules and events', () => {
+    const cfg = {
+      destinations: [slack({ mention: { text: '<@U123ABC>', rules: ['failed-logins'], events: ['authentication.sso_failed', '!authentication.mfa_*'] } })],
+      rules: [{ name: 'failed-logins', events: ['authentication.*_failed'], to: ['security'] }],
+    };
+    expect(ok(cfg).config.destinations.get('security')).toMatchObject({
+      mention: { text: '<@U123ABC>', rules: ['failed-logins'], events: ['authentication.sso_failed', '!authentication.mfa_*'] },
+    });
+  });
+
+  it('reports mention.rules naming an unknown rule, with a did-you-mean when close', () => {
+    const cfg = {
+      destinations: [slack({ mention: { text: '<!here>', rules: ['failed-logins', 'failed-login', 'totally-different-name'] } })],
+      rules: [{ name: 'failed-logins', events: ['authentication.*_failed'], to: ['security'] }],
+    };
+    expect(problems(cfg)).toEqual([
+      'destinations["security"].mention.rules[1]: unknown rule "failed-login" (did you mean "failed-logins"?)',
+      'destinations["security"].mention.rules[2]: unknown rule "totally-different-name"',
+    ]);
+  });
+});
+
+describe('parseRouterConfig: rules', () => {
+  it.each([
+    ['a string', 'users'],
+    ['a number', 1],
+    ['a list', [{ name: 'r' }]],
+    ['null', null],
+  ])('reports a rule that is %s, not a table', (_label, r) => {
+    expect(ruleProblems(r)).toEqual(['rules[0]: must be a table']);
+  });
+
+  it('reports an unknown rule field with a did-you-mean', () => {
+    expect(ruleProblems(rule('r', ['crm'], { filter: {} }))).toEqual(['rules[0].filter: unknown field']);
+    expect(ruleProblems(rule('r', ['crm'], { stal: 'drop' }))).toEqual(['rules[0].stal: unknown field (did you mean "stale"?)']);
+    expect(ruleProblems({ name: 'r', event: ['user.created'], to: ['crm'] })).toEqual([
+      'rules[0].event: unknown field (did you mean "events"?)',
+      'rules[0].events: required: a non-empty list of event names or patterns',
+    ]);
+  });
+
+  it.each([
+    ['missing', undefined],
+    ['empty', ''],
+    ['a number', 1],
+    ['with a space', 'my rule'],
+    ['starting with "-"', '-r'],
+    ['65 characters', 'r'.repeat(65)],
+  ])('reports a bad rule name (%s)', (_label, name) => {
+    expect(ruleProblems({ name, events: ['user.created'], to: ['crm'] })).toEqual(['rules[0].name: required; letters, digits, "_", "-" or "."']);
+  });
+
+  it('reports duplicate rule names at the later index', () => {
+    expect(ruleProblems(rule('users', ['crm']), [rule('other', ['crm']), rule('users', ['crm'])])).toEqual(['rules[2].name: duplicate rule name "users"']);
+  });
+
+  it.each([
+    ['missing', undefined],
+    ['empty', []],
+    ['a string', 'user.created'],
+    ['a table', { include: ['user.*'] }],
+  ])('reports events that is %s', (_label, events) => {
+    expect(ruleProblems({ name: 'r', events, to: ['crm'] })).toEqual(['rules[0].events: required: a non-empty list of event names or patterns']);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['"!" alone', '!'],
+    ['a number', 5],
+    ['null', null],
+  ])('reports an empty pattern (%s)', (_label, p) => {
+    expect(ruleProblems({ name: 'r', events: ['user.created', p], to: ['crm'] })).toEqual(['rules[0].events[1]: empty pattern']);
+  });
+
+  it.each([['user created'], ['user.created!'], ['!!user.created'], ['user/created'], ['user.créated'], ['user.*?'], ['user.{created,deleted}'], [' user.created'], ['user:created']])(
+    'reports a pattern with invalid characters: %j',
+    (p) => {
+      expect(ruleProblems({ name: 'r', events: [p], to: ['crm'] })).toEqual([
+        `rules[0].events[0]: invalid pattern "${p}" (letters, digits, "_", ".", "-", "*", leading "!")`,
+      ]);
+    },
+  );
+
+  it('reports every bad pattern in one rule', () => {
+    expect(ruleProblems({ name: 'r', events: ['', 'user.*', 'a b', '!'], to: ['crm'] })).toEqual([
+      'rules[0].events[0]: empty pattern',
+      'rules[0].events[2]: invalid pattern "a b" (letters, digits, "_", ".", "-", "*", leading "!")',
+      'rules[0].events[3]: empty pattern',
+    ]);
+  });
+
+  it.each([['*'], ['!*'], ['dsync.*'], ['!dsync.group.updated'], ['authentication.*_failed'], ['*.created'], ['Custom-Event_1.x']])('accepts pattern %j', (p) => {
+    const r = parse({ destinations: [http('crm')], rules: [{ name: 'r', events: [p], to: ['crm'] }] });
+    expect(r.ok).toBe(true);
+  });
+
+  it.each([
+    ['missing', undefined],
+    ['empty', []],
+    ['a string', 'crm'],
+  ])('reports to that is %s', (_label, to) => {
+    expect(ruleProblems({ name: 'r', events: ['user.created'], to })).toEqual(['rules[0].to: required: a non-empty list of destination names']);
+  });
+
+  it('reports an unknown destination with the exact message', () => {
+    const cfg = { destinations: [http('audit-archive')], rules: [rule('a', ['audit-archive']), rule('b', ['crm2'])] };
+    expect(problems(cfg)).toEqual(['rules[1].to[0]: unknown destination "crm2"']);
+  });
+
+  it('adds a did-you-mean to an unknown destination when a name is close', () => {
+    const cfg = { destinations: [http('crm'), http('ops')], rules: [rule('a', ['crm', 'ops']), rule('b', ['crm2'])] };
+    expect(problems(cfg)).toEqual(['rules[1].to[0]: unknown destination "crm2" (did you mean "crm"?)']);
+  });
+
+  it('names each unknown destination by its index in to', () => {
+    const cfg = { destinations: [http('crm')], rules: [rule('a', ['crm', 'slack-sec', 'crm'])] };
+    expect(problems(cfg)).toEqual(['rules[0].to[1]: unknown destination "slack-sec"']);
+  });
+
+  it('reports a non-string destination reference', () => {
+    expect(ruleProblems(rule('r', ['crm', 5, null]))).toEqual(['rules[0].to[1]: unknown destination 5', 'rules[0].to[2]: unknown destination null']);
+  });
+
+  it('collapses a destination listed twice in one rule', () => {
+    expect(ok({ destinations: [http('crm')], rules: [rule('r', ['crm', 'crm'])] }).config.rules[0]?.to).toEqual(['crm']);
+  });
+
+  it('defaults stale to "deliver" and accepts "drop"', () => {
+    const { config } = ok({ destinations: [http('crm')], rules: [rule('a', ['crm']), rule('b', ['crm'], { stale: 'drop' }), rule('c', ['crm'], { stale: 'deliver' })] });
+    expect(config.rules.map((r) => r.stale)).toEqual(['deliver', 'drop', 'deliver']);
+  });
+
+  it.each([['skip'], ['DROP'], [''], [true], [0]])('reports an invalid stale %j', (stale) => {
+    expect(ruleProblems(rule('r', ['crm'], { stale }))).toEqual(['rules[0].stale: must be "deliver" or "drop"']);
+  });
+
+  it('reports every field problem of a rule together', () => {
+    expect(ruleProblems({ name: '', events: [], to: [], stale: 'x', where: {} })).toEqual([
+      'rules[0].name: required; letters, digits, "_", "-" or "."',
+      'rules[0].events: required: a non-empty list of event names or patterns',
+      'rules[0].to: required: a non-empty list of destination names',
+      'rules[0].where: must name at least one path',
+      'rules[0].stale: must be "deliver" or "drop"',
+    ]);
+  });
+});
+
+describe('parseRouterConfig: where', () => {
+  it('compiles a valid where into one condition per path, in order', () => {
+    const { config } = ok({
+      destinations: [http('crm')],
+      rules: [
+        rule('r', ['crm'], {
+          where: {
+            'data.organization_id': ['org_1', 'org_2'],
+            'data.email': { suffix: '@example.com' },
+            'context.actor.id': { exists: true },
+            'data.state': { not: 'inactive' },
+          },
+        }),
+      ],
+    });
+    const where = config.rules[0]?.where ?? [];
+    expect(where.map((c) => c.path)).toEqual(['data.organization_id', 'data.email', 'context.actor.id', 'data.state']);
+    expect(where.map((c) => c.segments)).toEqual([['data', 'organization_id'], ['data', 'email'], ['context', 'actor', 'id'], ['data', 'state']]);
+    expect(where[0]?.equalityKeys).toEqual(['string:org_1', 'string:org_2']);
+    expect(where[1]?.equalityKeys).toBeUndefined();
+  });
+
+  it.each([
+    ['a string', 'data.x = 1'],
+    ['a list', [{ 'data.x': 1 }]],
+    ['a number', 1],
+    ['null', null],
+  ])('reports a where that is %s', (_label, where) => {
+    expect(whereProblems(where)).toEqual(['rules[0].where: must be a table of "path" = condition']);
+  });
+
+  it('reports an empty where table', () => {
+    expect(whereProblems({})).toEqual(['rules[0].where: must name at least one path']);
+  });
+
+  it.each([['data..x'], ['.data'], ['data.'], ['data x'], [''], ['data.$x'], ['data[0]'], ['data/x'], ['data.*']])('reports a bad path %j', (path) => {
+    expect(whereProblems({ [path]: 'x' })).toEqual([`rules[0].where["${path}"]: path must be dot-separated field names, e.g. "data.organization_id"`]);
+  });
+
+  it.each([['data.organization_id'], ['event'], ['context.actor.id'], ['data.a-b.c_d.0']])('accepts path %j', (path) => {
+    const { config } = ok({ destinations: [http('crm')], rules: [rule('r', ['crm'], { where: { [path]: 'x' } })] });
+    expect(config.rules[0]?.where[0]?.segments).toEqual(path.split('.'));
+  });
+
+  it('reports an empty any-of list', () => {
+    expect(whereProblems({ 'data.x': [] })).toEqual(['rules[0].where["data.x"]: an "any of" list must not be empty']);
+  });
+
+  it.each([
+    ['a list', [['a']]],
+    ['a table', [{ prefix: 'a' }]],
+    ['mixed', ['a', { b: 1 }]],
+  ])('reports an any-of list holding a non-scalar (%s)', (_label, list) => {
+    expect(whereProblems({ 'data.x': list })).toEqual(['rules[0].where["data.x"]: an "any of" list may hold only strings, numbers, booleans or null']);
+  });
+
+  it('reports an empty operator table', () => {
+    expect(whereProblems({ 'data.x': {} })).toEqual(['rules[0].where["data.x"]: an operator table must use prefix, suffix, exists or not']);
+  });
+
+  it.each([['equals'], ['eq'], ['in'], ['contains'], ['Prefix'], ['regex']])('reports an unknown operator %j', (op) => {
+    expect(whereProblems({ 'data.x': { [op]: 'a' } })).toEqual([`rules[0].where["data.x"].${op}: unknown operator (use prefix, suffix, exists or not)`]);
+  });
+
+  it.each([
+    ['a number', 5],
+    ['empty', ''],
+    ['an empty list', []],
+    ['a list with a number', ['a', 5]],
+    ['a list with an empty string', ['a', '']],
+    ['a boolean', true],
+    ['null', null],
+    ['a table', { value: 'a' }],
+  ])('reports prefix and suffix that are %s', (_label, arg) => {
+    expect(whereProblems({ 'data.x': { prefix: arg } })).toEqual(['rules[0].where["data.x"].prefix: must be a non-empty string or a list of them']);
+    expect(whereProblems({ 'data.x': { suffix: arg } })).toEqual(['rules[0].where["data.x"].suffix: must be a non-empty string or a list of them']);
+  });
+
+  it.each([['true'], [1], [0], [null], [['true']]])('reports exists that is not a boolean: %j', (arg) => {
+    expect(whereProblems({ 'data.x': { exists: arg } })).toEqual(['rules[0].where["data.x"].exists: must be true or false']);
+  });
+
+  it('reports a bad condition nested in not at its nested path', () => {
+    expect(whereProblems({ 'data.x': { not: { prefix: 5 } } })).toEqual(['rules[0].where["data.x"].not.prefix: must be a non-empty string or a list of them']);
+    expect(whereProblems({ 'data.x': { not: { exists: 'yes' } } })).toEqual(['rules[0].where["data.x"].not.exists: must be true or false']);
+    expect(whereProblems({ 'data.x': { not: [] } })).toEqual(['rules[0].where["data.x"].not: an "any of" list must not be empty']);
+    expect(whereProblems({ 'data.x': { not: [{}] } })).toEqual([
+      'rules[0].where["data.x"].not: an "any of" list may hold only strings, numbers, booleans or null',
+    ]);
+    expect(whereProblems({ 'data.x': { not: {} } })).toEqual(['rules[0].where["data.x"].not: an operator table must use prefix, suffix, exists or not']);
+    expect(whereProblems({ 'data.x': { not: { is: 'a' } } })).toEqual(['rules[0].where["data.x"].not.is: unknown operator (use prefix, suffix, exists or not)']);
+  });
+
+  // `not` negates equality, any-of, prefix/suffix or exists; it does not nest.
+  it('reports a not nested inside not', () => {
+    const p = whereProblems({ 'data.state': { not: { not: 'active' } } });
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatch(/^rules\[0\]\.where\["data\.state"\]\.not/);
+  });
+
+  it('reports every bad path and operator of one where table', () => {
+    expect(
+      whereProblems({
+        'data..x': 1,
+        'data.a': [],
+        'data.b': { prefix: 1, suffix: 'ok', exists: 'no', wat: 1 },
+        'data.c': 'fine',
+      }),
+    ).toEqual([
+      'rules[0].where["data..x"]: path must be dot-separated field names, e.g. "data.organization_id"',
+      'rules[0].where["data.a"]: an "any of" list must not be empty',
+      'rules[0].where["data.b"].prefix: must be a non-empty string or a list of them',
+      'rules[0].where["data.b"].exists: must be true or false',
+      'rules[0].where["data.b"].wat: unknown operator (use prefix, suffix, exists or not)',
+    ]);
+  });
+
+  it('names the rule index in where problems', () => {
+    expect(ruleProblems(rule('a', ['crm']), [rule('b', ['crm'], { where: { 'data.x': { exists: 1 } } })])).toEqual([
+      'rules[1].where["data.x"].exists: must be true or false',
+    ]);
+  });
+});
+
+describe('parseRouterConfig: warnings', () => {
+  const cfg = (events: string[], extraDests: unknown[] = []) => ({ destinations: [http('crm'), ...extraDests], rules: [{ name: 'r', events, to: ['crm'] }] });
+
+  it('warns about an unknown exact event name with a did-you-mean', () => {
+    const { warnings } = ok(cfg(['dsync.user.create']));
+    expect(warnings).toEqual(['rules[0].events[0]: "dsync.user.create" is not a known WorkOS event type (did you mean "dsync.user.created"?)']);
+  });
+
+  it.each([
+    ['user.crated', 'user.created'],
+    ['dsync.group.user_add', 'dsync.group.user_added'],
+    ['authentication.sso_fail', 'authentication.sso_failed'],
+    ['organisation.created', 'organization.created'],
+  ])('suggests the closest catalog type for %j', (name, best) => {
+    expect(ok(cfg([name])).warnings).toEqual([`rules[0].events[0]: "${name}" is not a known WorkOS event type (did you mean "${best}"?)`]);
+  });
+
+  it('warns about an unknown exact name without a suggestion when nothing is close', () => {
+    expect(ok(cfg(['acme.widget.exploded'])).warnings).toEqual(['rules[0].events[0]: "acme.widget.exploded" is not a known WorkOS event type']);
+  });
+
+  it('warns about an unknown excluded name (by its bare name)', () => {
+    expect(ok(cfg(['dsync.*', '!dsync.group.updatd'])).warnings).toEqual([
+      'rules[0].events[1]: "dsync.group.updatd" is not a known WorkOS event type (did you mean "dsync.group.updated"?)',
+    ]);
+  });
+
+  it.each([['acme.*'], ['*.exploded'], ['user.*.created'], ['!acme.*']])('warns about pattern %j matching no catalog type', (p) => {
+    expect(ok(cfg(['user.created', p])).warnings).toEqual([`rules[0].events[1]: pattern "${p}" matches no known WorkOS event type`]);
+  });
+
+  it.each([['*'], ['dsync.*'], ['authentication.*_failed'], ['*.created'], ['organization*'], ['!dsync.*'], ['dsync.*.created'], ['user.created']])(
+    'does not warn about %j (matches the catalog)',
+    (p) => {
+      expect(ok(cfg([p])).warnings).toEqual([]);
+    },
+  );
+
+  it('warns about unused destinations, in declaration order', () => {
+    const { warnings } = ok(cfg(['user.created'], [http('spare'), { name: 'q', type: 'queue', queue: 'Q' }]), { Q: QUEUE_BINDING });
+    expect(warnings).toEqual(['destinations: "spare" is not used by any rule', 'destinations: "q" is not used by any rule']);
+  });
+
+  it('warns that an empty rules list leaves every event unrouted (and every destination unused)', () => {
+    expect(ok({ destinations: [http('crm')], rules: [] }).warnings).toEqual([
+      'rules: no rules; every event will be accepted and reported as unrouted',
+      'destinations: "crm" is not used by any rule',
+    ]);
+  });
+
+  it('keeps warnings in rule order with their paths', () => {
+    const { warnings } = ok({
+      destinations: [http('crm'), http('ops')],
+      rules: [
+        { name: 'a', events: ['user.created', 'user.crated'], to: ['crm'] },
+        { name: 'b', events: ['acme.*'], to: ['crm'] },
+      ],
+    });
+    expect(warnings).toEqual([
+      'rules[0].events[1]: "user.crated" is not a known WorkOS event type (did you mean "user.created"?)',
+      'rules[1].events[0]: pattern "acme.*" matches no known WorkOS event type',
+      'destinations: "ops" is not used by any rule',
+    ]);
+  });
+
+  it('warnings do not make the config invalid', () => {
+    const r = parse(cfg(['acme.widget.exploded', 'acme.*'], [http('spare')]));
+    expect(r.ok).toBe(true);
+    expect(r.warnings).toHaveLength(3);
+  });
+});
+
+describe('suggest', () => {
+  it('returns the closest candidate within the edit-distance budget', () => {
+    expect(suggest('crm2', ['crm', 'ops'])).toBe(' (did you mean "crm"?)');
+    expect(suggest('xyzzy', ['crm', 'ops'])).toBe('');
+    expect(suggest('anything', [])).toBe('');
+    expect(suggest('rules', ['rules'])).toBe(' (did you mean "rules"?)');
+  });
+});
