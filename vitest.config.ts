@@ -10,6 +10,8 @@ export const TEST_BINDINGS = {
 
 export default defineConfig({
   test: {
+    // Structured logs are part of the product; show them only for failing tests.
+    silent: 'passed-only',
     projects: [
       {
         plugins: [

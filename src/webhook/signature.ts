@@ -125,7 +125,7 @@ function hmacKey(secret: string): Promise<CryptoKey> {
   return key;
 }
 
-function signedPayload(timestampText: string, body: Uint8Array): Uint8Array {
+function signedPayload(timestampText: string, body: Uint8Array): Uint8Array<ArrayBuffer> {
   const prefix = encoder.encode(`${timestampText}.`);
   const out = new Uint8Array(prefix.length + body.length);
   out.set(prefix, 0);
