@@ -203,6 +203,18 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
     if (rawRules.length === 0) warnings.push('rules: no rules; every event will be accepted and reported as unrouted');
   }
   for (const name of destinations.keys()) if (!used.has(name)) warnings.push(`destinations: "${name}" is not used by any rule`);
+  // The Slack rate limit is kept per destination: two destinations on one webhook could exceed it.
+  const slackSources = new Map<string, string>();
+  (Array.isArray(rawDests) ? rawDests : []).forEach((d: unknown) => {
+    if (!isPlainObject(d) || d.type !== 'slack') return;
+    // Compared, never printed: a Slack webhook URL is a credential.
+    const source = typeof d.url === 'string' ? `url:${d.url}` : typeof d.url_secret === 'string' ? `secret:${d.url_secret}` : undefined;
+    if (source === undefined) return;
+    const other = slackSources.get(source);
+    if (other !== undefined) {
+      warnings.push(`destinations: "${String(d.name)}" and "${other}" post to the same Slack webhook; each is rate-limited separately, so together they may exceed Slack's 1 message/s`);
+    } else slackSources.set(source, String(d.name));
+  });
   for (const d of destinations.values()) {
     if (d.type === 'slack' && d.mention !== undefined) {
       d.mention.rules.forEach((r, j) => {

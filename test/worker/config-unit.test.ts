@@ -1143,3 +1143,25 @@ describe('suggest', () => {
     expect(suggest('rules', ['rules'])).toBe(' (did you mean "rules"?)');
   });
 });
+
+describe('shared Slack webhooks', () => {
+  it('warns (without printing the URL) when two Slack destinations post to one webhook', async () => {
+    const { parseRouterConfig } = await import('../../src/config/router-config');
+    const url = 'https://hooks.slack.com/services/T/B/very-secret';
+    const r = parseRouterConfig(
+      {
+        destinations: [
+          { name: 'a', type: 'slack', url },
+          { name: 'b', type: 'slack', url },
+        ],
+        rules: [{ name: 'r', events: ['*'], to: ['a', 'b'] }],
+      },
+      () => undefined,
+    );
+    expect(r.ok).toBe(true);
+    expect(r.warnings).toContain(
+      'destinations: "b" and "a" post to the same Slack webhook; each is rate-limited separately, so together they may exceed Slack\'s 1 message/s',
+    );
+    expect(JSON.stringify(r.warnings)).not.toContain('very-secret');
+  });
+});

@@ -261,3 +261,34 @@ describe('dedup ledger', () => {
     expect(await stub.isCommitted(id)).toBe(false);
   });
 });
+
+describe('events larger than a queue message', () => {
+  it('a 600 KB dsync.group.user_added round-trips to the consumer intact', async () => {
+    const { makeEvent } = await import('../fixtures/events');
+    const { runBatch, testEnv } = await import('../helpers/consumer');
+    const e = makeEvent('dsync.group.user_added');
+    const user = e.data.user as unknown as Record<string, unknown>;
+    user.custom_attributes = { notes: 'n'.repeat(600 * 1024) };
+    const body = JSON.stringify(e);
+    expect(body.length).toBeGreaterThan(600 * 1024);
+    const key = shardKeyOf(e as never);
+    const stub = env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(shardName(shardOf(key, 16)))) as DurableObjectStub<DedupLedger>;
+    const send = await runInDurableObject(stub, (instance) => vi.spyOn((instance as unknown as { env: Env }).env.EVENTS_QUEUE, 'send'));
+    const res = await postWebhook(body);
+    expect(await res.json()).toEqual({ status: 'accepted', id: e.id });
+    const message = send.mock.calls[0]?.[0] as RouterMessage;
+    expect(message.body).toBeUndefined();
+    expect(message.body_ref).toEqual({ shard: shardName(shardOf(key, 16)) });
+    expect(JSON.stringify(message).length).toBeLessThan(1024);
+
+    let received = '';
+    vi.spyOn(globalThis, 'fetch').mockImplementation(async (input, init) => {
+      received = await new Request(input as RequestInfo, init).text();
+      return new Response('ok');
+    });
+    const router = { destinations: [{ name: 'big', type: 'http', url: 'https://big.example.test/' }], rules: [{ name: 'all', events: ['*'], to: ['big'] }] };
+    const { result } = await runBatch([message], testEnv(router));
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(received).toBe(body);
+  });
+});
