@@ -19,17 +19,8 @@ export interface DeadLetterInput {
   body: string;
 }
 
-export interface DeadLetterSummary {
-  seq: number;
-  event_id: string;
-  event_type: string;
-  destination: string;
-  rules: string[];
-  reason: string;
-  last_status: number | null;
-  attempts: number;
-  dead_at: string;
-}
+/** A dead letter as listed: everything but the payload. */
+export type DeadLetterSummary = Omit<DeadLetterInput, 'body'> & { seq: number; dead_at: string };
 
 export class DeadLetterStore extends DurableObject<Env> {
   private readonly sql: SqlStorage;
