@@ -28,8 +28,8 @@ export function readWranglerConfig(path = 'wrangler.toml', envFiles = ['dev.env'
   for (const file of envFiles) {
     if (!existsSync(file)) continue;
     for (const line of readFileSync(file, 'utf8').split('\n')) {
-      const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)\s*$/.exec(line);
-      if (m) localSecrets.set(m[1] as string, (m[2] as string).replace(/^"(.*)"$/, '$1'));
+      const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line);
+      if (m) localSecrets.set(m[1] as string, (m[2] as string).replace(/^"(.*)"$|^'(.*)'$/, '$1$2'));
     }
   }
   const missingSecrets = new Set<string>();

@@ -4,7 +4,7 @@
  * completely. Shared by the end-to-end tests, `npm run demo` and the benchmarks.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -64,8 +64,18 @@ export async function startRouter(opts: StartOptions = {}): Promise<RouterProces
     '--show-interactive-dev-session=false',
     ...(opts.args ?? []),
   ];
-  for (const [name, value] of Object.entries(opts.vars ?? {})) {
-    args.push('--var', `${name}:${typeof value === 'string' ? value : JSON.stringify(value)}`);
+  // Vars (secrets among them) go through a private env file, not the command
+  // line, where any local user could read them with `ps`.
+  const vars = Object.entries(opts.vars ?? {});
+  if (vars.length > 0) {
+    const envFile = join(state, 'vars.env');
+    const lines = vars.map(([name, value]) => {
+      const text = typeof value === 'string' ? value : JSON.stringify(value);
+      if (/[\r\n]/.test(text)) throw new Error(`startRouter: var ${name} must be a single line`);
+      return `${name}=${text.includes("'") ? JSON.stringify(text) : `'${text}'`}`;
+    });
+    writeFileSync(envFile, `${lines.join('\n')}\n`, { mode: 0o600 });
+    args.push('--env-file', envFile);
   }
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
@@ -118,6 +128,25 @@ async function stopProcess(child: ChildProcess, state: string): Promise<void> {
     }, 5000);
     await exited;
     clearTimeout(timer);
+    // wrangler may exit before its workerd children: wait until the group is gone.
+    const deadline = Date.now() + 10_000;
+    while (groupAlive(child.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (groupAlive(child.pid)) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
   }
   rmSync(state, { recursive: true, force: true });
+}
+
+function groupAlive(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
