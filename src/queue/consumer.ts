@@ -121,7 +121,8 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       const attempts = state.attempts + 1;
       const base = { event_id: body.id, event_type: body.type, destination: name, attempt: attempts };
       if (outcome.ok) {
-        log('info', 'delivered', { ...base, status: outcome.status, latency_ms: Date.now() - body.accepted_at });
+        // Slack deliveries are handed to the destination's outbox (202), which logs the actual send.
+        log('info', outcome.status === 202 ? 'handed_to_outbox' : 'delivered', { ...base, status: outcome.status, latency_ms: Date.now() - body.accepted_at });
         continue;
       }
       const dest = config.destinations.get(name);
