@@ -30,6 +30,8 @@ interface IndexedRule<R extends MatcherRule> {
 interface TypeEntry<R extends MatcherRule> {
   /** Rules with no `where`: always match this type. */
   unconditional: IndexedRule<R>[];
+  /** The result when only the unconditional rules can match (no indexed or scanned rules): shared, read-only. */
+  fixed?: MatchResult<R>;
   /** path -> value key -> rules whose first equality condition is on path. */
   indexed: Map<string, { segments: string[]; byValue: Map<string, IndexedRule<R>[]> }>;
   /** Rules whose `where` has no equality condition: evaluated in full. */
@@ -76,6 +78,7 @@ export class Matcher<R extends MatcherRule> {
   /** Rules (in config order) whose names and `where` select this event, and their destinations. */
   match(event: UnknownEvent): MatchResult<R> {
     const entry = this.entryFor(event.event);
+    if (entry.fixed !== undefined) return entry.fixed;
     const hits: IndexedRule<R>[] = entry.unconditional.slice();
     for (const { segments, byValue } of entry.indexed.values()) {
       const value = readPath(event, segments);
@@ -89,10 +92,7 @@ export class Matcher<R extends MatcherRule> {
     }
     for (const c of entry.scanned) if (whereMatches(c.rule.where, event)) hits.push(c);
     if (hits.length > 1) hits.sort((a, b) => a.order - b.order);
-    const rules = hits.map((h) => h.rule);
-    const destinations: string[] = [];
-    for (const r of rules) for (const d of r.to) if (!destinations.includes(d)) destinations.push(d);
-    return { rules, destinations };
+    return resultOf(hits);
   }
 
   /** Rules whose event patterns select this type name (ignoring `where`), in config order. */
@@ -137,10 +137,18 @@ export class Matcher<R extends MatcherRule> {
         }
       }
     }
+    if (entry.indexed.size === 0 && entry.scanned.length === 0) entry.fixed = resultOf(entry.unconditional);
     if (this.cache.size >= TYPE_CACHE_LIMIT) this.cache.clear();
     this.cache.set(type, entry);
     return entry;
   }
+}
+
+function resultOf<R extends MatcherRule>(hits: readonly IndexedRule<R>[]): MatchResult<R> {
+  const rules = hits.map((h) => h.rule);
+  const destinations: string[] = [];
+  for (const r of rules) for (const d of r.to) if (!destinations.includes(d)) destinations.push(d);
+  return { rules, destinations };
 }
 
 export function whereMatches(where: readonly CompiledCondition[], event: UnknownEvent): boolean {

@@ -83,7 +83,8 @@ export async function verifyWorkOSSignature(opts: VerifyOptions): Promise<Verify
   const message = signedPayload(parsed.timestampText, opts.body);
   let matched = false;
   for (const secret of opts.secrets) {
-    const expected = new Uint8Array(await crypto.subtle.sign('HMAC', await hmacKey(secret), message));
+    const key = importedKeys.get(secret) ?? (await hmacKey(secret));
+    const expected = new Uint8Array(await crypto.subtle.sign('HMAC', key, message));
     for (const digest of parsed.digests) {
       // Evaluate every candidate (no early exit) so timing does not reveal which matched.
       if (constantTimeEqual(expected, digest)) matched = true;
@@ -96,7 +97,8 @@ export async function verifyWorkOSSignature(opts: VerifyOptions): Promise<Verify
 export async function signWorkOSPayload(secret: string, body: Uint8Array | string, timestampMs = Date.now()): Promise<string> {
   const bytes = typeof body === 'string' ? encoder.encode(body) : body;
   const t = String(Math.trunc(timestampMs));
-  const mac = await crypto.subtle.sign('HMAC', await hmacKey(secret), signedPayload(t, bytes));
+  const key = importedKeys.get(secret) ?? (await hmacKey(secret));
+  const mac = await crypto.subtle.sign('HMAC', key, signedPayload(t, bytes));
   return `t=${t}, v1=${bytesToHex(new Uint8Array(mac))}`;
 }
 
@@ -110,26 +112,39 @@ export function parseSecretList(value: unknown): string[] {
 }
 
 const encoder = new TextEncoder();
-const keyCache = new Map<string, Promise<CryptoKey>>();
+/** Imported keys, per isolate: resolved ones (read synchronously on the hot path) and imports under way. */
+const importedKeys = new Map<string, CryptoKey>();
+const pendingKeys = new Map<string, Promise<CryptoKey>>();
 const KEY_CACHE_LIMIT = 64;
 
 function hmacKey(secret: string): Promise<CryptoKey> {
-  let key = keyCache.get(secret);
+  let key = pendingKeys.get(secret);
   if (key === undefined) {
-    if (keyCache.size >= KEY_CACHE_LIMIT) keyCache.clear();
-    key = crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-    // A failed import must not poison the cache.
-    key.catch(() => keyCache.delete(secret));
-    keyCache.set(secret, key);
+    if (importedKeys.size >= KEY_CACHE_LIMIT) importedKeys.clear();
+    key = crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']).then(
+      (k) => {
+        importedKeys.set(secret, k);
+        pendingKeys.delete(secret);
+        return k;
+      },
+      (err: unknown) => {
+        // A failed import must not poison the cache.
+        pendingKeys.delete(secret);
+        throw err;
+      },
+    );
+    pendingKeys.set(secret, key);
   }
   return key;
 }
 
+/** `"<t>." + body` as one buffer (the timestamp is ASCII digits: written byte by byte). */
 function signedPayload(timestampText: string, body: Uint8Array): Uint8Array<ArrayBuffer> {
-  const prefix = encoder.encode(`${timestampText}.`);
-  const out = new Uint8Array(prefix.length + body.length);
-  out.set(prefix, 0);
-  out.set(body, prefix.length);
+  const n = timestampText.length;
+  const out = new Uint8Array(n + 1 + body.length);
+  for (let i = 0; i < n; i++) out[i] = timestampText.charCodeAt(i);
+  out[n] = 0x2e; // '.'
+  out.set(body, n + 1);
   return out;
 }
 
@@ -140,10 +155,16 @@ function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
+/** Decodes hex already checked against DIGEST_HEX. */
 function hexToBytes(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  for (let i = 0; i < out.length; i++) out[i] = (nibble(hex.charCodeAt(2 * i)) << 4) | nibble(hex.charCodeAt(2 * i + 1));
   return out;
+}
+
+function nibble(c: number): number {
+  // '0'-'9' → 0-9, 'a'-'f' / 'A'-'F' → 10-15
+  return c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x57;
 }
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));

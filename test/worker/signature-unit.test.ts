@@ -113,3 +113,18 @@ describe('verifyWorkOSSignature', () => {
     expect(h).toBe(`t=${NOW}, v1=${await hmacHex('dest-secret', `${NOW}.${BODY}`)}`);
   });
 });
+
+describe('key cache', () => {
+  it('imports each secret once per isolate, not per request', async () => {
+    const { vi } = await import('vitest');
+    const secret = `fresh-${crypto.randomUUID()}`;
+    const headers = await Promise.all([0, 1, 2, 3, 4].map((i) => header(NOW + i, secret)));
+    const importKey = vi.spyOn(crypto.subtle, 'importKey');
+    for (const [i, h] of headers.entries()) {
+      expect((await verify(h, { secrets: [secret], now: NOW + i })).ok).toBe(true);
+    }
+    const forSecret = importKey.mock.calls.filter((c) => new TextDecoder().decode(c[1] as Uint8Array) === secret);
+    expect(forSecret).toHaveLength(1);
+    importKey.mockRestore();
+  });
+});
