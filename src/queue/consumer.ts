@@ -6,8 +6,10 @@
  *   that failed are re-enqueued (with their attempt count and a backoff
  *   delay), so a destination that succeeded is never called again.
  * - Permanent failures and exhausted attempts go to the dead-letter store.
- * - A batch stays within a subrequest budget (Workers Free: 50): deliveries
- *   beyond it are deferred to a follow-up message, not attempted.
+ * - A batch stays within a subrequest budget (Workers Free: 50): a message
+ *   that does not fit what is left is redelivered whole by the platform; one
+ *   whose fan-out exceeds a whole batch's budget is split, the rest deferred
+ *   to a follow-up message. Nothing beyond the budget is attempted.
  * - Follow-ups and dead letters are flushed in one `sendBatch` and one
  *   dead-letter call; a message is acked only after its follow-ups are safe.
  */
@@ -40,6 +42,8 @@ interface MessagePlan {
   message: Message<unknown>;
   followUps: FollowUp[];
   deadLetters: DeadLetterInput[];
+  /** Not started for lack of budget: redelivered by the platform (no new message written). */
+  redeliver?: boolean;
 }
 
 export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Promise<void> {
@@ -51,7 +55,8 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     return;
   }
   const config = loaded.config;
-  let budget = config.settings.consumerSubrequestBudget - FLUSH_RESERVE;
+  const fullBudget = config.settings.consumerSubrequestBudget - FLUSH_RESERVE;
+  let budget = fullBudget;
   const plans: MessagePlan[] = [];
   for (const message of batch.messages) {
     const plan: MessagePlan = { message, followUps: [], deadLetters: [] };
@@ -95,6 +100,12 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     const names = Object.keys(pending);
     if (names.length === 0) {
       log('info', 'unrouted', { event_id: body.id, event_type: body.type });
+      continue;
+    }
+    if (names.length > budget && names.length <= fullBudget) {
+      // It would fit a batch of its own: let the platform redeliver it whole
+      // rather than writing a follow-up message (one message per event).
+      plan.redeliver = true;
       continue;
     }
     const now = names.slice(0, Math.max(0, budget));
@@ -206,6 +217,10 @@ async function flush(plans: MessagePlan[], env: Env): Promise<void> {
     }
   }
   for (const plan of plans) {
+    if (plan.redeliver === true) {
+      plan.message.retry({ delaySeconds: 0 });
+      continue;
+    }
     const unsafe = (plan.followUps.length > 0 && !followUpsSafe) || (plan.deadLetters.length > 0 && !deadLettersSafe);
     // Retrying the original re-runs its deliveries (at-least-once; receivers
     // deduplicate on Idempotency-Key). Losing it would drop the event.

@@ -210,6 +210,26 @@ describe('queue consumer', () => {
     expect(deferred?.delaySeconds).toBe(0);
   });
 
+  it('redelivers a whole message that does not fit the budget left, without writing a new one', async () => {
+    const two = {
+      consumer_subrequest_budget: 5,
+      destinations: [
+        { name: 'a', type: 'http', url: 'https://a.example.test/' },
+        { name: 'b', type: 'http', url: 'https://b.example.test/' },
+      ],
+      rules: [{ name: 'all', events: ['*'], to: ['a', 'b'] }],
+    };
+    routes.set('https://a.example.test/', () => new Response('ok'));
+    routes.set('https://b.example.test/', () => new Response('ok'));
+    const followUps = captureFollowUps();
+    const { result } = await runBatch([routerMessage(sampleEvent()), routerMessage(sampleEvent())], testEnv(two));
+    expect(seen).toHaveLength(2); // the first message's two deliveries: 3 - 2 = 1 left, too few for the second
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(result.retryMessages).toHaveLength(1);
+    expect(result.retryMessages[0]?.delaySeconds ?? 0).toBe(0);
+    expect(followUps).not.toHaveBeenCalled();
+  });
+
   it('holds messages (retry, not ack) while the config is invalid', async () => {
     const { result } = await runBatch([routerMessage(sampleEvent())], testEnv({ rules: [{ name: 'x', events: [''], to: [] }] }));
     expect(result.retryBatch.retry).toBe(true);
