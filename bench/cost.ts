@@ -1,0 +1,412 @@
+/**
+ * `cost`: billable operations per accepted event, counted on a real run, with
+ * 1 and with 5 http destinations; then the cost per million events at
+ * Cloudflare's published prices.
+ *
+ * The router runs under bench/workerd/instrumented/index.js (a bench-only
+ * entry re-exporting src/index.ts with counting wrappers; src is unchanged)
+ * through a copy of wrangler.toml whose only change is `main`. Counts are
+ * cross-checked with the structured log lines ({"msg":"webhook"},
+ * {"msg":"delivered"}) and with the sink's request count.
+ */
+import { resolve } from 'node:path';
+import { type RouterProcess, startRouter } from '../scripts/lib/dev-server';
+import { startSink } from '../scripts/lib/sink';
+import { BENCH_SECRET, EventSource, routerToSink, signedHeaders } from './lib/events';
+import { ROOT } from './lib/machine';
+import { type Table, type Target, Progress, printTable, step } from './lib/report';
+import type { BenchContext, BenchOutput } from './lib/types';
+import { copyWranglerConfig, cpuDelta, findWranglerGroup, groupCpu } from './lib/workerd';
+import { fmt, pct, sleep } from './lib/stats';
+
+/** Prices as published (USD), per unit stated; see PRICE_SOURCES. Included monthly allowances are not subtracted. */
+export const PRICES = {
+  workersRequestPerM: 0.3,
+  workersCpuMsPerM: 0.02,
+  doRequestPerM: 0.15,
+  doGbSecondPerM: 12.5,
+  doMemoryGb: 0.128, // 128 MB per object, as in Cloudflare's own duration examples (128 MB / 1 GB)
+  sqliteRowsWrittenPerM: 1.0,
+  sqliteRowsReadPerM: 0.001,
+  queueOperationPerM: 0.4,
+} as const;
+
+export const PRICE_SOURCES = [
+  'Workers (Standard usage model): $0.30 per million requests, $0.02 per million CPU ms — https://developers.cloudflare.com/workers/platform/pricing/',
+  'Durable Objects: $0.15 per million requests (each RPC method call on a stub is one request; alarms count too), $12.50 per million GB-s of duration at 128 MB per object — https://developers.cloudflare.com/durable-objects/platform/pricing/',
+  'SQLite-backed Durable Object storage: $1.00 per million rows written, $0.001 per million rows read, $0.20 per GB-month stored — https://developers.cloudflare.com/durable-objects/platform/pricing/ (stated from the published SQLite storage pricing; treat as an assumption if it has changed)',
+  'Queues: $0.40 per million operations; one operation per 64 KB written, read or deleted, so 3 per delivered message — https://developers.cloudflare.com/queues/platform/pricing/',
+];
+
+type Counters = {
+  fetchInvocations: Record<string, number>;
+  queueInvocations: Record<string, number>;
+  queueMessagesReceived: Record<string, number>;
+  doCalls: Record<string, number>;
+  doIncoming: Record<string, number>;
+  queueSends: Record<string, number>;
+  queueMessagesSent: Record<string, number>;
+  queueMessageBytes: Record<string, number>;
+  queueMessageChunks: Record<string, number>;
+  httpSubrequests: Record<string, number>;
+  sqlRowsRead: number;
+  sqlRowsWritten: number;
+  sqlStatements: number;
+  doActiveMs: number;
+  sqlByStatement: Record<string, { calls: number; rowsRead: number; rowsWritten: number }>;
+};
+
+/** Merges counter snapshots (objects of numbers / maps of numbers) by addition; `sign` -1 subtracts. */
+function add(into: Record<string, unknown>, from: Record<string, unknown>, sign = 1): void {
+  for (const [k, v] of Object.entries(from)) {
+    if (typeof v === 'number') into[k] = ((into[k] as number | undefined) ?? 0) + sign * v;
+    else if (v !== null && typeof v === 'object') {
+      const target = (into[k] ??= {}) as Record<string, unknown>;
+      add(target, v as Record<string, unknown>, sign);
+    }
+  }
+}
+
+async function readCounters(url: string): Promise<{ isolates: number; total: Counters }> {
+  const res = await fetch(`${url}/__bench/counters?shards=16`);
+  const json = (await res.json()) as { isolates: number; snapshots: { counters: Counters }[] };
+  const total = {} as Record<string, unknown>;
+  for (const s of json.snapshots) add(total, s.counters as unknown as Record<string, unknown>);
+  return { isolates: json.isolates, total: total as unknown as Counters };
+}
+
+function diff(after: Counters, before: Counters): Counters {
+  const out = {} as Record<string, unknown>;
+  add(out, after as unknown as Record<string, unknown>);
+  add(out, before as unknown as Record<string, unknown>, -1);
+  return out as unknown as Counters;
+}
+
+const sum = (m: Record<string, number> | undefined, pred: (k: string) => boolean = () => true) =>
+  Object.entries(m ?? {}).reduce((a, [k, v]) => (pred(k) ? a + v : a), 0);
+
+interface PerEvent {
+  workerRequests: number;
+  consumerInvocations: number;
+  doRequests: number;
+  doRequestsFromWebhook: number;
+  internalQueueMessages: number;
+  /** Internal messages handed to the consumer, redeliveries included (each is a queue read). */
+  internalDeliveries: number;
+  queueOperations: number;
+  httpSubrequests: number;
+  webhookSubrequests: number;
+  doSubrequests: number;
+  consumerSubrequests: number;
+  sqlRowsWritten: number;
+  sqlRowsRead: number;
+  doActiveMs: number;
+  localCpuMs: number;
+  meanMessageBytes: number;
+}
+
+function perEvent(c: Counters, events: number, cpuMs: number): PerEvent {
+  const internal = (k: string) => k.endsWith('EVENTS_QUEUE');
+  const messages = sum(c.queueMessagesSent, internal);
+  const chunks = sum(c.queueMessageChunks, internal);
+  const received = sum(c.queueMessagesReceived, (k) => k === 'workos-router-events');
+  const doRequests = sum(c.doIncoming);
+  // Queues bill a write and a delete per message and a read per delivery attempt, per 64 KB chunk.
+  const chunksPerMessage = messages > 0 ? chunks / messages : 1;
+  return {
+    workerRequests: sum(c.fetchInvocations, (k) => k.startsWith('POST /webhooks')) / events,
+    consumerInvocations: sum(c.queueInvocations) / events,
+    doRequests: doRequests / events,
+    doRequestsFromWebhook: sum(c.doCalls, (k) => k.startsWith('webhook')) / events,
+    internalQueueMessages: messages / events,
+    internalDeliveries: received / events,
+    queueOperations: (2 * chunks + received * chunksPerMessage) / events,
+    httpSubrequests: sum(c.httpSubrequests) / events,
+    webhookSubrequests: sum(c.doCalls, (k) => k.startsWith('webhook')) / events,
+    doSubrequests: sum(c.queueSends, (k) => k.startsWith('ledger DO')) / events,
+    consumerSubrequests: (sum(c.httpSubrequests) + sum(c.queueSends, (k) => k.startsWith('consumer')) + sum(c.doCalls, (k) => k.startsWith('consumer'))) / events,
+    sqlRowsWritten: c.sqlRowsWritten / events,
+    sqlRowsRead: c.sqlRowsRead / events,
+    doActiveMs: c.doActiveMs / events,
+    localCpuMs: cpuMs / events,
+    meanMessageBytes: messages > 0 ? sum(c.queueMessageBytes, internal) / messages : 0,
+  };
+}
+
+interface Costs {
+  workersRequests: number;
+  consumerInvocations: number;
+  workersCpu: number;
+  doRequests: number;
+  doDuration: number;
+  sqlite: number;
+  queues: number;
+  total: number;
+}
+
+/** USD per million events. */
+function costs(p: PerEvent): Costs {
+  const c = {
+    workersRequests: p.workerRequests * PRICES.workersRequestPerM,
+    consumerInvocations: p.consumerInvocations * PRICES.workersRequestPerM,
+    workersCpu: p.localCpuMs * PRICES.workersCpuMsPerM,
+    doRequests: p.doRequests * PRICES.doRequestPerM,
+    doDuration: (p.doActiveMs / 1000) * PRICES.doMemoryGb * PRICES.doGbSecondPerM,
+    sqlite: p.sqlRowsWritten * PRICES.sqliteRowsWrittenPerM + p.sqlRowsRead * PRICES.sqliteRowsReadPerM,
+    queues: p.queueOperations * PRICES.queueOperationPerM,
+    total: 0,
+  };
+  c.total = c.workersRequests + c.consumerInvocations + c.workersCpu + c.doRequests + c.doDuration + c.sqlite + c.queues;
+  return c;
+}
+
+interface RunFigures {
+  destinations: number;
+  /** consumer_subrequest_budget when set in ROUTER (else the default). */
+  budget: number | null;
+  events: number;
+  accepted: number;
+  duplicates: number;
+  isolates: number;
+  sinkRequests: number;
+  logWebhookLines: number;
+  logDeliveredLines: number;
+  counters: Counters;
+  duplicateCounters: Counters;
+  cpuMs: Record<string, number>;
+  perEvent: PerEvent;
+  perDuplicate: PerEvent;
+  costs: Costs;
+}
+
+async function runOnce(
+  destinations: number,
+  budget: number | null,
+  events: number,
+  duplicates: number,
+  sinkUrl: string,
+  sinkCount: (prefix: string) => number,
+): Promise<RunFigures> {
+  const cfg = copyWranglerConfig({ main: 'bench/workerd/instrumented/index.js' });
+  const prefix = `/cost${destinations}${budget === null ? '' : `b${budget}`}/d`;
+  const settings: Record<string, number> = budget === null ? {} : { consumer_subrequest_budget: budget };
+  step(`${destinations} destination(s)${budget === null ? '' : `, consumer_subrequest_budget ${budget}`}: starting the instrumented router`);
+  let r: RouterProcess;
+  try {
+    r = await startRouter({ timeoutMs: 60_000, config: cfg.path, vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, ROUTER: routerToSink(sinkUrl, destinations, prefix, settings) } });
+  } catch (err) {
+    cfg.cleanup();
+    throw err;
+  }
+  try {
+    const url = `${r.url}/webhooks/workos`;
+    const pgrp = findWranglerGroup(r.port);
+    const outputStart = r.output().length;
+    const before = await readCounters(r.url);
+    const cpuBefore = pgrp === null ? {} : groupCpu(pgrp);
+    const source = new EventSource();
+    const bodies: string[] = [];
+    let accepted = 0;
+    const progress = new Progress(`${destinations} dest: ${events} events`, events);
+    // Open loop at 100 events/s.
+    const inflight: Promise<void>[] = [];
+    const start = Date.now();
+    for (let i = 0; i < events; i++) {
+      const wait = start + i * 10 - Date.now();
+      if (wait > 0) await sleep(wait);
+      const e = source.next();
+      bodies.push(e.body);
+      inflight.push(
+        fetch(url, { method: 'POST', headers: signedHeaders(e.body), body: e.body })
+          .then((res) => res.text())
+          .then((t) => {
+            if (t.includes('"accepted"')) accepted++;
+          }),
+      );
+      if (i % 20 === 0) progress.update(i);
+    }
+    await Promise.all(inflight);
+    const deadline = Date.now() + 30_000;
+    while (sinkCount(prefix) < accepted * destinations && Date.now() < deadline) await sleep(100);
+    await sleep(1500); // a wrong extra delivery or retry would show up here
+    progress.done(`${sinkCount(prefix)} deliveries`);
+    const cpuMs = pgrp === null ? {} : cpuDelta(cpuBefore, groupCpu(pgrp));
+    const afterUnique = await readCounters(r.url);
+    const output = r.output().slice(outputStart);
+    // Duplicates: resend already-accepted events (fresh signatures).
+    let dupAnswers = 0;
+    for (let i = 0; i < duplicates; i++) {
+      const body = bodies[i % bodies.length] as string;
+      const t = await (await fetch(url, { method: 'POST', headers: signedHeaders(body), body })).text();
+      if (t.includes('"duplicate"')) dupAnswers++;
+    }
+    await sleep(500);
+    const afterDup = await readCounters(r.url);
+    const counters = diff(afterUnique.total, before.total);
+    const duplicateCounters = diff(afterDup.total, afterUnique.total);
+    const cpuTotal = (cpuMs.workerd ?? 0);
+    const pe = perEvent(counters, accepted, cpuTotal);
+    return {
+      destinations,
+      budget,
+      events,
+      accepted,
+      duplicates: dupAnswers,
+      isolates: afterDup.isolates,
+      sinkRequests: sinkCount(prefix),
+      logWebhookLines: (output.match(/"msg":"webhook"/g) ?? []).length,
+      logDeliveredLines: (output.match(/"msg":"delivered"/g) ?? []).length,
+      counters,
+      duplicateCounters,
+      cpuMs,
+      perEvent: pe,
+      perDuplicate: perEvent(duplicateCounters, Math.max(1, dupAnswers), 0),
+      costs: costs(pe),
+    };
+  } finally {
+    await r.stop();
+    cfg.cleanup();
+  }
+}
+
+export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
+  const events = ctx.quick ? 100 : 300;
+  const duplicates = ctx.quick ? 20 : 50;
+  const sink = await startSink();
+  const sinkCount = (prefix: string) => sink.requests.filter((q) => q.path.startsWith(prefix)).length;
+  const runs: RunFigures[] = [];
+  try {
+    for (const [d, budget] of [
+      [1, null],
+      [5, null],
+      [5, 100],
+    ] as const) {
+      runs.push(await runOnce(d, budget, events, duplicates, sink.url, sinkCount));
+    }
+  } finally {
+    await sink.close();
+  }
+
+  const colName = (r: RunFigures) =>
+    `${r.destinations} destination${r.destinations > 1 ? 's' : ''}${r.budget === null ? '' : `, budget ${r.budget}`}`;
+  const f = (n: number, digits = 2) => (Number.isInteger(n) ? fmt(n) : n.toFixed(digits));
+  const opsTable: Table = {
+    title: `Operations per accepted event (${events} unique events per run, at 100 events/s)`,
+    columns: ['per accepted event', ...runs.map(colName), 'billed as'],
+    rows: [
+      ['Worker requests (POST /webhooks/workos)', ...runs.map((r) => f(r.perEvent.workerRequests)), 'Workers request'],
+      ['queue consumer invocations (batches)', ...runs.map((r) => f(r.perEvent.consumerInvocations, 3)), 'Workers CPU (see findings)'],
+      ['Durable Object requests (RPC calls received)', ...runs.map((r) => f(r.perEvent.doRequests)), 'DO request'],
+      ['internal queue messages (EVENTS_QUEUE)', ...runs.map((r) => f(r.perEvent.internalQueueMessages)), '—'],
+      ['internal messages handed to the consumer (redeliveries included)', ...runs.map((r) => f(r.perEvent.internalDeliveries)), '—'],
+      ['queue operations (write + delete per message, read per delivery; per 64 KB)', ...runs.map((r) => f(r.perEvent.queueOperations)), 'Queues operation'],
+      ['mean internal message size (bytes)', ...runs.map((r) => fmt(r.perEvent.meanMessageBytes)), '—'],
+      ['subrequests from the webhook invocation (DO RPC)', ...runs.map((r) => f(r.perEvent.webhookSubrequests)), 'not billed'],
+      ['subrequests from the Durable Object (queue send)', ...runs.map((r) => f(r.perEvent.doSubrequests)), 'not billed'],
+      ['subrequests from the consumer (HTTP deliveries + queue/DO calls)', ...runs.map((r) => f(r.perEvent.consumerSubrequests)), 'not billed'],
+      ['SQLite rows written', ...runs.map((r) => f(r.perEvent.sqlRowsWritten)), 'DO storage'],
+      ['SQLite rows read', ...runs.map((r) => f(r.perEvent.sqlRowsRead)), 'DO storage'],
+      ['Durable Object active wall time (ms)', ...runs.map((r) => f(r.perEvent.doActiveMs)), 'DO duration (GB-s)'],
+      ['local workerd CPU (ms, whole pipeline)', ...runs.map((r) => f(r.perEvent.localCpuMs)), 'proxy for Workers CPU'],
+    ],
+    note: 'Counted by the instrumented entry over the unique-event phase only (counter snapshots before and after). Subrequests are limited per invocation but not billed. "budget 100" = the same 5 destinations with ROUTER consumer_subrequest_budget = 100 instead of the default 45.',
+  };
+  const first = runs[0] as RunFigures;
+  const sqlTable: Table = {
+    title: 'SQLite work per accepted event, by statement (1 destination)',
+    columns: ['statement', 'calls/event', 'rows read/event', 'rows written/event'],
+    rows: Object.entries(first.counters.sqlByStatement ?? {})
+      .map(([sql, v]) => [sql, (v.calls / first.accepted).toFixed(2), (v.rowsRead / first.accepted).toFixed(2), (v.rowsWritten / first.accepted).toFixed(2)] as (string | number)[])
+      .filter((row) => row[1] !== '0.00')
+      .sort((a, b) => Number(b[3]) - Number(a[3])),
+    note: 'rowsRead / rowsWritten of each statement\'s cursor, as the runtime reports them (index entries written count as rows written, which is how SQLite-backed Durable Objects are billed).',
+  };
+  const dupTable: Table = {
+    title: `Per duplicate delivery (an accepted event resent; ${duplicates} per run)`,
+    columns: ['per duplicate', ...runs.map(colName)],
+    rows: [
+      ['Worker requests', ...runs.map((r) => f(r.perDuplicate.workerRequests))],
+      ['Durable Object requests', ...runs.map((r) => f(r.perDuplicate.doRequests))],
+      ['internal queue messages', ...runs.map((r) => f(r.perDuplicate.internalQueueMessages))],
+      ['HTTP deliveries', ...runs.map((r) => f(r.perDuplicate.httpSubrequests))],
+      ['SQLite rows read / written', ...runs.map((r) => `${f(r.perDuplicate.sqlRowsRead)} / ${f(r.perDuplicate.sqlRowsWritten)}`)],
+    ],
+  };
+  const checkTable: Table = {
+    title: 'Cross-checks (independent of the counting wrappers)',
+    columns: ['', ...runs.map(colName)],
+    rows: [
+      ['events sent / answered "accepted"', ...runs.map((r) => `${r.events} / ${r.accepted}`)],
+      ['{"msg":"webhook"} log lines (unique phase)', ...runs.map((r) => fmt(r.logWebhookLines))],
+      ['{"msg":"delivered"} log lines', ...runs.map((r) => fmt(r.logDeliveredLines))],
+      ['requests received by the sink', ...runs.map((r) => fmt(r.sinkRequests))],
+      ['expected deliveries (accepted × destinations)', ...runs.map((r) => fmt(r.accepted * r.destinations))],
+      ['duplicates answered "duplicate"', ...runs.map((r) => `${r.duplicates} / ${duplicates}`)],
+      ['isolates the counters came from', ...runs.map((r) => fmt(r.isolates))],
+    ],
+  };
+  const money = (n: number) => `$${n < 0.01 ? n.toFixed(4) : n.toFixed(3)}`;
+  const costTable: Table = {
+    title: 'Cost per million accepted events (USD, at published prices, before included allowances)',
+    columns: ['item', ...runs.map(colName)],
+    rows: [
+      ['Workers requests (webhooks)', ...runs.map((r) => money(r.costs.workersRequests))],
+      ['consumer invocations, if billed as requests (upper bound)', ...runs.map((r) => money(r.costs.consumerInvocations))],
+      ['Workers CPU at the local workerd CPU/event (upper bound)', ...runs.map((r) => money(r.costs.workersCpu))],
+      ['Durable Object requests', ...runs.map((r) => money(r.costs.doRequests))],
+      ['Durable Object duration (active wall time × 128 MB)', ...runs.map((r) => money(r.costs.doDuration))],
+      ['SQLite rows written + read', ...runs.map((r) => money(r.costs.sqlite))],
+      ['Queues operations', ...runs.map((r) => money(r.costs.queues))],
+      ['total', ...runs.map((r) => money(r.costs.total))],
+    ],
+    note: `Prices: ${PRICE_SOURCES.join(' · ')}. Prices as published on those pages when looked up on ${new Date().toISOString().slice(0, 10)}; the $5/month Workers Paid minimum and the monthly included usage are not subtracted.`,
+  };
+  for (const t of [opsTable, sqlTable, dupTable, checkTable, costTable]) printTable(t);
+
+  const targets: Target[] = [];
+  for (const r of runs.filter((x) => x.budget === null)) {
+    targets.push({
+      what: `Durable Object requests per accepted event, ${r.destinations} destination(s)`,
+      target: '≤ 1',
+      measured: f(r.perEvent.doRequests),
+      met: r.perEvent.doRequests <= 1.0001,
+    });
+    targets.push({
+      what: `internal queue messages per accepted event, ${r.destinations} destination(s)`,
+      target: '≤ 1',
+      measured: f(r.perEvent.internalQueueMessages),
+      met: r.perEvent.internalQueueMessages <= 1.0001,
+    });
+  }
+  const [one, five, fiveBudget] = runs as [RunFigures, RunFigures, RunFigures];
+  const stmt = Object.entries(one.counters.sqlByStatement ?? {}).map(([sql, v]) => ({ sql, w: v.rowsWritten / one.accepted, calls: v.calls / one.accepted }));
+  const written = (prefix: string) => stmt.filter((x) => x.sql.startsWith(prefix)).reduce((acc, x) => acc + x.w, 0);
+  const perCall = (prefix: string) => {
+    const m = stmt.filter((x) => x.sql.startsWith(prefix));
+    const calls = m.reduce((acc, x) => acc + x.calls, 0);
+    return calls > 0 ? m.reduce((acc, x) => acc + x.w, 0) / calls : 0;
+  };
+  const findings: string[] = [
+    `Per accepted event, 1 destination / 5 destinations: ${f(one.perEvent.workerRequests)} / ${f(five.perEvent.workerRequests)} Worker request; ${f(one.perEvent.doRequests)} / ${f(five.perEvent.doRequests)} Durable Object request (the ledger's admit RPC: claim, out-of-order check, enqueue and commit inside the object); ${f(one.perEvent.internalQueueMessages)} / ${f(five.perEvent.internalQueueMessages)} internal queue message (${f(one.perEvent.queueOperations)} / ${f(five.perEvent.queueOperations)} queue operations, redeliveries included). HTTP deliveries are subrequests of the consumer (${f(one.perEvent.httpSubrequests)} / ${f(five.perEvent.httpSubrequests)} per event), not billed. The counts agree with the structured logs and the sink's request count (cross-checks).`,
+    (() => {
+      const redeliveries = five.perEvent.internalDeliveries - five.perEvent.internalQueueMessages;
+      const fixed = fiveBudget.perEvent.internalDeliveries - fiveBudget.perEvent.internalQueueMessages;
+      const cause =
+        'the consumer\'s subrequest budget (ROUTER consumer_subrequest_budget, default 45, minus 2 kept for the flush = 43 deliveries per batch) is smaller than max_batch_size 10 × 5 destinations = 50';
+      if (five.perEvent.internalQueueMessages > 1.0001) {
+        return `Target missed with 5 destinations: ${f(five.perEvent.internalQueueMessages)} internal messages per event. Cause: ${cause}, so each full batch delivers what fits and re-enqueues the rest as follow-up messages (+${pct(five.perEvent.internalQueueMessages - 1)} queue writes; those deliveries also wait for another batch). With consumer_subrequest_budget = 100 the same run writes ${f(fiveBudget.perEvent.internalQueueMessages)} message per event. Either raise the budget on Workers Paid (which allows far more subrequests per invocation) or keep max_batch_size ≤ floor((budget − 2) ÷ destinations): 8 for 5 destinations at the default budget.`;
+      }
+      return `With 5 destinations the router writes ${f(five.perEvent.internalQueueMessages)} internal message per event (target met), but ${cause}: a message whose fan-out no longer fits the batch's remaining budget is handed back for redelivery (${f(redeliveries)} redeliveries per event here, ${f(fiveBudget.perEvent.internalDeliveries - fiveBudget.perEvent.internalQueueMessages)} with consumer_subrequest_budget = 100). Each redelivery costs a queue read operation (${f(five.perEvent.queueOperations)} vs ${f(fiveBudget.perEvent.queueOperations)} operations per event), another consumer invocation (${f(five.perEvent.consumerInvocations, 3)} vs ${f(fiveBudget.perEvent.consumerInvocations, 3)} per event) and delays that event's deliveries by a batch; it also uses up one of the message's max_retries (100) attempts, so a long backlog could push an event to the dead-letter queue without any delivery having failed. ${fixed < redeliveries ? 'Raising the budget removes them' : 'The budget setting did not change this here'}; so does keeping max_batch_size ≤ floor((budget − 2) ÷ destinations), 8 for 5 destinations at the default budget.`;
+    })(),
+    `The largest line is SQLite rows written: ${f(one.perEvent.sqlRowsWritten)} per event = ${money(one.costs.sqlite)} per million events at $1.00 per million rows, about ${Math.round((100 * one.costs.sqlite) / one.costs.total)}% of the total and ${fmt(one.costs.sqlite / Math.max(1e-9, one.costs.doRequests), 0)}× the Durable Object requests. By statement: the claim INSERT OR REPLACE writes ${f(written('INSERT OR REPLACE INTO ledger'))} rows (table row + primary-key index + expires_at index), the commit UPDATE ${f(written('UPDATE ledger'))} (row + expires_at index), and the out-of-order record INSERT OR REPLACE INTO objects ${f(perCall('INSERT OR REPLACE INTO objects'))} rows per call (a replace is a delete plus an insert, with its index) for the ${Math.round(100 * stmt.filter((x) => x.sql.startsWith('INSERT OR REPLACE INTO objects')).reduce((acc, x) => acc + x.calls, 0))}% of events that name an object. Cheaper layouts (for the owner of src/dedup/ledger.ts to weigh, not applied): WITHOUT ROWID tables keyed by id / key (no separate primary-key index), no expires_at indexes (the hourly sweep can scan: rows read cost $0.001 per million, a thousandth of rows written), an UPDATE instead of INSERT OR REPLACE for known objects, and writing the ledger row once as committed after the send (the in-object inflight map already serialises concurrent copies; a crash between send and commit would then mean one extra delivery, which receivers already deduplicate by Idempotency-Key). Together these would bring it to roughly 2–3 rows per event. Rows read (${f(one.perEvent.sqlRowsRead)} per event) cost next to nothing.`,
+    `Queue consumer invocations: ${f(one.perEvent.consumerInvocations, 3)} per event (mean batch ${fmt(1 / Math.max(1e-9, one.perEvent.consumerInvocations), 1)}). The Workers pricing page bills inbound requests and CPU time and is not explicit about consumer invocations, so the table prices them as requests, an upper bound; they scale with batches, not destinations.`,
+    `CPU and duration are upper-bound estimates: "local workerd CPU" is the whole local workerd process's CPU time per event (${f(one.perEvent.localCpuMs)} ms with 1 destination, ${f(five.perEvent.localCpuMs)} ms with 5), which includes the runtime's HTTP handling, the local queue broker and SQLite I/O that production does not bill as Worker CPU; Durable Object duration is the objects' measured active wall time (${f(one.perEvent.doActiveMs)} ms per event locally). Even as upper bounds they are small next to the rows written.`,
+    `A duplicate costs one Worker request and one Durable Object request (one SELECT: ${f(one.perDuplicate.sqlRowsRead)} row read, nothing written), no queue message and no delivery.`,
+  ];
+  return {
+    tables: [opsTable, sqlTable, costTable, dupTable, checkTable],
+    targets,
+    findings,
+    raw: { events, duplicates, prices: PRICES, priceSources: PRICE_SOURCES, runs },
+  };
+}

@@ -1,0 +1,187 @@
+/**
+ * `ingest`: POST /webhooks/workos throughput and latency on local workerd.
+ *
+ * Two servers run side by side (wrangler dev each, idle when not under load):
+ *   bare            bench/workerd/bare: Hono answering 200 after reading the body (the ceiling),
+ *                   and on another path the router's Worker-side steps from src/ (capped body
+ *                   read, signature check, envelope parse, log line) without the durable accept
+ *   router          the project's wrangler.toml, one http destination on a loopback sink;
+ *                   loaded with unique events (new id each, signed at send time), and
+ *                   separately with duplicates only (one accepted event resent, fresh signatures)
+ * After a warm-up of each, the loads run in short alternating phases, rounds in rotating
+ * order, so drift in the machine's load (it is shared) hits every server alike; each
+ * server's figures pool its phases. Ratios are against bare, measured in the same rounds.
+ */
+import { resolve } from 'node:path';
+import { type RouterProcess, startRouter } from '../scripts/lib/dev-server';
+import { startSink } from '../scripts/lib/sink';
+import { BENCH_SECRET, EventSource, routerToSink, signedHeaders } from './lib/events';
+import { type LoadFigures, runLoad } from './lib/load';
+import { ROOT } from './lib/machine';
+import { type Table, type Target, printTable, step } from './lib/report';
+import type { BenchContext, BenchOutput } from './lib/types';
+import { findWranglerGroup } from './lib/workerd';
+import { fmt, pct, percentile, ratio, sleep } from './lib/stats';
+
+const PATH = '/webhooks/workos';
+
+type LoadName = 'bare' | 'worker steps only (no DO, no queue)' | 'router: unique events' | 'router: duplicates only';
+
+interface Pooled {
+  name: LoadName;
+  phases: LoadFigures[];
+  latencies: number[];
+}
+
+function pool(p: Pooled) {
+  const requests = p.phases.reduce((a, f) => a + f.requests, 0);
+  const seconds = p.phases.reduce((a, f) => a + f.elapsedMs, 0) / 1000;
+  const cpu: Record<string, number> = {};
+  for (const f of p.phases) for (const [k, v] of Object.entries(f.cpuMs)) cpu[k] = (cpu[k] ?? 0) + v;
+  const busy = p.phases.reduce((a, f) => a + f.machineBusy * f.elapsedMs, 0) / (seconds * 1000);
+  const steal = p.phases.reduce((a, f) => a + f.steal * f.elapsedMs, 0) / (seconds * 1000);
+  return {
+    name: p.name,
+    requests,
+    reqPerSec: p.phases.reduce((a, f) => a + f.reqPerSec, 0) / p.phases.length,
+    perPhaseReqPerSec: p.phases.map((f) => f.reqPerSec),
+    p50: percentile(p.latencies, 50),
+    p95: percentile(p.latencies, 95),
+    p99: percentile(p.latencies, 99),
+    non2xx: p.phases.reduce((a, f) => a + f.non2xx, 0),
+    errors: p.phases.reduce((a, f) => a + f.errors + f.timeouts, 0),
+    expected: p.phases.reduce((a, f) => a + (f.expectedBodies ?? 0), 0),
+    cpuMsPerReq: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / Math.max(1, requests)])),
+    machineBusy: busy,
+    steal,
+  };
+}
+
+export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
+  const phaseS = ctx.quick ? 3 : 5;
+  const rounds = 2;
+  const warmupS = ctx.quick ? 1 : 2;
+  const connections = 10;
+  const source = new EventSource();
+  const sink = await startSink();
+  const servers: RouterProcess[] = [];
+  const pooled = new Map<LoadName, Pooled>();
+  let acceptedUnique = 0;
+  const drains: { backlog: number; delivered: number; ms: number }[] = [];
+  try {
+    step('starting bench/workerd/bare and the router (wrangler dev each)');
+    const bare = await startRouter({ timeoutMs: 60_000, config: resolve(ROOT, 'bench/workerd/bare/wrangler.toml'), vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET } });
+    servers.push(bare);
+    const router = await startRouter({ timeoutMs: 60_000, vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, ROUTER: routerToSink(sink.url, 1, '/ingest') } });
+    servers.push(router);
+
+    const dup = source.next().body;
+    const first = await fetch(`${router.url}${PATH}`, { method: 'POST', headers: signedHeaders(dup), body: dup });
+    if (first.status !== 200) throw new Error(`ingest: first delivery of the duplicate event answered ${first.status}`);
+    acceptedUnique++;
+
+    const loads: { name: LoadName; server: RouterProcess; path: string; body: () => string; expect?: string }[] = [
+      { name: 'bare', server: bare, path: PATH, body: () => source.next().body },
+      { name: 'router: unique events', server: router, path: PATH, body: () => source.next().body, expect: '"accepted"' },
+      { name: 'worker steps only (no DO, no queue)', server: bare, path: `${PATH}/worker-steps`, body: () => source.next().body, expect: '"accepted"' },
+      { name: 'router: duplicates only', server: router, path: PATH, body: () => dup, expect: '"duplicate"' },
+    ];
+    const groups = new Map(servers.map((s) => [s, findWranglerGroup(s.port)]));
+    const run = (l: (typeof loads)[number], durationS: number, label: string) =>
+      runLoad({
+        url: l.server.url,
+        path: l.path,
+        connections,
+        durationS,
+        nextBody: l.body,
+        headersFor: (b) => signedHeaders(b),
+        pgrp: groups.get(l.server) ?? null,
+        label,
+        ...(l.expect === undefined ? {} : { expectBody: l.expect }),
+      });
+    const delivered = () => sink.requests.filter((r) => r.path.startsWith('/ingest')).length;
+    const drain = async () => {
+      // Let the consumer finish delivering before the next phase, so it does not take that phase's CPU.
+      const started = Date.now();
+      const before = delivered();
+      const deadline = started + 25_000;
+      while (delivered() < acceptedUnique && Date.now() < deadline) await sleep(100);
+      drains.push({ backlog: acceptedUnique - before, delivered: delivered() - before, ms: Date.now() - started });
+    };
+    for (const l of loads.slice(0, 3)) {
+      const f = await run(l, warmupS, `${l.name} (warm-up)`);
+      if (l.name === 'router: unique events') acceptedUnique += f.expectedBodies ?? 0;
+    }
+    await drain();
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < loads.length; k++) {
+        const l = loads[(k + r) % loads.length] as (typeof loads)[number];
+        const latencies: number[] = [];
+        const f = await run(l, phaseS, `round ${r + 1}/${rounds}: ${l.name}`);
+        latencies.push(...f.latencies);
+        const p = pooled.get(l.name) ?? { name: l.name, phases: [], latencies: [] };
+        p.phases.push(f);
+        p.latencies.push(...latencies);
+        pooled.set(l.name, p);
+        if (l.name === 'router: unique events') {
+          acceptedUnique += f.expectedBodies ?? 0;
+          await drain();
+        }
+      }
+    }
+  } finally {
+    for (const s of servers) await s.stop();
+    await sink.close();
+  }
+
+  const results = (['bare', 'worker steps only (no DO, no queue)', 'router: unique events', 'router: duplicates only'] as LoadName[]).map((n) => pool(pooled.get(n) as Pooled));
+  const [bare, steps, unique, dup] = results as [ReturnType<typeof pool>, ReturnType<typeof pool>, ReturnType<typeof pool>, ReturnType<typeof pool>];
+  const cpu = (x: ReturnType<typeof pool>, k: string) => x.cpuMsPerReq[k] ?? 0;
+  const bench = 'load generator + sink (bench process)';
+  const table: Table = {
+    title: `POST ${PATH}: ${connections} connections; ${rounds} rounds × ${phaseS} s per load, alternating, after a ${warmupS} s warm-up each`,
+    columns: ['load', 'req/s', 'vs bare', 'per-round req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'non-2xx', 'errors', 'workerd CPU ms/req', 'wrangler CPU ms/req', 'bench CPU ms/req', 'machine busy', 'steal'],
+    rows: results.map((x) => [
+      x.name,
+      fmt(x.reqPerSec),
+      x.name === 'bare' ? '—' : pct(x.reqPerSec / bare.reqPerSec),
+      x.perPhaseReqPerSec.map((v) => fmt(v)).join(' / '),
+      x.p50.toFixed(1),
+      x.p95.toFixed(1),
+      x.p99.toFixed(1),
+      fmt(x.non2xx),
+      fmt(x.errors),
+      cpu(x, 'workerd').toFixed(2),
+      cpu(x, 'wrangler (node)').toFixed(2),
+      cpu(x, bench).toFixed(2),
+      pct(x.machineBusy),
+      pct(x.steal, 1),
+    ]),
+    note:
+      '"vs bare" = req/s ÷ bare req/s from the same rounds. CPU ms/req = CPU time of that process during the load ÷ responses: workerd runs the Worker, its Durable Objects, miniflare\'s queue broker and the consumer; wrangler (Node) relays every log line; the bench process runs autocannon and the sink. "machine busy" = all cores, other users of the machine included; "steal" = CPU time the hypervisor gave to other guests (host contention).',
+  };
+  printTable(table);
+
+  const share = unique.reqPerSec / bare.reqPerSec;
+  const targets: Target[] = [
+    { what: 'router unique-event req/s vs bare Hono on the same setup', target: '≥ 80%', measured: pct(share), met: share >= 0.8 },
+    { what: 'non-2xx responses under load (all router loads)', target: '0', measured: fmt(unique.non2xx + dup.non2xx + steps.non2xx), met: unique.non2xx + dup.non2xx + steps.non2xx === 0 },
+  ];
+  const routerCpu = cpu(unique, 'workerd') + cpu(unique, 'wrangler (node)');
+  const stepsCpu = cpu(steps, 'workerd') + cpu(steps, 'wrangler (node)');
+  const bareCpu = cpu(bare, 'workerd') + cpu(bare, 'wrangler (node)');
+  const findings: string[] = [
+    `Unique events: ${fmt(unique.reqPerSec)} req/s, ${pct(share)} of the bare Hono worker's ${fmt(bare.reqPerSec)} req/s in the same rounds (target ≥ 80%: ${share >= 0.8 ? 'met' : 'missed'}); p50 / p95 / p99 ${unique.p50.toFixed(1)} / ${unique.p95.toFixed(1)} / ${unique.p99.toFixed(1)} ms vs bare ${bare.p50.toFixed(1)} / ${bare.p95.toFixed(1)} / ${bare.p99.toFixed(1)} ms; ${fmt(unique.expected)} of ${fmt(unique.requests)} answers were "accepted", no non-2xx.`,
+    `What bounds ours is CPU on this 2-core machine, where everything runs together: per request, workerd + wrangler spent ${routerCpu.toFixed(2)} CPU ms for the router against ${bareCpu.toFixed(2)} ms for the bare worker (${ratio(routerCpu / Math.max(0.001, bareCpu), 1)}), and req/s fall in about the same proportion. Beyond reading the body, each accepted event costs: the HMAC check (a few µs in workerd, see \`verify\`: negligible), the envelope parse, one Durable Object RPC (a cross-isolate call with serialised arguments, carrying the whole body), SQLite writes in the object (see \`cost\`: ~6–7 rows), a queue send from the object to miniflare's local queue broker (itself a Durable Object in the same workerd), the consumer's batch handling and HTTP delivery, and two or three log lines that wrangler's Node process parses and re-prints (wrangler: ${cpu(unique, 'wrangler (node)').toFixed(2)} ms/req for the router vs ${cpu(bare, 'wrangler (node)').toFixed(2)} for bare). Locally, all of it is billed to the same two cores as the ingest path.`,
+    `The router's Worker-side steps alone (the same src/ code for the capped body read, signature check, envelope parse and log line, served by the bare worker, with no Durable Object and no queue) run at ${fmt(steps.reqPerSec)} req/s, ${pct(steps.reqPerSec / bare.reqPerSec)} of bare, at ${stepsCpu.toFixed(2)} CPU ms/req against ${bareCpu.toFixed(2)}; of that difference ${(cpu(steps, 'wrangler (node)') - cpu(bare, 'wrangler (node)')).toFixed(2)} ms is wrangler relaying the one log line, a local-only cost. The router reaches ${pct(unique.reqPerSec / steps.reqPerSec)} of the steps-only rate: the rest of the gap is the durable accept (the ledger RPC carrying the body, its SQLite claim / check / commit, the queue send) and, locally, the consumer's deliveries and their log lines, all on the same cores. In production the object, the queue and the consumer run on other machines and the webhook Worker pays only its own steps plus the wait for one RPC, so the deployed endpoint has more headroom than this ratio suggests; locally the ≥ 80% target cannot be reached while the durable accept and its downstream share two cores with the load generator.`,
+    `Duplicates only: ${fmt(dup.reqPerSec)} req/s (${pct(dup.reqPerSec / bare.reqPerSec)} of bare), p50 ${dup.p50.toFixed(1)} ms, p99 ${dup.p99.toFixed(1)} ms; ${fmt(dup.expected)} of ${fmt(dup.requests)} answered "duplicate". A duplicate costs the verification and one Durable Object RPC (a single SELECT, no queue send, no delivery); every copy of one id goes to the same ledger shard, so this load also measures one Durable Object serving ${connections} concurrent callers.`,
+    (() => {
+      const real = drains.filter((d) => d.backlog > 0);
+      if (real.length === 0) return 'Local delivery: the consumer kept up with every unique-event phase (no backlog when the load stopped).';
+      const rate = real.reduce((acc, d) => acc + d.delivered, 0) / Math.max(0.001, real.reduce((acc, d) => acc + d.ms, 0) / 1000);
+      return `Local delivery: while a unique-event load runs, the consumer shares the cores with it and falls behind: ${real.map((d) => fmt(d.backlog)).join(' and ')} deliveries were still pending when the ${phaseS} s loads stopped; the backlog then drained at about ${fmt(rate)} deliveries/s (${ratio(rate / unique.reqPerSec, 1)} the router's ingest rate), before the next load started so that it did not take that load's CPU. Locally miniflare's broker hands the consumer one batch (max_batch_size 10) at a time; on Cloudflare consumers scale out (max_concurrency).`;
+    })(),
+    `Noise: per-round req/s are in the table; rounds alternate servers so drift in the shared machine's load affects each alike, but ratios between rounds of the same server show the margin (bare: ${bare.perPhaseReqPerSec.map((v) => fmt(v)).join(' vs ')} req/s).`,
+  ];
+  return { tables: [table], targets, findings, raw: { connections, phaseS, rounds, warmupS, results, drains } };
+}

@@ -1,0 +1,293 @@
+/**
+ * Bench-only Worker entry for `npm run bench -- cost` (plain JS so the Node
+ * typecheck of bench/ does not pull the Worker's types in).
+ *
+ * Re-exports the router (src/index.ts: every export, every handler) with
+ * counting wrappers around:
+ *   - the fetch and queue handlers (invocations, messages per batch);
+ *   - every env binding they and the Durable Objects see: Durable Object
+ *     namespaces (each stub method call = one billed DO request), queue
+ *     producers (send / sendBatch, message bytes);
+ *   - the Durable Object classes (incoming RPC calls, SQLite rows read and
+ *     written, active wall time per object);
+ *   - global fetch (outgoing HTTP subrequests; in this app only the queue
+ *     consumer fetches).
+ * GET /__bench/counters returns the counters, merged across isolates (the
+ * Durable Objects are asked over RPC; those calls are not counted).
+ */
+import router, { DedupLedger as BaseLedger, DeadLetterStore as BaseDeadLetters } from '../../../src/index.ts';
+
+// Every other export of the router (Durable Object classes added later included)
+// passes through unchanged; the two local class exports below take precedence.
+export * from '../../../src/index.ts';
+
+// Random values are not allowed at global scope: the isolate's id is drawn on first use.
+let isolateId = null;
+const isolate = () => (isolateId ??= crypto.randomUUID());
+
+function freshCounters() {
+  return {
+    fetchInvocations: {},
+    queueInvocations: {},
+    queueMessagesReceived: {},
+    doCalls: {},
+    doIncoming: {},
+    queueSends: {},
+    queueMessagesSent: {},
+    queueMessageBytes: {},
+    queueMessageChunks: {},
+    httpSubrequests: {},
+    sqlRowsRead: 0,
+    sqlRowsWritten: 0,
+    sqlStatements: 0,
+    doActiveMs: 0,
+  };
+}
+
+let counters = freshCounters();
+const cursors = [];
+
+function inc(map, key, n = 1) {
+  map[key] = (map[key] ?? 0) + n;
+}
+
+// ---------------------------------------------------------------------------
+// env wrapping
+// ---------------------------------------------------------------------------
+
+// RPC stubs answer any property name with another RPC property, so `method.apply`
+// would be a remote call named "apply": always call through Reflect.apply.
+function wrapStub(stub, ns, context) {
+  return new Proxy(stub, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop);
+      if (typeof prop !== 'string' || typeof value !== 'function' || prop === 'then') return value;
+      return (...args) => {
+        inc(counters.doCalls, `${context}: ${ns}.${prop}`);
+        return Reflect.apply(value, target, args);
+      };
+    },
+  });
+}
+
+function wrapNamespace(namespace, name, context) {
+  return new Proxy(namespace, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop);
+      if (typeof value !== 'function') return value;
+      if (prop === 'get' || prop === 'getByName') return (...args) => wrapStub(Reflect.apply(value, target, args), name, context);
+      return ((...a) => Reflect.apply(value, target, a));
+    },
+  });
+}
+
+function messageBytes(body) {
+  try {
+    return new TextEncoder().encode(typeof body === 'string' ? body : JSON.stringify(body)).byteLength;
+  } catch {
+    return 0;
+  }
+}
+
+function countMessage(name, context, body) {
+  // Queues bill per 64 KB chunk (1 KB = 1,000 bytes; about 100 bytes of metadata per message).
+  const bytes = messageBytes(body);
+  inc(counters.queueMessagesSent, `${context}: ${name}`);
+  inc(counters.queueMessageBytes, `${context}: ${name}`, bytes);
+  inc(counters.queueMessageChunks, `${context}: ${name}`, Math.max(1, Math.ceil((bytes + 100) / 64_000)));
+}
+
+function wrapQueue(queue, name, context) {
+  return new Proxy(queue, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop);
+      if (prop === 'send') {
+        return (body, opts) => {
+          inc(counters.queueSends, `${context}: ${name}.send`);
+          countMessage(name, context, body);
+          return Reflect.apply(value, target, [body, opts]);
+        };
+      }
+      if (prop === 'sendBatch') {
+        return (messages, opts) => {
+          inc(counters.queueSends, `${context}: ${name}.sendBatch`);
+          for (const m of messages) countMessage(name, context, m.body);
+          return Reflect.apply(value, target, [messages, opts]);
+        };
+      }
+      return typeof value === 'function' ? ((...a) => Reflect.apply(value, target, a)) : value;
+    },
+  });
+}
+
+const envProxies = new Map(); // context -> WeakMap(env -> proxy)
+
+function wrapEnv(env, context) {
+  let byEnv = envProxies.get(context);
+  if (byEnv === undefined) {
+    byEnv = new WeakMap();
+    envProxies.set(context, byEnv);
+  }
+  const cached = byEnv.get(env);
+  if (cached !== undefined) return cached;
+  const wrapped = {};
+  for (const key of Object.keys(env)) {
+    const value = env[key];
+    if (value !== null && typeof value === 'object' && typeof value.idFromName === 'function') wrapped[key] = wrapNamespace(value, key, context);
+    else if (value !== null && typeof value === 'object' && typeof value.send === 'function' && typeof value.sendBatch === 'function') wrapped[key] = wrapQueue(value, key, context);
+    else wrapped[key] = value;
+  }
+  byEnv.set(env, wrapped);
+  return wrapped;
+}
+
+// ---------------------------------------------------------------------------
+// global fetch
+// ---------------------------------------------------------------------------
+
+const realFetch = globalThis.fetch;
+globalThis.fetch = (input, init) => {
+  let key = 'other';
+  try {
+    const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
+    key = `${url.host}${url.pathname}`;
+  } catch {
+    // keep 'other'
+  }
+  inc(counters.httpSubrequests, key);
+  return realFetch(input, init);
+};
+
+// ---------------------------------------------------------------------------
+// Durable Objects
+// ---------------------------------------------------------------------------
+
+/**
+ * The runtime only accepts its own DurableObjectState as `ctx`, so the objects
+ * get the real one; their SQL handle (`this.sql`, a plain property at run time)
+ * is replaced after construction by a wrapper that keeps every cursor, whose
+ * rowsRead / rowsWritten are summed at read-out. (Schema statements run in the
+ * constructors are not counted; alarm get/set calls are not wrapped.)
+ */
+function wrapSql(sql) {
+  return new Proxy(sql, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop);
+      if (prop === 'exec') {
+        return (...args) => {
+          const cursor = Reflect.apply(value, target, args);
+          counters.sqlStatements++;
+          cursors.push({ sql: String(args[0]).replace(/\s+/g, ' ').trim().slice(0, 72), cursor });
+          return cursor;
+        };
+      }
+      return typeof value === 'function' ? ((...a) => Reflect.apply(value, target, a)) : value;
+    },
+  });
+}
+
+/** Tracks the union of an object's busy intervals (duration is billed while active, shared by overlapping requests). */
+class ActiveClock {
+  active = 0;
+  since = 0;
+  enter() {
+    if (this.active++ === 0) this.since = Date.now();
+  }
+  leave() {
+    if (--this.active === 0) counters.doActiveMs += Date.now() - this.since;
+  }
+}
+
+async function timed(clock, name, fn) {
+  inc(counters.doIncoming, name);
+  clock.enter();
+  try {
+    return await fn();
+  } finally {
+    clock.leave();
+  }
+}
+
+export class DedupLedger extends BaseLedger {
+  #clock = new ActiveClock();
+  constructor(ctx, env) {
+    super(ctx, wrapEnv(env, 'ledger DO'));
+    this.sql = wrapSql(ctx.storage.sql);
+  }
+  admit(req) {
+    return timed(this.#clock, 'DedupLedger.admit', () => super.admit(req));
+  }
+  getBody(id) {
+    return timed(this.#clock, 'DedupLedger.getBody', () => super.getBody(id));
+  }
+  isCommitted(id) {
+    return timed(this.#clock, 'DedupLedger.isCommitted', () => super.isCommitted(id));
+  }
+  alarm(info) {
+    return timed(this.#clock, 'DedupLedger.alarm', () => super.alarm(info));
+  }
+  /** Not counted: the benchmark's read-out. */
+  async __benchCounters() {
+    return snapshot();
+  }
+}
+
+export class DeadLetterStore extends BaseDeadLetters {
+  constructor(ctx, env) {
+    super(ctx, wrapEnv(env, 'dead-letter DO'));
+    this.sql = wrapSql(ctx.storage.sql);
+  }
+  add(records) {
+    inc(counters.doIncoming, 'DeadLetterStore.add');
+    return super.add(records);
+  }
+}
+
+function snapshot() {
+  let rowsRead = 0;
+  let rowsWritten = 0;
+  const sqlByStatement = {};
+  for (const { sql, cursor } of cursors) {
+    rowsRead += cursor.rowsRead;
+    rowsWritten += cursor.rowsWritten;
+    const s = (sqlByStatement[sql] ??= { calls: 0, rowsRead: 0, rowsWritten: 0 });
+    s.calls++;
+    s.rowsRead += cursor.rowsRead;
+    s.rowsWritten += cursor.rowsWritten;
+  }
+  return { isolate: isolate(), counters: { ...counters, sqlRowsRead: rowsRead, sqlRowsWritten: rowsWritten, sqlByStatement } };
+}
+
+// ---------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------
+
+export default {
+  ...router,
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    if (url.pathname === '/__bench/counters') {
+      const shards = Number(url.searchParams.get('shards') ?? '16');
+      const snapshots = [snapshot()];
+      for (let i = 0; i < shards; i++) {
+        const stub = env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(`ledger-${i}`));
+        snapshots.push(await stub.__benchCounters());
+      }
+      const seen = new Set();
+      const merged = snapshots.filter((s) => (seen.has(s.isolate) ? false : (seen.add(s.isolate), true)));
+      return Response.json({ isolates: merged.length, snapshots: merged });
+    }
+    if (url.pathname === '/__bench/reset') {
+      counters = freshCounters();
+      cursors.length = 0;
+      return Response.json({ ok: true });
+    }
+    inc(counters.fetchInvocations, `${request.method} ${url.pathname}`);
+    return router.fetch(request, wrapEnv(env, 'webhook'), ctx);
+  },
+  async queue(batch, env, ctx) {
+    inc(counters.queueInvocations, batch.queue);
+    inc(counters.queueMessagesReceived, batch.queue, batch.messages.length);
+    return router.queue(batch, wrapEnv(env, 'consumer'), ctx);
+  },
+};
