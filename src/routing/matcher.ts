@@ -13,7 +13,7 @@
  *   indexed by (path, value), so only rules that can match are evaluated.
  */
 import type { UnknownEvent } from '../events/catalog';
-import { type CompiledCondition, isScalar, readPath, scalarKey } from './where';
+import { type CompiledCondition, type Scalar, isScalar, readPath } from './where';
 
 export interface MatcherRule {
   name: string;
@@ -33,7 +33,7 @@ interface TypeEntry<R extends MatcherRule> {
   /** The result when only the unconditional rules can match (no indexed or scanned rules): shared, read-only. */
   fixed?: MatchResult<R>;
   /** path -> value key -> rules whose first equality condition is on path. */
-  indexed: Map<string, { segments: string[]; byValue: Map<string, IndexedRule<R>[]> }>;
+  indexed: Map<string, { segments: string[]; byValue: Map<Scalar, IndexedRule<R>[]> }>;
   /** Rules whose `where` has no equality condition: evaluated in full. */
   scanned: IndexedRule<R>[];
 }
@@ -85,7 +85,7 @@ export class Matcher<R extends MatcherRule> {
       const values = Array.isArray(value) ? value : [value];
       for (const v of values) {
         if (!isScalar(v)) continue;
-        const candidates = byValue.get(scalarKey(v));
+        const candidates = byValue.get(v);
         if (candidates === undefined) continue;
         for (const c of candidates) if (!hits.includes(c) && whereMatches(c.rule.where, event)) hits.push(c);
       }
@@ -121,7 +121,7 @@ export class Matcher<R extends MatcherRule> {
     }
     const entry: TypeEntry<R> = { unconditional: [], indexed: new Map(), scanned: [] };
     for (const ir of [...selected].sort((a, b) => a.order - b.order)) {
-      const eq = ir.rule.where.find((c) => c.equalityKeys !== undefined);
+      const eq = ir.rule.where.find((c) => c.equalityValues !== undefined);
       if (ir.rule.where.length === 0) entry.unconditional.push(ir);
       else if (eq === undefined) entry.scanned.push(ir);
       else {
@@ -130,10 +130,10 @@ export class Matcher<R extends MatcherRule> {
           slot = { segments: eq.segments, byValue: new Map() };
           entry.indexed.set(eq.path, slot);
         }
-        for (const key of eq.equalityKeys ?? []) {
-          const list = slot.byValue.get(key) ?? [];
+        for (const value of eq.equalityValues ?? []) {
+          const list = slot.byValue.get(value) ?? [];
           list.push(ir);
-          slot.byValue.set(key, list);
+          slot.byValue.set(value, list);
         }
       }
     }

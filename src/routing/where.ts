@@ -15,8 +15,8 @@ export interface CompiledCondition {
   path: string;
   segments: string[];
   test: (value: unknown) => boolean;
-  /** Equality keys when the condition is a plain equality / any-of (used for indexing). */
-  equalityKeys?: string[];
+  /** The values, when the condition is a plain equality / any-of (used for indexing). */
+  equalityValues?: Scalar[];
 }
 
 export type WhereCompileResult = { ok: true; conditions: CompiledCondition[] } | { ok: false; problems: string[] };
@@ -38,7 +38,7 @@ export function compileWhere(where: unknown, at: string): WhereCompileResult {
     const compiled = compileCondition(spec, here, problems);
     if (compiled === null) continue;
     const condition: CompiledCondition = { path, segments: path.split('.'), test: compiled.test };
-    if (compiled.equalityKeys !== undefined) condition.equalityKeys = compiled.equalityKeys;
+    if (compiled.equalityValues !== undefined) condition.equalityValues = compiled.equalityValues;
     conditions.push(condition);
   }
   return problems.length > 0 ? { ok: false, problems } : { ok: true, conditions };
@@ -46,13 +46,13 @@ export function compileWhere(where: unknown, at: string): WhereCompileResult {
 
 interface Compiled {
   test: (value: unknown) => boolean;
-  equalityKeys?: string[];
+  equalityValues?: Scalar[];
 }
 
 function compileCondition(spec: unknown, at: string, problems: string[]): Compiled | null {
   if (isScalar(spec)) {
-    const key = scalarKey(spec);
-    return { test: anyElement((v) => isScalar(v) && scalarKey(v) === key), equalityKeys: [key] };
+    // Map/Set/=== keep types apart: "1" never equals 1.
+    return { test: anyElement((v) => v === spec), equalityValues: [spec] };
   }
   if (Array.isArray(spec)) {
     if (spec.length === 0) {
@@ -63,9 +63,8 @@ function compileCondition(spec: unknown, at: string, problems: string[]): Compil
       problems.push(`${at}: an "any of" list may hold only strings, numbers, booleans or null`);
       return null;
     }
-    const keys = spec.map(scalarKey);
-    const set = new Set(keys);
-    return { test: anyElement((v) => isScalar(v) && set.has(scalarKey(v))), equalityKeys: [...set] };
+    const set = new Set<Scalar>(spec);
+    return { test: anyElement((v) => isScalar(v) && set.has(v)), equalityValues: [...set] };
   }
   if (!isPlainObject(spec)) {
     problems.push(`${at}: must be a value, a list, or a table with prefix, suffix, exists or not`);
@@ -123,10 +122,6 @@ export function readPath(root: unknown, segments: readonly string[]): unknown {
     cur = (cur as Record<string, unknown>)[seg];
   }
   return cur;
-}
-
-export function scalarKey(v: Scalar): string {
-  return v === null ? 'null' : `${typeof v}:${String(v)}`;
 }
 
 export function isScalar(v: unknown): v is Scalar {

@@ -957,8 +957,8 @@ describe('parseRouterConfig: where', () => {
     const where = config.rules[0]?.where ?? [];
     expect(where.map((c) => c.path)).toEqual(['data.organization_id', 'data.email', 'context.actor.id', 'data.state']);
     expect(where.map((c) => c.segments)).toEqual([['data', 'organization_id'], ['data', 'email'], ['context', 'actor', 'id'], ['data', 'state']]);
-    expect(where[0]?.equalityKeys).toEqual(['string:org_1', 'string:org_2']);
-    expect(where[1]?.equalityKeys).toBeUndefined();
+    expect(where[0]?.equalityValues).toEqual(['org_1', 'org_2']);
+    expect(where[1]?.equalityValues).toBeUndefined();
   });
 
   it.each([
