@@ -95,7 +95,14 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       plan.deadLetters.push({ event_id: body.id, event_type: body.type, destination: '(router)', rules: [], reason: 'body_expired', last_status: null, attempts: 0, body: '' });
       continue;
     }
-    const event = JSON.parse(raw) as UnknownEvent;
+    let event: UnknownEvent;
+    try {
+      event = JSON.parse(raw) as UnknownEvent;
+    } catch {
+      // Verified at ingest, so this is storage corruption: keep it, don't crash the batch.
+      plan.deadLetters.push({ event_id: body.id, event_type: body.type, destination: '(router)', rules: [], reason: 'malformed_body', last_status: null, attempts: 0, body: raw });
+      continue;
+    }
     const pending = body.pending ?? initialDeliveries(config, event, body.stale === true);
     const names = Object.keys(pending);
     if (names.length === 0) {

@@ -230,6 +230,19 @@ describe('queue consumer', () => {
     expect(followUps).not.toHaveBeenCalled();
   });
 
+  it('dead-letters a message whose body is not JSON instead of failing the batch', async () => {
+    routes.set(CRM, () => new Response('ok'));
+    routes.set(OPS, () => new Response('ok'));
+    captureFollowUps();
+    const good = routerMessage(sampleEvent());
+    const bad = { ...routerMessage(sampleEvent()), body: '{not json' };
+    const { result } = await runBatch([bad, good], runEnv());
+    expect(result.explicitAcks).toHaveLength(2);
+    expect(seen).toHaveLength(2); // the good one was still delivered to crm and ops
+    const items = await deadLetterStub(env).list(500, 0);
+    expect(items.find((d) => d.event_id === bad.id)).toMatchObject({ reason: 'malformed_body', destination: '(router)' });
+  });
+
   it('holds messages (retry, not ack) while the config is invalid', async () => {
     const { result } = await runBatch([routerMessage(sampleEvent())], testEnv({ rules: [{ name: 'x', events: [''], to: [] }] }));
     expect(result.retryBatch.retry).toBe(true);
