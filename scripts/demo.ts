@@ -17,7 +17,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { type Destination, parseRouterConfig } from '../src/config/router-config';
 import { EVENT_TYPES, type EventType, type UnknownEvent, eventFamily } from '../src/events/catalog';
 import { makeEvent } from '../test/fixtures/events';
-import { type RouterProcess, startRouter } from './lib/dev-server';
+import { type RouterProcess, groupAlive, startRouter } from './lib/dev-server';
 import { postSigned } from './lib/sign';
 import { type Sink, type SinkRequest, startSink } from './lib/sink';
 
@@ -159,15 +159,6 @@ function childGroups(): number[] {
 
 /** Groups recorded when the router came up (its wrangler may have exited since; workerd keeps the group id). */
 const routerGroups = new Set<number>();
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Last resort: SIGKILL every group we started. */
 function killChildGroups(): void {

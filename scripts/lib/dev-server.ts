@@ -142,7 +142,8 @@ async function stopProcess(child: ChildProcess, state: string): Promise<void> {
   rmSync(state, { recursive: true, force: true });
 }
 
-function groupAlive(pid: number): boolean {
+/** Is any process of this process group still alive? */
+export function groupAlive(pid: number): boolean {
   try {
     process.kill(-pid, 0);
     return true;
