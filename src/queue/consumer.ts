@@ -58,6 +58,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   const fullBudget = config.settings.consumerSubrequestBudget - FLUSH_RESERVE;
   let budget = fullBudget;
   const plans: MessagePlan[] = [];
+  const work: MessageWork[] = [];
   for (const message of batch.messages) {
     const plan: MessagePlan = { message, followUps: [], deadLetters: [] };
     plans.push(plan);
@@ -79,7 +80,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     let raw = body.body;
     if (raw === undefined && body.body_ref !== undefined) {
       if (budget < 1) {
-        plan.followUps.push({ body, delaySeconds: 0 });
+        plan.redeliver = true;
         continue;
       }
       budget -= 1;
@@ -118,58 +119,75 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     const now = names.slice(0, Math.max(0, budget));
     const later = names.slice(now.length);
     budget -= now.length;
-    const outcomes = await Promise.all(
-      now.map(async (name) => {
-        const dest = config.destinations.get(name);
-        const state = pending[name] as { attempts: number; rules: string[] };
-        if (dest === undefined) {
-          return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } as DeliveryOutcome };
-        }
-        const delivery = { event, raw: raw as string, rules: state.rules, attempts: state.attempts, stale: body.stale === true };
-        const outcome = await deliver(dest, delivery, env).catch(
-          (err: unknown): DeliveryOutcome => {
-            log('error', 'adapter_error', { event_id: body.id, destination: name, error: errorName(err) });
-            return { ok: false, retryable: true, status: null, reason: 'adapter_error' };
-          },
-        );
-        return { name, state, outcome };
-      }),
-    );
-    for (const { name, state, outcome } of outcomes) {
-      const attempts = state.attempts + 1;
-      const base = { event_id: body.id, event_type: body.type, destination: name, attempt: attempts };
-      if (outcome.ok) {
-        // Slack deliveries are handed to the destination's outbox (202), which logs the actual send.
-        log('info', outcome.status === 202 ? 'handed_to_outbox' : 'delivered', { ...base, status: outcome.status, latency_ms: Date.now() - body.accepted_at });
-        continue;
-      }
+    work.push({ plan, body, event, raw, pending, now, later });
+  }
+  // Deliveries of every message in the batch run concurrently: a slow
+  // destination holds up only its own requests.
+  await Promise.all(work.map((w) => deliverMessage(w, config, env)));
+  await flush(plans, env);
+}
+
+interface MessageWork {
+  plan: MessagePlan;
+  body: RouterMessage;
+  event: UnknownEvent;
+  raw: string;
+  pending: NonNullable<RouterMessage['pending']>;
+  /** Destinations attempted in this invocation, and those deferred (budget). */
+  now: string[];
+  later: string[];
+}
+
+async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env): Promise<void> {
+  const { plan, body, event, raw, pending, now, later } = w;
+  const outcomes = await Promise.all(
+    now.map(async (name) => {
       const dest = config.destinations.get(name);
-      const maxAttempts = dest?.retry.maxAttempts ?? 1;
-      if (outcome.retryable && attempts < maxAttempts && dest !== undefined) {
-        const delay = Math.max(outcome.retryAfterSeconds ?? 0, backoffSeconds(dest.retry.retryDelaySeconds, attempts));
-        log('warn', 'delivery_failed', { ...base, status: outcome.status, reason: outcome.reason, retry_in_s: delay });
-        plan.followUps.push({ body: withPending(body, { [name]: { attempts, rules: state.rules } }), delaySeconds: delay });
-      } else {
-        plan.deadLetters.push({
-          event_id: body.id,
-          event_type: body.type,
-          destination: name,
-          rules: state.rules,
-          reason: outcome.retryable ? `attempts_exhausted: ${outcome.reason}` : outcome.reason,
-          last_status: outcome.status,
-          attempts,
-          body: raw,
-        });
+      const state = pending[name] as { attempts: number; rules: string[] };
+      if (dest === undefined) {
+        return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } as DeliveryOutcome };
       }
+      const delivery = { event, raw, rules: state.rules, attempts: state.attempts, stale: body.stale === true };
+      const outcome = await deliver(dest, delivery, env).catch((err: unknown): DeliveryOutcome => {
+        log('error', 'adapter_error', { event_id: body.id, destination: name, error: errorName(err) });
+        return { ok: false, retryable: true, status: null, reason: 'adapter_error' };
+      });
+      return { name, state, outcome };
+    }),
+  );
+  for (const { name, state, outcome } of outcomes) {
+    const attempts = state.attempts + 1;
+    const base = { event_id: body.id, event_type: body.type, destination: name, attempt: attempts };
+    if (outcome.ok) {
+      // Slack deliveries are handed to the destination's outbox (202), which logs the actual send.
+      log('info', outcome.status === 202 ? 'handed_to_outbox' : 'delivered', { ...base, status: outcome.status, latency_ms: Date.now() - body.accepted_at });
+      continue;
     }
-    if (later.length > 0) {
-      const rest: NonNullable<RouterMessage['pending']> = {};
-      for (const name of later) rest[name] = pending[name] as { attempts: number; rules: string[] };
-      plan.followUps.push({ body: withPending(body, rest), delaySeconds: 0 });
-      log('info', 'deliveries_deferred', { event_id: body.id, deferred: later.length });
+    const dest = config.destinations.get(name);
+    const maxAttempts = dest?.retry.maxAttempts ?? 1;
+    if (outcome.retryable && attempts < maxAttempts && dest !== undefined) {
+      const delay = Math.max(outcome.retryAfterSeconds ?? 0, backoffSeconds(dest.retry.retryDelaySeconds, attempts));
+      log('warn', 'delivery_failed', { ...base, status: outcome.status, reason: outcome.reason, retry_in_s: delay });
+      plan.followUps.push({ body: withPending(body, { [name]: { attempts, rules: state.rules } }), delaySeconds: delay });
+    } else {
+      plan.deadLetters.push({
+        event_id: body.id,
+        event_type: body.type,
+        destination: name,
+        rules: state.rules,
+        reason: outcome.retryable ? `attempts_exhausted: ${outcome.reason}` : outcome.reason,
+        last_status: outcome.status,
+        attempts,
+        body: raw,
+      });
     }
   }
-  await flush(plans, env);
+  if (later.length > 0) {
+    const rest: NonNullable<RouterMessage['pending']> = {};
+    for (const name of later) rest[name] = pending[name] as { attempts: number; rules: string[] };
+    plan.followUps.push({ body: withPending(body, rest), delaySeconds: 0 });
+    log('info', 'deliveries_deferred', { event_id: body.id, deferred: later.length });
+  }
 }
 
 /**

@@ -243,6 +243,38 @@ describe('queue consumer', () => {
     expect(items.find((d) => d.event_id === bad.id)).toMatchObject({ reason: 'malformed_body', destination: '(router)' });
   });
 
+  it('delivers the messages of a batch concurrently: a slow destination holds up only its own requests', async () => {
+    const router = {
+      destinations: [
+        { name: 'slow', type: 'http', url: 'https://slow.example.test/', timeout_ms: 5000 },
+        { name: 'fast', type: 'http', url: 'https://fast.example.test/' },
+      ],
+      rules: [
+        { name: 'users', events: ['user.created'], to: ['slow'] },
+        { name: 'orgs', events: ['organization.created'], to: ['fast'] },
+      ],
+    };
+    let fastSeen!: () => void;
+    const gate = new Promise<void>((r) => (fastSeen = r));
+    // The slow destination answers only once the fast one has been called: with
+    // messages handled one after another it would time out instead.
+    routes.set('https://slow.example.test/', async () => {
+      await gate;
+      return new Response('ok');
+    });
+    routes.set('https://fast.example.test/', () => {
+      fastSeen();
+      return new Response('ok');
+    });
+    const followUps = captureFollowUps();
+    const { result } = await runBatch(
+      [routerMessage(sampleEvent({ event: 'user.created' })), routerMessage(sampleEvent({ event: 'organization.created' }))],
+      testEnv(router),
+    );
+    expect(result.explicitAcks).toHaveLength(2);
+    expect(followUps).not.toHaveBeenCalled();
+  });
+
   it('holds messages (retry, not ack) while the config is invalid', async () => {
     const { result } = await runBatch([routerMessage(sampleEvent())], testEnv({ rules: [{ name: 'x', events: [''], to: [] }] }));
     expect(result.retryBatch.retry).toBe(true);
