@@ -42,6 +42,10 @@ adminRoutes.get('/status', async (c) => {
 
 /** Starts a reconciliation run now; `{ "range_start": "<ISO time>" }` backfills from that time. */
 adminRoutes.post('/reconcile', async (c) => {
+  const key = (c.env as { WORKOS_API_KEY?: unknown }).WORKOS_API_KEY;
+  if (typeof key !== 'string' || key === '') {
+    throw new ApiError(409, 'reconcile_disabled', 'Reconciliation is off: set the WORKOS_API_KEY secret to enable it.');
+  }
   let rangeStart: string | undefined;
   const text = await c.req.text();
   if (text.trim() !== '') {
