@@ -275,6 +275,64 @@ describe('queue consumer', () => {
     expect(followUps).not.toHaveBeenCalled();
   });
 
+  describe('dead-letter reasons', () => {
+    async function lastDeadLetterFor(id: string) {
+      return (await deadLetterStub(env).list(500, 0)).find((d) => d.event_id === id);
+    }
+
+    it('destination_removed: a retry names a destination the config no longer has', async () => {
+      captureFollowUps();
+      const e = sampleEvent();
+      await runBatch([routerMessage(e, { pending: { gone: { attempts: 1, rules: ['old'] } } })], runEnv());
+      expect(await lastDeadLetterFor(e.id as string)).toMatchObject({ destination: 'gone', reason: 'destination_removed', rules: ['old'] });
+    });
+
+    it('body_expired: a large event whose stored body is gone', async () => {
+      captureFollowUps();
+      const e = sampleEvent();
+      const msg = routerMessage(e, { body_ref: { shard: 'ledger-0' } });
+      delete msg.body;
+      const { result } = await runBatch([msg], runEnv());
+      expect(result.explicitAcks).toHaveLength(1);
+      expect(await lastDeadLetterFor(e.id as string)).toMatchObject({ reason: 'body_expired', destination: '(router)' });
+    });
+
+    it('malformed_queue_message: something that is not a router message', async () => {
+      captureFollowUps();
+      const { result } = await runBatch([{ hello: 'world' } as unknown as RouterMessage], runEnv());
+      expect(result.explicitAcks).toHaveLength(1);
+      const items = await deadLetterStub(env).list(500, 0);
+      expect(items.at(-1)).toMatchObject({ reason: 'malformed_queue_message', event_type: 'unknown' });
+    });
+
+    it('redirect_not_followed: a 3xx is permanent', async () => {
+      routes.set(CRM, () => new Response(null, { status: 302, headers: { Location: 'https://elsewhere.example/' } }));
+      routes.set(OPS, () => new Response('ok'));
+      const followUps = captureFollowUps();
+      const e = sampleEvent();
+      await runBatch([routerMessage(e)], runEnv());
+      expect(followUps).not.toHaveBeenCalled();
+      expect(seen.map((r) => r.url).sort()).toEqual([CRM, OPS].sort()); // never followed to elsewhere.example
+      expect(await lastDeadLetterFor(e.id as string)).toMatchObject({ destination: 'crm', reason: 'redirect_not_followed', last_status: 302 });
+    });
+
+    it('message_too_large: an event over 128 KB cannot go to a queue destination', async () => {
+      routes.set(CRM, () => new Response('ok'));
+      captureFollowUps();
+      const e = sampleEvent({ event: 'dsync.user.created', data: { id: 'directory_user_big', blob: 'x'.repeat(130 * 1024) } });
+      await runBatch([routerMessage(e)], runEnv());
+      expect(await lastDeadLetterFor(e.id as string)).toMatchObject({ destination: 'audit', reason: 'message_too_large' });
+      expect(seen.map((r) => r.url)).toEqual([CRM]); // the HTTP destination still got it
+    });
+
+    it('consumer_retries_exhausted: messages the platform moved to the DLQ are kept', async () => {
+      const e = sampleEvent();
+      const { result } = await runBatch([routerMessage(e)], runEnv(), 'workos-router-events-dlq');
+      expect(result.ackAll).toBe(true);
+      expect(await lastDeadLetterFor(e.id as string)).toMatchObject({ reason: 'consumer_retries_exhausted', destination: '(all)' });
+    });
+  });
+
   it('holds messages (retry, not ack) while the config is invalid', async () => {
     const { result } = await runBatch([routerMessage(sampleEvent())], testEnv({ rules: [{ name: 'x', events: [''], to: [] }] }));
     expect(result.retryBatch.retry).toBe(true);
