@@ -166,4 +166,24 @@ describe('Slack outbox', () => {
     await outboxStub(env, quiet.name).submit(quiet, item());
     expect(calls[1]?.body.text).not.toContain('<!here>');
   });
+
+  it('adds the configured mention only for chosen event patterns, and always when none are listed', async () => {
+    const byPattern = destination({ digestWindowSeconds: 60, mention: { text: '<@U0SECOPS>', rules: [], events: ['authentication.*_failed'] } });
+    await outboxStub(env, byPattern.name).submit(byPattern, item('authentication.password_failed'));
+    expect(calls[0]?.body.text.startsWith('<@U0SECOPS> ')).toBe(true);
+    const other = destination({ digestWindowSeconds: 60, mention: { text: '<@U0SECOPS>', rules: [], events: ['authentication.*_failed'] } });
+    await outboxStub(env, other.name).submit(other, item('user.created'));
+    expect(calls[1]?.body.text).not.toContain('<@U0SECOPS>');
+    const always = destination({ digestWindowSeconds: 60, mention: { text: '<!channel>', rules: [], events: [] } });
+    await outboxStub(env, always.name).submit(always, item('user.created'));
+    expect(calls[2]?.body.text.startsWith('<!channel> ')).toBe(true);
+  });
+
+  it('uses the configured title as the header', async () => {
+    const titled = destination({ digestWindowSeconds: 60, title: 'Acme security' });
+    await outboxStub(env, titled.name).submit(titled, item());
+    const header = (calls[0]?.body.blocks[0] as { type: string; text?: { text: string } }) ?? { type: '' };
+    expect(header.type).toBe('header');
+    expect(header.text?.text).toBe('Acme security');
+  });
 });
