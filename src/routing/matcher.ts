@@ -36,6 +36,12 @@ interface TypeEntry<R extends MatcherRule> {
   indexed: Map<string, { segments: string[]; byValue: Map<Scalar, IndexedRule<R>[]> }>;
   /** Rules whose `where` has no equality condition: evaluated in full. */
   scanned: IndexedRule<R>[];
+  /**
+   * When every conditional rule of this type is a single equality on one
+   * path (per-tenant routing), the result for each value is fixed: computed
+   * once per (type, value) and reused.
+   */
+  byValueOnly?: { segments: string[]; results: Map<Scalar | typeof MISSING, MatchResult<R>> };
 }
 
 export interface MatchResult<R extends MatcherRule> {
@@ -45,6 +51,9 @@ export interface MatchResult<R extends MatcherRule> {
 }
 
 const TYPE_CACHE_LIMIT = 4096;
+const VALUE_CACHE_LIMIT = 100_000;
+/** Cache key for an absent field (distinct from null, which `where` can test for). */
+const MISSING = Symbol('missing');
 
 export class Matcher<R extends MatcherRule> {
   private readonly rules: IndexedRule<R>[];
@@ -79,6 +88,24 @@ export class Matcher<R extends MatcherRule> {
   match(event: UnknownEvent): MatchResult<R> {
     const entry = this.entryFor(event.event);
     if (entry.fixed !== undefined) return entry.fixed;
+    const single = entry.byValueOnly;
+    if (single !== undefined) {
+      const value = readPath(event, single.segments);
+      if (isScalar(value) || value === undefined) {
+        const key = value === undefined ? MISSING : value;
+        let result = single.results.get(key);
+        if (result === undefined) {
+          result = this.matchGeneral(entry, event);
+          if (single.results.size >= VALUE_CACHE_LIMIT) single.results.clear();
+          single.results.set(key, result);
+        }
+        return result;
+      }
+    }
+    return this.matchGeneral(entry, event);
+  }
+
+  private matchGeneral(entry: TypeEntry<R>, event: UnknownEvent): MatchResult<R> {
     const hits: IndexedRule<R>[] = entry.unconditional.slice();
     for (const { segments, byValue } of entry.indexed.values()) {
       const value = readPath(event, segments);
@@ -138,6 +165,11 @@ export class Matcher<R extends MatcherRule> {
       }
     }
     if (entry.indexed.size === 0 && entry.scanned.length === 0) entry.fixed = resultOf(entry.unconditional);
+    else if (entry.indexed.size === 1 && entry.scanned.length === 0) {
+      const [slot] = entry.indexed.values();
+      const allSingle = [...(slot?.byValue.values() ?? [])].every((list) => list.every((ir) => ir.rule.where.length === 1));
+      if (slot !== undefined && allSingle) entry.byValueOnly = { segments: slot.segments, results: new Map() };
+    }
     if (this.cache.size >= TYPE_CACHE_LIMIT) this.cache.clear();
     this.cache.set(type, entry);
     return entry;

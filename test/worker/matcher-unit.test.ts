@@ -837,3 +837,36 @@ describe('Matcher.namesMatch', () => {
     }
   });
 });
+
+describe('per-value result cache (single-equality rules)', () => {
+  it('keeps null and a missing field apart, and types apart', async () => {
+    const { parseRouterConfig } = await import('../../src/config/router-config');
+    const r = parseRouterConfig(
+      {
+        destinations: [
+          { name: 'n', type: 'http', url: 'https://n.example/' },
+          { name: 's', type: 'http', url: 'https://s.example/' },
+          { name: 'one', type: 'http', url: 'https://one.example/' },
+        ],
+        rules: [
+          { name: 'null', events: ['user.updated'], where: { 'data.org': null }, to: ['n'] },
+          { name: 'str1', events: ['user.updated'], where: { 'data.org': '1' }, to: ['s'] },
+          { name: 'num1', events: ['user.updated'], where: { 'data.org': 1 }, to: ['one'] },
+        ],
+      },
+      () => undefined,
+    );
+    if (!r.ok) throw new Error(r.problems.join('\n'));
+    const m = r.config.matcher;
+    const ev = (data: Record<string, unknown>) => ({ id: 'e', event: 'user.updated', data, created_at: 'x' });
+    for (let round = 0; round < 2; round++) {
+      // twice: the second round is served from the cache
+      expect(m.match(ev({ org: null })).destinations).toEqual(['n']);
+      expect(m.match(ev({})).destinations).toEqual([]);
+      expect(m.match(ev({ org: '1' })).destinations).toEqual(['s']);
+      expect(m.match(ev({ org: 1 })).destinations).toEqual(['one']);
+      expect(m.match(ev({ org: ['1', 1] })).destinations).toEqual(['s', 'one']);
+      expect(m.match(ev({ org: { nested: true } })).destinations).toEqual([]);
+    }
+  });
+});
