@@ -67,6 +67,22 @@ describe('admin API', () => {
     expect(await again.json()).toMatchObject({ error: 'not_found' });
   });
 
+  it('replays an event larger than a queue message through a stored body', async () => {
+    const e = makeEvent('dsync.group.user_added');
+    (e.data.user as unknown as Record<string, unknown>).custom_attributes = { notes: 'n'.repeat(200 * 1024) };
+    const body = JSON.stringify(e);
+    await deadLetterStub(env).add([{ event_id: e.id, event_type: e.event, destination: 'audit', rules: ['everything-to-audit'], reason: 'http_500', last_status: 500, attempts: 10, body }]);
+    const seq = (await deadLetterStub(env).list(500, 0)).find((i) => i.event_id === e.id)!.seq;
+    const send = vi.spyOn(env.EVENTS_QUEUE, 'send').mockResolvedValue(undefined as never);
+    const res = await admin(`/dead-letters/${seq}/replay`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    const msg = send.mock.calls[0]?.[0] as RouterMessage;
+    expect(msg.body).toBeUndefined();
+    expect(msg.body_ref?.shard).toMatch(/^ledger-\d+$/);
+    const stub = env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(msg.body_ref!.shard));
+    expect(await (stub as unknown as { getBody(id: string): Promise<string | null> }).getBody(e.id)).toBe(body);
+  });
+
   it('keeps the dead letter when the replay cannot be enqueued (503)', async () => {
     const { event, seq } = await deadLetter();
     vi.spyOn(env.EVENTS_QUEUE, 'send').mockRejectedValue(new Error('down'));
