@@ -5,6 +5,7 @@
 import { Hono } from 'hono';
 import { deadLetterStub } from '../deadletters/store';
 import { ApiError } from '../http/errors';
+import { constantTimeEqual } from '../webhook/signature';
 import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { errorName } from '../dedup/ledger';
@@ -119,13 +120,9 @@ adminRoutes.post('/dead-letters/:seq/replay', async (c) => {
   return c.json({ status: 'replayed', event_id: record.event_id, destination: record.destination });
 });
 
-/** Constant-time comparison of two secrets (hash both, compare digests). */
+/** Constant-time comparison of two secrets (hash both to equal lengths, compare digests). */
 async function sameSecret(a: string, b: string): Promise<boolean> {
   const enc = new TextEncoder();
   const [da, db] = await Promise.all([crypto.subtle.digest('SHA-256', enc.encode(a)), crypto.subtle.digest('SHA-256', enc.encode(b))]);
-  const x = new Uint8Array(da);
-  const y = new Uint8Array(db);
-  let diff = 0;
-  for (let i = 0; i < x.length; i++) diff |= (x[i] as number) ^ (y[i] as number);
-  return diff === 0 && a.length > 0;
+  return constantTimeEqual(new Uint8Array(da), new Uint8Array(db)) && a.length > 0;
 }

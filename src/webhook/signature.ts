@@ -148,7 +148,8 @@ function signedPayload(timestampText: string, body: Uint8Array): Uint8Array<Arra
   return out;
 }
 
-function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+/** Compares two byte strings without an early exit (length is not secret). */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
