@@ -21,3 +21,8 @@ export function logOnce(key: string, level: LogLevel, msg: string, fields: Recor
   onceKeys.add(key);
   log(level, msg, fields);
 }
+
+/** A short, loggable description of a caught value: its class and message, never a stack. */
+export function errorName(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}`.slice(0, 200) : 'unknown error';
+}

@@ -8,7 +8,8 @@ import { ApiError } from '../http/errors';
 import { constantTimeEqual } from '../webhook/signature';
 import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
-import { errorName } from '../dedup/ledger';
+import { errorName } from '../log';
+import { stringBinding } from '../env';
 import { ledgerStub, shardKeyOf } from '../dedup/shard';
 import type { UnknownEvent } from '../events/catalog';
 import { INLINE_BODY_LIMIT, type RouterMessage } from '../queue/message';
@@ -16,8 +17,8 @@ import { INLINE_BODY_LIMIT, type RouterMessage } from '../queue/message';
 export const adminRoutes = new Hono<{ Bindings: Env }>();
 
 adminRoutes.use('*', async (c, next) => {
-  const expected = (c.env as { ADMIN_TOKEN?: unknown }).ADMIN_TOKEN;
-  if (typeof expected !== 'string' || expected === '') {
+  const expected = stringBinding(c.env, 'ADMIN_TOKEN');
+  if (expected === undefined) {
     throw new ApiError(403, 'admin_disabled', 'The admin API is disabled: set the ADMIN_TOKEN secret to enable it.');
   }
   const header = c.req.header('authorization') ?? '';
@@ -43,8 +44,7 @@ adminRoutes.get('/status', async (c) => {
 
 /** Starts a reconciliation run now; `{ "range_start": "<ISO time>" }` backfills from that time. */
 adminRoutes.post('/reconcile', async (c) => {
-  const key = (c.env as { WORKOS_API_KEY?: unknown }).WORKOS_API_KEY;
-  if (typeof key !== 'string' || key === '') {
+  if (stringBinding(c.env, 'WORKOS_API_KEY') === undefined) {
     throw new ApiError(409, 'reconcile_disabled', 'Reconciliation is off: set the WORKOS_API_KEY secret to enable it.');
   }
   let rangeStart: string | undefined;

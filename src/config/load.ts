@@ -2,6 +2,7 @@
  * Per-isolate config: validated once for each `env` object the runtime hands
  * us, with the problems logged once.
  */
+import { bindingNamed, routerVar } from '../env';
 import { log, logOnce } from '../log';
 import { type ConfigResult, parseRouterConfig } from './router-config';
 
@@ -10,8 +11,7 @@ const cache = new WeakMap<object, ConfigResult>();
 export function loadConfig(env: Env): ConfigResult {
   let result = cache.get(env);
   if (result === undefined) {
-    const lookup = (name: string): unknown => (env as unknown as Record<string, unknown>)[name];
-    result = parseRouterConfig((env as { ROUTER?: unknown }).ROUTER, lookup);
+    result = parseRouterConfig(routerVar(env), (name) => bindingNamed(env, name));
     cache.set(env, result);
     if (!result.ok) {
       logOnce(`config:${result.problems.join('|')}`, 'error', 'config_invalid', { problems: result.problems });

@@ -19,6 +19,9 @@ export interface RouterSettings {
   claimLeaseSeconds: number;
   consumerSubrequestBudget: number;
   reconcileMaxPages: number;
+  /** How far back each reconciliation run re-reads, to catch events that became visible late. */
+  reconcileOverlapSeconds: number;
+  deadLetterRetentionDays: number;
   /** ISO time the first reconciliation starts from (default: the first run's time). */
   reconcileSince?: string;
 }
@@ -102,10 +105,13 @@ export const SETTINGS_SPEC: readonly IntSpec[] = [
   { key: 'signature_tolerance_seconds', field: 'signatureToleranceSeconds', def: 180, min: 1, max: 3600 },
   { key: 'max_body_bytes', field: 'maxBodyBytes', def: 1_048_576, min: 1024, max: 1_900_000 },
   { key: 'dedup_shards', field: 'dedupShards', def: 16, min: 1, max: 1024 },
-  { key: 'dedup_retention_days', field: 'dedupRetentionDays', def: 7, min: 4, max: 90 },
+  // 30 days: the Events API serves events up to 30 days old, so any backfill it allows is duplicate-free.
+  { key: 'dedup_retention_days', field: 'dedupRetentionDays', def: 30, min: 4, max: 90 },
   { key: 'claim_lease_seconds', field: 'claimLeaseSeconds', def: 30, min: 5, max: 600 },
   { key: 'consumer_subrequest_budget', field: 'consumerSubrequestBudget', def: 45, min: 5, max: 1000 },
   { key: 'reconcile_max_pages', field: 'reconcileMaxPages', def: 5, min: 1, max: 40 },
+  { key: 'reconcile_overlap_seconds', field: 'reconcileOverlapSeconds', def: 120, min: 0, max: 3600 },
+  { key: 'dead_letter_retention_days', field: 'deadLetterRetentionDays', def: 30, min: 1, max: 365 },
 ];
 
 export const RETRY_DEFAULTS: RetryPolicy = { maxAttempts: 10, retryDelaySeconds: 30 };

@@ -17,7 +17,7 @@
  * and whether the object was deleted — rides on the same single request.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { log } from '../log';
+import { errorName, log } from '../log';
 import { INLINE_BODY_LIMIT, type RouterMessage } from '../queue/message';
 
 export interface AdmitRequest {
@@ -204,8 +204,4 @@ export class DedupLedger extends DurableObject<Env> {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + SWEEP_INTERVAL_MS);
     this.alarmKnownSet = true;
   }
-}
-
-export function errorName(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}`.slice(0, 200) : 'unknown error';
 }

@@ -4,13 +4,14 @@
  * dead-lettered with reason `message_too_large` (route large events over HTTP).
  */
 import type { QueueDestination } from '../config/router-config';
+import { bindingNamed } from '../env';
 import type { Delivery, DeliveryOutcome } from './types';
 
 const QUEUE_MESSAGE_LIMIT = 128 * 1024;
 
 export async function deliverQueue(dest: QueueDestination, delivery: Delivery, env: Env): Promise<DeliveryOutcome> {
-  const binding = (env as unknown as Record<string, unknown>)[dest.queue] as Queue | undefined;
-  if (binding === undefined) return { ok: false, retryable: false, status: null, reason: 'queue_binding_missing' };
+  const binding = bindingNamed(env, dest.queue);
+  if (!isQueue(binding)) return { ok: false, retryable: false, status: null, reason: 'queue_binding_missing' };
   if (new TextEncoder().encode(delivery.raw).byteLength > QUEUE_MESSAGE_LIMIT - 1024) {
     return { ok: false, retryable: false, status: null, reason: 'message_too_large' };
   }
@@ -22,4 +23,8 @@ export async function deliverQueue(dest: QueueDestination, delivery: Delivery, e
   } catch {
     return { ok: false, retryable: true, status: null, reason: 'queue_send_failed' };
   }
+}
+
+function isQueue(v: unknown): v is Queue {
+  return typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function';
 }

@@ -5,8 +5,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { errorName } from '../dedup/ledger';
-import { log } from '../log';
+import { errorName, log } from '../log';
 
 export type ErrorCode =
   | 'missing_signature'

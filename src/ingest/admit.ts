@@ -4,10 +4,10 @@
  * commits in a single Durable Object request.
  */
 import type { RouterSettings } from '../config/router-config';
-import { type AdmitResult, errorName } from '../dedup/ledger';
+import type { AdmitResult } from '../dedup/ledger';
 import { ledgerStub, objectKeyOf, shardKeyOf } from '../dedup/shard';
 import type { UnknownEvent } from '../events/catalog';
-import { log } from '../log';
+import { errorName, log } from '../log';
 import type { RouterMessage } from '../queue/message';
 
 export async function admitEvent(

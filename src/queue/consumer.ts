@@ -17,11 +17,10 @@ import type { RouterConfig } from '../config/router-config';
 import { loadConfig } from '../config/load';
 import { type DeadLetterInput, deadLetterStub } from '../deadletters/store';
 import { ledgerStubByName } from '../dedup/shard';
-import { errorName } from '../dedup/ledger';
 import { deliver } from '../destinations';
 import { type DeliveryOutcome, backoffSeconds } from '../destinations/types';
 import type { UnknownEvent } from '../events/catalog';
-import { log } from '../log';
+import { errorName, log } from '../log';
 import { type RouterMessage, isRouterMessage } from './message';
 
 export const EVENTS_QUEUE_NAME = 'workos-router-events';

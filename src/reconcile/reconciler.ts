@@ -14,6 +14,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { loadConfig } from '../config/load';
 import { EVENT_TYPES } from '../events/catalog';
 import { admitEvent } from '../ingest/admit';
+import { stringBinding } from '../env';
 import { log } from '../log';
 import { fetchEventsPage } from './workos-api';
 
@@ -51,8 +52,8 @@ export class Reconciler extends DurableObject<Env> {
 
   async run(opts: RunOptions): Promise<RunReport> {
     const empty = { pages: 0, read: 0, recovered: 0 };
-    const apiKey = (this.env as { WORKOS_API_KEY?: unknown }).WORKOS_API_KEY;
-    if (typeof apiKey !== 'string' || apiKey === '') return { status: 'disabled', ...empty };
+    const apiKey = stringBinding(this.env, 'WORKOS_API_KEY');
+    if (apiKey === undefined) return { status: 'disabled', ...empty };
     if (this.running) return { status: 'already_running', ...empty };
     const loaded = loadConfig(this.env);
     if (!loaded.ok) return { status: 'config_invalid', ...empty };
@@ -73,7 +74,7 @@ export class Reconciler extends DurableObject<Env> {
     this.running = true;
     const report: RunReport = { status: 'completed', ...empty };
     try {
-      const base = String((this.env as { WORKOS_API_BASE_URL?: unknown }).WORKOS_API_BASE_URL ?? 'https://api.workos.com');
+      const base = stringBinding(this.env, 'WORKOS_API_BASE_URL') ?? 'https://api.workos.com';
       for (let page = 0; page < settings.reconcileMaxPages; page++) {
         const cursor = kv.get<string>('cursor');
         const query = { events: types, limit: PAGE_SIZE, ...(cursor !== undefined ? { after: cursor } : { rangeStart: kv.get<string>('since') as string }) };
@@ -125,11 +126,10 @@ export class Reconciler extends DurableObject<Env> {
 
   async status(): Promise<ReconcileStatus> {
     const kv = this.ctx.storage.kv;
-    const apiKey = (this.env as { WORKOS_API_KEY?: unknown }).WORKOS_API_KEY;
-    const lastRunAt = kv.get<number>('last_run_at');
+        const lastRunAt = kv.get<number>('last_run_at');
     const backoff = kv.get<number>('backoff_until');
     return {
-      enabled: typeof apiKey === 'string' && apiKey !== '',
+      enabled: stringBinding(this.env, 'WORKOS_API_KEY') !== undefined,
       last_run_at: lastRunAt !== undefined ? new Date(lastRunAt).toISOString() : null,
       last_run: kv.get<{ pages: number; read: number; recovered: number }>('last_run') ?? null,
       totals: kv.get<{ read: number; recovered: number }>('totals') ?? { read: 0, recovered: 0 },

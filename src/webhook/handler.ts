@@ -7,6 +7,7 @@
 import type { Context } from 'hono';
 import { loadConfig, reportNotConfigured } from '../config/load';
 import { admitEvent } from '../ingest/admit';
+import { stringBinding } from '../env';
 import { isCatalogEventType } from '../events/catalog';
 import { type ErrorCode, errorResponse } from '../http/errors';
 import { log, logOnce } from '../log';
@@ -36,7 +37,7 @@ export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Resp
   const fail = (status: number, code: ErrorCode, message: string): Response => done(errorResponse(status, code, message), code);
 
   const env = c.env;
-  const secrets = parseSecretList((env as { WORKOS_WEBHOOK_SECRET?: unknown }).WORKOS_WEBHOOK_SECRET);
+  const secrets = parseSecretList(stringBinding(env, 'WORKOS_WEBHOOK_SECRET'));
   if (secrets.length === 0) {
     reportNotConfigured();
     return fail(500, 'not_configured', 'The router has no webhook secret configured.');
