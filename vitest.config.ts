@@ -1,5 +1,6 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
+import { DELIVERY_ROUTER, DELIVERY_SECRETS } from './test/delivery/router';
 
 /** Secrets the in-workerd tests run with (never used outside tests). */
 export const TEST_BINDINGS = {
@@ -23,6 +24,21 @@ export default defineConfig({
         test: {
           name: 'workers',
           include: ['test/worker/**/*.test.ts'],
+        },
+      },
+      {
+        // The Worker as it runs: what the tests enqueue, its own queue
+        // consumer really consumes (about a second later), routed by this
+        // project's ROUTER; only outbound fetch is played by the tests.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: { bindings: { ...TEST_BINDINGS, ...DELIVERY_SECRETS, ROUTER: JSON.stringify(DELIVERY_ROUTER) } },
+          }),
+        ],
+        test: {
+          name: 'delivery',
+          include: ['test/delivery/**/*.test.ts'],
         },
       },
       {

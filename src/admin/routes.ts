@@ -3,7 +3,7 @@
  * Responses carry identifiers and counts only, never payloads.
  */
 import { Hono } from 'hono';
-import { deadLetterStub } from '../deadletters/store';
+import { ROUTER_DESTINATION, deadLetterStub } from '../deadletters/store';
 import { ApiError } from '../http/errors';
 import { constantTimeEqual } from '../webhook/signature';
 import { loadConfig } from '../config/load';
@@ -12,7 +12,7 @@ import { errorName } from '../log';
 import { stringBinding } from '../env';
 import { ledgerStub, shardKeyOf } from '../dedup/shard';
 import type { UnknownEvent } from '../events/catalog';
-import { INLINE_BODY_LIMIT, type RouterMessage } from '../queue/message';
+import { type RouterMessage, fitsInline, utf8Length } from '../queue/message';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
 
@@ -21,8 +21,7 @@ adminRoutes.use('*', async (c, next) => {
   if (expected === undefined) {
     throw new ApiError(403, 'admin_disabled', 'The admin API is disabled: set the ADMIN_TOKEN secret to enable it.');
   }
-  const header = c.req.header('authorization') ?? '';
-  const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+  const token = bearerToken(c.req.header('authorization'));
   if (!(await sameSecret(token, expected))) {
     throw new ApiError(401, 'unauthorized', 'A valid bearer token is required.', { 'WWW-Authenticate': 'Bearer' });
   }
@@ -87,30 +86,39 @@ adminRoutes.get('/dead-letters', async (c) => {
  * the replay is enqueued.
  */
 adminRoutes.post('/dead-letters/:seq/replay', async (c) => {
-  const seq = Number(c.req.param('seq'));
-  if (!Number.isInteger(seq) || seq < 1) throw new ApiError(400, 'invalid_request', 'seq must be a positive whole number.');
+  const seq = parseSeq(c.req.param('seq'));
   const loaded = loadConfig(c.env);
   if (!loaded.ok) throw new ApiError(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
   const store = deadLetterStub(c.env);
   const record = await store.take(seq);
   if (record === null) throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
+  let event: UnknownEvent;
   try {
-    const event = JSON.parse(record.body) as UnknownEvent;
+    event = JSON.parse(record.body) as UnknownEvent;
+  } catch {
+    await store.restore(record);
+    throw new ApiError(409, 'not_replayable', `This dead letter has no event body to replay (reason: ${record.reason}); delete it instead.`);
+  }
+  try {
     const message: RouterMessage = {
       v: 1,
       id: record.event_id,
       type: record.event_type,
       created_at: event.created_at,
-      source: 'webhook',
+      source: record.source ?? 'webhook',
       accepted_at: Date.now(),
-      pending: { [record.destination]: { attempts: 0, rules: record.rules } },
     };
-    const bytes = new TextEncoder().encode(record.body).byteLength;
-    if (bytes > INLINE_BODY_LIMIT) {
+    // A record the router itself could not route (`(router)`) is routed again
+    // by the rules in force now; any other goes to its own destination.
+    if (record.destination !== ROUTER_DESTINATION) message.pending = { [record.destination]: { attempts: 0, rules: record.rules } };
+    if (record.stale === true) message.stale = true;
+    if (!fitsInline(message, record.body, utf8Length(record.body))) {
       const settings = loaded.config.settings;
       const { name, stub } = ledgerStub(c.env, shardKeyOf(event), settings.dedupShards);
-      await stub.storeBody(record.event_id, record.body, settings.dedupRetentionDays * 86_400_000);
-      message.body_ref = { shard: name };
+      const retentionMs = settings.dedupRetentionDays * 86_400_000;
+      const until = Date.now() + retentionMs;
+      await stub.storeBody(record.event_id, record.body, until);
+      message.body_ref = { shard: name, until };
     } else message.body = record.body;
     await c.env.EVENTS_QUEUE.send(message, { contentType: 'json' });
   } catch (err) {
@@ -119,6 +127,26 @@ adminRoutes.post('/dead-letters/:seq/replay', async (c) => {
   }
   return c.json({ status: 'replayed', event_id: record.event_id, destination: record.destination });
 });
+
+/** Deletes one dead letter without replaying it. */
+adminRoutes.delete('/dead-letters/:seq', async (c) => {
+  const seq = parseSeq(c.req.param('seq'));
+  if (!(await deadLetterStub(c.env).remove(seq))) throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
+  return c.json({ status: 'deleted', seq });
+});
+
+/** A dead letter's seq from the path: digits only (no sign, exponent, hex or blanks), at least 1. */
+function parseSeq(param: string): number {
+  const seq = /^[0-9]{1,15}$/.test(param) ? Number(param) : Number.NaN;
+  if (!Number.isSafeInteger(seq) || seq < 1) throw new ApiError(400, 'invalid_request', 'seq must be a positive whole number.');
+  return seq;
+}
+
+/** The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive (RFC 9110), blanks around the token are tolerated. */
+function bearerToken(header: string | undefined): string {
+  const match = /^[ \t]*bearer[ \t]+(.*)$/i.exec(header ?? '');
+  return match?.[1]?.trim() ?? '';
+}
 
 /** Constant-time comparison of two secrets (hash both to equal lengths, compare digests). */
 async function sameSecret(a: string, b: string): Promise<boolean> {

@@ -1,24 +1,25 @@
 /**
- * The dedup ledger: a SQLite-backed Durable Object, sharded by event id.
+ * The dedup ledger: a SQLite-backed Durable Object, one of `dedup_shards`
+ * shards, chosen by the event's ordering key (else its id; see `shardKeyOf`).
  *
  * `admit()` is the whole accept path in one Durable Object request:
  *   claim (pending row with a short lease) → enqueue to the router's queue →
- *   commit (row kept for the retention window). On enqueue failure the claim is
- *   released, so WorkOS's retry is accepted rather than called a duplicate. A
- *   claim that was never committed (crash) expires after its lease.
+ *   commit (row kept for the retention window, and the object's ordering
+ *   record updated in the same synchronous step). On enqueue failure the
+ *   claim is released and the ordering record is untouched, so WorkOS's retry
+ *   is accepted as if the failed attempt never happened. A claim that was
+ *   never committed (crash) expires after its lease.
  *
- * Concurrent deliveries of one id inside this object wait for the first one's
- * outcome (exactly one winner; the others answer "duplicate" once it commits,
- * or try again themselves if it failed). Bodies too large for a queue message
- * are kept here and the message carries a reference.
- *
- * Shards are chosen by the event's object key (see `shardKeyOf`), so the
- * out-of-order check — the newest `created_at` routed per object and family,
- * and whether the object was deleted — rides on the same single request.
+ * Admissions about one ordering key (or, without one, one event id) run one
+ * after another inside the object, so concurrent copies of an event wait for
+ * the first one's outcome (exactly one winner) and two events about one
+ * object never both look newest. Bodies too large for a queue message are
+ * kept here and the message carries a reference.
  */
 import { DurableObject } from 'cloudflare:workers';
+import type { OrderingKey } from './shard';
 import { errorName, log } from '../log';
-import { INLINE_BODY_LIMIT, type RouterMessage } from '../queue/message';
+import { type RouterMessage, fitsInline } from '../queue/message';
 
 export interface AdmitRequest {
   id: string;
@@ -32,12 +33,8 @@ export interface AdmitRequest {
   shard: string;
   leaseMs: number;
   retentionMs: number;
-  /** Out-of-order tracking: `<family>:<data.id>` when the payload names an object. */
-  objectKey?: string;
-  /** `created_at` in ms, when parseable. */
-  createdAtMs?: number;
-  /** Is this a deletion (`*.deleted`)? Deletions win over later-arriving updates. */
-  deletion?: boolean;
+  /** Out-of-order tracking, when the event is about an object or subject with a parseable `created_at`. */
+  ordering?: OrderingKey & { createdAtMs: number; deletion: boolean };
 }
 
 export type AdmitResult =
@@ -51,7 +48,8 @@ export const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 
 export class DedupLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
-  private readonly inflight = new Map<string, Promise<AdmitResult>>();
+  /** The tail of the admissions queued per ordering key (or event id). */
+  private readonly lanes = new Map<string, Promise<unknown>>();
   private alarmKnownSet = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -84,11 +82,69 @@ export class DedupLedger extends DurableObject<Env> {
   }
 
   async admit(req: AdmitRequest): Promise<AdmitResult> {
-    for (let inflight = this.inflight.get(req.id); inflight !== undefined; inflight = this.inflight.get(req.id)) {
-      const first = await inflight;
-      if (first.status === 'accepted') return { status: 'duplicate' };
-      // The first delivery failed and released its claim: try again ourselves.
+    return this.inLane(req.ordering?.key ?? `id:${req.id}`, () => this.admitNow(req));
+  }
+
+  /** The stored body of a large event, or null when unknown or expired. */
+  async getBody(id: string): Promise<string | null> {
+    const row = this.sql.exec<{ body: string }>('SELECT body FROM bodies WHERE id = ?', id).toArray()[0];
+    return row?.body ?? null;
+  }
+
+  /** Keeps a body too large for a queue message (dead-letter replays, large retries) until `untilMs`. */
+  async storeBody(id: string, body: string, untilMs: number): Promise<void> {
+    this.sql.exec(
+      'INSERT INTO bodies (id, body, expires_at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body, expires_at = MAX(expires_at, excluded.expires_at)',
+      id,
+      body,
+      untilMs,
+    );
+    await this.ensureAlarm(Date.now());
+  }
+
+  /** Keeps a stored body at least until `untilMs` (a retry chain still needs it). False when it is gone. */
+  async extendBody(id: string, untilMs: number): Promise<boolean> {
+    return this.sql.exec('UPDATE bodies SET expires_at = MAX(expires_at, ?) WHERE id = ?', untilMs, id).rowsWritten > 0;
+  }
+
+  /** Has this id been committed (accepted and enqueued)? */
+  async isCommitted(id: string): Promise<boolean> {
+    const row = this.sql.exec<{ state: string }>('SELECT state FROM ledger WHERE id = ?', id).toArray()[0];
+    return row?.state === 'committed';
+  }
+
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    const removed = this.sql.exec('DELETE FROM ledger WHERE expires_at <= ?', now).rowsWritten;
+    const bodies = this.sql.exec('DELETE FROM bodies WHERE expires_at <= ?', now).rowsWritten;
+    const objects = this.sql.exec('DELETE FROM objects WHERE expires_at <= ?', now).rowsWritten;
+    // Keep sweeping while anything is left in any table: replay bodies and
+    // ordering records outlive the ledger rows that created them.
+    const left = this.sql
+      .exec<{ n: number }>('SELECT (SELECT COUNT(*) FROM ledger) + (SELECT COUNT(*) FROM bodies) + (SELECT COUNT(*) FROM objects) AS n')
+      .one().n;
+    this.alarmKnownSet = false;
+    if (left > 0) {
+      await this.ctx.storage.setAlarm(now + SWEEP_INTERVAL_MS);
+      this.alarmKnownSet = true;
     }
+    log('info', 'ledger_sweep', { removed, bodies, objects, left });
+  }
+
+  /** Runs `fn` after every earlier admission in the same lane has finished. */
+  private async inLane<T>(lane: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.lanes.get(lane);
+    const mine = (before ?? Promise.resolve()).then(fn, fn);
+    const tail = mine.catch(() => undefined);
+    this.lanes.set(lane, tail);
+    try {
+      return await mine;
+    } finally {
+      if (this.lanes.get(lane) === tail) this.lanes.delete(lane);
+    }
+  }
+
+  private async admitNow(req: AdmitRequest): Promise<AdmitResult> {
     const now = Date.now();
     const row = this.sql.exec<{ state: string; lease_until: number }>('SELECT state, lease_until FROM ledger WHERE id = ?', req.id).toArray()[0];
     if (row !== undefined) {
@@ -104,85 +160,14 @@ export class DedupLedger extends DurableObject<Env> {
       now + req.leaseMs,
       req.source,
     );
-    const stale = this.observeObject(req, now);
-    const attempt = this.enqueueAndCommit(req, now, stale);
-    this.inflight.set(req.id, attempt);
-    try {
-      return await attempt;
-    } finally {
-      this.inflight.delete(req.id);
-    }
-  }
-
-  /** The stored body of a large event, or null when unknown or expired. */
-  async getBody(id: string): Promise<string | null> {
-    const row = this.sql.exec<{ body: string }>('SELECT body FROM bodies WHERE id = ?', id).toArray()[0];
-    return row?.body ?? null;
-  }
-
-  /** Keeps a body too large for a queue message (dead-letter replays), for `retentionMs`. */
-  async storeBody(id: string, body: string, retentionMs: number): Promise<void> {
-    this.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', id, body, Date.now() + retentionMs);
-    await this.ensureAlarm(Date.now());
-  }
-
-  /** Has this id been committed (accepted and enqueued)? */
-  async isCommitted(id: string): Promise<boolean> {
-    const row = this.sql.exec<{ state: string }>('SELECT state FROM ledger WHERE id = ?', id).toArray()[0];
-    return row?.state === 'committed';
-  }
-
-  override async alarm(): Promise<void> {
-    const now = Date.now();
-    const removed = this.sql.exec('DELETE FROM ledger WHERE expires_at <= ?', now).rowsWritten;
-    this.sql.exec('DELETE FROM bodies WHERE expires_at <= ?', now);
-    this.sql.exec('DELETE FROM objects WHERE expires_at <= ?', now);
-    const left = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM ledger').one().n;
-    this.alarmKnownSet = false;
-    if (left > 0) {
-      await this.ctx.storage.setAlarm(now + SWEEP_INTERVAL_MS);
-      this.alarmKnownSet = true;
-    }
-    log('info', 'ledger_sweep', { removed, left });
-  }
-
-  /**
-   * Records the event against its object and says whether it is stale: older
-   * than the newest event already routed for the object, or an update arriving
-   * after the object's deletion. Done synchronously at claim time, so two
-   * events for one object never both look newest.
-   */
-  private observeObject(req: AdmitRequest, now: number): boolean {
-    if (req.objectKey === undefined || req.createdAtMs === undefined) return false;
-    const deletion = req.deletion === true;
-    const row = this.sql
-      .exec<{ newest_ms: number; deleted: number }>('SELECT newest_ms, deleted FROM objects WHERE key = ?', req.objectKey)
-      .toArray()[0];
-    const stale = row !== undefined && ((row.deleted === 1 && !deletion) || req.createdAtMs < row.newest_ms);
-    this.sql.exec(
-      'INSERT OR REPLACE INTO objects (key, newest_ms, deleted, expires_at) VALUES (?, ?, ?, ?)',
-      req.objectKey,
-      Math.max(row?.newest_ms ?? 0, req.createdAtMs),
-      row?.deleted === 1 || deletion ? 1 : 0,
-      now + req.retentionMs,
-    );
-    return stale;
-  }
-
-  private async enqueueAndCommit(req: AdmitRequest, now: number, stale: boolean): Promise<AdmitResult> {
-    const message: RouterMessage = {
-      v: 1,
-      id: req.id,
-      type: req.type,
-      created_at: req.created_at,
-      source: req.source,
-      accepted_at: now,
-    };
-    if (stale) message.stale = true;
-    const large = req.bodyBytes > INLINE_BODY_LIMIT;
+    const order = this.readOrder(req);
+    const message: RouterMessage = { v: 1, id: req.id, type: req.type, created_at: req.created_at, source: req.source, accepted_at: now };
+    if (order.stale) message.stale = true;
+    const large = !fitsInline(message, req.body, req.bodyBytes);
     if (large) {
-      this.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', req.id, req.body, now + req.retentionMs);
-      message.body_ref = { shard: req.shard };
+      const until = now + req.retentionMs;
+      this.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', req.id, req.body, until);
+      message.body_ref = { shard: req.shard, until };
     } else {
       message.body = req.body;
     }
@@ -194,9 +179,40 @@ export class DedupLedger extends DurableObject<Env> {
       log('error', 'enqueue_failed', { event_id: req.id, error: errorName(err) });
       return { status: 'unavailable' };
     }
+    // Commit and ordering record together (synchronous: one implicit transaction).
     this.sql.exec("UPDATE ledger SET state = 'committed', expires_at = ? WHERE id = ?", now + req.retentionMs, req.id);
+    this.writeOrder(req, order, now);
     await this.ensureAlarm(now);
-    return stale ? { status: 'accepted', stale: true } : { status: 'accepted' };
+    return order.stale ? { status: 'accepted', stale: true } : { status: 'accepted' };
+  }
+
+  /**
+   * Is this event stale against what was committed for its object? A
+   * deletion of an `object` is never stale; anything else about a deleted
+   * object is; otherwise an event older than the newest routed one is.
+   */
+  private readOrder(req: AdmitRequest): { stale: boolean; row?: { newest_ms: number; deleted: number } } {
+    const o = req.ordering;
+    if (o === undefined) return { stale: false };
+    const row = this.sql.exec<{ newest_ms: number; deleted: number }>('SELECT newest_ms, deleted FROM objects WHERE key = ?', o.key).toArray()[0];
+    if (row === undefined) return { stale: false };
+    if (o.kind === 'object') {
+      if (o.deletion) return { stale: false, row };
+      return { stale: row.deleted === 1 || o.createdAtMs < row.newest_ms, row };
+    }
+    return { stale: o.createdAtMs < row.newest_ms, row };
+  }
+
+  private writeOrder(req: AdmitRequest, order: { row?: { newest_ms: number; deleted: number } }, now: number): void {
+    const o = req.ordering;
+    if (o === undefined) return;
+    this.sql.exec(
+      'INSERT OR REPLACE INTO objects (key, newest_ms, deleted, expires_at) VALUES (?, ?, ?, ?)',
+      o.key,
+      Math.max(order.row?.newest_ms ?? 0, o.createdAtMs),
+      order.row?.deleted === 1 || (o.kind === 'object' && o.deletion) ? 1 : 0,
+      now + req.retentionMs,
+    );
   }
 
   private async ensureAlarm(now: number): Promise<void> {

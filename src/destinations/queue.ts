@@ -1,22 +1,23 @@
 /**
  * Queue destination: sends the WorkOS envelope (as JSON) to a producer binding.
- * Messages are limited to 128 KB: a larger event fails permanently and is
+ * Messages are limited to 128,000 bytes: a larger event fails permanently and is
  * dead-lettered with reason `message_too_large` (route large events over HTTP).
  */
 import type { QueueDestination } from '../config/router-config';
 import { bindingNamed } from '../env';
+import { QUEUE_MESSAGE_LIMIT, utf8Length } from '../queue/message';
 import type { Delivery, DeliveryOutcome } from './types';
-
-const QUEUE_MESSAGE_LIMIT = 128 * 1024;
 
 export async function deliverQueue(dest: QueueDestination, delivery: Delivery, env: Env): Promise<DeliveryOutcome> {
   const binding = bindingNamed(env, dest.queue);
   if (!isQueue(binding)) return { ok: false, retryable: false, status: null, reason: 'queue_binding_missing' };
-  if (new TextEncoder().encode(delivery.raw).byteLength > QUEUE_MESSAGE_LIMIT - 1024) {
-    return { ok: false, retryable: false, status: null, reason: 'message_too_large' };
-  }
   const body: Record<string, unknown> = { ...delivery.event };
   if (delivery.stale === true) body.stale = true;
+  // Measured on what is sent (the envelope re-serialised, plus `stale`), against the platform limit in bytes.
+  // (A body under a third of the limit in UTF-16 units cannot reach it: skip measuring.)
+  if (delivery.raw.length * 3 + 64 > QUEUE_MESSAGE_LIMIT && utf8Length(JSON.stringify(body)) > QUEUE_MESSAGE_LIMIT) {
+    return { ok: false, retryable: false, status: null, reason: 'message_too_large' };
+  }
   try {
     await binding.send(body, { contentType: 'json' });
     return { ok: true, status: 200 };

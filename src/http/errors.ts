@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'admin_disabled'
   | 'invalid_request'
   | 'reconcile_disabled'
+  | 'not_replayable'
   | 'internal_error';
 
 export class ApiError extends HTTPException {

@@ -5,7 +5,7 @@
  */
 import type { RouterSettings } from '../config/router-config';
 import type { AdmitResult } from '../dedup/ledger';
-import { ledgerStub, objectKeyOf, shardKeyOf } from '../dedup/shard';
+import { ledgerStub, orderingKeyOf, shardKeyOf } from '../dedup/shard';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
 import type { RouterMessage } from '../queue/message';
@@ -20,7 +20,7 @@ export async function admitEvent(
 ): Promise<AdmitResult> {
   const { name: shard, stub } = ledgerStub(env, shardKeyOf(event), settings.dedupShards);
   const createdAtMs = Date.parse(event.created_at);
-  const objectKey = objectKeyOf(event);
+  const ordering = orderingKeyOf(event);
   try {
     return await stub.admit({
       id: event.id,
@@ -32,8 +32,8 @@ export async function admitEvent(
       shard,
       leaseMs: settings.claimLeaseSeconds * 1000,
       retentionMs: settings.dedupRetentionDays * 86_400_000,
-      ...(objectKey !== undefined && !Number.isNaN(createdAtMs)
-        ? { objectKey, createdAtMs, deletion: event.event.endsWith('.deleted') }
+      ...(ordering !== undefined && !Number.isNaN(createdAtMs)
+        ? { ordering: { ...ordering, createdAtMs, deletion: event.event.endsWith('.deleted') } }
         : {}),
     });
   } catch (err) {

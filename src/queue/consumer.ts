@@ -2,35 +2,49 @@
  * The queue consumer: delivers each accepted event to every destination its
  * rules name.
  *
- * - One internal message per event; on partial failure only the destinations
- *   that failed are re-enqueued (with their attempt count and a backoff
- *   delay), so a destination that succeeded is never called again.
+ * - One internal message per event; on partial failure the destinations that
+ *   failed travel on in one follow-up message per event (each with its attempt
+ *   count and the time before which it is not tried again), so a destination
+ *   that succeeded is never called again by a retry.
  * - Permanent failures and exhausted attempts go to the dead-letter store.
- * - A batch stays within a subrequest budget (Workers Free: 50): a message
- *   that does not fit what is left is redelivered whole by the platform; one
- *   whose fan-out exceeds a whole batch's budget is split, the rest deferred
- *   to a follow-up message. Nothing beyond the budget is attempted.
- * - Follow-ups and dead letters are flushed in one `sendBatch` and one
- *   dead-letter call; a message is acked only after its follow-ups are safe.
+ * - A batch stays within a subrequest budget (Workers Free: 50), with the
+ *   calls the flush will make (queue sends, the dead-letter call, body
+ *   storage) reserved up front: a message that does not fit what is left is
+ *   redelivered whole by the platform; one whose fan-out exceeds a whole
+ *   batch's budget is split, the rest deferred to its follow-up.
+ * - Each message is acked or retried on its own outcome: acked once its
+ *   follow-up and dead letters are safe, retried (at-least-once) otherwise.
+ * - An invalid configuration holds events: each message is re-enqueued as a
+ *   fresh message (attempts start again) every minute until the config is
+ *   fixed, so none reaches the platform's dead-letter queue meanwhile.
  */
 import type { RouterConfig } from '../config/router-config';
 import { loadConfig } from '../config/load';
-import { type DeadLetterInput, deadLetterStub } from '../deadletters/store';
-import { ledgerStubByName } from '../dedup/shard';
+import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../deadletters/store';
+import { ledgerStub, ledgerStubByName, shardKeyOf } from '../dedup/shard';
 import { deliver } from '../destinations';
-import { type DeliveryOutcome, backoffSeconds } from '../destinations/types';
+import { type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../destinations/types';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
-import { type RouterMessage, isRouterMessage } from './message';
+import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, isRouterMessage, messageBytes } from './message';
 
 export const EVENTS_QUEUE_NAME = 'workos-router-events';
 export const DLQ_NAME = 'workos-router-events-dlq';
 
-/** Subrequests kept back for the flush (one sendBatch, one dead-letter call). */
-const FLUSH_RESERVE = 2;
-/** sendBatch accepts at most 100 messages and 256 KB. */
+/** How long events wait between checks while the configuration is invalid. */
+export const HOLD_DELAY_SECONDS = 60;
+/** sendBatch accepts at most 100 messages and 256 KB; keep a margin for per-message overhead. */
 const BATCH_MAX_MESSAGES = 100;
-const BATCH_MAX_BYTES = 200 * 1024;
+const BATCH_MAX_BYTES = 240_000;
+/** A follow-up must fit one queue message, with a margin for the platform's own fields. */
+const FOLLOW_UP_LIMIT = QUEUE_MESSAGE_LIMIT - 1_000;
+/** A stored body is kept at least this long past the last scheduled attempt that needs it. */
+const BODY_KEEP_MARGIN_MS = 7 * 86_400_000;
+const DAY_MS = 86_400_000;
+/** Retention used for stored bodies when the config cannot be read (holding). */
+const FALLBACK_RETENTION_MS = 30 * DAY_MS;
+
+type Pending = Record<string, PendingDelivery>;
 
 interface FollowUp {
   body: RouterMessage;
@@ -39,60 +53,65 @@ interface FollowUp {
 
 interface MessagePlan {
   message: Message<unknown>;
-  followUps: FollowUp[];
+  followUp?: FollowUp;
   deadLetters: DeadLetterInput[];
   /** Not started for lack of budget: redelivered by the platform (no new message written). */
   redeliver?: boolean;
+  /** The event, when its body was read (needed to move a body to the ledger). */
+  event?: UnknownEvent;
+  raw?: string;
 }
 
 export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   if (batch.queue === DLQ_NAME || batch.queue.endsWith('-dlq')) return consumeDeadLetterQueue(batch, env);
   const loaded = loadConfig(env);
-  if (!loaded.ok) {
-    // Never drop: hold the messages until the config is fixed.
-    batch.retryAll({ delaySeconds: 60 });
-    return;
-  }
+  if (!loaded.ok) return holdBatch(batch, env);
   const config = loaded.config;
-  const fullBudget = config.settings.consumerSubrequestBudget - FLUSH_RESERVE;
-  let budget = fullBudget;
+  const totalBudget = config.settings.consumerSubrequestBudget;
+  let used = 0;
+  const reserve = new FlushReserve();
   const plans: MessagePlan[] = [];
   const work: MessageWork[] = [];
+  const now = Date.now();
   for (const message of batch.messages) {
-    const plan: MessagePlan = { message, followUps: [], deadLetters: [] };
+    const plan: MessagePlan = { message, deadLetters: [] };
     plans.push(plan);
     const body = message.body;
     if (!isRouterMessage(body)) {
       log('error', 'malformed_queue_message', { message_id: message.id });
-      plan.deadLetters.push({
-        event_id: `queue-message:${message.id}`,
-        event_type: 'unknown',
-        destination: '(router)',
-        rules: [],
-        reason: 'malformed_queue_message',
-        last_status: null,
-        attempts: message.attempts,
-        body: safeStringify(body),
-      });
+      plan.deadLetters.push(
+        deadLetterRecord({
+          event_id: `queue-message:${message.id}`,
+          event_type: 'unknown',
+          destination: ROUTER_DESTINATION,
+          reason: 'malformed_queue_message',
+          attempts: message.attempts,
+          body: safeStringify(body),
+        }),
+      );
+      reserve.deadLetters = true;
       continue;
     }
+    const trial = reserve.with(body);
     let raw = body.body;
     if (raw === undefined && body.body_ref !== undefined) {
-      if (budget < 1) {
+      if (used + 1 + trial.calls() > totalBudget) {
         plan.redeliver = true;
         continue;
       }
-      budget -= 1;
+      used += 1;
       try {
         raw = (await ledgerStubByName(env, body.body_ref.shard).getBody(body.id)) ?? undefined;
       } catch (err) {
         log('warn', 'body_fetch_failed', { event_id: body.id, error: errorName(err) });
-        plan.followUps.push({ body, delaySeconds: 30 });
+        plan.followUp = { body, delaySeconds: 30 };
+        reserve.commit(trial);
         continue;
       }
     }
     if (raw === undefined) {
-      plan.deadLetters.push({ event_id: body.id, event_type: body.type, destination: '(router)', rules: [], reason: 'body_expired', last_status: null, attempts: 0, body: '' });
+      plan.deadLetters.push(routerDeadLetter(body, 'body_expired', ''));
+      reserve.deadLetters = true;
       continue;
     }
     let event: UnknownEvent;
@@ -100,30 +119,90 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       event = JSON.parse(raw) as UnknownEvent;
     } catch {
       // Verified at ingest, so this is storage corruption: keep it, don't crash the batch.
-      plan.deadLetters.push({ event_id: body.id, event_type: body.type, destination: '(router)', rules: [], reason: 'malformed_body', last_status: null, attempts: 0, body: raw });
+      plan.deadLetters.push(routerDeadLetter(body, 'malformed_body', raw));
+      reserve.deadLetters = true;
       continue;
     }
+    plan.event = event;
+    plan.raw = raw;
     const pending = body.pending ?? initialDeliveries(config, event, body.stale === true);
     const names = Object.keys(pending);
     if (names.length === 0) {
       log('info', 'unrouted', { event_id: body.id, event_type: body.type });
       continue;
     }
-    if (names.length > budget && names.length <= fullBudget) {
+    const due = names.filter((n) => (pending[n]?.not_before ?? 0) <= now + 1_000);
+    const left = totalBudget - used - trial.calls();
+    if (due.length > left && due.length <= totalBudget - trial.calls()) {
       // It would fit a batch of its own: let the platform redeliver it whole
       // rather than writing a follow-up message (one message per event).
       plan.redeliver = true;
       continue;
     }
-    const now = names.slice(0, Math.max(0, budget));
-    const later = names.slice(now.length);
-    budget -= now.length;
-    work.push({ plan, body, event, raw, pending, now, later });
+    const attempt = due.slice(0, Math.max(0, left));
+    used += attempt.length;
+    reserve.commit(trial);
+    work.push({ plan, body, event, raw, pending, attempt });
   }
   // Deliveries of every message in the batch run concurrently: a slow
   // destination holds up only its own requests.
   await Promise.all(work.map((w) => deliverMessage(w, config, env)));
-  await flush(plans, env);
+  await flush(plans, env, config);
+}
+
+/**
+ * Counts the calls the flush will make for the messages planned so far: the
+ * dead-letter call, and the sendBatch chunks their follow-ups could need
+ * (next-fit over worst-case sizes, the same packing `flush` uses), plus one
+ * call for each message whose stored body may need its lifetime extended or
+ * whose follow-up may need its body moved to the ledger.
+ */
+class FlushReserve {
+  deadLetters = false;
+  private sizes: number[] = [];
+  private extras = 0;
+
+  with(body: RouterMessage): FlushReserve {
+    const next = new FlushReserve();
+    next.deadLetters = true;
+    const size = worstCaseFollowUpBytes(body);
+    next.sizes = [...this.sizes, size];
+    // A body in the ledger may need its lifetime extended; an inline body
+    // near the limit may have to move to the ledger.
+    next.extras = this.extras + (body.body_ref !== undefined || size >= FOLLOW_UP_LIMIT - 16_000 ? 1 : 0);
+    return next;
+  }
+
+  commit(trial: FlushReserve): void {
+    this.deadLetters = trial.deadLetters;
+    this.sizes = trial.sizes;
+    this.extras = trial.extras;
+  }
+
+  calls(): number {
+    return (this.deadLetters ? 1 : 0) + chunkCount(this.sizes) + this.extras;
+  }
+}
+
+function worstCaseFollowUpBytes(body: RouterMessage): number {
+  // UTF-16 length × 3 bounds UTF-8 bytes; escaping at most doubles them.
+  return body.body === undefined ? 4_096 : Math.min(QUEUE_MESSAGE_LIMIT, body.body.length * 6 + 4_096);
+}
+
+function chunkCount(sizes: number[]): number {
+  let chunks = 0;
+  let count = 0;
+  let bytes = 0;
+  for (const size of sizes) {
+    if (chunks === 0 || count >= BATCH_MAX_MESSAGES || bytes + size > BATCH_MAX_BYTES) {
+      chunks += 1;
+      count = 0;
+      bytes = 0;
+    }
+    count += 1;
+    bytes += size;
+  }
+  return chunks;
 }
 
 interface MessageWork {
@@ -131,18 +210,17 @@ interface MessageWork {
   body: RouterMessage;
   event: UnknownEvent;
   raw: string;
-  pending: NonNullable<RouterMessage['pending']>;
-  /** Destinations attempted in this invocation, and those deferred (budget). */
-  now: string[];
-  later: string[];
+  pending: Pending;
+  /** Destinations attempted in this invocation; the others stay pending. */
+  attempt: string[];
 }
 
 async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env): Promise<void> {
-  const { plan, body, event, raw, pending, now, later } = w;
+  const { plan, body, event, raw, pending, attempt } = w;
   const outcomes = await Promise.all(
-    now.map(async (name) => {
+    attempt.map(async (name) => {
       const dest = config.destinations.get(name);
-      const state = pending[name] as { attempts: number; rules: string[] };
+      const state = pending[name] as PendingDelivery;
       if (dest === undefined) {
         return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } as DeliveryOutcome };
       }
@@ -154,12 +232,15 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env): P
       return { name, state, outcome };
     }),
   );
+  const next: Pending = {};
+  for (const name of Object.keys(pending)) if (!attempt.includes(name)) next[name] = pending[name] as PendingDelivery;
+  const now = Date.now();
   for (const { name, state, outcome } of outcomes) {
     const attempts = state.attempts + 1;
     const base = { event_id: body.id, event_type: body.type, destination: name, attempt: attempts };
     if (outcome.ok) {
       // Slack deliveries are handed to the destination's outbox (202), which logs the actual send.
-      log('info', outcome.status === 202 ? 'handed_to_outbox' : 'delivered', { ...base, status: outcome.status, latency_ms: Date.now() - body.accepted_at });
+      log('info', outcome.status === 202 ? 'handed_to_outbox' : 'delivered', { ...base, status: outcome.status, latency_ms: now - body.accepted_at });
       continue;
     }
     const dest = config.destinations.get(name);
@@ -167,25 +248,30 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env): P
     if (outcome.retryable && attempts < maxAttempts && dest !== undefined) {
       const delay = Math.max(outcome.retryAfterSeconds ?? 0, backoffSeconds(dest.retry.retryDelaySeconds, attempts));
       log('warn', 'delivery_failed', { ...base, status: outcome.status, reason: outcome.reason, retry_in_s: delay });
-      plan.followUps.push({ body: withPending(body, { [name]: { attempts, rules: state.rules } }), delaySeconds: delay });
+      next[name] = { attempts, rules: state.rules, not_before: now + delay * 1000 };
     } else {
-      plan.deadLetters.push({
-        event_id: body.id,
-        event_type: body.type,
-        destination: name,
-        rules: state.rules,
-        reason: outcome.retryable ? `attempts_exhausted: ${outcome.reason}` : outcome.reason,
-        last_status: outcome.status,
-        attempts,
-        body: raw,
-      });
+      plan.deadLetters.push(
+        deadLetterRecord({
+          event_id: body.id,
+          event_type: body.type,
+          destination: name,
+          rules: state.rules,
+          reason: outcome.retryable ? `attempts_exhausted: ${outcome.reason}` : outcome.reason,
+          last_status: outcome.status,
+          attempts,
+          body: raw,
+          ...eventMarks(body),
+        }),
+      );
     }
   }
-  if (later.length > 0) {
-    const rest: NonNullable<RouterMessage['pending']> = {};
-    for (const name of later) rest[name] = pending[name] as { attempts: number; rules: string[] };
-    plan.followUps.push({ body: withPending(body, rest), delaySeconds: 0 });
-    log('info', 'deliveries_deferred', { event_id: body.id, deferred: later.length });
+  const owed = Object.keys(next);
+  if (owed.length > 0) {
+    const firstDue = Math.min(...owed.map((n) => next[n]?.not_before ?? now));
+    const delaySeconds = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil((firstDue - now) / 1000)));
+    plan.followUp = { body: { ...body, pending: next }, delaySeconds };
+    const deferred = owed.filter((n) => pending[n] !== undefined && !attempt.includes(n) && next[n] === pending[n]);
+    if (deferred.length > 0) log('info', 'deliveries_deferred', { event_id: body.id, deferred: deferred.length, in_s: delaySeconds });
   }
 }
 
@@ -194,9 +280,9 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env): P
  * it. A stale event skips the rules that say `stale = "drop"` (counted and
  * logged); rules that deliver stale events still do (marked stale).
  */
-export function initialDeliveries(config: RouterConfig, event: UnknownEvent, stale = false): NonNullable<RouterMessage['pending']> {
+export function initialDeliveries(config: RouterConfig, event: UnknownEvent, stale = false): Pending {
   const { rules } = config.matcher.match(event);
-  const pending: NonNullable<RouterMessage['pending']> = {};
+  const pending: Pending = {};
   const dropped: string[] = [];
   for (const rule of rules) {
     if (stale && rule.stale === 'drop') {
@@ -213,85 +299,232 @@ export function initialDeliveries(config: RouterConfig, event: UnknownEvent, sta
   return pending;
 }
 
-function withPending(body: RouterMessage, pending: NonNullable<RouterMessage['pending']>): RouterMessage {
-  return { ...body, pending };
+function eventMarks(body: RouterMessage): { stale?: boolean; source: RouterMessage['source'] } {
+  return body.stale === true ? { stale: true, source: body.source } : { source: body.source };
 }
 
-async function flush(plans: MessagePlan[], env: Env): Promise<void> {
-  const followUps = plans.flatMap((p) => p.followUps);
-  const deadLetters = plans.flatMap((p) => p.deadLetters);
-  let followUpsSafe = true;
-  let deadLettersSafe = true;
-  if (followUps.length > 0) {
-    try {
-      for (const chunk of chunkBySize(followUps)) {
-        await env.EVENTS_QUEUE.sendBatch(chunk.map((f) => ({ body: f.body, contentType: 'json' as const, delaySeconds: f.delaySeconds })));
+/** A dead letter the router itself could not route (replay routes it by the rules then in force). */
+function routerDeadLetter(body: RouterMessage, reason: string, raw: string): DeadLetterInput {
+  return deadLetterRecord({ event_id: body.id, event_type: body.type, destination: ROUTER_DESTINATION, reason, body: raw, ...eventMarks(body) });
+}
+
+/**
+ * Makes each follow-up safe to send: a body kept in the ledger stays there
+ * as long as the follow-up may need it, and an inline follow-up that grew
+ * past one queue message moves its body to the ledger.
+ */
+async function prepareFollowUp(plan: MessagePlan, env: Env, config: RouterConfig | undefined, now: number): Promise<void> {
+  const f = plan.followUp;
+  if (f === undefined) return;
+  const needUntil = now + f.delaySeconds * 1000 + DAY_MS;
+  const ref = f.body.body_ref;
+  if (ref !== undefined) {
+    if (ref.until !== undefined && ref.until >= needUntil) return;
+    const until = needUntil + BODY_KEEP_MARGIN_MS;
+    await ledgerStubByName(env, ref.shard).extendBody(f.body.id, until);
+    f.body = { ...f.body, body_ref: { shard: ref.shard, until } };
+    return;
+  }
+  if (f.body.body === undefined || messageBytes(f.body) <= FOLLOW_UP_LIMIT) return;
+  const shards = config?.settings.dedupShards ?? 16;
+  const retentionMs = config !== undefined ? config.settings.dedupRetentionDays * DAY_MS : FALLBACK_RETENTION_MS;
+  const key = plan.event !== undefined ? shardKeyOf(plan.event) : f.body.id;
+  const { name, stub } = ledgerStub(env, key, shards);
+  const until = Math.max(now + retentionMs, needUntil + BODY_KEEP_MARGIN_MS);
+  await stub.storeBody(f.body.id, f.body.body, until);
+  const { body: _inline, ...rest } = f.body;
+  f.body = { ...rest, body_ref: { shard: name, until } };
+}
+
+async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | undefined): Promise<void> {
+  const now = Date.now();
+  // Per message: is everything it must leave behind safe?
+  const safe = new Map<MessagePlan, boolean>();
+  await Promise.all(
+    plans.map(async (plan) => {
+      try {
+        await prepareFollowUp(plan, env, config, now);
+      } catch (err) {
+        log('error', 'follow_up_body_store_failed', { event_id: plan.followUp?.body.id, error: errorName(err) });
+        safe.set(plan, false);
       }
+    }),
+  );
+  const sending = plans.filter((p) => p.followUp !== undefined && safe.get(p) !== false);
+  for (const chunk of chunkPlans(sending)) {
+    try {
+      await env.EVENTS_QUEUE.sendBatch(
+        chunk.map((p) => ({ body: (p.followUp as FollowUp).body, contentType: 'json' as const, delaySeconds: (p.followUp as FollowUp).delaySeconds })),
+      );
     } catch (err) {
-      followUpsSafe = false;
-      log('error', 'follow_up_enqueue_failed', { count: followUps.length, error: errorName(err) });
+      for (const p of chunk) safe.set(p, false);
+      log('error', 'follow_up_enqueue_failed', { count: chunk.length, error: errorName(err) });
     }
   }
+  const deadLetters = plans.filter((p) => p.deadLetters.length > 0);
   if (deadLetters.length > 0) {
     try {
-      await deadLetterStub(env).add(deadLetters);
+      await deadLetterStub(env).add(deadLetters.flatMap((p) => p.deadLetters));
     } catch (err) {
-      deadLettersSafe = false;
+      for (const p of deadLetters) safe.set(p, false);
       log('error', 'dead_letter_store_failed', { count: deadLetters.length, error: errorName(err) });
     }
   }
   for (const plan of plans) {
-    if (plan.redeliver === true) {
-      plan.message.retry({ delaySeconds: 0 });
-      continue;
-    }
-    const unsafe = (plan.followUps.length > 0 && !followUpsSafe) || (plan.deadLetters.length > 0 && !deadLettersSafe);
+    if (plan.redeliver === true) plan.message.retry({ delaySeconds: 0 });
     // Retrying the original re-runs its deliveries (at-least-once; receivers
     // deduplicate on Idempotency-Key). Losing it would drop the event.
-    if (unsafe) plan.message.retry({ delaySeconds: 30 });
+    else if (safe.get(plan) === false) plan.message.retry({ delaySeconds: 30 });
     else plan.message.ack();
   }
 }
 
-function chunkBySize(items: FollowUp[]): FollowUp[][] {
-  const chunks: FollowUp[][] = [];
-  let current: FollowUp[] = [];
+function chunkPlans(plans: MessagePlan[]): MessagePlan[][] {
+  const chunks: MessagePlan[][] = [];
+  let current: MessagePlan[] = [];
   let size = 0;
-  for (const item of items) {
-    const bytes = (item.body.body?.length ?? 0) * 3 + 1024;
+  for (const plan of plans) {
+    const bytes = messageBytes((plan.followUp as FollowUp).body) + 256;
     if (current.length > 0 && (current.length >= BATCH_MAX_MESSAGES || size + bytes > BATCH_MAX_BYTES)) {
       chunks.push(current);
       current = [];
       size = 0;
     }
-    current.push(item);
+    current.push(plan);
     size += bytes;
   }
   if (current.length > 0) chunks.push(current);
   return chunks;
 }
 
-/** Messages the platform gave up on: keep them in the dead-letter store. */
-async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
-  const records: DeadLetterInput[] = batch.messages.map((m) => {
-    const b = m.body;
-    const ok = isRouterMessage(b);
-    return {
-      event_id: ok ? b.id : `queue-message:${m.id}`,
-      event_type: ok ? b.type : 'unknown',
-      destination: ok && b.pending !== undefined ? Object.keys(b.pending).join(',') : '(all)',
-      rules: [],
-      reason: 'consumer_retries_exhausted',
-      last_status: null,
-      attempts: m.attempts,
-      body: ok ? (b.body ?? `{"body_ref":${JSON.stringify(b.body_ref)}}`) : safeStringify(b),
-    };
+/**
+ * The configuration is invalid: hold every message by re-enqueueing it as a
+ * fresh message (its platform attempt count starts again), so no event is
+ * dead-lettered however long the config stays broken. A message whose
+ * re-enqueue fails is retried by the platform instead.
+ */
+async function holdBatch(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  const now = Date.now();
+  const plans: MessagePlan[] = batch.messages.map((message) => {
+    const plan: MessagePlan = { message, deadLetters: [] };
+    if (isRouterMessage(message.body)) plan.followUp = { body: message.body, delaySeconds: HOLD_DELAY_SECONDS };
+    return plan;
   });
+  log('warn', 'held_config_invalid', { count: plans.length, retry_in_s: HOLD_DELAY_SECONDS });
+  await Promise.all(
+    plans.map(async (plan) => {
+      try {
+        await prepareFollowUp(plan, env, undefined, now);
+      } catch (err) {
+        log('error', 'follow_up_body_store_failed', { event_id: plan.followUp?.body.id, error: errorName(err) });
+        plan.redeliver = true;
+      }
+    }),
+  );
+  for (const chunk of chunkPlans(plans.filter((p) => p.followUp !== undefined && p.redeliver !== true))) {
+    try {
+      await env.EVENTS_QUEUE.sendBatch(
+        chunk.map((p) => ({ body: (p.followUp as FollowUp).body, contentType: 'json' as const, delaySeconds: HOLD_DELAY_SECONDS })),
+      );
+    } catch (err) {
+      for (const p of chunk) p.redeliver = true;
+      log('error', 'hold_enqueue_failed', { count: chunk.length, error: errorName(err) });
+    }
+  }
+  for (const plan of plans) {
+    // A malformed message cannot be re-enqueued as a router message: leave it
+    // to the platform (retries, then the DLQ consumer keeps it).
+    if (plan.redeliver === true || plan.followUp === undefined) plan.message.retry({ delaySeconds: HOLD_DELAY_SECONDS });
+    else plan.message.ack();
+  }
+}
+
+/**
+ * Messages the platform gave up on: keep them in the dead-letter store, one
+ * record per destination still owed, each with the event's real body (read
+ * back from the ledger for large events), so that every record can be
+ * replayed. When the store is unavailable the batch is re-sent to this queue
+ * as fresh messages (so the platform never discards it), and only if that
+ * fails too is it retried.
+ */
+async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  const loaded = loadConfig(env);
+  const config = loaded.ok ? loaded.config : undefined;
+  const records: DeadLetterInput[] = [];
+  let bodiesReadable = true;
+  for (const m of batch.messages) {
+    const b = m.body;
+    if (!isRouterMessage(b)) {
+      records.push(
+        deadLetterRecord({
+          event_id: `queue-message:${m.id}`,
+          event_type: 'unknown',
+          destination: ROUTER_DESTINATION,
+          reason: 'consumer_retries_exhausted',
+          attempts: m.attempts,
+          body: safeStringify(b),
+        }),
+      );
+      continue;
+    }
+    let raw = b.body;
+    if (raw === undefined && b.body_ref !== undefined) {
+      try {
+        raw = (await ledgerStubByName(env, b.body_ref.shard).getBody(b.id)) ?? undefined;
+      } catch (err) {
+        log('error', 'body_fetch_failed', { event_id: b.id, error: errorName(err) });
+        bodiesReadable = false;
+        break;
+      }
+    }
+    if (raw === undefined) {
+      records.push(routerDeadLetter(b, 'body_expired', ''));
+      continue;
+    }
+    let owed: Pending | undefined = b.pending;
+    if (owed === undefined && config !== undefined) {
+      try {
+        owed = initialDeliveries(config, JSON.parse(raw) as UnknownEvent, b.stale === true);
+      } catch {
+        records.push(routerDeadLetter(b, 'malformed_body', raw));
+        continue;
+      }
+    }
+    if (owed === undefined) {
+      // No config to route by: one record that replay routes by the rules then in force.
+      records.push({ ...routerDeadLetter(b, 'consumer_retries_exhausted', raw), attempts: m.attempts });
+      continue;
+    }
+    for (const [destination, state] of Object.entries(owed)) {
+      records.push(
+        deadLetterRecord({
+          event_id: b.id,
+          event_type: b.type,
+          destination,
+          rules: state.rules,
+          reason: 'consumer_retries_exhausted',
+          attempts: state.attempts,
+          body: raw,
+          ...eventMarks(b),
+        }),
+      );
+    }
+  }
+  if (bodiesReadable) {
+    try {
+      await deadLetterStub(env).add(records);
+      batch.ackAll();
+      return;
+    } catch (err) {
+      log('error', 'dead_letter_store_failed', { count: records.length, error: errorName(err) });
+    }
+  }
   try {
-    await deadLetterStub(env).add(records);
+    await env.EVENTS_DLQ.sendBatch(batch.messages.map((m) => ({ body: m.body, contentType: 'json' as const, delaySeconds: 300 })));
     batch.ackAll();
+    log('warn', 'dead_letters_requeued', { count: batch.messages.length, retry_in_s: 300 });
   } catch (err) {
-    log('error', 'dead_letter_store_failed', { count: records.length, error: errorName(err) });
+    log('error', 'dead_letter_requeue_failed', { count: batch.messages.length, error: errorName(err) });
     batch.retryAll({ delaySeconds: 60 });
   }
 }

@@ -11,25 +11,75 @@ export interface RouterMessage {
   source: 'webhook' | 'reconcile';
   /** ms since epoch when the router accepted the event. */
   accepted_at: number;
-  /** The raw body exactly as WorkOS sent it, when small enough to travel inline. */
+  /** The raw body exactly as WorkOS sent it, when the whole message fits a queue message. */
   body?: string;
   /** A newer event for the same object was already routed (or the object was deleted). */
   stale?: boolean;
-  /** When the body is too large for a queue message: the ledger shard that stores it. */
-  body_ref?: { shard: string };
+  /**
+   * When the body is too large to travel inline: the ledger shard that stores
+   * it, and until when (ms) it is kept there (extended while deliveries remain).
+   */
+  body_ref?: { shard: string; until?: number };
   /**
    * Absent on the first delivery (route by the rules). On a retry: the
-   * destinations still owed, with the attempts already made for each, and the
-   * rules that routed them (for context in messages).
+   * destinations still owed, with the attempts already made for each, the
+   * rules that routed them (for context in messages) and, when a destination
+   * asked to wait longer than the message's delay, the time before which it
+   * is not tried again.
    */
-  pending?: Record<string, { attempts: number; rules: string[] }>;
+  pending?: Record<string, PendingDelivery>;
 }
 
-/** Queue messages are limited to 128 KB; keep a margin for the envelope fields. */
-export const INLINE_BODY_LIMIT = 120 * 1024;
+export interface PendingDelivery {
+  attempts: number;
+  rules: string[];
+  /** ms since epoch; absent: due now. */
+  not_before?: number;
+}
+
+/** The platform limit on one queue message: 128,000 bytes (decimal, not KiB). */
+export const QUEUE_MESSAGE_LIMIT = 128_000;
+
+/**
+ * A message carries its body inline when the whole serialised message is at
+ * most this many bytes. The 8,000-byte margin under the platform limit leaves
+ * room for what retries add (`pending`: destination names, rules, attempt
+ * counts); a retry that would still not fit moves its body to the ledger.
+ */
+export const INLINE_MESSAGE_LIMIT = QUEUE_MESSAGE_LIMIT - 8_000;
+
+const encoder = new TextEncoder();
+
+/** UTF-8 size of a string, in bytes. */
+export function utf8Length(s: string): number {
+  return encoder.encode(s).byteLength;
+}
+
+/** UTF-8 size of a message as the queue stores it (JSON). */
+export function messageBytes(m: RouterMessage): number {
+  return utf8Length(JSON.stringify(m));
+}
+
+/**
+ * Does `m`, with `body` inline, fit `limit`? A body of `bodyBytes` UTF-8 bytes
+ * grows by at most 2× when escaped into a JSON string (valid JSON text holds
+ * no raw control characters inside strings; only `"`, `\` and whitespace
+ * between tokens are escaped, each to two bytes), so small bodies skip the
+ * exact measurement.
+ */
+export function fitsInline(m: RouterMessage, body: string, bodyBytes: number, limit = INLINE_MESSAGE_LIMIT): boolean {
+  if (bodyBytes * 2 + 2_048 <= limit) return true;
+  if (bodyBytes > limit) return false;
+  return messageBytes({ ...m, body }) <= limit;
+}
 
 export function isRouterMessage(v: unknown): v is RouterMessage {
   if (typeof v !== 'object' || v === null) return false;
   const m = v as Partial<RouterMessage>;
-  return m.v === 1 && typeof m.id === 'string' && typeof m.type === 'string' && (typeof m.body === 'string' || typeof m.body_ref === 'object');
+  return (
+    m.v === 1 &&
+    typeof m.id === 'string' &&
+    typeof m.type === 'string' &&
+    (typeof m.body === 'string' || (typeof m.body_ref === 'object' && m.body_ref !== null && typeof m.body_ref.shard === 'string'))
+  );
 }

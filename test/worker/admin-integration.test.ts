@@ -1,34 +1,88 @@
+/**
+ * The admin API end to end: bearer auth, status, dead-letter listing,
+ * deletion and replay. Replays go through the real local queue: the router's
+ * own consumer picks the message up (about a second later, in this isolate)
+ * and delivers it to the `audit` queue destination of the default config,
+ * whose `send` is observed with a pass-through spy. Only the failure test
+ * stubs the router queue's `send`, to make it fail.
+ */
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { deadLetterStub } from '../../src/deadletters/store';
+import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
 import type { RouterMessage } from '../../src/queue/message';
 import { makeEvent } from '../fixtures/events';
 
 const AUTH = { Authorization: 'Bearer test-admin-token' };
 const admin = (path: string, init: RequestInit = {}) =>
   exports.default.fetch(new Request(`https://router.test/admin${path}`, { ...init, headers: { ...AUTH, ...(init.headers ?? {}) } }));
+const adminWith = (authorization: string | null, path = '/status') =>
+  exports.default.fetch(new Request(`https://router.test/admin${path}`, { headers: authorization === null ? {} : { Authorization: authorization } }));
+
+/** Waits for the consumer: about 1 s batch timeout, plus slack. */
+const DELIVERY = { timeout: 10_000, interval: 50 };
 
 afterEach(() => vi.restoreAllMocks());
 
-async function deadLetter(destination = 'audit') {
+async function deadLetter(destination = 'audit', extra: { stale?: boolean; source?: RouterMessage['source'] } = {}) {
   const e = makeEvent('user.created');
-  await deadLetterStub(env).add([{ event_id: e.id, event_type: e.event, destination, rules: ['everything-to-audit'], reason: 'http_404', last_status: 404, attempts: 1, body: JSON.stringify(e) }]);
-  const items = await deadLetterStub(env).list(500, 0);
-  return { event: e, seq: items.find((i) => i.event_id === e.id)!.seq };
+  await deadLetterStub(env).add([
+    deadLetterRecord({ event_id: e.id, event_type: e.event, destination, rules: ['everything-to-audit'], reason: 'http_404', last_status: 404, attempts: 1, body: JSON.stringify(e), ...extra }),
+  ]);
+  return { event: e, seq: await seqOf(e.id) };
 }
 
-describe('admin API', () => {
+async function seqOf(id: string): Promise<number> {
+  const items = await deadLetterStub(env).list(500, 0);
+  return items.find((i) => i.event_id === id)!.seq;
+}
+
+async function listedIds(): Promise<string[]> {
+  return (await deadLetterStub(env).list(500, 0)).map((i) => i.event_id);
+}
+
+/** Pass-through spy on the audit destination's queue: what the consumer delivered, by event id. */
+function observeAudit() {
+  const send = vi.spyOn(env.AUDIT_QUEUE, 'send');
+  return {
+    send,
+    deliveriesOf: (id: string) => send.mock.calls.filter((c) => (c[0] as { id?: unknown }).id === id).map((c) => c[0] as Record<string, unknown>),
+  };
+}
+
+async function expectError(res: Response, status: number, error: string) {
+  expect(res.status).toBe(status);
+  const body = (await res.json()) as { error: string; message: string };
+  expect(body.error).toBe(error);
+  expect(typeof body.message).toBe('string');
+}
+
+describe('admin API: authorization', () => {
   it('refuses without ADMIN_TOKEN configured (403 admin_disabled) and with a wrong token (401)', async () => {
     const { default: worker } = await import('../../src/index');
     const { createExecutionContext } = await import('cloudflare:test');
     const res = await worker.fetch(new Request('https://router.test/admin/status', { headers: AUTH }), { ...env, ADMIN_TOKEN: '' }, createExecutionContext());
-    expect(res.status).toBe(403);
-    expect(await res.json()).toMatchObject({ error: 'admin_disabled' });
-    const wrong = await exports.default.fetch(new Request('https://router.test/admin/dead-letters', { headers: { Authorization: 'Bearer x' } }));
-    expect(wrong.status).toBe(401);
-    expect(await wrong.json()).toMatchObject({ error: 'unauthorized' });
+    await expectError(res, 403, 'admin_disabled');
+    await expectError(await adminWith('Bearer x', '/dead-letters'), 401, 'unauthorized');
   });
 
+  it('matches the Bearer scheme case-insensitively and tolerates extra blanks before the token', async () => {
+    for (const header of ['Bearer test-admin-token', 'bearer test-admin-token', 'BEARER test-admin-token', 'BeArEr test-admin-token', 'Bearer    test-admin-token', 'bearer \t test-admin-token']) {
+      const res = await adminWith(header);
+      expect(res.status, header).toBe(200);
+      expect(((await res.json()) as { status: string }).status).toBe('ok');
+    }
+  });
+
+  it('401 unauthorized (with WWW-Authenticate: Bearer) for a wrong token, another scheme, or no header', async () => {
+    for (const header of ['Bearer wrong-token', 'bearer test-admin-token-and-more', 'Basic test-admin-token', `Basic ${btoa('admin:test-admin-token')}`, 'Bearertest-admin-token', 'test-admin-token', 'Bearer ', null]) {
+      const res = await adminWith(header);
+      expect(res.headers.get('www-authenticate'), String(header)).toBe('Bearer');
+      await expectError(res, 401, 'unauthorized');
+    }
+  });
+});
+
+describe('admin API', () => {
   it('GET /admin/status reports config, dead letters and reconciliation, revealing no secret', async () => {
     const res = await admin('/status');
     expect(res.status).toBe(200);
@@ -39,63 +93,134 @@ describe('admin API', () => {
     for (const secret of ['whsec_test_primary', 'test-admin-token', 'sk_test_reconcile']) expect(text).not.toContain(secret);
   });
 
-  it('lists dead letters without payloads', async () => {
-    const { event } = await deadLetter();
+  it('lists dead letters without payloads, with their stale and source marks', async () => {
+    const { event, seq } = await deadLetter('audit', { stale: true, source: 'reconcile' });
     const res = await admin('/dead-letters?limit=500');
     const body = (await res.json()) as { items: { event_id: string }[] };
-    expect(body.items.some((i) => i.event_id === event.id)).toBe(true);
+    expect(body.items.find((i) => i.event_id === event.id)).toMatchObject({ seq, destination: 'audit', stale: true, source: 'reconcile', reason: 'http_404' });
     expect(JSON.stringify(body)).not.toContain((event.data as { email: string }).email);
   });
 
   it('rejects bad paging with 400 invalid_request', async () => {
-    const res = await admin('/dead-letters?limit=0');
-    expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ error: 'invalid_request' });
+    await expectError(await admin('/dead-letters?limit=0'), 400, 'invalid_request');
+  });
+});
+
+describe('DELETE /admin/dead-letters/<seq>', () => {
+  it('deletes one dead letter (200), which leaves the list and the status count; then 404 not_found', async () => {
+    const { event, seq } = await deadLetter();
+    const other = await deadLetter();
+    const before = ((await (await admin('/status')).json()) as { dead_letters: number }).dead_letters;
+    const res = await admin(`/dead-letters/${seq}`, { method: 'DELETE' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'deleted', seq });
+    expect(await listedIds()).not.toContain(event.id);
+    expect(await listedIds()).toContain(other.event.id);
+    const after = ((await (await admin('/status')).json()) as { dead_letters: number }).dead_letters;
+    expect(after).toBe(before - 1);
+    await expectError(await admin(`/dead-letters/${seq}`, { method: 'DELETE' }), 404, 'not_found');
+    await expectError(await admin(`/dead-letters/${seq}/replay`, { method: 'POST' }), 404, 'not_found');
   });
 
-  it('replays a dead letter to its destination only, and removes it', async () => {
+  it('404 not_found for a seq that never existed', async () => {
+    await expectError(await admin('/dead-letters/999999999', { method: 'DELETE' }), 404, 'not_found');
+  });
+
+  it('400 invalid_request for a seq that is not a positive whole number (nothing deleted)', async () => {
+    const { event } = await deadLetter();
+    for (const bad of ['abc', '-1', '0', '1.5', '1e3', '0x10', '%201', '99999999999999999999']) {
+      await expectError(await admin(`/dead-letters/${bad}`, { method: 'DELETE' }), 400, 'invalid_request');
+    }
+    expect(await listedIds()).toContain(event.id);
+  });
+
+  it('requires the admin token', async () => {
+    const { seq } = await deadLetter();
+    const res = await exports.default.fetch(new Request(`https://router.test/admin/dead-letters/${seq}`, { method: 'DELETE', headers: { Authorization: 'Basic test-admin-token' } }));
+    await expectError(res, 401, 'unauthorized');
+    expect((await deadLetterStub(env).list(500, 0)).some((i) => i.seq === seq)).toBe(true);
+  });
+});
+
+describe('POST /admin/dead-letters/<seq>/replay', () => {
+  it('delivers the event again to its destination only (through the real queue), and removes it', async () => {
+    const fetchSpy = vi.spyOn(globalThis, 'fetch');
+    const audit = observeAudit();
     const { event, seq } = await deadLetter('audit');
-    const send = vi.spyOn(env.EVENTS_QUEUE, 'send').mockResolvedValue(undefined as never);
     const res = await admin(`/dead-letters/${seq}/replay`, { method: 'POST' });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'replayed', event_id: event.id, destination: 'audit' });
-    const msg = send.mock.calls[0]?.[0] as RouterMessage;
-    expect(msg.pending).toEqual({ audit: { attempts: 0, rules: ['everything-to-audit'] } });
-    expect(msg.body).toBe(JSON.stringify(event));
-    const again = await admin(`/dead-letters/${seq}/replay`, { method: 'POST' });
-    expect(again.status).toBe(404);
-    expect(await again.json()).toMatchObject({ error: 'not_found' });
+    expect(await listedIds()).not.toContain(event.id);
+    // The consumer delivers the WorkOS envelope, unmarked (the record was not stale).
+    await vi.waitFor(() => expect(audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
+    expect(audit.deliveriesOf(event.id)[0]).toEqual(event);
+    // Delivered once, to the queue destination only: no HTTP request, no new dead letter.
+    expect(fetchSpy).not.toHaveBeenCalled();
+    expect(await listedIds()).not.toContain(event.id);
+    await expectError(await admin(`/dead-letters/${seq}/replay`, { method: 'POST' }), 404, 'not_found');
+  });
+
+  it('keeps the stale mark and the source: the router message carries them, the destination sees stale: true', async () => {
+    const routerQueue = vi.spyOn(env.EVENTS_QUEUE, 'send'); // pass-through: the message really is enqueued
+    const audit = observeAudit();
+    const { event, seq } = await deadLetter('audit', { stale: true, source: 'reconcile' });
+    const res = await admin(`/dead-letters/${seq}/replay`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    const msg = routerQueue.mock.calls.map((c) => c[0] as RouterMessage).find((m) => m.id === event.id)!;
+    expect(msg).toMatchObject({ source: 'reconcile', stale: true, pending: { audit: { attempts: 0, rules: ['everything-to-audit'] } }, body: JSON.stringify(event) });
+    await vi.waitFor(() => expect(audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
+    expect(audit.deliveriesOf(event.id)[0]).toEqual({ ...event, stale: true });
+  });
+
+  it('replays an old record (no stale or source recorded) as a fresh webhook event', async () => {
+    const routerQueue = vi.spyOn(env.EVENTS_QUEUE, 'send');
+    const audit = observeAudit();
+    const { event, seq } = await deadLetter('audit');
+    expect((await admin(`/dead-letters/${seq}/replay`, { method: 'POST' })).status).toBe(200);
+    const msg = routerQueue.mock.calls.map((c) => c[0] as RouterMessage).find((m) => m.id === event.id)!;
+    expect(msg.source).toBe('webhook');
+    expect(msg.stale).toBeUndefined();
+    await vi.waitFor(() => expect(audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
+    expect(audit.deliveriesOf(event.id)[0]).not.toHaveProperty('stale');
   });
 
   it('replays an event larger than a queue message through a stored body', async () => {
+    const routerQueue = vi.spyOn(env.EVENTS_QUEUE, 'send');
     const e = makeEvent('dsync.group.user_added');
     (e.data.user as unknown as Record<string, unknown>).custom_attributes = { notes: 'n'.repeat(200 * 1024) };
     const body = JSON.stringify(e);
-    await deadLetterStub(env).add([{ event_id: e.id, event_type: e.event, destination: 'audit', rules: ['everything-to-audit'], reason: 'http_500', last_status: 500, attempts: 10, body }]);
-    const seq = (await deadLetterStub(env).list(500, 0)).find((i) => i.event_id === e.id)!.seq;
-    const send = vi.spyOn(env.EVENTS_QUEUE, 'send').mockResolvedValue(undefined as never);
+    await deadLetterStub(env).add([deadLetterRecord({ event_id: e.id, event_type: e.event, destination: 'audit', rules: ['everything-to-audit'], reason: 'http_500', last_status: 500, attempts: 10, body })]);
+    const seq = await seqOf(e.id);
     const res = await admin(`/dead-letters/${seq}/replay`, { method: 'POST' });
     expect(res.status).toBe(200);
-    const msg = send.mock.calls[0]?.[0] as RouterMessage;
+    expect(await listedIds()).not.toContain(e.id);
+    const msg = routerQueue.mock.calls.map((c) => c[0] as RouterMessage).find((m) => m.id === e.id)!;
     expect(msg.body).toBeUndefined();
     expect(msg.body_ref?.shard).toMatch(/^ledger-\d+$/);
     const stub = env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(msg.body_ref!.shard));
     expect(await (stub as unknown as { getBody(id: string): Promise<string | null> }).getBody(e.id)).toBe(body);
+    // The consumer really fetches the stored body and attempts the delivery: a
+    // queue destination cannot carry 200 KB, so it comes back as a dead letter
+    // (message_too_large) holding the full original body.
+    await vi.waitFor(async () => expect(await listedIds()).toContain(e.id), DELIVERY);
+    const again = (await deadLetterStub(env).list(500, 0)).find((i) => i.event_id === e.id)!;
+    expect(again).toMatchObject({ destination: 'audit', reason: 'message_too_large' });
+    const taken = await deadLetterStub(env).take(again.seq);
+    expect(taken?.body).toBe(body);
   });
 
-  it('keeps the dead letter when the replay cannot be enqueued (503)', async () => {
+  it('keeps the dead letter, under the same seq, when the replay cannot be enqueued (503)', async () => {
     const { event, seq } = await deadLetter();
     vi.spyOn(env.EVENTS_QUEUE, 'send').mockRejectedValue(new Error('down'));
     const res = await admin(`/dead-letters/${seq}/replay`, { method: 'POST' });
-    expect(res.status).toBe(503);
-    expect(await res.json()).toMatchObject({ error: 'temporarily_unavailable' });
+    await expectError(res, 503, 'temporarily_unavailable');
     const items = await deadLetterStub(env).list(500, 0);
-    expect(items.some((i) => i.event_id === event.id)).toBe(true);
+    expect(items.find((i) => i.event_id === event.id)?.seq).toBe(seq);
   });
 
-  it('400 for a non-numeric seq', async () => {
-    const res = await admin('/dead-letters/abc/replay', { method: 'POST' });
-    expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ error: 'invalid_request' });
+  it('400 invalid_request for a seq that is not a positive whole number', async () => {
+    for (const bad of ['abc', '-1', '0', '2.5', '1e2']) {
+      await expectError(await admin(`/dead-letters/${bad}/replay`, { method: 'POST' }), 400, 'invalid_request');
+    }
   });
 });

@@ -42,6 +42,8 @@ type Row = {
 };
 
 const SAMPLES_PER_TYPE = 3;
+/** How long buffered events wait between checks while the configuration is invalid. */
+const HOLD_DELAY_SECONDS = 60;
 const TOP_VALUES = 5;
 /** At most this many buffered events go into one message (the rest wait for the next). */
 const MAX_EVENTS_PER_MESSAGE = 5000;
@@ -91,8 +93,8 @@ export class SlackOutbox extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
-    const dest = this.destination();
-    const windowMs = (dest?.digestWindowSeconds ?? 1) * 1000;
+    const found = this.destination();
+    const windowMs = (found.kind === 'ok' ? found.dest.digestWindowSeconds : 1) * 1000;
     const nextAllowed = Math.max(this.meta('last_sent_at') + windowMs, this.meta('blocked_until'));
     if (this.sending || Date.now() < nextAllowed) {
       // Never faster than the window: an early alarm just waits for its slot.
@@ -112,12 +114,21 @@ export class SlackOutbox extends DurableObject<Env> {
     if (rows.length === 0) return;
     const lastSeq = (rows[rows.length - 1] as Row).seq;
     const name = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
-    const dest = this.destination();
-    if (dest === undefined) {
+    const found = this.destination();
+    if (found.kind === 'held') {
+      // The config is invalid (or not readable yet): hold every buffered
+      // event and look again later. Only a valid config without this
+      // destination means it was removed.
+      log('warn', 'slack_outbox_held', { destination: name, events: this.count(), retry_in_s: HOLD_DELAY_SECONDS });
+      await this.scheduleAt(Date.now() + HOLD_DELAY_SECONDS * 1000);
+      return;
+    }
+    if (found.kind === 'removed') {
       await this.deadLetter(rows, name, 'destination_removed', null, this.meta('attempts'));
       this.sql.exec('DELETE FROM outbox WHERE seq <= ?', lastSeq);
       return;
     }
+    const dest = found.dest;
     this.sending = true;
     let outcome: DeliveryOutcome;
     const now = Date.now();
@@ -220,13 +231,13 @@ export class SlackOutbox extends DurableObject<Env> {
     await deadLetterStub(this.env).add(records);
   }
 
-  private destination(): SlackDestination | undefined {
+  private destination(): { kind: 'ok'; dest: SlackDestination } | { kind: 'held' } | { kind: 'removed' } {
     const name = this.ctx.storage.kv.get<string>('destination');
-    if (this.lastDest !== undefined && this.lastDest.name === name) return this.lastDest;
+    if (this.lastDest !== undefined && this.lastDest.name === name) return { kind: 'ok', dest: this.lastDest };
     const loaded = loadConfig(this.env);
-    if (!loaded.ok || name === undefined) return undefined;
+    if (!loaded.ok || name === undefined) return { kind: 'held' };
     const d = loaded.config.destinations.get(name);
-    return d?.type === 'slack' ? d : undefined;
+    return d?.type === 'slack' ? { kind: 'ok', dest: d } : { kind: 'removed' };
   }
 
   private count(): number {
