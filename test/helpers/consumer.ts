@@ -23,10 +23,10 @@ export function testEnv(router: unknown, extra: Record<string, unknown> = {}): E
   return { ...env, ROUTER: router, ...extra } as unknown as Env;
 }
 
-export async function runBatch(messages: RouterMessage[], runEnv: Env, queue = 'workos-router-events') {
+export async function runBatch(messages: RouterMessage[], runEnv: Env, queue = 'workos-router-events', attempts = 1) {
   const batch = createMessageBatch<RouterMessage>(
     queue,
-    messages.map((body) => ({ id: `msg-${++seq}`, timestamp: new Date(), attempts: 1, body })),
+    messages.map((body) => ({ id: `msg-${++seq}`, timestamp: new Date(), attempts, body })),
   );
   const ctx = createExecutionContext();
   await worker.queue(batch as MessageBatch<unknown>, runEnv, ctx);
