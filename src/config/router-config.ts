@@ -122,8 +122,8 @@ const TOP_KEYS = new Set(['destinations', 'rules', 'reconcile_since', ...SETTING
 const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
   queue: new Set([...COMMON_DEST_KEYS, 'queue']),
-  http: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'signing_secret', 'headers', 'timeout_ms']),
-  slack: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'mention', 'title', 'timeout_ms', 'digest_window_seconds']),
+  http: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'allow_http', 'signing_secret', 'headers', 'timeout_ms']),
+  slack: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'allow_http', 'mention', 'title', 'timeout_ms', 'digest_window_seconds']),
 };
 const RULE_KEYS = new Set(['name', 'events', 'where', 'to', 'stale']);
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -140,6 +140,15 @@ const RESERVED_HEADERS = new Set([
   'user-agent',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Control characters other than horizontal tab (0x00–0x08, 0x0A–0x1F, 0x7F): never valid in a header value. */
+const HEADER_VALUE_CONTROL = /[\x00-\x08\x0A-\x1F\x7F]/;
+const MAX_HEADER_VALUE_BYTES = 8192;
+/** The router's own queue bindings: a destination sending to one of them would feed events back into the router. */
+const OWN_QUEUES: Readonly<Record<string, string>> = {
+  EVENTS_QUEUE: "the router's own queue",
+  EVENTS_DLQ: "the router's own dead-letter queue",
+};
+const utf8 = new TextEncoder();
 
 /** Where secrets and bindings are looked up (the Worker's env, or a stand-in for `npm run check`). */
 export type BindingLookup = (name: string) => unknown;
@@ -160,7 +169,9 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
     try {
       root = JSON.parse(raw);
     } catch (e) {
-      return { ok: false, problems: [`ROUTER: not valid JSON (${(e as Error).message})`], warnings };
+      // Never echo the engine's message: V8 quotes the input, which may hold a secret.
+      const at = jsonErrorPosition(e, raw);
+      return { ok: false, problems: [at === undefined ? 'ROUTER: not valid JSON' : `ROUTER: not valid JSON (at position ${at})`], warnings };
     }
   }
   if (!isPlainObject(root)) return { ok: false, problems: ['ROUTER: must be a table (object)'], warnings };
@@ -265,6 +276,8 @@ function parseDestination(
   if (type === 'queue') {
     if (typeof d.queue !== 'string' || d.queue === '') {
       problems.push(`${at}.queue: required: the name of a producer binding declared in [[queues.producers]]`);
+    } else if (Object.hasOwn(OWN_QUEUES, d.queue)) {
+      problems.push(`${at}.queue: "${d.queue}" is ${OWN_QUEUES[d.queue]}; routing to it would loop`);
     } else if (checkBindings) {
       const binding = lookup(d.queue);
       if (!isQueueBinding(binding)) {
@@ -295,7 +308,10 @@ function parseDestination(
           if (!HEADER_NAME.test(h)) problems.push(`${at}.headers["${h}"]: not a valid header name`);
           else if (RESERVED_HEADERS.has(h.toLowerCase())) problems.push(`${at}.headers["${h}"]: set by the router; cannot be overridden`);
           else if (typeof v !== 'string' || /[\r\n]/.test(v)) problems.push(`${at}.headers["${h}"]: value must be a single-line string`);
-          else headers[h] = v;
+          else if (HEADER_VALUE_CONTROL.test(v)) problems.push(`${at}.headers["${h}"]: value must be printable text without control characters (tab is allowed)`);
+          else if (utf8.encode(v).byteLength > MAX_HEADER_VALUE_BYTES) {
+            problems.push(`${at}.headers["${h}"]: value must be at most ${MAX_HEADER_VALUE_BYTES} bytes`);
+          } else headers[h] = v;
         }
       }
     }
@@ -359,6 +375,11 @@ function resolveUrl(
   checkBindings: boolean,
   problems: string[],
 ): string | undefined {
+  let allowHttp = false;
+  if (d.allow_http !== undefined) {
+    if (typeof d.allow_http !== 'boolean') problems.push(`${at}.allow_http: must be true or false`);
+    else allowHttp = d.allow_http;
+  }
   const hasUrl = d.url !== undefined;
   const hasSecret = d.url_secret !== undefined;
   if (hasUrl === hasSecret) {
@@ -383,12 +404,17 @@ function resolveUrl(
       return undefined;
     }
   }
-  if (typeof value !== 'string' || !isHttpUrl(value)) {
-    // Never echo a URL read from a secret: it may embed a token.
+  // Never echo a URL (it may embed a token, and may come from a secret).
+  const parsed = typeof value === 'string' ? parseHttpUrl(value) : undefined;
+  if (parsed === undefined) {
     problems.push(`${where}: must be an absolute http(s) URL`);
     return undefined;
   }
-  return value;
+  if (parsed.protocol === 'http:' && !allowHttp && !isLoopbackHost(parsed.hostname)) {
+    problems.push(`${where}: must use https:// (http:// is allowed only for loopback hosts or with allow_http = true)`);
+    return undefined;
+  }
+  return value as string;
 }
 
 function parseRule(
@@ -458,12 +484,121 @@ function readInt(v: unknown, at: string, def: number, min: number, max: number, 
   return n;
 }
 
-function isHttpUrl(s: string): boolean {
+function parseHttpUrl(s: string): URL | undefined {
   try {
     const u = new URL(s);
-    return u.protocol === 'https:' || u.protocol === 'http:';
+    return u.protocol === 'https:' || u.protocol === 'http:' ? u : undefined;
   } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `localhost`, `*.localhost`, 127.0.0.0/8 or [::1]. `hostname` is the URL
+ * parser's canonical form: IPv4 in dotted decimal (`127.1` → `127.0.0.1`),
+ * IPv6 compressed and bracketed, names lower-cased.
+ */
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname.endsWith('.localhost') || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname) || hostname === '[::1]';
+}
+
+/**
+ * The offset of a JSON syntax error, for a string JSON.parse refused. Taken
+ * from the end of the engine's message when it has one (`… at position 12`,
+ * optionally `(line 1 column 13)`; the quoted input never sits there), else
+ * found by scanning. The rest of the message is discarded: it quotes the input.
+ */
+function jsonErrorPosition(e: unknown, text: string): number | undefined {
+  const m = e instanceof SyntaxError ? / at position (\d+)(?: \(line \d+ column \d+\))?$/.exec(e.message) : null;
+  const n = m === null ? jsonSyntaxErrorAt(text) : Number(m[1]);
+  return n !== undefined && Number.isSafeInteger(n) && n >= 0 && n <= text.length ? n : undefined;
+}
+
+/**
+ * Where JSON text first goes wrong (a UTF-16 offset; the length for an
+ * unexpected end), or undefined when it is valid. Iterative, so deep nesting
+ * cannot overflow the stack. Used only to explain a failed JSON.parse.
+ */
+function jsonSyntaxErrorAt(s: string): number | undefined {
+  const n = s.length;
+  const stack: string[] = [];
+  const number = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+  let i = 0;
+  let mode: 'value' | 'key' | 'after' = 'value';
+  const skipWs = () => {
+    while (i < n && (s[i] === ' ' || s[i] === '\t' || s[i] === '\n' || s[i] === '\r')) i++;
+  };
+  /** Scans the string at s[i] === '"'; true with i after its closing quote, false with i at the error. */
+  const scanString = (): boolean => {
+    i++;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c === 0x22) {
+        i++;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c === 0x5c) {
+        const esc = s[i + 1];
+        if (esc === 'u' && /^[0-9a-fA-F]{4}$/.test(s.slice(i + 2, i + 6))) i += 6;
+        else if (esc !== undefined && '"\\/bfnrt'.includes(esc)) i += 2;
+        else return false;
+      } else i++;
+    }
     return false;
+  };
+  for (;;) {
+    skipWs();
+    if (mode === 'after') {
+      const top = stack[stack.length - 1];
+      if (top === undefined) return i < n ? i : undefined;
+      if (i >= n) return n;
+      const c = s[i];
+      if (c === ',') {
+        i++;
+        mode = top === '{' ? 'key' : 'value';
+      } else if ((top === '{' && c === '}') || (top === '[' && c === ']')) {
+        stack.pop();
+        i++;
+      } else return i;
+      continue;
+    }
+    if (i >= n) return n;
+    if (mode === 'key') {
+      if (s[i] !== '"' || !scanString()) return i;
+      skipWs();
+      if (s[i] !== ':') return i;
+      i++;
+      mode = 'value';
+      continue;
+    }
+    const c = s[i] as string;
+    if (c === '{' || c === '[') {
+      i++;
+      skipWs();
+      if (s[i] === (c === '{' ? '}' : ']')) {
+        i++;
+        mode = 'after';
+      } else {
+        stack.push(c);
+        mode = c === '{' ? 'key' : 'value';
+      }
+      continue;
+    }
+    mode = 'after';
+    if (c === '"') {
+      if (!scanString()) return i;
+    } else if (c === 't' || c === 'f' || c === 'n') {
+      const literal = c === 't' ? 'true' : c === 'f' ? 'false' : 'null';
+      for (const ch of literal) {
+        if (s[i] !== ch) return i;
+        i++;
+      }
+    } else {
+      number.lastIndex = i;
+      if (number.exec(s) === null) return i;
+      i = number.lastIndex;
+    }
   }
 }
 

@@ -196,7 +196,9 @@ export function globToRegExp(pattern: string): RegExp {
       .split('*')
       .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
       .join('.*');
-    re = new RegExp(`^${body}$`);
+    // `s` (dotAll): `*` matches any character, line terminators included, so a
+    // name holding "\n" cannot slip past a `*` or a `!…*` exclusion.
+    re = new RegExp(`^${body}$`, 's');
     if (globCache.size > 10_000) globCache.clear();
     globCache.set(pattern, re);
   }

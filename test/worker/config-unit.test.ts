@@ -73,9 +73,12 @@ const DEFAULT_SETTINGS = {
   signatureToleranceSeconds: 180,
   maxBodyBytes: 1_048_576,
   dedupShards: 16,
-  dedupRetentionDays: 7,
+  dedupRetentionDays: 30,
   claimLeaseSeconds: 30,
   consumerSubrequestBudget: 45,
+  reconcileMaxPages: 5,
+  reconcileOverlapSeconds: 120,
+  deadLetterRetentionDays: 30,
 };
 
 // A complete, valid configuration exercising every destination type.
@@ -214,10 +217,32 @@ where = { data.organization_id = "org_1" }
     expect(parse(raw)).toEqual({ ok: false, problems: ['ROUTER: missing (define [vars.ROUTER] in wrangler.toml)'], warnings: [] });
   });
 
-  it.each([['{'], ['{"rules": [}'], ['not json'], ['   '], ["{'rules': []}"]])('reports an invalid JSON string: %j', (raw) => {
-    const p = problems(raw);
-    expect(p).toHaveLength(1);
-    expect(p[0]).toMatch(/^ROUTER: not valid JSON \(.+\)$/);
+  it.each([
+    ['{', 1],
+    ['{"rules": [}', 11],
+    ['not json', 1],
+    ['   ', 3],
+    ["{'rules': []}", 1],
+    ['{"rules": [],}', 13],
+    ['{"rules": [1,]}', 13],
+    ['{"rules": [] } x', 15],
+    ['{"a": tru}', 9],
+  ])('reports an invalid JSON string %j with the error position only', (raw, at) => {
+    expect(problems(raw)).toEqual([`ROUTER: not valid JSON (at position ${at})`]);
+  });
+
+  // V8's SyntaxError message quotes the input, which may hold a secret: it must never reach a problem.
+  it.each([
+    ['a bare secret', 'sk_live_SECRETVALUE', 0],
+    ['a secret in an unterminated string', '{"url": "https://x.test/?token=sk_live_SECRETVALUE', 50],
+    ['a secret before a syntax error', '{"url": "sk_live_SECRETVALUE" oops}', 30],
+    ['a secret after a syntax error', '{"rules": [} "sk_live_SECRETVALUE"', 11],
+    ['a secret with a trailing comma', '{"headers": {"Authorization": "Bearer sk_live_SECRETVALUE",}}', 59],
+  ])('reports invalid JSON without echoing any of the input (%s)', (_label, raw, at) => {
+    const r = parse(raw);
+    expect(r).toEqual({ ok: false, problems: [`ROUTER: not valid JSON (at position ${at})`], warnings: [] });
+    expect(JSON.stringify(r)).not.toContain('SECRETVALUE');
+    expect(JSON.stringify(r)).not.toContain('sk_live');
   });
 
   it.each([
@@ -236,20 +261,25 @@ where = { data.organization_id = "org_1" }
 describe('parseRouterConfig: settings knobs', () => {
   it('applies every default to an empty table', () => {
     const { config, warnings } = ok({});
-    expect(config.settings).toMatchObject(DEFAULT_SETTINGS);
+    expect(config.settings).toEqual(DEFAULT_SETTINGS);
     expect(config.destinations.size).toBe(0);
     expect(config.rules).toEqual([]);
     expect(warnings).toEqual(['rules: no rules; every event will be accepted and reported as unrouted']);
   });
 
-  it('SETTINGS_SPEC defaults match the documented defaults', () => {
-    expect(Object.fromEntries(SETTINGS_SPEC.map((s) => [s.key, s.def]))).toMatchObject({
-      signature_tolerance_seconds: 180,
-      max_body_bytes: 1_048_576,
-      dedup_shards: 16,
-      dedup_retention_days: 7,
-      claim_lease_seconds: 30,
-      consumer_subrequest_budget: 45,
+  // The README's knobs table ("Knobs ([vars.ROUTER])"), row by row: default and range.
+  // Every knob is listed, so a new or changed setting fails here until the table is updated too.
+  it('SETTINGS_SPEC defaults and ranges match the documented knobs table', () => {
+    expect(Object.fromEntries(SETTINGS_SPEC.map((s) => [s.key, { def: s.def, min: s.min, max: s.max }]))).toEqual({
+      signature_tolerance_seconds: { def: 180, min: 1, max: 3600 },
+      max_body_bytes: { def: 1_048_576, min: 1024, max: 1_900_000 },
+      dedup_shards: { def: 16, min: 1, max: 1024 },
+      dedup_retention_days: { def: 30, min: 4, max: 90 },
+      claim_lease_seconds: { def: 30, min: 5, max: 600 },
+      consumer_subrequest_budget: { def: 45, min: 5, max: 1000 },
+      reconcile_max_pages: { def: 5, min: 1, max: 40 },
+      reconcile_overlap_seconds: { def: 120, min: 0, max: 3600 },
+      dead_letter_retention_days: { def: 30, min: 1, max: 365 },
     });
   });
 
@@ -531,6 +561,23 @@ describe('parseRouterConfig: queue destinations', () => {
       'destinations[0].queue: required: the name of a producer binding declared in [[queues.producers]]',
     ]);
   });
+
+  // The real bindings exist (they are the router's own), so only an explicit check catches the loop.
+  it.each([
+    ['EVENTS_QUEUE', 'destinations[0].queue: "EVENTS_QUEUE" is the router\'s own queue; routing to it would loop'],
+    ['EVENTS_DLQ', 'destinations[0].queue: "EVENTS_DLQ" is the router\'s own dead-letter queue; routing to it would loop'],
+  ])('rejects the router\'s own queue binding %s', (binding, message) => {
+    const cfg = { destinations: [queue({ queue: binding })] };
+    expect(problems(cfg, env as unknown as Bindings)).toEqual([message]);
+    expect(problems(cfg, {}, { checkBindings: false })).toEqual([message]);
+  });
+
+  it('matches the router\'s own bindings by exact name only', () => {
+    expect(destProblems(queue({ queue: 'events_queue' }))).toEqual([
+      'destinations[0].queue: no queue producer binding named "events_queue" (declare it in [[queues.producers]])',
+    ]);
+    expect(destOf(queue({ queue: 'EVENTS_QUEUE_ARCHIVE' }), { EVENTS_QUEUE_ARCHIVE: QUEUE_BINDING })).toMatchObject({ queue: 'EVENTS_QUEUE_ARCHIVE' });
+  });
 });
 
 describe('parseRouterConfig: http destinations', () => {
@@ -594,6 +641,88 @@ describe('parseRouterConfig: http destinations', () => {
 
   it.each([['https://crm.example.test/hook?x=1'], ['http://localhost:8787/sink'], ['HTTPS://CRM.EXAMPLE.TEST/']])('accepts url %j', (url) => {
     expect(destOf({ name: 'crm', type: 'http', url })).toMatchObject({ url });
+  });
+
+  const HTTPS_ONLY_URL = 'destinations[0].url: must use https:// (http:// is allowed only for loopback hosts or with allow_http = true)';
+  const HTTPS_ONLY_SECRET = 'destinations[0].url_secret: must use https:// (http:// is allowed only for loopback hosts or with allow_http = true)';
+
+  it.each([
+    ['http://localhost/'],
+    ['http://LOCALHOST:3000/x'],
+    ['http://app.localhost:8080/hook'],
+    ['http://127.0.0.1:8787/sink'],
+    ['http://127.255.255.254/'],
+    ['http://127.1/'],
+    ['http://[::1]:9000/x'],
+    ['http://[0:0:0:0:0:0:0:1]/'],
+  ])('accepts http:// to the loopback host %j', (url) => {
+    expect(destOf({ name: 'crm', type: 'http', url })).toMatchObject({ url });
+  });
+
+  it.each([
+    ['a public name', 'http://crm.example.test/hook'],
+    ['a private address', 'http://10.0.0.1/hook'],
+    ['128.0.0.1', 'http://128.0.0.1/'],
+    ['0.0.0.0', 'http://0.0.0.0/'],
+    ['[::2]', 'http://[::2]/'],
+    ['an IPv4-mapped IPv6 address', 'http://[::ffff:127.0.0.1]/'],
+    ['a name ending in localhost but not a subdomain', 'http://evil-localhost/'],
+    ['localhost as a subdomain of another host', 'http://localhost.evil.test/'],
+    ['127.0.0.1 as a subdomain of another host', 'http://127.0.0.1.evil.test/'],
+    ['a loopback name only in the userinfo', 'http://localhost@evil.test/'],
+  ])('rejects http:// to a non-loopback host (%s)', (_label, url) => {
+    expect(destProblems({ name: 'crm', type: 'http', url })).toEqual([HTTPS_ONLY_URL]);
+  });
+
+  it('accepts http:// to any host with allow_http = true, and keeps the destination shape', () => {
+    expect(destOf({ name: 'crm', type: 'http', url: 'http://crm.internal.test/hook', allow_http: true })).toEqual({
+      name: 'crm',
+      type: 'http',
+      url: 'http://crm.internal.test/hook',
+      headers: {},
+      timeoutMs: DEFAULT_TIMEOUT_MS,
+      retry: RETRY_DEFAULTS,
+    } satisfies HttpDestination);
+    expect(destOf({ name: 'crm', type: 'http', url: CRM, allow_http: true })).toMatchObject({ url: CRM });
+    expect(destOf({ name: 'crm', type: 'http', url: CRM, allow_http: false })).toMatchObject({ url: CRM });
+  });
+
+  it('rejects http:// to a non-loopback host with allow_http = false', () => {
+    expect(destProblems({ name: 'crm', type: 'http', url: 'http://crm.example.test/', allow_http: false })).toEqual([HTTPS_ONLY_URL]);
+  });
+
+  it.each([
+    ['a string', 'true'],
+    ['a number', 1],
+    ['null', null],
+    ['a list', [true]],
+  ])('reports allow_http that is %s, not a boolean', (_label, allow) => {
+    expect(destProblems({ name: 'crm', type: 'http', url: CRM, allow_http: allow })).toEqual(['destinations[0].allow_http: must be true or false']);
+    // An invalid allow_http allows nothing.
+    expect(destProblems({ name: 'crm', type: 'http', url: 'http://crm.example.test/', allow_http: allow })).toEqual([
+      'destinations[0].allow_http: must be true or false',
+      HTTPS_ONLY_URL,
+    ]);
+  });
+
+  it('applies the https rule to a URL read from url_secret, without echoing it', () => {
+    const secretUrl = 'http://crm.example.test/hook?token=SEKRET-TOKEN';
+    const p = destProblems({ name: 'crm', type: 'http', url_secret: 'CRM_URL' }, { CRM_URL: secretUrl });
+    expect(p).toEqual([HTTPS_ONLY_SECRET]);
+    expect(p.join('\n')).not.toContain('SEKRET');
+    expect(p.join('\n')).not.toContain('crm.example.test');
+    expect(destOf({ name: 'crm', type: 'http', url_secret: 'CRM_URL', allow_http: true }, { CRM_URL: secretUrl })).toMatchObject({ url: secretUrl });
+    expect(destOf({ name: 'crm', type: 'http', url_secret: 'CRM_URL' }, { CRM_URL: 'http://127.0.0.1:9/x' })).toMatchObject({ url: 'http://127.0.0.1:9/x' });
+  });
+
+  it('does not check a url_secret it cannot resolve (checkBindings: false), whatever allow_http says', () => {
+    expect(destOf({ name: 'crm', type: 'http', url_secret: 'CRM_URL', allow_http: false }, {}, { checkBindings: false })).toMatchObject({ url: '' });
+  });
+
+  it('reports allow_http on a queue destination as an unknown field', () => {
+    expect(destProblems({ name: 'q', type: 'queue', queue: 'Q', allow_http: true }, { Q: QUEUE_BINDING })).toEqual([
+      'destinations[0].allow_http: unknown field for a queue destination',
+    ]);
   });
 
   it('never includes a secret value in any problem or warning', () => {
@@ -691,6 +820,43 @@ describe('parseRouterConfig: http destinations', () => {
     expect(destProblems(http('crm', { headers }))).toEqual(['destinations[0].headers: must be a table of header = "value"']);
   });
 
+  const CONTROL = 'destinations[0].headers["X-Team"]: value must be printable text without control characters (tab is allowed)';
+
+  it.each([
+    ['NUL', 'a\u0000b'],
+    ['a trailing NUL', 'growth\u0000'],
+    ['SOH', '\u0001'],
+    ['backspace', 'a\bb'],
+    ['vertical tab', 'a\u000Bb'],
+    ['form feed', 'a\fb'],
+    ['ESC (terminal escape)', '\u001B[31mred'],
+    ['unit separator 0x1F', 'a\u001Fb'],
+    ['DEL 0x7F', 'a\u007Fb'],
+  ])('reports a header value holding a control character (%s), without echoing it', (_label, v) => {
+    const p = destProblems(http('crm', { headers: { 'X-Team': `SEKRET-${v}` } }));
+    expect(p).toEqual([CONTROL]);
+    expect(p.join('\n')).not.toContain('SEKRET');
+  });
+
+  it.each([
+    ['a tab', 'a\tb'],
+    ['a space', 'growth team'],
+    ['non-ASCII text', 'équipe 成長'],
+    ['C1 range characters (not ASCII controls)', 'a\u0085b\u00A0c'],
+    ['exactly 8192 bytes', 'x'.repeat(8192)],
+    ['8192 bytes of two-byte characters', 'é'.repeat(4096)],
+  ])('accepts a header value with %s', (_label, v) => {
+    expect((destOf(http('crm', { headers: { 'X-Team': v } })) as HttpDestination).headers).toEqual({ 'X-Team': v });
+  });
+
+  it.each([
+    ['8193 ASCII characters', 'x'.repeat(8193)],
+    ['4097 two-byte characters (8194 bytes)', 'é'.repeat(4097)],
+    ['a megabyte', 'x'.repeat(1 << 20)],
+  ])('reports a header value longer than 8 KB (%s)', (_label, v) => {
+    expect(destProblems(http('crm', { headers: { 'X-Team': v } }))).toEqual(['destinations[0].headers["X-Team"]: value must be at most 8192 bytes']);
+  });
+
   it('reports each bad header separately', () => {
     expect(destProblems(http('crm', { headers: { Host: 'x', 'Bad Name': 'y', 'X-Ok': 'fine', 'X-Multi': 'a\nb' } }))).toEqual([
       'destinations[0].headers["Host"]: set by the router; cannot be overridden',
@@ -716,6 +882,17 @@ describe('parseRouterConfig: slack destinations', () => {
     expect(p).toEqual(['destinations[0].url_secret: must be an absolute http(s) URL']);
     expect(p.join()).not.toContain('SEKRET');
     expect(destProblems(slack({ url: 'slack://SEKRET' }))).toEqual(['destinations[0].url: must be an absolute http(s) URL']);
+  });
+
+  it('applies the https rule to Slack URLs (url and url_secret), with allow_http and loopback exceptions', () => {
+    const suffix = 'must use https:// (http:// is allowed only for loopback hosts or with allow_http = true)';
+    expect(destProblems(slack({ url: 'http://hooks.slack.test/services/T/B/SEKRET' }))).toEqual([`destinations[0].url: ${suffix}`]);
+    const p = destProblems({ name: 'security', type: 'slack', url_secret: 'SLACK_URL' }, { SLACK_URL: 'http://hooks.slack.test/services/T/B/SEKRET' });
+    expect(p).toEqual([`destinations[0].url_secret: ${suffix}`]);
+    expect(p.join()).not.toContain('SEKRET');
+    expect(destOf(slack({ url: 'http://127.0.0.1:8080/slack' }))).toMatchObject({ url: 'http://127.0.0.1:8080/slack' });
+    expect(destOf(slack({ url: 'http://slack-proxy.internal.test/x', allow_http: true }))).toMatchObject({ url: 'http://slack-proxy.internal.test/x' });
+    expect(destProblems(slack({ allow_http: 'yes' }))).toEqual(['destinations[0].allow_http: must be true or false']);
   });
 
   it('accepts a title of up to 150 characters', () => {
