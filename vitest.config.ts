@@ -39,6 +39,8 @@ export default defineConfig({
         test: {
           name: 'delivery',
           include: ['test/delivery/**/*.test.ts'],
+          // The DLQ consumer waits up to 5 s to fill a batch; a round trip takes several.
+          testTimeout: 30_000,
         },
       },
       {

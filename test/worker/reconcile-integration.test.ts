@@ -47,6 +47,12 @@ beforeEach(async () => {
 });
 afterEach(() => vi.restoreAllMocks());
 
+/** A run resumes `reconcile_overlap_seconds` (default 120) before the last event read, paging from there. */
+function expectResumesFrom(q: URL, last: { created_at: string }) {
+  expect(q.searchParams.get('after')).toBeNull();
+  expect(q.searchParams.get('range_start')).toBe(new Date(Date.parse(last.created_at) - 120_000).toISOString());
+}
+
 async function reconcile(body?: object): Promise<Response> {
   return exports.default.fetch(
     new Request('https://router.test/admin/reconcile', { method: 'POST', headers: ADMIN, ...(body ? { body: JSON.stringify(body) } : {}) }),
@@ -83,10 +89,12 @@ describe('reconciliation', () => {
     expect(sends.count()).toBe(130);
     expect(requests[1]!.searchParams.get('after')).toBe(all[99]!.id);
 
-    // Next run starts after the last event read, and finds nothing new.
-    await reconcile();
-    expect(requests[2]!.searchParams.get('after')).toBe(all[129]!.id);
-    expect(requests[2]!.searchParams.get('range_start')).toBeNull();
+    // Next run starts from the last event read, less the overlap window, and finds nothing new.
+    answers.push(() => page(all.slice(129)));
+    const second = (await (await reconcile()).json()) as { read: number; reread: number; recovered: number };
+    expect(second).toMatchObject({ status: 'completed', read: 0, reread: 1, recovered: 0 });
+    expectResumesFrom(requests[2]!, all[129]!);
+    expect(sends.count()).toBe(130);
   });
 
   it('delivers only the events the webhooks missed', async () => {
@@ -117,9 +125,9 @@ describe('reconciliation', () => {
     const n = requests.length;
     await worker.scheduled(createScheduledController(), env, createExecutionContext());
     expect(requests.length).toBe(n);
-    // An admin run retries after the last good page.
+    // An admin run retries from the last good page.
     await reconcile();
-    expect(requests.at(-1)!.searchParams.get('after')).toBe(all[99]!.id);
+    expectResumesFrom(requests.at(-1)!, all[99]!);
   });
 
   it('honours Retry-After on 429', async () => {
@@ -154,17 +162,20 @@ describe('reconciliation', () => {
     expect(await (await reconcile()).json()).toMatchObject({ status: 'failed', error: 'malformed' });
     answers.push(() => page([]));
     await reconcile();
-    expect(requests.at(-1)!.searchParams.get('after')).toBe(good[2]!.id);
+    expectResumesFrom(requests.at(-1)!, good[2]!);
   });
 
   it('backfills from range_start on request', async () => {
     answers.push(() => page(events(2)));
     await reconcile();
-    const res = await reconcile({ range_start: '2026-11-01T00:00:00Z' });
+    // Two days back: well inside the dedup retention, so used as given.
+    const start = new Date(Math.floor(Date.now() / 1000) * 1000 - 2 * 86_400_000).toISOString();
+    const res = await reconcile({ range_start: start });
     expect(res.status).toBe(200);
     const q = requests.at(-1)!;
-    expect(q.searchParams.get('range_start')).toBe('2026-11-01T00:00:00.000Z');
+    expect(q.searchParams.get('range_start')).toBe(start);
     expect(q.searchParams.get('after')).toBeNull();
+    expect((await reconcilerStub(env).status()).clamped_since).toBeNull();
   });
 
   it('rejects a bad range_start with 400 invalid_request', async () => {

@@ -1,0 +1,113 @@
+/**
+ * Defect 6 of the delivery-promises issue: dead letters written from the
+ * platform dead-letter queue were recorded as `destination: "(all)"` or
+ * `"a,b"`, and large events with the `{"body_ref":…}` reference as their
+ * body, so a replay delivered nothing or POSTed the reference. The round trip
+ * here is the real one: platform DLQ → DLQ consumer → store → admin replay →
+ * router queue → consumer → destination.
+ */
+import { env, exports } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
+import { ledgerStubByName } from '../../src/dedup/shard';
+import type { RouterMessage } from '../../src/queue/message';
+import { routerMessage } from '../helpers/consumer';
+import { deadLettersFor } from '../helpers/observe';
+import { Sink } from '../helpers/sink';
+import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
+import { BIG } from './router';
+
+const sink = new Sink();
+beforeEach(() => sink.reset().install());
+afterEach(() => vi.restoreAllMocks());
+
+function admin(path: string, method = 'POST'): Promise<Response> {
+  return exports.default.fetch(new Request(`${URL_BASE}/admin${path}`, { method, headers: { Authorization: 'Bearer test-admin-token' } }));
+}
+
+async function waitForDeadLetters(id: string, n: number) {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const found = await deadLettersFor(id);
+    if (found.length >= n) return found;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${n} dead letters of ${id}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** A later event reached `big`: everything enqueued before it has been consumed. */
+async function drained(): Promise<void> {
+  const sentinel = sampleEvent({ event: 'connection.activated', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection' } });
+  expect((await postWebhook(sentinel)).status).toBe(200);
+  await sink.until(() => sink.about(sentinel.id as string, BIG).length === 1, 'the sentinel event');
+}
+
+function largeEvent(type: string): { event: Record<string, unknown>; raw: string } {
+  const event = sampleEvent({ event: type, data: { id: `conn_${crypto.randomUUID()}`, object: 'connection', blob: 'q"\\'.repeat(70_000) } });
+  return { event, raw: JSON.stringify(event) };
+}
+
+describe('platform DLQ → dead-letter store → replay', () => {
+  it('a large event owed to one destination: one record with the real body; its replay delivers the original bytes once', async () => {
+    const { event, raw } = largeEvent('connection.activated');
+    const id = event.id as string;
+    const shard = 'ledger-5';
+    await ledgerStubByName(env, shard).storeBody(id, raw, Date.now() + 86_400_000);
+    const message = routerMessage(event, { body_ref: { shard }, pending: { big: { attempts: 2, rules: ['connections'] } }, stale: true });
+    delete message.body;
+    await env.EVENTS_DLQ.send(message, { contentType: 'json' });
+
+    const [record] = await waitForDeadLetters(id, 1);
+    expect(record).toMatchObject({ destination: 'big', rules: ['connections'], reason: 'consumer_retries_exhausted', stale: true, source: 'webhook' });
+    const res = await admin(`/dead-letters/${record?.seq}/replay`);
+    expect(res.status).toBe(200);
+    await sink.until(() => sink.about(id, BIG).length > 0, 'the replayed event at big');
+    await drained();
+    const got = sink.about(id, BIG);
+    expect(got).toHaveLength(1);
+    expect(got[0]?.body === raw).toBe(true);
+    expect(got[0]?.headers.get('x-workos-event')).toBe('connection.activated');
+    expect(got[0]?.headers.get('x-workos-stale')).toBe('true'); // replay keeps the stale mark
+    expect(await deadLettersFor(id)).toEqual([]);
+  });
+
+  it('a first delivery that never happened: one record per destination its rules name, each replayable', async () => {
+    const event = sampleEvent({ event: 'api_key.created', data: { id: `api_key_${crypto.randomUUID()}`, object: 'api_key' } });
+    const id = event.id as string;
+    await env.EVENTS_DLQ.send(routerMessage(event, { source: 'reconcile' }), { contentType: 'json' });
+    const records = await waitForDeadLetters(id, 2);
+    expect(records.map((r) => r.destination).sort()).toEqual(['audit', 'big']);
+    for (const r of records) expect(r).toMatchObject({ rules: ['api-keys'], source: 'reconcile' });
+    const toBig = records.find((r) => r.destination === 'big');
+    expect((await admin(`/dead-letters/${toBig?.seq}/replay`)).status).toBe(200);
+    await sink.until(() => sink.about(id, BIG).length > 0, 'the replayed event at big');
+    await drained();
+    expect(sink.about(id, BIG)).toHaveLength(1);
+    expect(sink.about(id, BIG)[0]?.body).toBe(JSON.stringify(event));
+    // The other record stays until it is replayed or deleted.
+    expect((await deadLettersFor(id)).map((r) => r.destination)).toEqual(['audit']);
+  });
+
+  it('a record the router could not route is routed by the rules in force when replayed', async () => {
+    const event = sampleEvent({ event: 'connection.deactivated', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection' } });
+    const id = event.id as string;
+    await deadLetterStub(env).add([deadLetterRecord({ event_id: id, event_type: 'connection.deactivated', destination: ROUTER_DESTINATION, reason: 'reconcile_enqueue_failed', body: JSON.stringify(event), source: 'reconcile' })]);
+    const [record] = await deadLettersFor(id);
+    const send = vi.spyOn(env.EVENTS_QUEUE, 'send');
+    expect((await admin(`/dead-letters/${record?.seq}/replay`)).status).toBe(200);
+    const sent = send.mock.calls[0]?.[0] as RouterMessage;
+    expect(sent.pending).toBeUndefined();
+    expect(sent.source).toBe('reconcile');
+    await sink.until(() => sink.about(id, BIG).length === 1, 'the routed replay at big');
+  });
+
+  it('a record without a body cannot be replayed: 409 not_replayable, and it is kept', async () => {
+    const id = sampleEvent().id as string;
+    await deadLetterStub(env).add([deadLetterRecord({ event_id: id, event_type: 'user.created', destination: ROUTER_DESTINATION, reason: 'body_expired', body: '' })]);
+    const [record] = await deadLettersFor(id);
+    const res = await admin(`/dead-letters/${record?.seq}/replay`);
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { error: string }).error).toBe('not_replayable');
+    expect((await deadLettersFor(id)).map((r) => r.seq)).toEqual([record?.seq]);
+  });
+});

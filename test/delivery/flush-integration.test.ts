@@ -1,0 +1,159 @@
+/**
+ * What the consumer leaves behind after delivering (defects 8–10 of the
+ * delivery-promises issue): follow-ups and dead letters, each message acked or
+ * retried on its own outcome; the platform DLQ consumer that never discards;
+ * stored bodies that live as long as a delivery may still need them.
+ */
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { DedupLedger } from '../../src/dedup/ledger';
+import { ledgerStubByName } from '../../src/dedup/shard';
+import { MAX_DELAY_SECONDS } from '../../src/destinations/types';
+import { type RouterMessage, QUEUE_MESSAGE_LIMIT, messageBytes } from '../../src/queue/message';
+import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { deadLettersFor } from '../helpers/observe';
+import { Sink } from '../helpers/sink';
+import { sampleEvent } from '../helpers/webhook';
+import { BIG, CRM } from './router';
+
+const sink = new Sink();
+beforeEach(() => sink.reset().install());
+afterEach(() => vi.restoreAllMocks());
+
+type Sent = { body: RouterMessage; delaySeconds?: number };
+const sentBy = (spy: { mock: { calls: unknown[][] } }): Sent[] => spy.mock.calls.flatMap((c) => c[0] as Sent[]);
+
+function bigEvent(type: string, chars: number): Record<string, unknown> {
+  return sampleEvent({ event: type, data: { id: `conn_${crypto.randomUUID()}`, object: 'connection', blob: 'x'.repeat(chars) } });
+}
+
+async function ledgerRow(shard: string, id: string): Promise<{ expires_at: number } | undefined> {
+  return runInDurableObject(ledgerStubByName(env, shard) as DurableObjectStub<DedupLedger>, (_i, state) =>
+    state.storage.sql.exec<{ expires_at: number }>('SELECT expires_at FROM bodies WHERE id = ?', id).toArray()[0],
+  );
+}
+
+describe('a partly failed flush', () => {
+  it('acks the messages whose follow-ups were sent and retries only the one whose chunk failed', async () => {
+    // Three ~110 KB events whose "big" delivery fails: their follow-ups take two sendBatch chunks.
+    const events = [0, 1, 2].map(() => bigEvent('connection.activated', 110_000));
+    sink.on(BIG, () => new Response('busy', { status: 500 }));
+    const real = env.EVENTS_QUEUE.sendBatch.bind(env.EVENTS_QUEUE);
+    let calls = 0;
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch').mockImplementation(async (messages, options) => {
+      calls += 1;
+      if (calls === 2) throw new Error('queue down'); // the second chunk fails
+      return real(messages, options);
+    });
+    const { batch, result } = await runBatch(events.map((e) => routerMessage(e)), env);
+    expect(sendBatch).toHaveBeenCalledTimes(2);
+    const firstChunk = (sendBatch.mock.calls[0]?.[0] ?? []) as Sent[];
+    const failedChunk = (sendBatch.mock.calls[1]?.[0] ?? []) as Sent[];
+    expect(firstChunk.length + failedChunk.length).toBe(3);
+    const idOf = (msgId: string) => (batch.messages.find((m) => m.id === msgId)?.body as RouterMessage).id;
+    expect(result.explicitAcks.map(idOf).sort()).toEqual(firstChunk.map((s) => s.body.id).sort());
+    expect(result.retryMessages.map((r) => idOf(r.msgId))).toEqual(failedChunk.map((s) => s.body.id));
+  });
+
+  it('reserves budget for the calls the flush really makes', async () => {
+    // Budget 6; each ~110 KB event needs 1 delivery + up to 1 sendBatch chunk of
+    // its own + 1 body move, plus the dead-letter call: only one fits.
+    const router = {
+      consumer_subrequest_budget: 6,
+      destinations: [{ name: 'big', type: 'http', url: BIG, max_attempts: 3 }],
+      rules: [{ name: 'all', events: ['connection.*'], to: ['big'] }],
+    };
+    sink.on(BIG, () => new Response('busy', { status: 500 }));
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const events = [0, 1, 2].map(() => bigEvent('connection.activated', 110_000));
+    const { result } = await runBatch(events.map((e) => routerMessage(e)), testEnv(router));
+    const attempted = events.filter((e) => sink.about(e.id as string, BIG).length > 0).length;
+    expect(attempted + sendBatch.mock.calls.length + 1).toBeLessThanOrEqual(6);
+    expect(attempted).toBeGreaterThanOrEqual(1);
+    expect(result.explicitAcks).toHaveLength(attempted);
+    expect(result.retryMessages).toHaveLength(3 - attempted); // redelivered whole, never half-done
+  });
+});
+
+describe('stored bodies live as long as a delivery may need them', () => {
+  it('a retry scheduled past the body expiry extends it (a 12-hour Retry-After late in a chain)', async () => {
+    const event = bigEvent('connection.activated', 1_000);
+    const raw = JSON.stringify(event);
+    const shard = 'ledger-3';
+    const soon = Date.now() + 3_600_000;
+    await ledgerStubByName(env, shard).storeBody(event.id as string, raw, soon);
+    const msg = routerMessage(event, { body_ref: { shard, until: soon }, pending: { big: { attempts: 1, rules: ['connections'] } } });
+    delete msg.body;
+    sink.on(BIG, () => new Response('later', { status: 429, headers: { 'Retry-After': String(MAX_DELAY_SECONDS) } }));
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const { result } = await runBatch([msg], env);
+    expect(result.explicitAcks).toHaveLength(1);
+    const [follow] = sentBy(sendBatch);
+    expect(follow?.delaySeconds).toBe(MAX_DELAY_SECONDS);
+    const needed = Date.now() + MAX_DELAY_SECONDS * 1000;
+    expect(follow?.body.body_ref?.until).toBeGreaterThan(needed);
+    expect((await ledgerRow(shard, event.id as string))?.expires_at).toBe(follow?.body.body_ref?.until);
+    // The ledger's sweep keeps it.
+    await runDurableObjectAlarm(ledgerStubByName(env, shard));
+    expect(await ledgerStubByName(env, shard).getBody(event.id as string)).toBe(raw);
+  });
+
+  it('a follow-up that would outgrow a queue message moves its body to the ledger', async () => {
+    // A message just under the platform limit (it was enqueued), to which the
+    // follow-up adds a few bytes (`not_before`, the attempt count).
+    const rules = Array.from({ length: 150 }, (_, i) => `a-rather-long-rule-name-to-fill-the-pending-metadata-${i}`);
+    const event = bigEvent('connection.activated', 100_000);
+    const data = event.data as { blob: string };
+    const sized = () => routerMessage(event, { pending: { big: { attempts: 1, rules } } });
+    data.blob = 'x'.repeat(data.blob.length + (QUEUE_MESSAGE_LIMIT - 500 - messageBytes(sized())));
+    const msg = sized();
+    const raw = msg.body as string;
+    expect(messageBytes(msg)).toBe(QUEUE_MESSAGE_LIMIT - 500);
+    sink.on(BIG, () => new Response('busy', { status: 503 }));
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const { result } = await runBatch([msg], env);
+    expect(result.explicitAcks).toHaveLength(1);
+    const [follow] = sentBy(sendBatch);
+    expect(follow?.body.body).toBeUndefined();
+    expect(messageBytes(follow?.body as RouterMessage)).toBeLessThan(QUEUE_MESSAGE_LIMIT);
+    const ref = follow?.body.body_ref as { shard: string };
+    expect(await ledgerStubByName(env, ref.shard).getBody(event.id as string)).toBe(raw);
+  });
+});
+
+describe('the platform dead-letter queue consumer never discards', () => {
+  it('when the dead-letter store is down, the batch is re-sent to the DLQ as fresh messages and acked', async () => {
+    const e = sampleEvent({ event: 'user.created' });
+    vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ add: () => Promise.reject(new Error('store down')) } as never);
+    const dlqSend = vi.spyOn(env.EVENTS_DLQ, 'sendBatch');
+    const { result } = await runBatch([routerMessage(e)], env, 'workos-router-events-dlq', 100);
+    expect(result.ackAll).toBe(true);
+    const resent = sentBy(dlqSend);
+    expect(resent.map((m) => m.body.id)).toEqual([e.id]);
+    expect(resent[0]?.delaySeconds).toBe(300);
+  });
+
+  it('when the DLQ cannot take them back either, the batch is retried (not acked)', async () => {
+    const e = sampleEvent({ event: 'user.created' });
+    vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ add: () => Promise.reject(new Error('store down')) } as never);
+    vi.spyOn(env.EVENTS_DLQ, 'sendBatch').mockRejectedValue(new Error('queue down'));
+    const { result } = await runBatch([routerMessage(e)], env, 'workos-router-events-dlq', 100);
+    expect(result.ackAll).toBe(false);
+    expect(result.retryBatch.retry).toBe(true);
+  });
+
+});
+
+describe('follow-ups for a destination that succeeded are never written', () => {
+  it('one follow-up per event, carrying only the failed destinations', async () => {
+    const e = sampleEvent({ event: 'user.created' });
+    sink.on(CRM, () => new Response('busy', { status: 500 }));
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    await runBatch([routerMessage(e)], env);
+    const sent = sentBy(sendBatch).filter((s) => s.body.id === e.id);
+    expect(sent).toHaveLength(1);
+    expect(Object.keys(sent[0]?.body.pending ?? {})).toEqual(['crm']);
+    expect(await deadLettersFor(e.id as string)).toEqual([]);
+  });
+});

@@ -1,0 +1,572 @@
+/**
+ * Reconciliation edge cases: events that cannot be enqueued, events another
+ * delivery holds, the dedup retention, catch-up, the overlap window and page
+ * order. The WorkOS Events API is played at the network edge (`fetch`); the
+ * reconciler, the ledger shards, the queue and the dead-letter store are real.
+ * Time is simulated with timestamps relative to now and with Durable Object
+ * storage, never by sleeping.
+ */
+import { runInDurableObject } from 'cloudflare:test';
+import { env, exports } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../../src/config/load';
+import { deadLetterStub } from '../../src/deadletters/store';
+import type { DedupLedger } from '../../src/dedup/ledger';
+import { ledgerStub, shardKeyOf } from '../../src/dedup/shard';
+import type { UnknownEvent } from '../../src/events/catalog';
+import type { RouterMessage } from '../../src/queue/message';
+import { MAX_EVENT_ATTEMPTS, type RunReport, reconcilerStub } from '../../src/reconcile/reconciler';
+import { makeEvent } from '../fixtures/events';
+
+const API = 'https://api.workos.com/events';
+const ADMIN = { Authorization: 'Bearer test-admin-token' };
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+interface ApiEvent {
+  object: 'event';
+  id: string;
+  event: string;
+  data: Record<string, unknown>;
+  created_at: string;
+}
+
+type ApiAnswer = (url: URL) => Response | Promise<Response>;
+/** Scripted answers, one per request, first. */
+let answers: ApiAnswer[];
+/** Else, when set, a model of the API over these visible events (range_start, after, limit). */
+let visible: ApiEvent[] | null;
+let requests: URL[];
+let restoreReconcilerEnv: (() => Promise<void>) | null = null;
+
+let seq = 0;
+/** A `user.created` event created at `ms`, about its own user. */
+function ev(ms: number): ApiEvent {
+  const e = makeEvent('user.created', { created_at: new Date(ms).toISOString(), data: { id: `user_edge_${Date.now()}_${++seq}` } });
+  return { object: 'event', ...(e as unknown as Omit<ApiEvent, 'object'>) };
+}
+
+/** `n` events from `fromMs`, one second apart. */
+function evs(n: number, fromMs: number): ApiEvent[] {
+  return Array.from({ length: n }, (_, i) => ev(fromMs + i * SECOND));
+}
+
+function page(events: object[], after: string | null = null): Response {
+  return Response.json({ object: 'list', data: events, list_metadata: { before: null, after } });
+}
+
+/** Full pages of 100 (each naming its last id as `after`), then the rest. */
+function pages(events: ApiEvent[]): ApiAnswer[] {
+  const out: ApiAnswer[] = [];
+  for (let i = 0; i < events.length; i += 100) {
+    const slice = events.slice(i, i + 100);
+    const more = i + 100 < events.length;
+    out.push(() => page(slice, more ? slice[slice.length - 1]!.id : null));
+  }
+  return out;
+}
+
+function serveModel(url: URL, events: ApiEvent[]): Response {
+  const sorted = [...events].sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at) || (a.id < b.id ? -1 : 1));
+  const limit = Number(url.searchParams.get('limit'));
+  const after = url.searchParams.get('after');
+  const rangeStart = url.searchParams.get('range_start');
+  let from = 0;
+  if (after !== null) from = sorted.findIndex((e) => e.id === after) + 1;
+  else if (rangeStart !== null) {
+    from = sorted.findIndex((e) => Date.parse(e.created_at) >= Date.parse(rangeStart));
+    if (from < 0) from = sorted.length;
+  }
+  const data = sorted.slice(from, from + limit);
+  return page(data, from + limit < sorted.length ? data[data.length - 1]!.id : null);
+}
+
+beforeEach(async () => {
+  answers = [];
+  visible = null;
+  requests = [];
+  await runInDurableObject(reconcilerStub(env), async (_i, state) => {
+    await state.storage.deleteAll();
+  });
+  vi.spyOn(globalThis, 'fetch').mockImplementation(async (input, init) => {
+    const req = new Request(input as RequestInfo, init);
+    const url = new URL(req.url);
+    if (`${url.origin}${url.pathname}` !== API) throw new Error(`unexpected fetch ${req.url}`);
+    requests.push(url);
+    const next = answers.shift();
+    if (next !== undefined) return next(url);
+    return visible !== null ? serveModel(url, visible) : page([]);
+  });
+});
+
+afterEach(async () => {
+  vi.restoreAllMocks();
+  if (restoreReconcilerEnv !== null) await restoreReconcilerEnv();
+  restoreReconcilerEnv = null;
+});
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+const reconciler = () => reconcilerStub(env);
+const run = (trigger: 'cron' | 'admin' = 'admin', rangeStart?: string): Promise<RunReport> =>
+  reconciler().run({ trigger, ...(rangeStart !== undefined ? { rangeStart } : {}) }) as Promise<RunReport>;
+const status = () => reconciler().status();
+
+async function adminReconcile(body?: object): Promise<Response> {
+  return exports.default.fetch(
+    new Request('https://router.test/admin/reconcile', { method: 'POST', headers: ADMIN, ...(body ? { body: JSON.stringify(body) } : {}) }),
+  );
+}
+
+/** The reconciler's storage, synchronously. */
+async function withReconcilerStorage<T>(fn: (kv: SyncKvStorage) => T): Promise<T> {
+  return runInDurableObject(reconciler(), (_i, state) => fn(state.storage.kv));
+}
+
+/** The backoff has run out (as if its time had passed). */
+async function expireBackoff(): Promise<void> {
+  await withReconcilerStorage((kv) => kv.put('backoff_until', Date.now() - 1));
+}
+
+/** Runs the reconciler with these ROUTER settings on top of wrangler.toml's (until the test ends). */
+async function reconcilerSettings(extra: Record<string, unknown>): Promise<void> {
+  const stub = reconciler();
+  await runInDurableObject(stub, (instance) => {
+    const holder = instance as unknown as { env: Env };
+    const original = holder.env;
+    holder.env = { ...original, ROUTER: { ...(original.ROUTER as object), ...extra } } as unknown as Env;
+    restoreReconcilerEnv = async () => {
+      await runInDurableObject(stub, (i) => {
+        (i as unknown as { env: Env }).env = original;
+      });
+    };
+  });
+}
+
+function shards(): number {
+  const loaded = loadConfig(env);
+  if (!loaded.ok) throw new Error('config invalid');
+  return loaded.config.settings.dedupShards;
+}
+
+function ledgerOf(event: ApiEvent): DurableObjectStub<DedupLedger> {
+  return ledgerStub(env, shardKeyOf(event as unknown as UnknownEvent), shards()).stub as DurableObjectStub<DedupLedger>;
+}
+
+/**
+ * Spies on the router queue as `event`'s ledger shard sees it: sends of the
+ * ids in `failing` throw (the queue is down for them), the others go through
+ * to the real queue. The binding object is shared by every shard.
+ */
+async function queueFor(event: ApiEvent, failing: Set<string> = new Set()) {
+  const sent: string[] = [];
+  const failed: string[] = [];
+  await runInDurableObject(ledgerOf(event), (instance) => {
+    const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+    const original = queue.send.bind(queue);
+    vi.spyOn(queue, 'send').mockImplementation(async (message, options) => {
+      const id = (message as RouterMessage).id;
+      if (failing.has(id)) {
+        failed.push(id);
+        throw new Error('queue unavailable');
+      }
+      sent.push(id);
+      return original(message, options);
+    });
+  });
+  return { sent, failed, heal: () => failing.clear() };
+}
+
+/** Another delivery holds `event`'s claim in its ledger shard until `leaseUntil`. */
+async function claim(event: ApiEvent, leaseUntil: number): Promise<void> {
+  await runInDurableObject(ledgerOf(event), (_i, state) => {
+    state.storage.sql.exec(
+      "INSERT OR REPLACE INTO ledger (id, state, lease_until, expires_at, source) VALUES (?, 'pending', ?, ?, 'webhook')",
+      event.id,
+      leaseUntil,
+      Math.max(leaseUntil, Date.now()) + HOUR,
+    );
+  });
+}
+
+/** The run resumed `overlap` ms before `last` (range_start, no after). */
+function expectResumedFrom(q: URL, last: ApiEvent, overlapMs = 120 * SECOND): void {
+  expect(q.searchParams.get('after')).toBeNull();
+  expect(q.searchParams.get('range_start')).toBe(new Date(Date.parse(last.created_at) - overlapMs).toISOString());
+}
+
+function logLines(spy: { mock: { calls: unknown[][] } }, msg: string): Record<string, unknown>[] {
+  return spy.mock.calls
+    .map((c) => String(c[0]))
+    .filter((l) => l.includes(`"msg":"${msg}"`))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+// ---------------------------------------------------------------------------
+
+describe('reconciliation: events that cannot be enqueued', () => {
+  it('retries the event on later runs with a growing backoff, then dead-letters it and moves past it', async () => {
+    const t = Date.now() - MINUTE;
+    const [a, x, b] = [ev(t), ev(t + SECOND), ev(t + 2 * SECOND)] as [ApiEvent, ApiEvent, ApiEvent];
+    const queue = await queueFor(x, new Set([x.id]));
+    const answer = () => page([a, x, b]);
+
+    answers.push(answer);
+    expect(await run('admin')).toMatchObject({ status: 'failed', error: 'enqueue_failed', recovered: 2, retrying: 1, dead_lettered: 0 });
+    let st = await status();
+    expect(st).toMatchObject({ consecutive_failures: 1, retrying_events: 1, dead_lettered: 0, cursor: { id: a.id } });
+    expect(st.last_error).toMatchObject({ kind: 'enqueue_failed' });
+    expect(Date.parse(st.backoff_until!) - Date.now()).toBeGreaterThan(MINUTE - 5 * SECOND);
+
+    // The cron respects the backoff: no request.
+    const made = requests.length;
+    expect(await run('cron')).toMatchObject({ status: 'backing_off' });
+    expect(requests).toHaveLength(made);
+
+    // Attempts 2 to 4, each once the backoff ran out: the position holds before x, the backoff doubles.
+    for (let attempt = 2; attempt < MAX_EVENT_ATTEMPTS; attempt++) {
+      await expireBackoff();
+      answers.push(answer);
+      expect(await run('cron')).toMatchObject({ status: 'failed', error: 'enqueue_failed', recovered: 0, retrying: 1, dead_lettered: 0 });
+      expectResumedFrom(requests.at(-1)!, a);
+      st = await status();
+      expect(st).toMatchObject({ consecutive_failures: attempt, cursor: { id: a.id } });
+      expect(Date.parse(st.backoff_until!) - Date.now()).toBeGreaterThan(MINUTE * 2 ** (attempt - 1) - 5 * SECOND);
+    }
+
+    // The last attempt fails too: x is dead-lettered and the position moves past it.
+    await expireBackoff();
+    answers.push(answer);
+    expect(await run('cron')).toMatchObject({ status: 'completed', dead_lettered: 1, retrying: 0 });
+    expect(queue.failed.filter((id) => id === x.id)).toHaveLength(MAX_EVENT_ATTEMPTS);
+    st = await status();
+    expect(st).toMatchObject({ consecutive_failures: 0, backoff_until: null, last_error: null, dead_lettered: 1, retrying_events: 0, cursor: { id: b.id } });
+
+    const items = (await deadLetterStub(env).list(500, 0)).filter((i) => i.event_id === x.id);
+    expect(items).toHaveLength(1);
+    expect(items[0]).toMatchObject({ event_type: 'user.created', destination: '(router)', reason: 'reconcile_enqueue_failed', attempts: MAX_EVENT_ATTEMPTS, source: 'reconcile' });
+    const record = await deadLetterStub(env).take(items[0]!.seq);
+    expect(JSON.parse(record!.body)).toEqual(x);
+
+    // The queue is back; the next run reads x again in its overlap window but does not deliver it a second time.
+    queue.heal();
+    answers.push(answer);
+    expect(await run('cron')).toMatchObject({ status: 'completed', reread: 3, recovered: 0, dead_lettered: 0 });
+    expect(queue.sent).not.toContain(x.id);
+    expect(await ledgerOf(x).isCommitted(x.id)).toBe(false);
+  });
+
+  it('recovers an event whose enqueue failed once, on the next run, without dead-lettering it', async () => {
+    const t = Date.now() - MINUTE;
+    const [a, x] = [ev(t), ev(t + SECOND)] as [ApiEvent, ApiEvent];
+    const queue = await queueFor(x, new Set([x.id]));
+    answers.push(() => page([a, x]));
+    expect(await run()).toMatchObject({ status: 'failed', retrying: 1 });
+    queue.heal();
+    answers.push(() => page([a, x]));
+    expect(await run()).toMatchObject({ status: 'completed', recovered: 1, retrying: 0, dead_lettered: 0 });
+    expect(queue.sent).toContain(x.id);
+    expect(await status()).toMatchObject({ consecutive_failures: 0, retrying_events: 0, dead_lettered: 0, cursor: { id: x.id } });
+  });
+});
+
+describe('reconciliation: an event another delivery is admitting (in_progress)', () => {
+  it('holds the position before it without failing the run, never dead-letters it while its claim may be live, and delivers it once the lease ran out', async () => {
+    const t = Date.now() - MINUTE;
+    const [a, x, b] = [ev(t), ev(t + SECOND), ev(t + 2 * SECOND)] as [ApiEvent, ApiEvent, ApiEvent];
+    await claim(x, Date.now() + 30 * SECOND);
+    for (let i = 0; i <= MAX_EVENT_ATTEMPTS; i++) {
+      answers.push(() => page([a, x, b]));
+      expect(await run()).toMatchObject({ status: 'completed', in_progress: 1, dead_lettered: 0, recovered: i === 0 ? 2 : 0 });
+    }
+    expect(await status()).toMatchObject({ cursor: { id: a.id }, consecutive_failures: 0, backoff_until: null, retrying_events: 1, dead_lettered: 0 });
+
+    // The holder crashed: its lease runs out, and the next run takes the claim over.
+    await claim(x, Date.now() - 1);
+    answers.push(() => page([a, x, b]));
+    expect(await run()).toMatchObject({ status: 'completed', recovered: 1, in_progress: 0, dead_lettered: 0 });
+    expect(await ledgerOf(x).isCommitted(x.id)).toBe(true);
+    expect(await status()).toMatchObject({ cursor: { id: b.id }, retrying_events: 0, dead_lettered: 0 });
+  });
+
+  it('gives up on it only after the bound and once its first failure is older than the claim lease', async () => {
+    const t = Date.now() - MINUTE;
+    const [a, x] = [ev(t), ev(t + SECOND)] as [ApiEvent, ApiEvent];
+    await claim(x, Date.now() + HOUR); // a claim that never ends
+    for (let i = 0; i < MAX_EVENT_ATTEMPTS; i++) {
+      answers.push(() => page([a, x]));
+      expect(await run()).toMatchObject({ in_progress: 1, dead_lettered: 0 });
+    }
+    // Its first failure is now older than claim_lease_seconds (30).
+    await withReconcilerStorage((kv) => {
+      const f = kv.get<{ attempts: number; first_at: number }>(`evfail:${x.id}`)!;
+      expect(f.attempts).toBe(MAX_EVENT_ATTEMPTS);
+      kv.put(`evfail:${x.id}`, { ...f, first_at: Date.now() - 31 * SECOND });
+    });
+    answers.push(() => page([a, x]));
+    expect(await run()).toMatchObject({ status: 'completed', in_progress: 0, dead_lettered: 1 });
+    expect(await status()).toMatchObject({ cursor: { id: x.id }, dead_lettered: 1, retrying_events: 0 });
+    const items = (await deadLetterStub(env).list(500, 0)).filter((i) => i.event_id === x.id);
+    expect(items).toHaveLength(1);
+    expect(items[0]).toMatchObject({ reason: 'reconcile_enqueue_failed', attempts: MAX_EVENT_ATTEMPTS + 1 });
+  });
+});
+
+describe('reconciliation: back-off and status', () => {
+  it('backs off exponentially on repeated failures of any kind, and a good run clears it', async () => {
+    for (let n = 1; n <= 3; n++) {
+      answers.push(() => new Response('no', { status: 401 }));
+      expect(await run()).toMatchObject({ status: 'failed', error: 'unauthorized' });
+      const st = await status();
+      expect(st.consecutive_failures).toBe(n);
+      expect(Date.parse(st.backoff_until!) - Date.now()).toBeGreaterThan(MINUTE * 2 ** (n - 1) - 5 * SECOND);
+    }
+    const st = await status();
+    expect(Date.parse(st.backoff_until!) - Date.now()).toBeLessThanOrEqual(15 * MINUTE);
+    const made = requests.length;
+    expect(await run('cron')).toMatchObject({ status: 'backing_off' });
+    expect(requests).toHaveLength(made);
+    answers.push(() => page([]));
+    expect(await run()).toMatchObject({ status: 'completed' });
+    expect(await status()).toMatchObject({ consecutive_failures: 0, backoff_until: null, last_error: null });
+  });
+
+  it('caps the backoff at 15 minutes', async () => {
+    await withReconcilerStorage((kv) => kv.put('failures', 12));
+    answers.push(() => new Response('oops', { status: 503 }));
+    await run();
+    const st = await status();
+    expect(st.consecutive_failures).toBe(13);
+    const wait = Date.parse(st.backoff_until!) - Date.now();
+    expect(wait).toBeGreaterThan(14 * MINUTE);
+    expect(wait).toBeLessThanOrEqual(15 * MINUTE);
+  });
+
+  it('reports lag, behind, failures and dead letters on GET /admin/status', async () => {
+    // First run, nothing to read: the lag counts from the start (now).
+    await run();
+    let st = await status();
+    expect(st).toMatchObject({ behind: false, consecutive_failures: 0, dead_lettered: 0, clamped_since: null, retrying_events: 0 });
+    expect(st.lag_seconds).toBeLessThanOrEqual(2);
+
+    // A backfill from two days ago that reads nothing: the lag counts from there.
+    await run('admin', new Date(Date.now() - 2 * DAY).toISOString());
+    expect((await status()).lag_seconds).toBeGreaterThanOrEqual(2 * 86_400 - 2);
+
+    // Events read: the lag counts from the newest one's created_at.
+    const e = ev(Date.now() - 90 * SECOND);
+    answers.push(() => page([e]));
+    await run();
+    // Nothing new next time: still from the newest event read.
+    await run();
+    const res = await exports.default.fetch(new Request('https://router.test/admin/status', { headers: ADMIN }));
+    const body = (await res.json()) as { reconcile: { lag_seconds: number; behind: boolean; consecutive_failures: number; dead_lettered: number } };
+    expect(body.reconcile.lag_seconds).toBeGreaterThanOrEqual(89);
+    expect(body.reconcile.lag_seconds).toBeLessThan(100);
+    expect(body.reconcile).toMatchObject({ behind: false, consecutive_failures: 0, dead_lettered: 0 });
+    st = await status();
+    expect(st.cursor).toEqual({ id: e.id, created_at: e.created_at });
+  });
+});
+
+describe('reconciliation: the dedup retention', () => {
+  it('clamps a backfill older than the retention to now − retention + 1 hour, warns once, and shows it on status', async () => {
+    const warn = vi.spyOn(console, 'warn');
+    const requested = new Date(Date.now() - 40 * DAY).toISOString();
+    const before = Date.now();
+    const res = await adminReconcile({ range_start: requested });
+    const after = Date.now();
+    expect(res.status).toBe(200);
+    const q = requests.at(-1)!;
+    expect(q.searchParams.get('after')).toBeNull();
+    const used = Date.parse(q.searchParams.get('range_start')!);
+    expect(used).toBeGreaterThanOrEqual(before - 30 * DAY + HOUR);
+    expect(used).toBeLessThanOrEqual(after - 30 * DAY + HOUR);
+    const warnings = logLines(warn, 'reconcile_since_clamped');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ requested, clamped_to: new Date(used).toISOString(), dedup_retention_days: 30 });
+    const st = await status();
+    expect(st.clamped_since).toMatchObject({ requested, clamped_to: new Date(used).toISOString() });
+    expect(st.since).toBe(new Date(used).toISOString());
+
+    // A backfill inside the retention is used as given, and clears the mark.
+    const recent = new Date(Math.floor(Date.now() / 1000) * 1000 - 29 * DAY).toISOString();
+    await adminReconcile({ range_start: recent });
+    expect(requests.at(-1)!.searchParams.get('range_start')).toBe(recent);
+    expect((await status()).clamped_since).toBeNull();
+    expect(logLines(warn, 'reconcile_since_clamped')).toHaveLength(1);
+  });
+
+  it('clamps reconcile_since the same way on the first run', async () => {
+    const warn = vi.spyOn(console, 'warn');
+    await reconcilerSettings({ reconcile_since: '2020-01-01T00:00:00Z' });
+    const before = Date.now();
+    await run('cron');
+    const used = Date.parse(requests[0]!.searchParams.get('range_start')!);
+    expect(used).toBeGreaterThanOrEqual(before - 30 * DAY + HOUR);
+    expect(used).toBeLessThan(Date.now() - 30 * DAY + HOUR + SECOND);
+    expect(logLines(warn, 'reconcile_since_clamped')).toHaveLength(1);
+    expect((await status()).clamped_since).toMatchObject({ requested: '2020-01-01T00:00:00.000Z' });
+  });
+
+  it('skips, without admitting, events older than the retention read on resume', async () => {
+    const now = Date.now();
+    // A position stored by an older release (a bare id) from long ago: the run reads strictly after it.
+    await withReconcilerStorage((kv) => {
+      kv.put('since', new Date(now - 40 * DAY).toISOString());
+      kv.put('cursor', 'event_01OLDPOSITION0000000000000');
+    });
+    const expired = [ev(now - 31 * DAY), ev(now - 30 * DAY + 10 * MINUTE)];
+    const kept = [ev(now - 29 * DAY), ev(now - MINUTE)];
+    const queue = await queueFor(kept[1]!);
+    answers.push(() => page([...expired, ...kept]));
+    const report = await run();
+    expect(requests[0]!.searchParams.get('after')).toBe('event_01OLDPOSITION0000000000000');
+    expect(report).toMatchObject({ status: 'completed', skipped_expired: 2, recovered: 2 });
+    // The run finished (and the kept events went to the queue) before looking for what did not happen.
+    expect(queue.sent).toEqual(expect.arrayContaining(kept.map((e) => e.id)));
+    for (const e of expired) {
+      expect(queue.sent).not.toContain(e.id);
+      expect(await ledgerOf(e).isCommitted(e.id)).toBe(false);
+    }
+    const st = await status();
+    expect(st.cursor).toEqual({ id: kept[1]!.id, created_at: kept[1]!.created_at });
+    expect(st.totals).toMatchObject({ skipped_expired: 2, recovered: 2 });
+  });
+});
+
+describe('reconciliation: catching up', () => {
+  it('keeps reading past reconcile_max_pages in the same run while more pages remain', async () => {
+    // A reconciler that was off for a month resumes: 6 full pages older than the retention, then new events.
+    const old = evs(600, Date.now() - 35 * DAY);
+    const fresh = evs(3, Date.now() - MINUTE);
+    answers.push(...pages([...old, ...fresh]));
+    const report = await run();
+    expect(report).toMatchObject({ status: 'completed', pages: 7, skipped_expired: 600, recovered: 3, behind: false });
+    expect(requests).toHaveLength(7);
+    expect(requests[6]!.searchParams.get('after')).toBe(old[599]!.id);
+    expect(await status()).toMatchObject({ behind: false, cursor: { id: fresh[2]!.id } });
+  });
+
+  it('stops at 8× reconcile_max_pages, reports behind, and the next run continues', async () => {
+    const old = evs(4000, Date.now() - 35 * DAY);
+    const fresh = evs(5, Date.now() - MINUTE);
+    answers.push(...pages([...old, ...fresh]));
+    const first = await run('cron');
+    expect(first).toMatchObject({ status: 'completed', pages: 40, skipped_expired: 4000, behind: true });
+    expect(await status()).toMatchObject({ behind: true, cursor: { id: old[3999]!.id } });
+
+    const second = await run('cron');
+    expect(second).toMatchObject({ status: 'completed', pages: 1, recovered: 5, behind: false });
+    expect(await status()).toMatchObject({ behind: false, cursor: { id: fresh[4]!.id } });
+  });
+
+  it('stops continuing after about 20 s of wall-clock time', async () => {
+    const realNow = Date.now.bind(Date);
+    let skew = 0;
+    vi.spyOn(Date, 'now').mockImplementation(() => realNow() + skew);
+    const old = evs(1000, realNow() - 35 * DAY);
+    // Every API call takes 3 s.
+    answers.push(
+      ...pages(old).map((answer) => (url: URL) => {
+        skew += 3 * SECOND;
+        return answer(url);
+      }),
+    );
+    expect(await run()).toMatchObject({ status: 'completed', pages: 7, behind: true });
+    expect((await status()).behind).toBe(true);
+  });
+});
+
+describe('reconciliation: the overlap window', () => {
+  it('re-reads the last reconcile_overlap_seconds on every run and recovers an event that became visible late', async () => {
+    const t = Date.now() - 100 * SECOND;
+    const [a, b] = [ev(t), ev(t + 20 * SECOND)] as [ApiEvent, ApiEvent];
+    visible = [a, b];
+    expect(await run('admin', new Date(t - SECOND).toISOString())).toMatchObject({ read: 2, recovered: 2 });
+
+    // An event created between a and b shows up in the API only now, with a new one after b.
+    const late = ev(t + 10 * SECOND);
+    const c = ev(t + 30 * SECOND);
+    visible = [a, late, b, c];
+    const report = await run();
+    expectResumedFrom(requests.at(-1)!, b);
+    // a, late and b are in the window (reread), c is new (read); the repeats are duplicates, not recoveries.
+    expect(report).toMatchObject({ status: 'completed', read: 1, reread: 3, recovered: 2 });
+    expect(await ledgerOf(late).isCommitted(late.id)).toBe(true);
+    expect((await status()).cursor).toEqual({ id: c.id, created_at: c.created_at });
+  });
+
+  it('pages with after inside a run that started from range_start', async () => {
+    const t = Date.now() - 100 * SECOND;
+    const first = evs(1, t);
+    visible = first;
+    await run('admin', new Date(t - SECOND).toISOString());
+    visible = [...first, ...evs(150, t + SECOND)];
+    expect(await run()).toMatchObject({ pages: 2, reread: 1, read: 150, recovered: 150 });
+    const [q1, q2] = requests.slice(-2) as [URL, URL];
+    expectResumedFrom(q1, first[0]!);
+    expect(q2.searchParams.get('range_start')).toBeNull();
+    expect(q2.searchParams.get('after')).toBe(visible[99]!.id);
+  });
+
+  it('with reconcile_overlap_seconds = 0, reads strictly after the last id', async () => {
+    await reconcilerSettings({ reconcile_overlap_seconds: 0 });
+    const t = Date.now() - 100 * SECOND;
+    const [a, b] = [ev(t), ev(t + 20 * SECOND)] as [ApiEvent, ApiEvent];
+    visible = [a, b];
+    expect(await run('admin', new Date(t - SECOND).toISOString())).toMatchObject({ read: 2 });
+    visible = [a, ev(t + 10 * SECOND), b];
+    expect(await run()).toMatchObject({ read: 0, reread: 0, recovered: 0 });
+    const q = requests.at(-1)!;
+    expect(q.searchParams.get('after')).toBe(b.id);
+    expect(q.searchParams.get('range_start')).toBeNull();
+  });
+});
+
+describe('reconciliation: page order', () => {
+  it('does not move the position past events out of created_at order within a page, still admits them, and logs once', async () => {
+    const errors = vi.spyOn(console, 'error');
+    const t = Date.now() - 100 * SECOND;
+    const e1 = ev(t);
+    const e2 = ev(t + 30 * SECOND);
+    const e3 = ev(t + 10 * SECOND); // earlier than e2
+    const e4 = ev(t + 40 * SECOND);
+    answers.push(() => page([e1, e2, e3, e4]));
+    expect(await run()).toMatchObject({ status: 'failed', error: 'out_of_order', recovered: 4 });
+    let st = await status();
+    expect(st.last_error).toMatchObject({ kind: 'out_of_order' });
+    expect(st.consecutive_failures).toBe(1);
+    // e1 is the last event not after the earliest one from the disorder on.
+    expect(st.cursor).toEqual({ id: e1.id, created_at: e1.created_at });
+
+    answers.push(() => page([e1, e2, e3, e4]));
+    expect(await run()).toMatchObject({ status: 'failed', error: 'out_of_order', recovered: 0 });
+    expectResumedFrom(requests.at(-1)!, e1);
+    st = await status();
+    expect(st.cursor?.id).toBe(e1.id);
+    expect(logLines(errors, 'reconcile_failed').filter((l) => l.kind === 'out_of_order')).toHaveLength(1);
+  });
+
+  it('checks the order across pages too', async () => {
+    const t = Date.now() - 10 * MINUTE;
+    const first = evs(100, t);
+    const back = ev(t + 50 * SECOND + 500); // between first[50] and first[51]
+    const next = ev(t + 200 * SECOND);
+    answers.push(() => page(first, first[99]!.id), () => page([back, next]));
+    expect(await run()).toMatchObject({ status: 'failed', error: 'out_of_order', pages: 2, recovered: 102 });
+    expect((await status()).cursor?.id).toBe(first[50]!.id);
+  });
+
+  it('accepts events with equal created_at', async () => {
+    const t = Date.now() - MINUTE;
+    const same = [ev(t), ev(t), ev(t), ev(t + SECOND)];
+    answers.push(() => page(same));
+    expect(await run()).toMatchObject({ status: 'completed', recovered: 4 });
+    expect((await status()).cursor?.id).toBe(same[3]!.id);
+  });
+});
