@@ -3,7 +3,8 @@
  * Responses carry identifiers and counts only, never payloads.
  */
 import { Hono } from 'hono';
-import { ROUTER_DESTINATION, deadLetterStub } from '../deadletters/store';
+import { RECONCILE_ENQUEUE_FAILED, ROUTER_DESTINATION, deadLetterStub } from '../deadletters/store';
+import { admitEvent } from '../ingest/admit';
 import { ApiError } from '../http/errors';
 import { constantTimeEqual } from '../webhook/signature';
 import { loadConfig } from '../config/load';
@@ -98,6 +99,16 @@ adminRoutes.post('/dead-letters/:seq/replay', async (c) => {
   } catch {
     await store.restore(record);
     throw new ApiError(409, 'not_replayable', `This dead letter has no event body to replay (reason: ${record.reason}); delete it instead.`);
+  }
+  if (record.reason === RECONCILE_ENQUEUE_FAILED) {
+    // Never accepted: admit it through the dedup ledger like a webhook, so a
+    // copy that arrived meanwhile is not delivered twice.
+    const result = await admitEvent(c.env, loaded.config.settings, event, record.body, utf8Length(record.body), record.source ?? 'reconcile');
+    if (result.status === 'unavailable' || result.status === 'in_progress') {
+      await store.restore(record);
+      throw new ApiError(503, 'temporarily_unavailable', 'The replay could not be enqueued; the dead letter was kept.');
+    }
+    return c.json({ status: result.status === 'accepted' ? 'replayed' : 'duplicate', event_id: record.event_id, destination: record.destination });
   }
   try {
     const message: RouterMessage = {

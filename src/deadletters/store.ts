@@ -41,6 +41,9 @@ export type DeadLetterRecord = DeadLetterInput & { seq: number; dead_at: number 
 /** The destination of a dead letter the router itself could not route: replay routes it by the rules then in force. */
 export const ROUTER_DESTINATION = '(router)';
 
+/** The reason of an event reconciliation read but could never enqueue (so never accepted: its replay goes through the ledger). */
+export const RECONCILE_ENQUEUE_FAILED = 'reconcile_enqueue_failed';
+
 export function deadLetterRecord(fields: {
   event_id: string;
   event_type: string;

@@ -1,7 +1,9 @@
 /**
  * The WorkOS Events API client (`GET /events`), kept minimal on purpose: it
  * returns the wire objects exactly as sent (snake_case), never passing them
- * through an SDK deserializer that renames fields.
+ * through an SDK deserializer that renames fields. Each event also comes with
+ * its `created_at` in ms (an event whose `created_at` is not a time makes the
+ * page malformed: the reconciler orders and windows by it).
  */
 import type { UnknownEvent } from '../events/catalog';
 import { parseRetryAfter } from '../destinations/types';
@@ -9,13 +11,23 @@ import { envelopeProblem } from '../webhook/envelope';
 
 export interface EventsPageQuery {
   events: readonly string[];
+  /** Cursor: the events after this id. Takes precedence over `rangeStart`. */
   after?: string;
+  /** ISO time: the events created at or after it. */
   rangeStart?: string;
   limit: number;
 }
 
+export interface ApiEvent {
+  event: UnknownEvent;
+  /** The event as JSON text (what is admitted and dead-lettered). */
+  raw: string;
+  /** `created_at` in ms since the epoch. */
+  createdAtMs: number;
+}
+
 export type EventsPage =
-  | { ok: true; events: { event: UnknownEvent; raw: string }[]; after: string | null }
+  | { ok: true; events: ApiEvent[]; after: string | null }
   | {
       ok: false;
       kind: 'unauthorized' | 'rate_limited' | 'server_error' | 'client_error' | 'malformed' | 'network';
@@ -69,11 +81,16 @@ export async function fetchEventsPage(baseUrl: string, apiKey: string, q: Events
     return { ok: false, kind: 'malformed', status: res.status, message: 'The WorkOS API answer has no "data" list.' };
   }
   const list = body as { data: unknown[]; list_metadata?: { after?: unknown } };
-  const events: { event: UnknownEvent; raw: string }[] = [];
+  const events: ApiEvent[] = [];
   for (const item of list.data) {
     const problem = envelopeProblem(item);
     if (problem !== null) return { ok: false, kind: 'malformed', status: res.status, message: `An event in the answer is malformed: ${problem}` };
-    events.push({ event: item as UnknownEvent, raw: JSON.stringify(item) });
+    const event = item as UnknownEvent;
+    const createdAtMs = Date.parse(event.created_at);
+    if (Number.isNaN(createdAtMs)) {
+      return { ok: false, kind: 'malformed', status: res.status, message: 'An event in the answer is malformed: its "created_at" is not an ISO 8601 time.' };
+    }
+    events.push({ event, raw: JSON.stringify(item), createdAtMs });
   }
   const after = list.list_metadata?.after;
   return { ok: true, events, after: typeof after === 'string' && after !== '' ? after : null };

@@ -8,7 +8,7 @@
  */
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
+import { RECONCILE_ENQUEUE_FAILED, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
 import { ledgerStubByName } from '../../src/dedup/shard';
 import type { RouterMessage } from '../../src/queue/message';
 import { routerMessage } from '../helpers/consumer';
@@ -91,7 +91,7 @@ describe('platform DLQ → dead-letter store → replay', () => {
   it('a record the router could not route is routed by the rules in force when replayed', async () => {
     const event = sampleEvent({ event: 'connection.deactivated', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection' } });
     const id = event.id as string;
-    await deadLetterStub(env).add([deadLetterRecord({ event_id: id, event_type: 'connection.deactivated', destination: ROUTER_DESTINATION, reason: 'reconcile_enqueue_failed', body: JSON.stringify(event), source: 'reconcile' })]);
+    await deadLetterStub(env).add([deadLetterRecord({ event_id: id, event_type: 'connection.deactivated', destination: ROUTER_DESTINATION, reason: 'consumer_retries_exhausted', body: JSON.stringify(event), source: 'reconcile' })]);
     const [record] = await deadLettersFor(id);
     const send = vi.spyOn(env.EVENTS_QUEUE, 'send');
     expect((await admin(`/dead-letters/${record?.seq}/replay`)).status).toBe(200);
@@ -99,6 +99,31 @@ describe('platform DLQ → dead-letter store → replay', () => {
     expect(sent.pending).toBeUndefined();
     expect(sent.source).toBe('reconcile');
     await sink.until(() => sink.about(id, BIG).length === 1, 'the routed replay at big');
+  });
+
+  it('an event reconciliation could never enqueue is replayed through the dedup ledger: delivered once, or not again if it arrived meanwhile', async () => {
+    const fresh = sampleEvent({ event: 'connection.deleted', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection' } });
+    const arrived = sampleEvent({ event: 'connection.deleted', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection' } });
+    expect((await postWebhook(arrived)).status).toBe(200); // the webhook came after all
+    for (const e of [fresh, arrived]) {
+      await deadLetterStub(env).add([
+        deadLetterRecord({ event_id: e.id as string, event_type: 'connection.deleted', destination: ROUTER_DESTINATION, reason: RECONCILE_ENQUEUE_FAILED, body: JSON.stringify(e), source: 'reconcile' }),
+      ]);
+    }
+    const [freshRecord] = await deadLettersFor(fresh.id as string);
+    const [arrivedRecord] = await deadLettersFor(arrived.id as string);
+    const replayed = await admin(`/dead-letters/${freshRecord?.seq}/replay`);
+    expect(replayed.status).toBe(200);
+    expect(((await replayed.json()) as { status: string }).status).toBe('replayed');
+    const duplicate = await admin(`/dead-letters/${arrivedRecord?.seq}/replay`);
+    expect(duplicate.status).toBe(200);
+    expect(((await duplicate.json()) as { status: string }).status).toBe('duplicate');
+    await sink.until(() => sink.about(fresh.id as string, BIG).length === 1 && sink.about(arrived.id as string, BIG).length === 1, 'both at big');
+    await drained();
+    expect(sink.about(fresh.id as string, BIG)).toHaveLength(1);
+    expect(sink.about(arrived.id as string, BIG)).toHaveLength(1);
+    expect(await deadLettersFor(fresh.id as string)).toEqual([]);
+    expect(await deadLettersFor(arrived.id as string)).toEqual([]);
   });
 
   it('a record without a body cannot be replayed: 409 not_replayable, and it is kept', async () => {

@@ -53,7 +53,7 @@ describe('a partly failed flush', () => {
     expect(firstChunk.length + failedChunk.length).toBe(3);
     const idOf = (msgId: string) => (batch.messages.find((m) => m.id === msgId)?.body as RouterMessage).id;
     expect(result.explicitAcks.map(idOf).sort()).toEqual(firstChunk.map((s) => s.body.id).sort());
-    expect(result.retryMessages.map((r) => idOf(r.msgId))).toEqual(failedChunk.map((s) => s.body.id));
+    expect(result.retryMessages.map((r: { msgId: string }) => idOf(r.msgId))).toEqual(failedChunk.map((s) => s.body.id));
   });
 
   it('reserves budget for the calls the flush really makes', async () => {

@@ -33,8 +33,15 @@ beforeAll(async () => {
   sink.respond('/events', (req) => {
     const url = new URL(req.path, 'http://x');
     const after = url.searchParams.get('after');
-    const start = after === null ? 0 : apiEvents.findIndex((e) => (e as { id: string }).id === after) + 1;
-    const data = apiEvents.slice(start, start + Number(url.searchParams.get('limit')));
+    const rangeStart = url.searchParams.get('range_start');
+    const list = apiEvents as { id: string; created_at: string }[];
+    let start = 0;
+    if (after !== null) start = list.findIndex((e) => e.id === after) + 1;
+    else if (rangeStart !== null) {
+      start = list.findIndex((e) => Date.parse(e.created_at) >= Date.parse(rangeStart));
+      if (start < 0) start = list.length;
+    }
+    const data = list.slice(start, start + Number(url.searchParams.get('limit')));
     return { status: 200, body: JSON.stringify({ object: 'list', data, list_metadata: { before: null, after: null } }), headers: { 'Content-Type': 'application/json' } };
   });
   router = await startRouter({
@@ -82,17 +89,35 @@ it('recovers events the webhooks missed, once, and skips those already received'
   expect(call.headers.authorization).toBe(`Bearer ${API_KEY}`);
   const q = new URL(call.path, 'http://x').searchParams;
   expect(q.getAll('events[]').sort()).toEqual(['user.created', 'user.deleted', 'user.updated']);
-  expect(q.get('range_start')).toBe('2020-01-01T00:00:00.000Z');
+  // reconcile_since (2020) is older than the dedup retention (30 days): clamped to now − 30 days + 1 hour.
+  const start = Date.parse(q.get('range_start')!);
+  expect(Math.abs(start - (Date.now() - 30 * 86_400_000 + 3_600_000))).toBeLessThan(120_000);
 
-  // The next run continues from the cursor and finds nothing new.
+  // The next run re-reads the overlap window (120 s before the last event read): duplicates only.
   await fetch(`${router.url}/__scheduled`);
   await sink.waitFor(() => eventsApiCalls().length >= 2);
-  expect(new URL(eventsApiCalls()[1]!.path, 'http://x').searchParams.get('after')).toBe(all[4]!.id);
+  const next = new URL(eventsApiCalls()[1]!.path, 'http://x').searchParams;
+  expect(next.get('after')).toBeNull();
+  expect(next.get('range_start')).toBe(new Date(Date.parse(all[4]!.created_at) - 120_000).toISOString());
 
-  const status = await fetch(`${router.url}/admin/status`, { headers: { Authorization: 'Bearer e2e-admin' } });
-  expect(status.status).toBe(200);
-  const body = (await status.json()) as { reconcile: { totals: { read: number; recovered: number }; last_error: unknown } };
-  expect(body.reconcile.totals).toEqual({ read: 5, recovered: 3 });
+  type Status = {
+    reconcile: { totals: Record<string, number>; last_error: unknown; clamped_since: { requested: string } | null; behind: boolean; lag_seconds: number };
+  };
+  // The second run has finished once its re-reads are counted.
+  let body: Status | undefined;
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+    const status = await fetch(`${router.url}/admin/status`, { headers: { Authorization: 'Bearer e2e-admin' } });
+    expect(status.status).toBe(200);
+    body = (await status.json()) as Status;
+    if ((body.reconcile.totals.reread ?? 0) >= 5) break;
+  }
+  if (body === undefined) throw new Error('no status');
+  expect(body.reconcile.totals).toEqual({ read: 5, reread: 5, recovered: 3, skipped_expired: 0 });
   expect(body.reconcile.last_error).toBeNull();
+  expect(body.reconcile.clamped_since).toMatchObject({ requested: '2020-01-01T00:00:00.000Z' });
+  expect(body.reconcile.behind).toBe(false);
+  expect(body.reconcile.lag_seconds).toBeGreaterThanOrEqual(55);
   expect(JSON.stringify(body)).not.toContain(API_KEY);
+  // Still each event exactly once.
+  expect(deliveredIds().sort()).toEqual(all.map((e) => e.id).sort());
 });
