@@ -64,6 +64,8 @@ export interface SlackDestination extends DestinationBase {
   url: string;
   /** After a message, further events wait this long and go out together as one digest. */
   digestWindowSeconds: number;
+  /** Events the outbox may hold for this destination (a Slack outage); beyond it, new events go to dead letters. */
+  maxPending: number;
   title?: string;
   mention?: SlackMention;
   timeoutMs: number;
@@ -117,13 +119,14 @@ export const SETTINGS_SPEC: readonly IntSpec[] = [
 export const RETRY_DEFAULTS: RetryPolicy = { maxAttempts: 10, retryDelaySeconds: 30 };
 export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_DIGEST_WINDOW_SECONDS = 10;
+export const DEFAULT_SLACK_MAX_PENDING = 10_000;
 
 const TOP_KEYS = new Set(['destinations', 'rules', 'reconcile_since', ...SETTINGS_SPEC.map((s) => s.key)]);
 const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
   queue: new Set([...COMMON_DEST_KEYS, 'queue']),
   http: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'allow_http', 'signing_secret', 'headers', 'timeout_ms']),
-  slack: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'allow_http', 'mention', 'title', 'timeout_ms', 'digest_window_seconds']),
+  slack: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'allow_http', 'mention', 'title', 'timeout_ms', 'digest_window_seconds', 'max_pending']),
 };
 const RULE_KEYS = new Set(['name', 'events', 'where', 'to', 'stale']);
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -329,8 +332,9 @@ function parseDestination(
   }
   const mention = parseMention(d.mention, `${at}.mention`, problems);
   const digestWindowSeconds = readInt(d.digest_window_seconds, `${at}.digest_window_seconds`, DEFAULT_DIGEST_WINDOW_SECONDS, 1, 3600, problems);
+  const maxPending = readInt(d.max_pending, `${at}.max_pending`, DEFAULT_SLACK_MAX_PENDING, 100, 1_000_000, problems);
   if (problems.length > before) return null;
-  const dest: SlackDestination = { name: n, type, url: url ?? '', digestWindowSeconds, timeoutMs, retry };
+  const dest: SlackDestination = { name: n, type, url: url ?? '', digestWindowSeconds, maxPending, timeoutMs, retry };
   if (title !== undefined) dest.title = title;
   if (mention !== undefined) dest.mention = mention;
   return dest;

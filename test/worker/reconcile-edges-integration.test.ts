@@ -451,7 +451,7 @@ describe('reconciliation: the dedup retention', () => {
   });
 });
 
-describe('reconciliation: catching up', () => {
+describe('reconciliation: catching up', { timeout: 30_000 }, () => {
   it('keeps reading past reconcile_max_pages in the same run while more pages remain', async () => {
     // A reconciler that was off for a month resumes: 6 full pages older than the retention, then new events.
     const old = evs(600, Date.now() - 35 * DAY);

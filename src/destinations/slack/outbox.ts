@@ -3,27 +3,35 @@
  *
  * Slack incoming webhooks accept about one message per second; a burst must
  * neither flood a channel nor be lost. Every event handed to the outbox is
- * stored first, then:
- * - in a quiet period (nothing sent within the digest window) a single event
- *   is sent at once, as its own message;
- * - otherwise events accumulate and the alarm sends them at the end of the
- *   window as one digest (exact counts per type, top values of the key field,
- *   the first few events in full). So at most one message per window (≥ 1 s)
- *   reaches the webhook, and every stored event is counted exactly once.
+ * stored first (only what its message needs, plus its raw body so that a dead
+ * letter can be replayed), then:
+ * - in a quiet period a single event is sent at once, as its own message;
+ * - otherwise events accumulate and the alarm sends them as one digest
+ *   (exact counts per type, top values of the key field, the first few events
+ *   in compact form). The window is measured from when the previous POST
+ *   completed, so at the receiving end consecutive messages to one
+ *   destination are never closer than `digest_window_seconds` (≥ 1 s).
+ * - Submission is idempotent per event id (for the dedup retention): a
+ *   consumer redelivery never counts an event twice.
+ * - At most `max_pending` events wait; beyond that, the outbox refuses new
+ *   ones and the consumer dead-letters each individually
+ *   (`slack_backlog_full`), visibly, with its body.
  * - 429 honours Retry-After; 5xx and timeouts back off and retry (the
  *   buffered events stay, and later arrivals join the next message); Slack's
- *   4xx answers (`invalid_payload`, `no_service`, `channel_is_archived`, …) and
- *   exhausted attempts move the events to the dead-letter store.
+ *   4xx answers and exhausted attempts move the events to the dead-letter
+ *   store, in bounded slices.
+ * - While the configuration is invalid the buffer is held, never dead-lettered.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { loadConfig } from '../../config/load';
 import type { SlackDestination } from '../../config/router-config';
-import { type DeadLetterInput, deadLetterStub } from '../../deadletters/store';
+import { type DeadLetterInput, deadLetterRecord, deadLetterStub } from '../../deadletters/store';
 import type { UnknownEvent } from '../../events/catalog';
 import { errorName, log } from '../../log';
 import { backoffSeconds, type DeliveryOutcome } from '../types';
-import { buildSlackMessage, mentionFor, postToSlack } from './adapter';
-import { type DigestGroup, type SlackMessage, formatDigest, keyFieldOf } from './format';
+import { type SlackMessage, digestSampleLine, keyFieldOf } from './format';
+import { postToSlack } from './post';
+import { type DigestEntry, DigestBuilder, renderEntry } from './render';
 
 export interface OutboxItem {
   event_id: string;
@@ -32,21 +40,17 @@ export interface OutboxItem {
   raw: string;
 }
 
-type Row = {
-  seq: number;
-  event_id: string;
-  event_type: string;
-  rules: string;
-  raw: string;
-  received_at: number;
-};
+export type SubmitOutcome = 'accepted' | 'duplicate' | 'full';
 
-const SAMPLES_PER_TYPE = 3;
+/** At most this many buffered events go into one digest (the rest wait for the next). */
+const MAX_EVENTS_PER_MESSAGE = 5000;
+/** Rows read per slice when counting a digest or dead-lettering a buffer. */
+const SLICE = 500;
 /** How long buffered events wait between checks while the configuration is invalid. */
 const HOLD_DELAY_SECONDS = 60;
-const TOP_VALUES = 5;
-/** At most this many buffered events go into one message (the rest wait for the next). */
-const MAX_EVENTS_PER_MESSAGE = 5000;
+/** How long a submitted event id is remembered (a consumer redelivery within it is a duplicate). */
+const SEEN_DEFAULT_DAYS = 30;
+const SEEN_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 
 export class SlackOutbox extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -58,44 +62,96 @@ export class SlackOutbox extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(`
-      CREATE TABLE IF NOT EXISTS outbox (
+      CREATE TABLE IF NOT EXISTS entries (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         event_id TEXT NOT NULL,
         event_type TEXT NOT NULL,
         rules TEXT NOT NULL,
+        single TEXT,
+        sample TEXT NOT NULL,
+        key_field TEXT,
+        key_value TEXT,
         raw TEXT NOT NULL,
         received_at INTEGER NOT NULL
       );
+      CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     `);
+    this.migrateRawOutbox();
   }
 
-  /** Stores the event (durably) and sends at once when the destination is quiet. */
-  async submit(dest: SlackDestination, item: OutboxItem): Promise<void> {
+  /** Buffers written before entries were rendered (table `outbox`, raw bodies only) move to `entries`, in order. */
+  private migrateRawOutbox(): void {
+    const old = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").one().n;
+    if (old === 0) return;
+    const rows = this.sql
+      .exec<{ event_id: string; event_type: string; rules: string; raw: string; received_at: number }>(
+        'SELECT event_id, event_type, rules, raw, received_at FROM outbox ORDER BY seq',
+      )
+      .toArray();
+    for (const r of rows) {
+      const event = parseEvent({ event_id: r.event_id, event_type: r.event_type, rules: [], raw: r.raw });
+      const key = keyFieldOf(event);
+      this.sql.exec(
+        'INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at) VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?)',
+        r.event_id,
+        r.event_type,
+        r.rules,
+        digestSampleLine(event),
+        key?.field ?? null,
+        key?.value ?? null,
+        r.raw,
+        r.received_at,
+      );
+    }
+    this.sql.exec('DROP TABLE outbox');
+  }
+
+  /** Stores one event (durably) and sends at once when the destination is quiet. */
+  async submit(dest: SlackDestination, item: OutboxItem): Promise<SubmitOutcome> {
+    return (await this.submitMany(dest, [item]))[0] ?? 'accepted';
+  }
+
+  /** Stores events (durably), one outcome per item, and sends at once when the destination is quiet. */
+  async submitMany(dest: SlackDestination, items: OutboxItem[]): Promise<SubmitOutcome[]> {
     const now = Date.now();
     this.lastDest = dest;
     this.ctx.storage.kv.put('destination', dest.name);
-    this.sql.exec(
-      'INSERT INTO outbox (event_id, event_type, rules, raw, received_at) VALUES (?, ?, ?, ?, ?)',
-      item.event_id,
-      item.event_type,
-      JSON.stringify(item.rules),
-      item.raw,
-      now,
-    );
-    const windowMs = dest.digestWindowSeconds * 1000;
-    const nextAllowed = Math.max(this.meta('last_sent_at') + windowMs, this.meta('blocked_until'));
-    if (!this.sending && now >= nextAllowed && this.count() === 1) {
-      await this.flush();
-    } else {
-      await this.scheduleAt(Math.max(nextAllowed, now + 50));
+    const seenUntil = now + this.seenRetentionMs();
+    let waiting = this.count();
+    const outcomes = items.map((item): SubmitOutcome => {
+      if (this.sql.exec('SELECT 1 FROM seen WHERE event_id = ?', item.event_id).toArray().length > 0) return 'duplicate';
+      if (waiting >= dest.maxPending) return 'full';
+      const entry = renderEntry(dest, parseEvent(item), item.rules);
+      this.sql.exec(
+        'INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        item.event_id,
+        item.event_type,
+        JSON.stringify(item.rules),
+        entry.single ?? null,
+        entry.sample,
+        entry.keyField ?? null,
+        entry.keyValue ?? null,
+        item.raw,
+        now,
+      );
+      this.sql.exec('INSERT OR REPLACE INTO seen (event_id, expires_at) VALUES (?, ?)', item.event_id, seenUntil);
+      waiting += 1;
+      return 'accepted';
+    });
+    const full = outcomes.filter((o) => o === 'full').length;
+    if (full > 0) log('warn', 'slack_backlog_full', { destination: dest.name, refused: full, waiting, max_pending: dest.maxPending });
+    if (outcomes.some((o) => o === 'accepted')) {
+      const nextAllowed = this.nextAllowed(dest);
+      if (!this.sending && now >= nextAllowed && waiting === 1) await this.flush();
+      else await this.scheduleAt(Math.max(nextAllowed, now + 50));
     }
+    return outcomes;
   }
 
   override async alarm(): Promise<void> {
     const found = this.destination();
-    const windowMs = (found.kind === 'ok' ? found.dest.digestWindowSeconds : 1) * 1000;
-    const nextAllowed = Math.max(this.meta('last_sent_at') + windowMs, this.meta('blocked_until'));
+    const nextAllowed = found.kind === 'ok' ? this.nextAllowed(found.dest) : 0;
     if (this.sending || Date.now() < nextAllowed) {
       // Never faster than the window: an early alarm just waits for its slot.
       await this.ctx.storage.setAlarm(Math.max(nextAllowed, Date.now() + 250));
@@ -109,10 +165,16 @@ export class SlackOutbox extends DurableObject<Env> {
     return this.count();
   }
 
+  /** When the next message may start: a window after the previous POST completed, and not before a Retry-After. */
+  private nextAllowed(dest: SlackDestination): number {
+    return Math.max(this.meta('last_sent_at') + dest.digestWindowSeconds * 1000, this.meta('blocked_until'));
+  }
+
   private async flush(): Promise<void> {
-    const rows = this.sql.exec<Row>('SELECT * FROM outbox ORDER BY seq LIMIT ?', MAX_EVENTS_PER_MESSAGE).toArray();
-    if (rows.length === 0) return;
-    const lastSeq = (rows[rows.length - 1] as Row).seq;
+    const now = Date.now();
+    this.sweepSeen(now);
+    const first = this.sql.exec<{ seq: number; received_at: number }>('SELECT seq, received_at FROM entries ORDER BY seq LIMIT 1').toArray()[0];
+    if (first === undefined) return;
     const name = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
     const found = this.destination();
     if (found.kind === 'held') {
@@ -123,32 +185,38 @@ export class SlackOutbox extends DurableObject<Env> {
       await this.scheduleAt(Date.now() + HOLD_DELAY_SECONDS * 1000);
       return;
     }
+    // The last entry this message covers, fixed now: entries arriving while it is posted wait for the next one.
+    const lastSeq =
+      this.sql.exec<{ seq: number }>('SELECT seq FROM entries ORDER BY seq LIMIT 1 OFFSET ?', MAX_EVENTS_PER_MESSAGE - 1).toArray()[0]?.seq ??
+      this.sql.exec<{ seq: number }>('SELECT MAX(seq) AS seq FROM entries').one().seq;
     if (found.kind === 'removed') {
-      await this.deadLetter(rows, name, 'destination_removed', null, this.meta('attempts'));
-      this.sql.exec('DELETE FROM outbox WHERE seq <= ?', lastSeq);
+      await this.deadLetterUpTo(lastSeq, name, 'destination_removed', null, this.meta('attempts'));
       return;
     }
     const dest = found.dest;
     this.sending = true;
     let outcome: DeliveryOutcome;
-    const now = Date.now();
-    // The send slot is taken when the request starts, whatever its outcome.
-    this.setMeta('last_sent_at', now);
+    let events = 0;
     try {
-      outcome = await postToSlack(dest, this.compose(dest, rows, now));
+      const composed = this.compose(dest, lastSeq, now - first.received_at);
+      events = composed.events;
+      outcome = await postToSlack(dest, composed.message);
     } catch (err) {
       log('error', 'slack_outbox_error', { destination: name, error: errorName(err) });
       outcome = { ok: false, retryable: true, status: null, reason: 'adapter_error' };
     } finally {
+      // The window starts when the POST completed, whatever its outcome.
+      this.setMeta('last_sent_at', Date.now());
       this.sending = false;
     }
     if (outcome.ok) {
-      this.sql.exec('DELETE FROM outbox WHERE seq <= ?', lastSeq);
+      const only = events === 1 ? this.sql.exec<{ event_id: string }>('SELECT event_id FROM entries WHERE seq <= ? LIMIT 1', lastSeq).toArray()[0] : undefined;
+      this.sql.exec('DELETE FROM entries WHERE seq <= ?', lastSeq);
       this.setMeta('attempts', 0);
-      log('info', rows.length === 1 ? 'delivered' : 'slack_digest_delivered', {
+      log('info', events === 1 ? 'delivered' : 'slack_digest_delivered', {
         destination: name,
-        events: rows.length,
-        event_id: rows.length === 1 ? rows[0]?.event_id : undefined,
+        events,
+        event_id: only?.event_id,
         status: outcome.status,
       });
     } else {
@@ -157,78 +225,86 @@ export class SlackOutbox extends DurableObject<Env> {
         this.setMeta('attempts', attempts);
         const delay = Math.max(outcome.retryAfterSeconds ?? 0, backoffSeconds(dest.retry.retryDelaySeconds, attempts));
         this.setMeta('blocked_until', Date.now() + delay * 1000);
-        log('warn', 'slack_delivery_failed', { destination: name, events: rows.length, status: outcome.status, reason: outcome.reason, retry_in_s: delay });
+        log('warn', 'slack_delivery_failed', { destination: name, events, status: outcome.status, reason: outcome.reason, retry_in_s: delay });
       } else {
         const reason = outcome.retryable ? `attempts_exhausted: ${outcome.reason}` : outcome.reason;
-        await this.deadLetter(rows, name, reason, outcome.status, attempts);
-        this.sql.exec('DELETE FROM outbox WHERE seq <= ?', lastSeq);
+        await this.deadLetterUpTo(lastSeq, name, reason, outcome.status, attempts);
         this.setMeta('attempts', 0);
       }
     }
-    if (this.count() > 0) {
-      const windowMs = dest.digestWindowSeconds * 1000;
-      await this.scheduleAt(Math.max(this.meta('last_sent_at') + windowMs, this.meta('blocked_until')));
-    }
+    if (this.count() > 0) await this.scheduleAt(this.nextAllowed(dest));
   }
 
-  private compose(dest: SlackDestination, rows: Row[], now: number): SlackMessage {
-    const parsed = rows.map((r) => ({ row: r, event: safeParse(r.raw, r) }));
-    if (rows.length === 1) {
-      const only = parsed[0] as { row: Row; event: UnknownEvent };
-      return buildSlackMessage(dest, { event: only.event, raw: only.row.raw, rules: JSON.parse(only.row.rules) as string[], attempts: 0 });
+  /** The message for the entries up to `lastSeq`: the stored single message when there is one entry, else a digest. */
+  private compose(dest: SlackDestination, lastSeq: number, spanMs: number): { message: SlackMessage; events: number } {
+    const builder = new DigestBuilder(dest);
+    let after = 0;
+    for (;;) {
+      const rows = this.sql
+        .exec<{ seq: number; event_type: string; rules: string; key_field: string | null; key_value: string | null }>(
+          'SELECT seq, event_type, rules, key_field, key_value FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
+          after,
+          lastSeq,
+          SLICE,
+        )
+        .toArray();
+      for (const r of rows) builder.add({ ...r, rules: JSON.parse(r.rules) as string[] } satisfies DigestEntry);
+      if (rows.length < SLICE) break;
+      after = (rows[rows.length - 1] as { seq: number }).seq;
     }
-    type Group = { count: number; values: Map<string, number>; field: string; samples: UnknownEvent[] };
-    const groups = new Map<string, Group>();
-    const rules = new Set<string>();
-    let mention: string | undefined;
-    for (const { row, event } of parsed) {
-      const g: Group = groups.get(row.event_type) ?? { count: 0, values: new Map(), field: '', samples: [] };
-      g.count += 1;
-      const key = keyFieldOf(event);
-      if (key !== undefined) {
-        g.field = key.field;
-        g.values.set(key.value, (g.values.get(key.value) ?? 0) + 1);
+    if (builder.total === 1) {
+      const only = this.sql.exec<{ single: string | null }>('SELECT single FROM entries WHERE seq <= ? ORDER BY seq LIMIT 1', lastSeq).toArray()[0];
+      if (only?.single != null) return { message: JSON.parse(only.single) as SlackMessage, events: 1 };
+    }
+    const seqs = builder.sampleSeqs();
+    const samples = new Map<number, string>();
+    for (let i = 0; i < seqs.length; i += 100) {
+      const chunk = seqs.slice(i, i + 100);
+      const rows = this.sql
+        .exec<{ seq: number; sample: string }>(`SELECT seq, sample FROM entries WHERE seq IN (${chunk.map(() => '?').join(',')})`, ...chunk)
+        .toArray();
+      for (const r of rows) samples.set(r.seq, r.sample);
+    }
+    return { message: builder.build(samples, Math.max(1, Math.round(spanMs / 1000))), events: builder.total };
+  }
+
+  /**
+   * Moves the entries up to `lastSeq` to the dead-letter store, a slice at a
+   * time (each slice one store call, removed only once stored); if the store
+   * fails, the rest stay and the alarm tries again.
+   */
+  private async deadLetterUpTo(lastSeq: number, destination: string, reason: string, status: number | null, attempts: number): Promise<void> {
+    for (;;) {
+      const rows = this.sql
+        .exec<{ seq: number; event_id: string; event_type: string; rules: string; raw: string }>(
+          'SELECT seq, event_id, event_type, rules, raw FROM entries WHERE seq <= ? ORDER BY seq LIMIT ?',
+          lastSeq,
+          SLICE,
+        )
+        .toArray();
+      if (rows.length === 0) return;
+      const records: DeadLetterInput[] = rows.map((r) =>
+        deadLetterRecord({
+          event_id: r.event_id,
+          event_type: r.event_type,
+          destination,
+          rules: JSON.parse(r.rules) as string[],
+          reason,
+          last_status: status,
+          attempts,
+          body: r.raw,
+        }),
+      );
+      try {
+        await deadLetterStub(this.env).add(records);
+      } catch (err) {
+        log('error', 'dead_letter_store_failed', { destination, count: records.length, error: errorName(err) });
+        await this.scheduleAt(Date.now() + HOLD_DELAY_SECONDS * 1000);
+        return;
       }
-      if (g.samples.length < SAMPLES_PER_TYPE) g.samples.push(event);
-      groups.set(row.event_type, g);
-      const rowRules = JSON.parse(row.rules) as string[];
-      rowRules.forEach((r) => rules.add(r));
-      mention ??= mentionFor(dest, rowRules, row.event_type);
+      this.sql.exec('DELETE FROM entries WHERE seq <= ?', (rows[rows.length - 1] as { seq: number }).seq);
+      if (rows.length < SLICE) return;
     }
-    const digestGroups: DigestGroup[] = [...groups.entries()]
-      .sort((a, b) => b[1].count - a[1].count)
-      .map(([type, g]) => ({
-        type,
-        count: g.count,
-        topValues: {
-          field: g.field,
-          values: [...g.values.entries()]
-            .sort((a, b) => b[1] - a[1])
-            .slice(0, TOP_VALUES)
-            .map(([value, count]) => ({ value, count })),
-        },
-        samples: g.samples,
-      }));
-    const first = (rows[0] as Row).received_at;
-    const windowSeconds = Math.max(1, Math.round((now - first) / 1000));
-    const ctx: Parameters<typeof formatDigest>[2] = { destination: dest.name, rules: [...rules] };
-    if (dest.title !== undefined) ctx.title = dest.title;
-    if (mention !== undefined) ctx.mention = mention;
-    return formatDigest(digestGroups, windowSeconds, ctx);
-  }
-
-  private async deadLetter(rows: Row[], destination: string, reason: string, status: number | null, attempts: number): Promise<void> {
-    const records: DeadLetterInput[] = rows.map((r) => ({
-      event_id: r.event_id,
-      event_type: r.event_type,
-      destination,
-      rules: JSON.parse(r.rules) as string[],
-      reason,
-      last_status: status,
-      attempts,
-      body: r.raw,
-    }));
-    await deadLetterStub(this.env).add(records);
   }
 
   private destination(): { kind: 'ok'; dest: SlackDestination } | { kind: 'held' } | { kind: 'removed' } {
@@ -240,8 +316,22 @@ export class SlackOutbox extends DurableObject<Env> {
     return d?.type === 'slack' ? { kind: 'ok', dest: d } : { kind: 'removed' };
   }
 
+  private seenRetentionMs(): number {
+    const loaded = loadConfig(this.env);
+    return (loaded.ok ? loaded.config.settings.dedupRetentionDays : SEEN_DEFAULT_DAYS) * 86_400_000;
+  }
+
+  /** Forgets expired event ids, at most hourly (a scan, billed as reads). */
+  private sweepSeen(now: number): void {
+    if (now - this.meta('seen_swept_at') < SEEN_SWEEP_INTERVAL_MS) return;
+    this.sql.exec('DELETE FROM seen WHERE expires_at <= ?', now);
+    this.setMeta('seen_swept_at', now);
+  }
+
+  /** Entries are only ever removed oldest first, so the waiting ones are a contiguous run of seqs (two index reads, not a scan). */
   private count(): number {
-    return this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM outbox').one().n;
+    const r = this.sql.exec<{ lo: number | null; hi: number | null }>('SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM entries').one();
+    return r.lo === null || r.hi === null ? 0 : r.hi - r.lo + 1;
   }
 
   private meta(key: string): number {
@@ -258,11 +348,11 @@ export class SlackOutbox extends DurableObject<Env> {
   }
 }
 
-function safeParse(raw: string, row: Row): UnknownEvent {
+function parseEvent(item: OutboxItem): UnknownEvent {
   try {
-    return JSON.parse(raw) as UnknownEvent;
+    return JSON.parse(item.raw) as UnknownEvent;
   } catch {
-    return { id: row.event_id, event: row.event_type, data: {}, created_at: '' };
+    return { id: item.event_id, event: item.event_type, data: {}, created_at: '' };
   }
 }
 
