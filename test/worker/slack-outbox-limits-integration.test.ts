@@ -88,7 +88,7 @@ async function drain(stubs: ReturnType<typeof outboxStub>[], timeoutMs = 60_000)
 }
 
 describe('one message per window, measured where Slack receives it', () => {
-  it('three destinations under a burst, with a slow and jittery Slack: consecutive arrivals per destination are ≥ the window apart', async () => {
+  it('three destinations under a burst, with a slow and jittery Slack: consecutive arrivals per destination are ≥ the window apart', { timeout: 30_000 }, async () => {
     // Every other request is slow to arrive: a window measured from the start
     // of the previous request lets the next (fast) one arrive early.
     let k = 0;
