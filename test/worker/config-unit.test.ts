@@ -869,6 +869,18 @@ describe('parseRouterConfig: http destinations', () => {
 describe('parseRouterConfig: slack destinations', () => {
   const slack = (extra: Record<string, unknown> = {}) => ({ name: 'security', type: 'slack', url: SLACK, ...extra });
 
+  it('max_pending: default 10,000, accepted from 100 to 1,000,000, anything else a problem', () => {
+    expect(destOf(slack())).toMatchObject({ maxPending: 10_000 });
+    expect(destOf(slack({ max_pending: 100 }))).toMatchObject({ maxPending: 100 });
+    expect(destOf(slack({ max_pending: 1_000_000 }))).toMatchObject({ maxPending: 1_000_000 });
+    for (const bad of [99, 1_000_001, 1.5, -1, 'lots', true]) {
+      expect(destProblems(slack({ max_pending: bad }))).toEqual(['destinations[0].max_pending: must be a whole number from 100 to 1000000']);
+    }
+    expect(destProblems({ name: 'crm', type: 'http', url: CRM, max_pending: 100 })).toEqual([
+      'destinations[0].max_pending: unknown field for a http destination',
+    ]);
+  });
+
   it('accepts url_secret and reports url/url_secret problems like http', () => {
     expect(destOf({ name: 'security', type: 'slack', url_secret: 'SLACK_URL' }, { SLACK_URL: SLACK })).toMatchObject({ url: SLACK });
     expect(destProblems({ name: 'security', type: 'slack' })).toEqual(['destinations[0]: set exactly one of url or url_secret']);
