@@ -2,17 +2,19 @@
 import type { Destination } from '../config/router-config';
 import { deliverHttp } from './http';
 import { deliverQueue } from './queue';
-import { deliverSlack } from './slack/adapter';
+import { type SlackHandOff, deliverSlack } from './slack/adapter';
 import type { Delivery, DeliveryOutcome } from './types';
 
-export async function deliver(dest: Destination, delivery: Delivery, env: Env): Promise<DeliveryOutcome> {
+export { SlackHandOff } from './slack/adapter';
+
+export async function deliver(dest: Destination, delivery: Delivery, env: Env, slack?: SlackHandOff): Promise<DeliveryOutcome> {
   switch (dest.type) {
     case 'http':
       return deliverHttp(dest, delivery);
     case 'queue':
       return deliverQueue(dest, delivery, env);
     case 'slack':
-      return deliverSlack(dest, delivery, env);
+      return deliverSlack(dest, delivery, env, slack);
     default: {
       const never: never = dest;
       throw new Error(`unknown destination type ${JSON.stringify(never)}`);

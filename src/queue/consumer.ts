@@ -22,7 +22,7 @@ import type { RouterConfig } from '../config/router-config';
 import { loadConfig } from '../config/load';
 import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import { ledgerStub, ledgerStubByName, shardKeyOf } from '../dedup/shard';
-import { deliver } from '../destinations';
+import { SlackHandOff, deliver } from '../destinations';
 import { type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../destinations/types';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
@@ -72,6 +72,8 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   const reserve = new FlushReserve();
   const plans: MessagePlan[] = [];
   const work: MessageWork[] = [];
+  /** Slack destinations already handed events in this batch (their hand-off is one request). */
+  const slackHanded = new Set<string>();
   const now = Date.now();
   for (const message of batch.messages) {
     const plan: MessagePlan = { message, deadLetters: [] };
@@ -133,20 +135,40 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     }
     const due = names.filter((n) => (pending[n]?.not_before ?? 0) <= now + 1_000);
     const left = totalBudget - used - trial.calls();
-    if (due.length > left && due.length <= totalBudget - trial.calls()) {
+    // Each delivery is one subrequest, except Slack: one hand-off per destination per batch.
+    const costOf = (name: string, handed: Set<string>) => (config.destinations.get(name)?.type === 'slack' && handed.has(name) ? 0 : 1);
+    const handed = new Set(slackHanded);
+    const dueCost = due.reduce((sum, n) => {
+      const c = costOf(n, handed);
+      handed.add(n);
+      return sum + c;
+    }, 0);
+    if (dueCost > left && dueCost <= totalBudget - trial.calls()) {
       // It would fit a batch of its own: let the platform redeliver it whole
       // rather than writing a follow-up message (one message per event).
       plan.redeliver = true;
       continue;
     }
-    const attempt = due.slice(0, Math.max(0, left));
-    used += attempt.length;
+    const attempt: string[] = [];
+    let cost = 0;
+    for (const n of due) {
+      const c = costOf(n, slackHanded);
+      if (cost + c > left) break;
+      attempt.push(n);
+      cost += c;
+      if (config.destinations.get(n)?.type === 'slack') slackHanded.add(n);
+    }
+    used += cost;
     reserve.commit(trial);
     work.push({ plan, body, event, raw, pending, attempt });
   }
   // Deliveries of every message in the batch run concurrently: a slow
-  // destination holds up only its own requests.
-  await Promise.all(work.map((w) => deliverMessage(w, config, env)));
+  // destination holds up only its own requests. Slack hand-offs are collected
+  // while the deliveries start, then sent once per destination.
+  const slack = new SlackHandOff(env);
+  const delivering = Promise.all(work.map((w) => deliverMessage(w, config, env, slack)));
+  await slack.flush();
+  await delivering;
   await flush(plans, env, config);
 }
 
@@ -215,7 +237,7 @@ interface MessageWork {
   attempt: string[];
 }
 
-async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env): Promise<void> {
+async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, slack: SlackHandOff): Promise<void> {
   const { plan, body, event, raw, pending, attempt } = w;
   const outcomes = await Promise.all(
     attempt.map(async (name) => {
@@ -225,7 +247,7 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env): P
         return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } as DeliveryOutcome };
       }
       const delivery = { event, raw, rules: state.rules, attempts: state.attempts, stale: body.stale === true };
-      const outcome = await deliver(dest, delivery, env).catch((err: unknown): DeliveryOutcome => {
+      const outcome = await deliver(dest, delivery, env, slack).catch((err: unknown): DeliveryOutcome => {
         log('error', 'adapter_error', { event_id: body.id, destination: name, error: errorName(err) });
         return { ok: false, retryable: true, status: null, reason: 'adapter_error' };
       });

@@ -1,0 +1,48 @@
+/**
+ * The consumer hands a batch's events to each Slack outbox in one request,
+ * and a redelivered batch is not counted twice (submission is idempotent per
+ * event id).
+ */
+import { env } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { outboxStub } from '../../src/destinations/slack/outbox';
+import { routerMessage, runBatch } from '../helpers/consumer';
+import { Sink } from '../helpers/sink';
+import { sampleEvent } from '../helpers/webhook';
+import { ONCALL } from './router';
+
+const sink = new Sink();
+beforeEach(() => sink.reset().install());
+afterEach(() => vi.restoreAllMocks());
+
+function countOf(body: string): number {
+  const text = (JSON.parse(body) as { text: string }).text;
+  const m = /([\d,]+) WorkOS events? in the last/.exec(text);
+  return m ? Number((m[1] as string).replace(/,/g, '')) : 1;
+}
+
+describe('Slack hand-offs per batch', () => {
+  it('ten events of one batch reach the outbox together, and the same batch redelivered adds nothing', async () => {
+    const events = Array.from({ length: 10 }, (_, i) =>
+      sampleEvent({ event: 'authentication.mfa_failed', data: { type: 'mfa', status: 'failed', email: `u${i}@example.com`, user_id: null } }),
+    );
+    const messages = events.map((e) => routerMessage(e));
+    const getStub = vi.spyOn(env.SLACK_OUTBOX, 'get');
+    const first = await runBatch(messages, env);
+    expect(first.result.explicitAcks).toHaveLength(10);
+    // mfa_failed goes to two Slack destinations (failed-logins → security, mfa → oncall): one request each for the whole batch.
+    expect(getStub).toHaveBeenCalledTimes(2);
+    const again = await runBatch(messages, env); // the platform redelivers the batch
+    expect(again.result.explicitAcks).toHaveLength(10);
+
+    const outbox = outboxStub(env, 'oncall');
+    await sink.until(() => sink.received.some((r) => r.url === ONCALL), 'a message at Slack');
+    const deadline = Date.now() + 15_000;
+    while ((await outbox.pending()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await outbox.pending()).toBe(0);
+    const posted = sink.received.filter((r) => r.url === ONCALL);
+    // One digest of all ten (handed over one by one, the first would have gone out alone).
+    expect(posted).toHaveLength(1);
+    expect(countOf(posted[0]?.body ?? '')).toBe(10);
+  });
+});
