@@ -10,7 +10,7 @@ import {
   type SlackFormatContext,
   type SlackMessage,
 } from '../../src/destinations/slack/format';
-import { literal } from '../../src/destinations/slack/format/escape';
+import { code, literal } from '../../src/destinations/slack/format/escape';
 import { FIXTURES, makeEvent } from '../fixtures/events';
 
 const ZWSP = '\u200B';
@@ -594,6 +594,83 @@ describe('escaping untrusted text', () => {
     );
     expectInert(msg);
     expectWithinLimits(msg);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Invisible and layout characters
+
+describe('invisible and layout characters', () => {
+  const BIDI = '\u202A\u202B\u202C\u202D\u202E\u2066\u2067\u2068\u2069';
+  const FORMAT = '\u200B\u200C\u200E\u200F\u2060\uFEFF\u00AD\u061C\u{E0041}';
+  /** Bidi or other format characters, except the escaper's ZWSP and ZWJ (checked separately). */
+  const INVISIBLE = /[\u202A-\u202E\u2066-\u2069\u200C\u200E\u200F\u2060\uFEFF\u00AD\u061C\u{E0000}-\u{E007F}]/u;
+
+  it('literal and code drop bidi overrides/isolates and other format characters', () => {
+    // "invoice‮fdp.exe" would display as "invoiceexe.pdf".
+    expect(literal('invoice\u202Efdp.exe')).toBe('invoicefdp.exe');
+    expect(literal(`a${BIDI}b${FORMAT}c`)).toBe('abc');
+    expect(code('user_01H9J6DAK05TNE3GKRD0BTC6H0\u202E')).toBe('`user_01H9J6DAK05TNE3GKRD0BTC6H0`');
+    expect(code('\u2066org_01H7SS34ZSYKP6HGNX3JYF5MB6\u2069')).toBe('`org_01H7SS34ZSYKP6HGNX3JYF5MB6`');
+    // Control characters go too; a ZWSP in the payload is not kept (only the escaper's own).
+    expect(literal('a\u0000b\u001Bc\u007Fd\u0085e')).toBe('abcd e');
+    expect(literal('sk\u200B_live')).toBe('sk_live');
+  });
+
+  it('keeps emoji sequences joined with ZWJ intact', () => {
+    expect(literal('👩\u200D💻 on call')).toBe('👩\u200D💻 on call');
+    expect(literal('🏳\uFE0F\u200D🌈')).toBe('🏳\uFE0F\u200D🌈');
+    expect(literal('a\u200Db')).toBe('ab');
+  });
+
+  it('line breaks and tabs become single spaces: one value, one line', () => {
+    expect(literal('a\nb\r\nc\td\u2028e\u2029f')).toBe('a b c d e f');
+    expect(literal('a \n\n \t b')).toBe('a b');
+    expect(code('user_1\nuser_2')).toBe('user_1 user_2');
+  });
+
+  it('a payload cannot draw a fake "Rule:" line or reverse text in a family message', () => {
+    const fake = 'Chrome\n\nRule: *no-alerts*\nDestination: muted';
+    const msg = formatSlackMessage(
+      event('authentication.password_failed', {
+        email: `\u202Emoc.elpmaxe@nimda\u202C`,
+        user_agent: fake,
+        error: { code: 'x', message: `line one\nline two\t${BIDI}` },
+      }),
+      CTX,
+    );
+    const v = view(msg);
+    expect(v.fields['User agent']).toBe(`Chrome Rule: ${ZWSP}*${ZWSP}no-alerts${ZWSP}*${ZWSP} Destination: muted`);
+    expect(v.fields.Error).toBe('line one line two ');
+    expect(v.fields.Email).toBe('moc.elpmaxe@nimda');
+    expect(v.texts[0]).toBe('`authentication.password_failed` · *moc.elpmaxe@nimda*');
+    for (const t of allTexts(msg)) expect(t).not.toMatch(INVISIBLE);
+    // Only our own line breaks: between a field's label and value.
+    for (const s of msg.blocks.filter(isSection)) for (const f of s.fields ?? []) expect(f.text.split('\n')).toHaveLength(2);
+  });
+
+  it('impersonation reason, actor name and the generic formatter stay on their lines', () => {
+    const session = formatSlackMessage(
+      event(
+        'session.created',
+        { user_id: 'user_1', impersonator: { email: 'a@example.com', reason: `ok\n*Reason:* none\n${BIDI}` } },
+        { context: { actor: { name: 'Eve\nRule: *x*', source: 'api\u202E' } } },
+      ),
+      CTX,
+    );
+    const warning = view(session).texts[0]!;
+    expect(warning.split('\n')).toHaveLength(2);
+    expect(warning.endsWith(`*Reason:* ok ${ZWSP}*${ZWSP}Reason:${ZWSP}*${ZWSP} none `)).toBe(true);
+    expect(view(session).context).toContain(`By: Eve Rule: ${ZWSP}*${ZWSP}x${ZWSP}*${ZWSP} (api)`);
+    const generic = formatSlackMessage(event('custom.thing', { 'na\nme': 'x\ty\nz', [`k${BIDI}`]: `v${FORMAT}` }), CTX);
+    expect(view(generic).fields).toEqual({ 'na me': 'x y z', k: 'v' });
+    for (const msg of [session, generic]) for (const t of allTexts(msg)) expect(t).not.toMatch(INVISIBLE);
+  });
+
+  it('a value of nothing but invisible characters shows as no value', () => {
+    const msg = formatSlackMessage(event('user.created', { email: BIDI, first_name: FORMAT, id: 'user_1' }), CTX);
+    expect(view(msg).fields).toEqual({ 'User ID': '`user_1`' });
+    expect(view(msg).texts[0]).toBe('`user.created` · *user_1*');
   });
 });
 

@@ -8,6 +8,7 @@ import type { UnknownEvent } from '../../../events/catalog';
 import { capBlocks, context, header, LIMITS, section } from './blocks';
 import { code, literal, truncate } from './escape';
 import { isRecord, textAt } from './read';
+import { redactSecrets, sanitize, stripInvisible } from './redact';
 import { describe, plainType } from './specs';
 import type { SlackFormatContext, SlackMessage } from './types';
 
@@ -15,7 +16,13 @@ export interface DigestGroup {
   type: string;
   count: number;
   topValues: { field: string; values: { value: string; count: number }[] };
-  samples: UnknownEvent[];
+  /**
+   * The first events of the group: events, or their lines as made by
+   * `digestSampleLine` (kept instead of the events while they wait). A line is
+   * re-checked before use (no `<`/`>`, no control or format character other
+   * than the escaper's ZWSP, secrets redacted, length capped).
+   */
+  samples: readonly (UnknownEvent | string)[];
 }
 
 export type DigestContext = Omit<SlackFormatContext, 'rule'> & { rules: string[] };
@@ -58,7 +65,7 @@ const KEY_FIELDS: readonly (readonly [prefix: string, field: string, paths: read
   ],
 ];
 
-/** Longest key value kept (values are counted, so keep them small). */
+/** Longest key value kept (values are counted, so keep them small; cleaned first, so redacted values count together). */
 const MAX_KEY_VALUE = 200;
 
 export function keyFieldOf(event: UnknownEvent): { field: string; value: string } | undefined {
@@ -69,7 +76,7 @@ export function keyFieldOf(event: UnknownEvent): { field: string; value: string 
   const [, field, paths] = entry;
   for (const path of paths) {
     const value = textAt(event.data, path);
-    if (value !== undefined) return { field, value: value.slice(0, MAX_KEY_VALUE) };
+    if (value !== undefined) return { field, value: sanitize(value).slice(0, MAX_KEY_VALUE) };
   }
   return undefined;
 }
@@ -116,8 +123,11 @@ function joinLines(lines: readonly string[], max: number): string {
   return out;
 }
 
-/** "• `evt_…` · time — Label: value · Label: value" (whole facts only). */
-function sampleLine(event: UnknownEvent): string {
+/**
+ * An event's line in a digest (safe mrkdwn, one line):
+ * "• `evt_…` · time — Label: value · Label: value" (whole facts only).
+ */
+export function digestSampleLine(event: UnknownEvent): string {
   const e: Record<string, unknown> = isRecord(event) ? event : {};
   const type = str(e.event, '');
   const data = isRecord(e.data) ? e.data : {};
@@ -134,6 +144,15 @@ function sampleLine(event: UnknownEvent): string {
   return line;
 }
 
+/**
+ * A line made earlier by `digestSampleLine` (it may have waited in storage):
+ * checked again, since it goes into the message as is.
+ */
+function recheckLine(line: string): string {
+  const clean = redactSecrets(stripInvisible(line, true)).replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return truncate(clean, SAMPLE_LINE + 10);
+}
+
 function groupSection(g: DigestGroup): string {
   const lines = [`*${num(count(g.count))} ×* ${code(str(g.type, '(unknown type)'))}`];
   const top = isRecord(g.topValues) && Array.isArray(g.topValues.values) ? g.topValues.values : [];
@@ -141,13 +160,13 @@ function groupSection(g: DigestGroup): string {
   if (values.length > 0) {
     const shown = values
       .slice(0, TOP_VALUES)
-      .map((v) => `${code(v.value.slice(0, 100))} (${num(count(v.count))})`)
+      .map((v) => `${code(v.value, 100)} (${num(count(v.count))})`)
       .join(', ');
     const more = values.length > TOP_VALUES ? ` +${values.length - TOP_VALUES} more` : '';
     lines.push(`Top ${literal(str(g.topValues.field, 'value'))}: ${shown}${more}`);
   }
-  const samples = Array.isArray(g.samples) ? g.samples.slice(0, SAMPLES_PER_GROUP) : [];
-  lines.push(...samples.map(sampleLine));
+  const samples: readonly unknown[] = Array.isArray(g.samples) ? g.samples.slice(0, SAMPLES_PER_GROUP) : [];
+  lines.push(...samples.map((s) => (typeof s === 'string' ? recheckLine(s) : digestSampleLine(s as UnknownEvent))));
   return joinLines(lines, SECTION_BUDGET);
 }
 
@@ -160,7 +179,7 @@ function countSections(groups: readonly DigestGroup[], maxSections: number): str
   let cur = '*Also:*';
   for (let i = 0; i < groups.length; i++) {
     const g = groups[i]!;
-    const line = `${num(count(g.count))} × ${code(str(g.type, '(unknown type)').slice(0, 100))}`;
+    const line = `${num(count(g.count))} × ${code(str(g.type, '(unknown type)'), 100)}`;
     if (cur.length + line.length + 1 <= SECTION_BUDGET) {
       cur += `\n${line}`;
       continue;

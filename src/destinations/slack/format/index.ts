@@ -10,7 +10,8 @@
  *              family's "label: value" facts as fields (ten per section)
  *   context  — rule, destination, event id, event time
  *
- * All payload text is escaped and neutralized (see `./escape`); sensitive
+ * All payload text is cleaned (invisible characters, line breaks, secrets by
+ * value: see `./redact`), escaped and neutralized (see `./escape`); sensitive
  * fields are never read (see `./read`); limits are enforced by the builders
  * (see `./blocks`).
  */
@@ -23,10 +24,13 @@ import { describe, titleOf, type Description } from './specs';
 import type { SlackFormatContext, SlackMessage } from './types';
 
 export type { SlackFormatContext, SlackMessage } from './types';
-export { formatDigest, keyFieldOf, type DigestContext, type DigestGroup } from './digest';
+export { digestSampleLine, formatDigest, keyFieldOf, type DigestContext, type DigestGroup } from './digest';
 export { escapeMrkdwn } from './escape';
+export { redactSecrets, sanitize } from './redact';
 
 const MAX_TEXT = 3_000;
+/** Event type, id and time (the router accepts ids and types up to 256 characters). */
+const MAX_NAME = 300;
 
 function str(value: unknown, fallback: string): string {
   return typeof value === 'string' && value !== '' ? value : fallback;
@@ -37,7 +41,7 @@ function actorOf(context: unknown): string {
   const name = textAt(context, 'actor.name') ?? textAt(context, 'actor.id');
   if (name === undefined) return '';
   const source = textAt(context, 'actor.source');
-  return `By: ${literal(name.slice(0, 200))}${source !== undefined ? ` (${literal(source.slice(0, 50))})` : ''}`;
+  return `By: ${literal(name, 200)}${source !== undefined ? ` (${literal(source, 50)})` : ''}`;
 }
 
 export function formatSlackMessage(event: UnknownEvent, ctx: SlackFormatContext): SlackMessage {
@@ -64,19 +68,22 @@ export function formatSlackMessage(event: UnknownEvent, ctx: SlackFormatContext)
     blocks.push(section(`${mention}${d.warning}`));
     mention = '';
   }
-  const summary = `${mention}${code(type)}${d.subject !== undefined ? ` · ${d.subject}` : ''}`;
+  const summary = `${mention}${code(type, MAX_NAME)}${d.subject !== undefined ? ` · ${d.subject}` : ''}`;
   blocks.push(...fieldSections(d.fields, summary));
   blocks.push(
     context([
       `Rule: *${literal(ctx.rule)}*`,
       `Destination: ${literal(ctx.destination)}`,
-      `Event: ${code(id)}`,
-      `Time: ${literal(time)}`,
+      `Event: ${code(id, MAX_NAME)}`,
+      `Time: ${literal(time, MAX_NAME)}`,
       actorOf(e.context),
     ]),
   );
 
   const lead = ctx.mention ? `${ctx.mention} ` : '';
-  const text = truncate(`${lead}${literal(type)} · ${literal(id)} · ${literal(time)}`, MAX_TEXT);
+  const text = truncate(
+    `${lead}${literal(type, MAX_NAME)} · ${literal(id, MAX_NAME)} · ${literal(time, MAX_NAME)}`,
+    MAX_TEXT,
+  );
   return { text, blocks: capBlocks(blocks) };
 }

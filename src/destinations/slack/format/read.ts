@@ -1,6 +1,10 @@
 /**
  * Defensive reading and rendering of unvalidated payload values.
  *
+ * Every string rendered here goes through `literal` or `code`, which clean it
+ * (invisible characters, line breaks, secrets by value: see `./redact`) before
+ * cutting it to its length limit.
+ *
  * Nothing here throws on odd input: a value that is missing, `null` or empty
  * renders as nothing; a value of an unexpected type renders the way the
  * generic formatter renders any value (`renderAny`).
@@ -43,7 +47,7 @@ const SENSITIVE_EXACT = new Set([
   'uri',
 ]);
 const SENSITIVE_PATTERN =
-  /(^|_)(token|tokens|secret|secrets|password|passwords|passcode|otp|code|url|uri|link|jwt|cookie|hash|signature|credential|credentials)$|^(secret|password|token)_/;
+  /(^|_)(token|tokens|secret|secrets|password|passwords|passcode|otp|code|url|uri|link|jwt|cookie|hash|signature|credential|credentials|apikey|(api|access|secret|signing|private|client|session)_?key)$|^(secret|password|token)_/;
 
 /** Paths that look sensitive but are not (shown on purpose). */
 const NOT_SENSITIVE = new Set(['error.code']);
@@ -80,8 +84,9 @@ const MAX_TEXT = 300;
 const MAX_LONG = 1_000;
 const MAX_ITEMS = 10;
 
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+/** A rendering that came out empty (the value was only invisible characters) is no value. */
+function nonEmpty(rendered: string): string | undefined {
+  return rendered.trim() === '' ? undefined : rendered;
 }
 
 function isBlank(value: unknown): boolean {
@@ -108,11 +113,11 @@ function renderList(items: readonly string[], one: (s: string) => string): strin
 export function renderAny(value: unknown): string | undefined {
   if (isBlank(value)) return undefined;
   const s = scalarText(value);
-  if (s !== undefined) return literal(clip(s, MAX_TEXT));
+  if (s !== undefined) return nonEmpty(literal(s, MAX_TEXT));
   if (Array.isArray(value)) {
     const scalars = value.map(scalarText);
     if (scalars.every((x): x is string => x !== undefined)) {
-      return value.length === 0 ? undefined : renderList(scalars, (x) => literal(clip(x, 100)));
+      return value.length === 0 ? undefined : renderList(scalars, (x) => literal(x, 100));
     }
     return `(${value.length} items)`;
   }
@@ -126,10 +131,10 @@ export function render(value: unknown, kind: Kind = 'text', item?: string): stri
   switch (kind) {
     case 'text':
     case 'long':
-      if (typeof value === 'string') return literal(clip(value, kind === 'long' ? MAX_LONG : MAX_TEXT));
+      if (typeof value === 'string') return nonEmpty(literal(value, kind === 'long' ? MAX_LONG : MAX_TEXT));
       break;
     case 'id':
-      if (typeof value === 'string') return code(clip(value, MAX_TEXT));
+      if (typeof value === 'string') return nonEmpty(code(value, MAX_TEXT));
       break;
     case 'bool':
       if (typeof value === 'boolean') return value ? 'Yes' : 'No';
@@ -143,13 +148,13 @@ export function render(value: unknown, kind: Kind = 'text', item?: string): stri
           .map((v) => (item !== undefined ? at(v, item) : v))
           .map(scalarText)
           .filter((x): x is string => x !== undefined && x !== '');
-        return texts.length === 0 ? undefined : renderList(texts, (x) => code(clip(x, 100)));
+        return texts.length === 0 ? undefined : renderList(texts, (x) => code(x, 100));
       }
       break;
     case 'keys':
       if (isRecord(value)) {
         const keys = Object.keys(value).filter((k) => !isSensitiveKey(k));
-        return keys.length === 0 ? undefined : renderList(keys, (k) => literal(clip(k, 100)));
+        return keys.length === 0 ? undefined : renderList(keys, (k) => literal(k, 100));
       }
       break;
     case 'pairs':
@@ -158,7 +163,7 @@ export function render(value: unknown, kind: Kind = 'text', item?: string): stri
           .filter(([k]) => !isSensitiveKey(k))
           .map(([k, v]) => [k, scalarText(v)] as const)
           .filter((p): p is readonly [string, string] => p[1] !== undefined)
-          .map(([k, v]) => `${literal(clip(k, 60))}: ${code(clip(v, 100))}`);
+          .map(([k, v]) => `${literal(k, 60)}: ${code(v, 100)}`);
         if (pairs.length === 0) return undefined;
         const shown = pairs.slice(0, MAX_ITEMS).join(', ');
         return pairs.length > MAX_ITEMS ? `${shown} +${pairs.length - MAX_ITEMS} more` : shown;

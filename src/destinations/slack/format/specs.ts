@@ -6,7 +6,8 @@
  *
  * Only named paths are ever read, and `at()` refuses sensitive keys (tokens,
  * codes, secrets, URLs…), so a payload field that is not in this table never
- * reaches Slack.
+ * reaches Slack; what is read is rendered through `literal`/`code`, which also
+ * redact secrets by value (see `./redact`).
  */
 import {
   eventFamily,
@@ -17,6 +18,7 @@ import {
 } from '../../../events/catalog';
 import type { Field } from './blocks';
 import { literal } from './escape';
+import { sanitize } from './redact';
 import { at, isRecord, isSensitiveKey, render, renderAny, textAt, type Json, type Kind } from './read';
 
 // ---------------------------------------------------------------------------
@@ -164,7 +166,7 @@ const SAML_CERTIFICATE: Spec<TypesLike<'connection.saml_certificate_'>> = {
   ],
   warning: (d) => {
     const expiry = textAt(d, 'certificate.expiry_date');
-    const on = expiry === undefined ? '' : ` (${literal(expiry)})`;
+    const on = expiry === undefined ? '' : ` (${literal(expiry, 100)})`;
     if (at(d, 'certificate.is_expired') === true) return `:warning: *The SAML certificate has expired*${on}`;
     const days = at(d, 'days_until_expiry');
     if (typeof days === 'number' && Number.isFinite(days)) {
@@ -509,11 +511,15 @@ function fromSpec(spec: AnySpec, data: Json): Description {
     if (first === undefined) continue;
     fields.push({ label: f.label, value: f.join !== undefined ? values.join(f.join) : first });
   }
-  const subjectPath = spec.subject?.find((p) => textAt(data, p) !== undefined);
-  const subjectText = subjectPath === undefined ? undefined : textAt(data, subjectPath);
   const description: Description = { fields };
-  const subject = subjectText?.replace(/\s+/g, ' ').trim().slice(0, 200);
-  if (subject) description.subject = `*${literal(subject)}*`;
+  // The first subject path with something visible in it.
+  for (const path of spec.subject ?? []) {
+    const text = textAt(data, path);
+    const subject = text === undefined ? '' : sanitize(text).replace(/\s+/g, ' ').trim();
+    if (subject === '') continue;
+    description.subject = `*${literal(subject, 200)}*`;
+    break;
+  }
   const warning = spec.warning?.(data);
   if (warning !== undefined) description.warning = warning;
   return description;
@@ -528,7 +534,8 @@ export function genericDescription(data: Json): Description {
     if (fields.length >= GENERIC_MAX_FIELDS) break;
     if (isSensitiveKey(key) || (typeof value === 'object' && value !== null)) continue;
     const rendered = renderAny(value);
-    if (rendered !== undefined) fields.push({ label: literal(key.slice(0, 60)), value: rendered });
+    const label = literal(key, 60);
+    if (rendered !== undefined && label.trim() !== '') fields.push({ label, value: rendered });
   }
   return { fields };
 }
