@@ -10,6 +10,8 @@ export { DedupLedger } from './dedup/ledger';
 export { DeadLetterStore } from './deadletters/store';
 export { SlackOutbox } from './destinations/slack/outbox';
 export { Reconciler } from './reconcile/reconciler';
+export { DestinationRegistry } from './destinations/registry';
+export { HeldDeliveries } from './destinations/held';
 
 export default {
   fetch: app.fetch,

@@ -3,17 +3,15 @@
  * Responses carry identifiers and counts only, never payloads.
  */
 import { Hono } from 'hono';
-import { RECONCILE_ENQUEUE_FAILED, ROUTER_DESTINATION, deadLetterStub } from '../deadletters/store';
-import { admitEvent } from '../ingest/admit';
+import { destinationRoutes } from './destinations';
+import { deadLetterStub } from '../deadletters/store';
 import { ApiError } from '../http/errors';
 import { constantTimeEqual } from '../webhook/signature';
 import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
-import { errorName } from '../log';
 import { stringBinding } from '../env';
-import { ledgerStub, shardKeyOf } from '../dedup/shard';
-import type { UnknownEvent } from '../events/catalog';
-import { type RouterMessage, fitsInline, utf8Length } from '../queue/message';
+import { type BulkAction, type DeadLetterJob, parseBulkRequest, parseIdempotencyKey } from './bulk';
+import { replayRecord } from './replay';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
 
@@ -31,13 +29,15 @@ adminRoutes.use('*', async (c, next) => {
 
 adminRoutes.get('/status', async (c) => {
   const loaded = loadConfig(c.env);
-  const [deadLetters, reconcile] = await Promise.all([deadLetterStub(c.env).count(), reconcilerStub(c.env).status()]);
+  const store = deadLetterStub(c.env);
+  const [deadLetters, jobs, reconcile] = await Promise.all([store.count(), store.jobs(), reconcilerStub(c.env).status()]);
   return c.json({
     status: 'ok',
     config: loaded.ok
       ? { valid: true, rules: loaded.config.rules.length, destinations: loaded.config.destinations.size, warnings: loaded.warnings }
       : { valid: false, problems: loaded.problems },
     dead_letters: deadLetters,
+    dead_letter_jobs: jobs,
     reconcile,
   });
 });
@@ -83,61 +83,67 @@ adminRoutes.get('/dead-letters', async (c) => {
 
 /**
  * Replays one dead letter: its destination gets the event again through the
- * normal delivery path (fresh attempts). The record leaves the store only once
- * the replay is enqueued.
+ * normal delivery path (fresh attempts; see src/admin/replay.ts). The record
+ * is taken from the store and put back, same seq, when the replay cannot be
+ * enqueued.
  */
 adminRoutes.post('/dead-letters/:seq/replay', async (c) => {
   const seq = parseSeq(c.req.param('seq'));
   const loaded = loadConfig(c.env);
   if (!loaded.ok) throw new ApiError(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
   const store = deadLetterStub(c.env);
-  const record = await store.take(seq);
-  if (record === null) throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
-  let event: UnknownEvent;
-  try {
-    event = JSON.parse(record.body) as UnknownEvent;
-  } catch {
+  const taken = await store.takeForReplay(seq);
+  if (taken.status === 'not_found') throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
+  if (taken.status === 'busy') throw new ApiError(409, 'in_progress', 'A bulk replay job is enqueuing this dead letter right now; list it again in a moment.');
+  const record = taken.record;
+  const outcome = await replayRecord(c.env, loaded.config.settings, record);
+  if (outcome.status === 'not_replayable') {
     await store.restore(record);
     throw new ApiError(409, 'not_replayable', `This dead letter has no event body to replay (reason: ${record.reason}); delete it instead.`);
   }
-  if (record.reason === RECONCILE_ENQUEUE_FAILED) {
-    // Never accepted: admit it through the dedup ledger like a webhook, so a
-    // copy that arrived meanwhile is not delivered twice.
-    const result = await admitEvent(c.env, loaded.config.settings, event, record.body, utf8Length(record.body), record.source ?? 'reconcile');
-    if (result.status === 'unavailable' || result.status === 'in_progress') {
-      await store.restore(record);
-      throw new ApiError(503, 'temporarily_unavailable', 'The replay could not be enqueued; the dead letter was kept.');
-    }
-    return c.json({ status: result.status === 'accepted' ? 'replayed' : 'duplicate', event_id: record.event_id, destination: record.destination });
-  }
-  try {
-    const message: RouterMessage = {
-      v: 1,
-      id: record.event_id,
-      type: record.event_type,
-      created_at: event.created_at,
-      source: record.source ?? 'webhook',
-      accepted_at: Date.now(),
-    };
-    // A record the router itself could not route (`(router)`) is routed again
-    // by the rules in force now; any other goes to its own destination.
-    if (record.destination !== ROUTER_DESTINATION) message.pending = { [record.destination]: { attempts: 0, rules: record.rules } };
-    if (record.stale === true) message.stale = true;
-    if (!fitsInline(message, record.body, utf8Length(record.body))) {
-      const settings = loaded.config.settings;
-      const { name, stub } = ledgerStub(c.env, shardKeyOf(event), settings.dedupShards);
-      const retentionMs = settings.dedupRetentionDays * 86_400_000;
-      const until = Date.now() + retentionMs;
-      await stub.storeBody(record.event_id, record.body, until);
-      message.body_ref = { shard: name, until };
-    } else message.body = record.body;
-    await c.env.EVENTS_QUEUE.send(message, { contentType: 'json' });
-  } catch (err) {
+  if (outcome.status === 'unavailable') {
     await store.restore(record);
-    throw new ApiError(503, 'temporarily_unavailable', `The replay could not be enqueued (${errorName(err).split(':')[0]}); the dead letter was kept.`);
+    throw new ApiError(503, 'temporarily_unavailable', `The replay could not be enqueued (${outcome.error}); the dead letter was kept.`);
   }
-  return c.json({ status: 'replayed', event_id: record.event_id, destination: record.destination });
+  return c.json({ status: outcome.status, event_id: record.event_id, destination: record.destination });
 });
+
+/**
+ * Bulk actions on the dead letters a filter selects (src/admin/bulk.ts):
+ * `200` when finished within the request (or a dry run), `202` with the job
+ * while it goes on in the background (`GET /admin/dead-letters/jobs/<id>`,
+ * `GET /admin/status`). An `Idempotency-Key` makes a retried request return
+ * its first job instead of starting another.
+ */
+for (const action of ['replay', 'discard'] as const) {
+  adminRoutes.post(`/dead-letters/${action}`, async (c) => {
+    const key = parseIdempotencyKey(c.req.header('idempotency-key'));
+    const request = parseBulkRequest(await c.req.text());
+    if (action === 'replay' && !request.dry_run && !loadConfig(c.env).ok) {
+      throw new ApiError(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
+    }
+    const result = await deadLetterStub(c.env).startJob(action, request, request.dry_run ? null : key);
+    const verb = action === 'replay' ? 'replayed' : 'discarded';
+    if (result.kind === 'dry_run') return c.json({ action, dry_run: true, matched: result.matched, [verb]: 0 });
+    if (result.kind === 'key_reused') {
+      throw new ApiError(422, 'idempotency_key_reused', `This Idempotency-Key was already used by job ${result.job_id} for a different request; use a new key.`);
+    }
+    const { job } = result;
+    const body = { action, matched: job.matched, [verb]: job.done, failed: job.failed, job, ...(result.kind === 'existing' ? { repeated: true } : {}) };
+    if (job.state !== 'running') return c.json(body, 200);
+    c.header('Location', `/admin/dead-letters/jobs/${job.id}`);
+    return c.json(body, 202);
+  });
+}
+
+/** One bulk job's progress. */
+adminRoutes.get('/dead-letters/jobs/:id', async (c) => {
+  const job: DeadLetterJob | null = await deadLetterStub(c.env).job(c.req.param('id'));
+  if (job === null) throw new ApiError(404, 'not_found', 'No dead-letter job with that id.');
+  return c.json(job);
+});
+
+export type { BulkAction };
 
 /** Deletes one dead letter without replaying it. */
 adminRoutes.delete('/dead-letters/:seq', async (c) => {
@@ -165,3 +171,6 @@ async function sameSecret(a: string, b: string): Promise<boolean> {
   const [da, db] = await Promise.all([crypto.subtle.digest('SHA-256', enc.encode(a)), crypto.subtle.digest('SHA-256', enc.encode(b))]);
   return constantTimeEqual(new Uint8Array(da), new Uint8Array(db)) && a.length > 0;
 }
+
+/** Destinations: state and health, pause and resume (src/admin/destinations.ts). */
+adminRoutes.route('/destinations', destinationRoutes);

@@ -4,13 +4,23 @@
  * response status. Records stay until an operator replays or deletes them, or
  * until they are older than `dead_letter_retention_days` (default 30): an
  * alarm sweeps them at most hourly while the store holds records.
+ *
+ * Bulk actions (replay or discard by filter; src/admin/bulk.ts) run here as
+ * jobs: the first slice inside the request, the rest driven by the same
+ * alarm, one bounded slice at a time, their progress in `dead_letter_jobs`.
+ * A replayed record leaves the store only once its replay is enqueued; the
+ * record in flight is noted on its job first, so a restart in the middle
+ * never replays it twice by itself nor loses it (it is kept and reported).
  */
 import { DurableObject } from 'cloudflare:workers';
 import { loadConfig } from '../config/load';
 import { SETTINGS_SPEC } from '../config/router-config';
 import { routerVar } from '../env';
-import { log } from '../log';
+import { errorName, log, logOnce } from '../log';
 import type { RouterMessage } from '../queue/message';
+import { Matcher } from '../routing/matcher';
+import { type BulkAction, type BulkRequest, type DeadLetterFilter, type DeadLetterJob, type JobState, type StartResult, requestFingerprint } from '../admin/bulk';
+import { type ReplayOutcome, replayRecord, replaySubrequests } from '../admin/replay';
 
 export interface DeadLetterInput {
   event_id: string;
@@ -119,10 +129,71 @@ const ADDED_COLUMNS: ReadonlyArray<[string, string]> = [
   ['source', 'TEXT'],
 ];
 
+/**
+ * Secondary indexes: bulk actions select by destination and time of death,
+ * and page in (dead_at, seq) order — the order of both indexes, whose last
+ * column is implicitly the seq (rowid), so a page is an index range scan with
+ * no sort, whatever the size of the table. The time index also serves the
+ * retention sweep and filters without a destination. Each costs one more row
+ * written per record added or removed (dead letters are rare next to events).
+ */
+const INDEXES = [
+  'CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead_letters (destination, dead_at)',
+  'CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (dead_at)',
+];
+
+/** Records one replay slice takes at most (also bounded by `consumer_subrequest_budget` subrequests). */
+export const REPLAY_SLICE = 100;
+/** Records one discard slice deletes at most (no subrequests: only rows written). */
+export const DISCARD_SLICE = 500;
+/** Finished jobs (and their idempotency keys) are kept this long. */
+export const JOB_RETENTION_MS = 7 * DAY_MS;
+/** Consecutive failed attempts to enqueue (queue or ledger unavailable) before a replay job gives up. */
+export const JOB_MAX_RETRIES = 10;
+/** Backoff of a job whose replay could not be enqueued: 1 s, doubling, at most a minute. */
+const JOB_RETRY_MAX_MS = 60_000;
+/** A replay job waits this long while ROUTER is invalid (checked again each time). */
+const CONFIG_HOLD_MS = 60_000;
+/** Set before a job's first slice runs in the request: if the request dies, the alarm carries on. */
+const JOB_WATCHDOG_MS = 30_000;
+/** Jobs listed on /admin/status: every running one, then the latest finished. */
+const LISTED_JOBS = 20;
+
+type JobRow = {
+  id: string;
+  idempotency_key: string | null;
+  fingerprint: string;
+  action: string;
+  filter: string;
+  types: string | null;
+  max_seq: number;
+  matched: number;
+  done: number;
+  failed: number;
+  uncertain: number;
+  state: string;
+  cursor_dead_at: number;
+  cursor_seq: number;
+  inflight_seq: number | null;
+  next_at: number;
+  retries: number;
+  error: string | null;
+  started_at: number;
+  finished_at: number | null;
+};
+
+type Position = { seq: number; dead_at: number };
+
 export class DeadLetterStore extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** Known to have an alarm scheduled (saves a storage read per add). */
   private alarmKnownSet = false;
+  /** When the next retention sweep is due, when known (jobs move the alarm). */
+  private sweepAt: number | undefined;
+  /** Records whose replay a job is enqueuing right now: nobody else takes them meanwhile. */
+  private readonly inflight = new Set<number>();
+  /** Job slices run one at a time (the request's first slice and the alarm's). */
+  private slices: Promise<void> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -140,11 +211,42 @@ export class DeadLetterStore extends DurableObject<Env> {
         body TEXT NOT NULL,
         dead_at INTEGER NOT NULL
       );
+      CREATE TABLE IF NOT EXISTS dead_letter_jobs (
+        id TEXT PRIMARY KEY,
+        idempotency_key TEXT UNIQUE,
+        fingerprint TEXT NOT NULL,
+        action TEXT NOT NULL,
+        filter TEXT NOT NULL,
+        types TEXT,
+        max_seq INTEGER NOT NULL,
+        matched INTEGER NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        uncertain INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        cursor_dead_at INTEGER NOT NULL DEFAULT -1,
+        cursor_seq INTEGER NOT NULL DEFAULT 0,
+        inflight_seq INTEGER,
+        next_at INTEGER NOT NULL,
+        retries INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER
+      ) WITHOUT ROWID;
     `);
     migrate(this.sql);
-    // Records written before the sweep existed (or whose alarm was lost) get one now.
+    for (const index of INDEXES) this.sql.exec(index);
+    // A fresh instance has nothing in flight: a job's noted record is from a restart.
+    this.recoverInflight();
     void ctx.blockConcurrencyWhile(async () => {
-      if (this.sql.exec('SELECT 1 FROM dead_letters LIMIT 1').toArray().length > 0) await this.ensureAlarm(Date.now());
+      // Running jobs carry on; records written before the sweep existed (or whose alarm was lost) get one.
+      const nextJob = this.nextJobAt();
+      if (nextJob !== null) {
+        const current = await ctx.storage.getAlarm();
+        if (current === null || current > nextJob) await ctx.storage.setAlarm(nextJob);
+        this.alarmKnownSet = true;
+      }
+      if (this.hasRecords()) await this.ensureAlarm(Date.now());
     });
   }
 
@@ -173,6 +275,12 @@ export class DeadLetterStore extends DurableObject<Env> {
     return rows.map((r) => ({ ...fromRow(r), dead_at: new Date(r.dead_at).toISOString() }));
   }
 
+  /** Dead letters per destination name. */
+  async countsByDestination(): Promise<Record<string, number>> {
+    const rows = this.sql.exec<{ destination: string; n: number }>('SELECT destination, COUNT(*) AS n FROM dead_letters GROUP BY destination').toArray();
+    return Object.fromEntries(rows.map((r) => [r.destination, r.n]));
+  }
+
   async count(): Promise<number> {
     return this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM dead_letters').one().n;
   }
@@ -182,12 +290,15 @@ export class DeadLetterStore extends DurableObject<Env> {
     return this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq).rowsWritten > 0;
   }
 
-  /** Removes and returns one record (with its body) for replay. */
+  /** Removes and returns one record (with its body) for replay; null when there is none, or a job is replaying it right now. */
   async take(seq: number): Promise<DeadLetterRecord | null> {
-    const row = this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, seq).toArray()[0];
-    if (row === undefined) return null;
-    this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
-    return { ...fromRow(row), body: row.body, dead_at: row.dead_at };
+    const taken = this.takeNow(seq);
+    return taken.status === 'taken' ? taken.record : null;
+  }
+
+  /** `take`, telling an unknown seq from a record a bulk job is enqueuing right now. */
+  async takeForReplay(seq: number): Promise<{ status: 'taken'; record: DeadLetterRecord } | { status: 'busy' } | { status: 'not_found' }> {
+    return this.takeNow(seq);
   }
 
   /**
@@ -202,18 +313,302 @@ export class DeadLetterStore extends DurableObject<Env> {
     await this.ensureAlarm(now);
   }
 
-  /** Retention sweep: removes records older than `dead_letter_retention_days`; reschedules while records remain. */
-  override async alarm(): Promise<void> {
+  /**
+   * Starts a bulk replay or discard of the records `request.filter` selects
+   * now (records added later are never part of it), or counts them
+   * (`dry_run`). With an idempotency key, a request already seen returns its
+   * job instead (or `key_reused` when the key came with another request).
+   * The first slice runs before this returns: a small set is done at once.
+   */
+  async startJob(action: BulkAction, request: BulkRequest, idempotencyKey: string | null): Promise<StartResult> {
     const now = Date.now();
+    if (request.dry_run) return { kind: 'dry_run', matched: this.selection(request.filter, this.maxSeq()).matched };
+    const fingerprint = requestFingerprint(action, request.filter);
+    if (idempotencyKey !== null) {
+      const seen = this.sql.exec<JobRow>('SELECT * FROM dead_letter_jobs WHERE idempotency_key = ?', idempotencyKey).toArray()[0];
+      if (seen !== undefined) return seen.fingerprint === fingerprint ? { kind: 'existing', job: toJob(seen) } : { kind: 'key_reused', job_id: seen.id };
+    }
+    // Everything up to here is synchronous: two requests with one key cannot both start a job.
+    const maxSeq = this.maxSeq();
+    const { matched, types } = this.selection(request.filter, maxSeq);
+    const id = `dlj_${crypto.randomUUID().replace(/-/g, '')}`;
+    this.sql.exec(
+      'INSERT INTO dead_letter_jobs (id, idempotency_key, fingerprint, action, filter, types, max_seq, matched, state, next_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      id,
+      idempotencyKey,
+      fingerprint,
+      action,
+      JSON.stringify(request.filter),
+      types === null ? null : JSON.stringify(types),
+      maxSeq,
+      matched,
+      'running',
+      now,
+      now,
+    );
+    if (matched === 0) this.finish(id, 'done', now);
+    else {
+      await this.armWatchdog(id, now);
+      await this.exclusive(() => this.runSlice(id));
+      await this.reschedule();
+    }
+    return { kind: 'started', job: toJob(this.jobRow(id) as JobRow) };
+  }
+
+  /** One job, or null. */
+  async job(id: string): Promise<DeadLetterJob | null> {
+    const row = this.jobRow(id);
+    return row === undefined ? null : toJob(row);
+  }
+
+  /** Jobs for /admin/status: every running one, then the most recent finished ones. */
+  async jobs(): Promise<DeadLetterJob[]> {
+    return this.sql
+      .exec<JobRow>(`SELECT * FROM dead_letter_jobs ORDER BY state = 'running' DESC, started_at DESC LIMIT ?`, LISTED_JOBS)
+      .toArray()
+      .map(toJob);
+  }
+
+  /**
+   * One alarm for both duties: the next slice of the running job that waited
+   * longest, and the retention sweep (removes records older than
+   * `dead_letter_retention_days`; hourly while records remain).
+   */
+  override async alarm(): Promise<void> {
+    const job = this.sql.exec<{ id: string }>(`SELECT id FROM dead_letter_jobs WHERE state = 'running' ORDER BY next_at, started_at LIMIT 1`).toArray()[0];
+    if (job !== undefined) await this.exclusive(() => this.runSlice(job.id));
+    const now = Date.now();
+    if (job === undefined || this.sweepAt === undefined || this.sweepAt <= now) this.sweep(now);
+    await this.reschedule();
+  }
+
+  private sweep(now: number): void {
     const retentionDays = deadLetterRetentionDays(this.env);
     const removed = this.sql.exec('DELETE FROM dead_letters WHERE dead_at < ?', now - retentionDays * DAY_MS).rowsWritten;
-    const left = await this.count();
-    this.alarmKnownSet = false;
-    if (left > 0) {
-      await this.ctx.storage.setAlarm(now + SWEEP_INTERVAL_MS);
+    this.sql.exec(`DELETE FROM dead_letter_jobs WHERE state != 'running' AND finished_at < ?`, now - JOB_RETENTION_MS);
+    const left = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM dead_letters').one().n;
+    this.sweepAt = now + SWEEP_INTERVAL_MS;
+    log('info', 'dead_letter_sweep', { removed, left, retention_days: retentionDays });
+  }
+
+  /** The alarm: the earliest running job, else the sweep while records remain, else none. */
+  private async reschedule(): Promise<void> {
+    const now = Date.now();
+    let at = this.nextJobAt();
+    if (at === null && this.hasRecords()) at = Math.max(this.sweepAt ?? now + SWEEP_INTERVAL_MS, now);
+    if (at === null) {
+      await this.ctx.storage.deleteAlarm();
+      this.alarmKnownSet = false;
+    } else {
+      await this.ctx.storage.setAlarm(at);
       this.alarmKnownSet = true;
     }
-    log('info', 'dead_letter_sweep', { removed, left, retention_days: retentionDays });
+  }
+
+  /** Before a job's first slice: an alarm within the watchdog delay (remembering the sweep it may move). */
+  private async armWatchdog(id: string, now: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    const othersRunning = this.sql.exec(`SELECT 1 FROM dead_letter_jobs WHERE state = 'running' AND id != ? LIMIT 1`, id).toArray().length > 0;
+    if (current !== null && this.sweepAt === undefined && !othersRunning) this.sweepAt = current;
+    if (current === null || current > now + JOB_WATCHDOG_MS) await this.ctx.storage.setAlarm(now + JOB_WATCHDOG_MS);
+    this.alarmKnownSet = true;
+  }
+
+  private exclusive(fn: () => Promise<void>): Promise<void> {
+    const run = this.slices.then(fn, fn);
+    this.slices = run.catch(() => undefined);
+    return run;
+  }
+
+  private async runSlice(id: string): Promise<void> {
+    const job = this.jobRow(id);
+    if (job === undefined || job.state !== 'running') return;
+    if (job.action === 'discard') this.discardSlice(job);
+    else await this.replaySlice(job);
+  }
+
+  /** Deletes up to DISCARD_SLICE matching records in one step. */
+  private discardSlice(job: JobRow): void {
+    const now = Date.now();
+    const page = this.page(job, DISCARD_SLICE);
+    const seqs = page.filter((p) => !this.inflight.has(p.seq)).map((p) => p.seq);
+    if (seqs.length > 0) this.sql.exec('DELETE FROM dead_letters WHERE seq IN (SELECT value FROM json_each(?))', JSON.stringify(seqs));
+    const last = page[page.length - 1];
+    this.sql.exec(
+      'UPDATE dead_letter_jobs SET done = done + ?, failed = failed + ?, cursor_dead_at = ?, cursor_seq = ?, next_at = ? WHERE id = ?',
+      seqs.length,
+      page.length - seqs.length,
+      last?.dead_at ?? job.cursor_dead_at,
+      last?.seq ?? job.cursor_seq,
+      now,
+      job.id,
+    );
+    if (page.length < DISCARD_SLICE) this.finish(job.id, 'done', now);
+  }
+
+  /**
+   * Replays matching records one by one, up to REPLAY_SLICE records and
+   * `consumer_subrequest_budget` subrequests. Each record: noted on the job
+   * as in flight (with the cursor past it) → enqueued → removed from the
+   * store with the job's count, in one step. Not replayable: kept, counted
+   * failed. Queue or ledger unavailable: kept, the cursor goes back before
+   * it, and the job waits (backoff) — giving up after JOB_MAX_RETRIES
+   * attempts in a row.
+   */
+  private async replaySlice(job: JobRow): Promise<void> {
+    const loaded = loadConfig(this.env);
+    if (!loaded.ok) {
+      this.sql.exec('UPDATE dead_letter_jobs SET next_at = ?, error = ? WHERE id = ?', Date.now() + CONFIG_HOLD_MS, 'config_invalid: waiting for a valid ROUTER', job.id);
+      logOnce(`dead_letter_job_held:${job.id}`, 'warn', 'dead_letter_job_held', { job_id: job.id, reason: 'config_invalid' });
+      return;
+    }
+    const settings = loaded.config.settings;
+    const page = this.page(job, REPLAY_SLICE);
+    let subrequests = 0;
+    let before: Position = { seq: job.cursor_seq, dead_at: job.cursor_dead_at };
+    for (const p of page) {
+      const row = this.inflight.has(p.seq) ? undefined : this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, p.seq).toArray()[0];
+      if (row === undefined) {
+        // Another job is enqueuing it (kept if that fails: counted here as not done), or it left the store meanwhile.
+        const busy = this.inflight.has(p.seq) ? 1 : 0;
+        this.sql.exec('UPDATE dead_letter_jobs SET failed = failed + ?, cursor_dead_at = ?, cursor_seq = ? WHERE id = ?', busy, p.dead_at, p.seq, job.id);
+        before = p;
+        continue;
+      }
+      const record: DeadLetterRecord = { ...fromRow(row), body: row.body, dead_at: row.dead_at };
+      const cost = replaySubrequests(record);
+      if (subrequests > 0 && subrequests + cost > settings.consumerSubrequestBudget) {
+        this.sql.exec('UPDATE dead_letter_jobs SET next_at = ? WHERE id = ?', Date.now(), job.id);
+        return;
+      }
+      subrequests += cost;
+      this.inflight.add(p.seq);
+      this.sql.exec('UPDATE dead_letter_jobs SET inflight_seq = ?, cursor_dead_at = ?, cursor_seq = ? WHERE id = ?', p.seq, p.dead_at, p.seq, job.id);
+      let outcome: ReplayOutcome;
+      try {
+        outcome = await replayRecord(this.env, settings, record);
+      } catch (err) {
+        outcome = { status: 'unavailable', error: errorName(err).split(':')[0] ?? 'Error' };
+      } finally {
+        this.inflight.delete(p.seq);
+      }
+      if (outcome.status === 'replayed' || outcome.status === 'duplicate') {
+        this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', p.seq);
+        this.sql.exec('UPDATE dead_letter_jobs SET done = done + 1, inflight_seq = NULL, retries = 0, error = NULL WHERE id = ?', job.id);
+      } else if (outcome.status === 'not_replayable') {
+        this.sql.exec('UPDATE dead_letter_jobs SET failed = failed + 1, inflight_seq = NULL WHERE id = ?', job.id);
+        log('warn', 'dead_letter_not_replayable', { job_id: job.id, seq: p.seq, event_id: record.event_id, destination: record.destination, reason: record.reason });
+      } else {
+        const now = Date.now();
+        const retries = (this.jobRow(job.id)?.retries ?? 0) + 1;
+        const error = `could not enqueue (${outcome.error})`;
+        this.sql.exec(
+          'UPDATE dead_letter_jobs SET inflight_seq = NULL, cursor_dead_at = ?, cursor_seq = ?, retries = ?, error = ?, next_at = ? WHERE id = ?',
+          before.dead_at,
+          before.seq,
+          retries,
+          error,
+          now + Math.min(1000 * 2 ** (retries - 1), JOB_RETRY_MAX_MS),
+          job.id,
+        );
+        log('warn', 'dead_letter_replay_unavailable', { job_id: job.id, seq: p.seq, event_id: record.event_id, destination: record.destination, error: outcome.error, retries });
+        if (retries >= JOB_MAX_RETRIES) this.finish(job.id, 'failed', now);
+        return;
+      }
+      before = p;
+    }
+    const now = Date.now();
+    if (page.length < REPLAY_SLICE) this.finish(job.id, 'done', now);
+    else this.sql.exec('UPDATE dead_letter_jobs SET next_at = ? WHERE id = ?', now, job.id);
+  }
+
+  /** Ends a job and logs its one line of counts (never bodies). */
+  private finish(id: string, state: Exclude<JobState, 'running'>, now: number): void {
+    this.sql.exec('UPDATE dead_letter_jobs SET state = ?, finished_at = ?, inflight_seq = NULL WHERE id = ?', state, now, id);
+    const row = this.jobRow(id);
+    if (row === undefined) return;
+    const job = toJob(row);
+    const fields = { job_id: job.id, state: job.state, matched: job.matched, failed: job.failed, filter: job.filter, ...(job.error !== undefined ? { error: job.error } : {}) };
+    if (job.action === 'discard') log('info', 'dead_letters_discarded', { ...fields, discarded: job.done });
+    else log(state === 'done' ? 'info' : 'warn', 'dead_letters_replayed', { ...fields, replayed: job.done, uncertain: job.uncertain });
+  }
+
+  /**
+   * The records a filter selects among those up to `maxSeq`: how many, and
+   * (with `event_type`) which event types — the patterns are matched by the
+   * router's own matcher against each distinct type present, so paging can
+   * select by type in SQL.
+   */
+  private selection(filter: DeadLetterFilter, maxSeq: number): { matched: number; types: string[] | null } {
+    const where = filterSql(filter, null, maxSeq);
+    const patterns = filter.event_type;
+    if (patterns === undefined) {
+      return { matched: this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM dead_letters WHERE ${where.sql}`, ...where.args).one().n, types: null };
+    }
+    let matched = 0;
+    const types: string[] = [];
+    for (const g of this.sql.exec<{ event_type: string; n: number }>(`SELECT event_type, COUNT(*) AS n FROM dead_letters WHERE ${where.sql} GROUP BY event_type`, ...where.args)) {
+      if (!Matcher.namesMatch(patterns, g.event_type)) continue;
+      matched += g.n;
+      types.push(g.event_type);
+    }
+    return { matched, types };
+  }
+
+  /** The job's next records after its cursor, in (dead_at, seq) order: an index range, never a sort. */
+  private page(job: JobRow, limit: number): Position[] {
+    const filter = JSON.parse(job.filter) as DeadLetterFilter;
+    const types = job.types === null ? null : (JSON.parse(job.types) as string[]);
+    const where = filterSql(filter, types, job.max_seq);
+    return this.sql
+      .exec<Position>(
+        `SELECT seq, dead_at FROM dead_letters WHERE ${where.sql} AND (dead_at, seq) > (?, ?) ORDER BY dead_at, seq LIMIT ?`,
+        ...where.args,
+        job.cursor_dead_at,
+        job.cursor_seq,
+        limit,
+      )
+      .toArray();
+  }
+
+  /** Notes left by a replay in flight when the previous instance stopped: the record is kept (never lost) and reported, never replayed again by its job. */
+  private recoverInflight(): void {
+    const stuck = this.sql.exec<{ id: string; inflight_seq: number }>('SELECT id, inflight_seq FROM dead_letter_jobs WHERE inflight_seq IS NOT NULL').toArray();
+    for (const s of stuck) {
+      const kept = this.sql.exec<{ event_id: string; destination: string }>('SELECT event_id, destination FROM dead_letters WHERE seq = ?', s.inflight_seq).toArray()[0];
+      this.sql.exec('UPDATE dead_letter_jobs SET inflight_seq = NULL, failed = failed + 1, uncertain = uncertain + 1 WHERE id = ?', s.id);
+      log('warn', 'dead_letter_replay_uncertain', {
+        job_id: s.id,
+        seq: s.inflight_seq,
+        kept: kept !== undefined,
+        ...(kept !== undefined ? { event_id: kept.event_id, destination: kept.destination } : {}),
+      });
+    }
+  }
+
+  private takeNow(seq: number): { status: 'taken'; record: DeadLetterRecord } | { status: 'busy' } | { status: 'not_found' } {
+    if (this.inflight.has(seq)) return { status: 'busy' };
+    const row = this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, seq).toArray()[0];
+    if (row === undefined) return { status: 'not_found' };
+    this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
+    return { status: 'taken', record: { ...fromRow(row), body: row.body, dead_at: row.dead_at } };
+  }
+
+  private jobRow(id: string): JobRow | undefined {
+    return this.sql.exec<JobRow>('SELECT * FROM dead_letter_jobs WHERE id = ?', id).toArray()[0];
+  }
+
+  /** When the earliest running job wants its next slice, or null. */
+  private nextJobAt(): number | null {
+    return this.sql.exec<{ at: number | null }>(`SELECT MIN(next_at) AS at FROM dead_letter_jobs WHERE state = 'running'`).one().at;
+  }
+
+  private maxSeq(): number {
+    return this.sql.exec<{ m: number }>('SELECT COALESCE(MAX(seq), 0) AS m FROM dead_letters').one().m;
+  }
+
+  private hasRecords(): boolean {
+    return this.sql.exec('SELECT 1 FROM dead_letters LIMIT 1').toArray().length > 0;
   }
 
   private insert(r: DeadLetterInput, deadAt: number, seq?: number): void {
@@ -236,9 +631,61 @@ export class DeadLetterStore extends DurableObject<Env> {
 
   private async ensureAlarm(now: number): Promise<void> {
     if (this.alarmKnownSet) return;
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + SWEEP_INTERVAL_MS);
+    if ((await this.ctx.storage.getAlarm()) === null) {
+      await this.ctx.storage.setAlarm(now + SWEEP_INTERVAL_MS);
+      this.sweepAt = now + SWEEP_INTERVAL_MS;
+    }
     this.alarmKnownSet = true;
   }
+}
+
+/** The SQL conditions of a filter (and, when known, of the event types it selects), for records up to `maxSeq`. */
+function filterSql(filter: DeadLetterFilter, types: string[] | null, maxSeq: number): { sql: string; args: SqlStorageValue[] } {
+  const conditions = ['seq <= ?'];
+  const args: SqlStorageValue[] = [maxSeq];
+  if (filter.destination !== undefined) {
+    conditions.push('destination = ?');
+    args.push(filter.destination);
+  }
+  if (filter.reason !== undefined) {
+    if (!filter.reason.endsWith('*')) {
+      conditions.push('reason = ?');
+      args.push(filter.reason);
+    } else if (filter.reason.length > 1) {
+      conditions.push('instr(reason, ?) = 1'); // starts with (case-sensitive, unlike LIKE)
+      args.push(filter.reason.slice(0, -1));
+    }
+  }
+  if (filter.since !== undefined) {
+    conditions.push('dead_at >= ?');
+    args.push(Date.parse(filter.since));
+  }
+  if (filter.until !== undefined) {
+    conditions.push('dead_at < ?');
+    args.push(Date.parse(filter.until));
+  }
+  if (types !== null) {
+    conditions.push('event_type IN (SELECT value FROM json_each(?))');
+    args.push(JSON.stringify(types));
+  }
+  return { sql: conditions.join(' AND '), args };
+}
+
+function toJob(row: JobRow): DeadLetterJob {
+  const job: DeadLetterJob = {
+    id: row.id,
+    action: row.action === 'discard' ? 'discard' : 'replay',
+    state: row.state === 'done' || row.state === 'failed' ? row.state : 'running',
+    filter: JSON.parse(row.filter) as DeadLetterFilter,
+    matched: row.matched,
+    done: row.done,
+    failed: row.failed,
+    uncertain: row.uncertain,
+    started_at: new Date(row.started_at).toISOString(),
+    finished_at: row.finished_at === null ? null : new Date(row.finished_at).toISOString(),
+  };
+  if (row.error !== null) job.error = row.error;
+  return job;
 }
 
 /** Adds the columns a table created by an older release lacks. */

@@ -23,6 +23,8 @@ import { loadConfig } from '../config/load';
 import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import { ledgerStub, ledgerStubByName, shardKeyOf } from '../dedup/shard';
 import { SlackHandOff, deliver } from '../destinations';
+import { type HeldDelivery, HeldHandOff } from '../destinations/held';
+import { type DestinationReport, registryStub } from '../destinations/registry';
 import { type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../destinations/types';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
@@ -68,12 +70,22 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   if (!loaded.ok) return holdBatch(batch, env);
   const config = loaded.config;
   const totalBudget = config.settings.consumerSubrequestBudget;
-  let used = 0;
+  // Which destinations are paused: one read per batch (and one report of the batch's outcomes at its end).
+  let paused: Set<string>;
+  try {
+    paused = new Set(await registryStub(env).paused());
+  } catch (err) {
+    log('error', 'destination_registry_unavailable', { error: errorName(err) });
+    batch.retryAll({ delaySeconds: 30 });
+    return;
+  }
+  let used = 2;
   const reserve = new FlushReserve();
   const plans: MessagePlan[] = [];
   const work: MessageWork[] = [];
-  /** Slack destinations already handed events in this batch (their hand-off is one request). */
+  /** Slack and paused destinations already handed events in this batch (each hand-off is one request per destination). */
   const slackHanded = new Set<string>();
+  const batchedHandOff = (name: string) => paused.has(name) || config.destinations.get(name)?.type === 'slack';
   const now = Date.now();
   for (const message of batch.messages) {
     const plan: MessagePlan = { message, deadLetters: [] };
@@ -136,7 +148,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     const due = names.filter((n) => (pending[n]?.not_before ?? 0) <= now + 1_000);
     const left = totalBudget - used - trial.calls();
     // Each delivery is one subrequest, except Slack: one hand-off per destination per batch.
-    const costOf = (name: string, handed: Set<string>) => (config.destinations.get(name)?.type === 'slack' && handed.has(name) ? 0 : 1);
+    const costOf = (name: string, handed: Set<string>) => (batchedHandOff(name) && handed.has(name) ? 0 : 1);
     const handed = new Set(slackHanded);
     const dueCost = due.reduce((sum, n) => {
       const c = costOf(n, handed);
@@ -156,7 +168,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       if (cost + c > left) break;
       attempt.push(n);
       cost += c;
-      if (config.destinations.get(n)?.type === 'slack') slackHanded.add(n);
+      if (batchedHandOff(n)) slackHanded.add(n);
     }
     used += cost;
     reserve.commit(trial);
@@ -165,11 +177,16 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   // Deliveries of every message in the batch run concurrently: a slow
   // destination holds up only its own requests. Slack hand-offs are collected
   // while the deliveries start, then sent once per destination.
-  const slack = new SlackHandOff(env);
-  const delivering = Promise.all(work.map((w) => deliverMessage(w, config, env, slack)));
-  await slack.flush();
+  const ctx: BatchContext = { slack: new SlackHandOff(env), held: new HeldHandOff(env), paused, reports: {} };
+  const delivering = Promise.all(work.map((w) => deliverMessage(w, config, env, ctx)));
+  await Promise.all([ctx.slack.flush(), ctx.held.flush()]);
   await delivering;
   await flush(plans, env, config);
+  if (Object.keys(ctx.reports).length > 0) {
+    await registryStub(env)
+      .report(ctx.reports)
+      .catch((err: unknown) => log('warn', 'destination_report_failed', { error: errorName(err) }));
+  }
 }
 
 /**
@@ -237,20 +254,55 @@ interface MessageWork {
   attempt: string[];
 }
 
-async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, slack: SlackHandOff): Promise<void> {
+/** What the deliveries of one batch share: batched hand-offs, the paused set, and the outcomes to report. */
+interface BatchContext {
+  slack: SlackHandOff;
+  held: HeldHandOff;
+  paused: Set<string>;
+  reports: Record<string, DestinationReport>;
+}
+
+/** How long a delivery waits when it could not be put on hold (the hold store was unavailable). */
+const HOLD_RETRY_MS = 30_000;
+
+async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ctx: BatchContext): Promise<void> {
   const { plan, body, event, raw, pending, attempt } = w;
+  type Result = { name: string; state: PendingDelivery; outcome: DeliveryOutcome | 'held' | 'hold_failed' };
   const outcomes = await Promise.all(
-    attempt.map(async (name) => {
+    attempt.map(async (name): Promise<Result> => {
       const dest = config.destinations.get(name);
       const state = pending[name] as PendingDelivery;
       if (dest === undefined) {
-        return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } as DeliveryOutcome };
+        return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } };
+      }
+      if (ctx.paused.has(name)) {
+        // Paused: held in storage with its attempts untouched; nothing reaches the destination.
+        const held: HeldDelivery = {
+          event_id: body.id,
+          event_type: body.type,
+          created_at: body.created_at,
+          source: body.source,
+          stale: body.stale === true,
+          accepted_at: body.accepted_at,
+          attempts: state.attempts,
+          rules: state.rules,
+          body: raw,
+        };
+        return ctx.held.hold(name, held).then(
+          (): Result => ({ name, state, outcome: 'held' }),
+          (err: unknown): Result => {
+            log('error', 'hold_failed', { event_id: body.id, destination: name, error: errorName(err) });
+            return { name, state, outcome: 'hold_failed' };
+          },
+        );
       }
       const delivery = { event, raw, rules: state.rules, attempts: state.attempts, stale: body.stale === true };
-      const outcome = await deliver(dest, delivery, env, slack).catch((err: unknown): DeliveryOutcome => {
+      const started = Date.now();
+      const outcome = await deliver(dest, delivery, env, ctx.slack).catch((err: unknown): DeliveryOutcome => {
         log('error', 'adapter_error', { event_id: body.id, destination: name, error: errorName(err) });
         return { ok: false, retryable: true, status: null, reason: 'adapter_error' };
       });
+      record(ctx.reports, name, outcome, started);
       return { name, state, outcome };
     }),
   );
@@ -258,6 +310,14 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, sl
   for (const name of Object.keys(pending)) if (!attempt.includes(name)) next[name] = pending[name] as PendingDelivery;
   const now = Date.now();
   for (const { name, state, outcome } of outcomes) {
+    if (outcome === 'held') {
+      log('info', 'delivery_held', { event_id: body.id, event_type: body.type, destination: name });
+      continue;
+    }
+    if (outcome === 'hold_failed') {
+      next[name] = { attempts: state.attempts, rules: state.rules, not_before: now + HOLD_RETRY_MS };
+      continue;
+    }
     const attempts = state.attempts + 1;
     const base = { event_id: body.id, event_type: body.type, destination: name, attempt: attempts };
     if (outcome.ok) {
@@ -295,6 +355,21 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, sl
     const deferred = owed.filter((n) => pending[n] !== undefined && !attempt.includes(n) && next[n] === pending[n]);
     if (deferred.length > 0) log('info', 'deliveries_deferred', { event_id: body.id, deferred: deferred.length, in_s: delaySeconds });
   }
+}
+
+function record(reports: Record<string, DestinationReport>, name: string, outcome: DeliveryOutcome, at: number): void {
+  const r = reports[name] ?? { delivered: 0, failed: 0 };
+  if (outcome.ok) {
+    r.delivered += 1;
+    r.last_success_at = Math.max(r.last_success_at ?? 0, at);
+  } else {
+    r.failed += 1;
+    if (at >= (r.last_failure_at ?? 0)) {
+      r.last_failure_at = at;
+      r.last_error = outcome.status !== null ? `${outcome.reason} (HTTP ${outcome.status})` : outcome.reason;
+    }
+  }
+  reports[name] = r;
 }
 
 /**

@@ -213,14 +213,14 @@ describe('queue consumer', () => {
 
   it('stays within the subrequest budget: deliveries beyond it are deferred, not attempted', async () => {
     const many = {
-      consumer_subrequest_budget: 5,
+      consumer_subrequest_budget: 7,
       destinations: Array.from({ length: 6 }, (_, i) => ({ name: `d${i}`, type: 'http', url: `https://d${i}.example.test/` })),
       rules: [{ name: 'all', events: ['*'], to: Array.from({ length: 6 }, (_, i) => `d${i}`) }],
     };
     for (let i = 0; i < 6; i++) routes.set(`https://d${i}.example.test/`, () => new Response('ok'));
     const followUps = captureFollowUps();
     await runBatch([routerMessage(sampleEvent())], testEnv(many));
-    expect(seen).toHaveLength(3); // 5 minus 2 kept for the flush
+    expect(seen).toHaveLength(3); // 7, minus the registry read and report, minus the flush's sendBatch and dead-letter call
     const [deferred] = followUpBodies(followUps);
     expect(Object.keys(deferred?.body.pending ?? {})).toEqual(['d3', 'd4', 'd5']);
     expect(deferred?.delaySeconds).toBe(0);
@@ -228,7 +228,7 @@ describe('queue consumer', () => {
 
   it('redelivers a whole message that does not fit the budget left, without writing a new one', async () => {
     const two = {
-      consumer_subrequest_budget: 5,
+      consumer_subrequest_budget: 7,
       destinations: [
         { name: 'a', type: 'http', url: 'https://a.example.test/' },
         { name: 'b', type: 'http', url: 'https://b.example.test/' },
@@ -239,7 +239,7 @@ describe('queue consumer', () => {
     routes.set('https://b.example.test/', () => new Response('ok'));
     const followUps = captureFollowUps();
     const { result } = await runBatch([routerMessage(sampleEvent()), routerMessage(sampleEvent())], testEnv(two));
-    expect(seen).toHaveLength(2); // the first message's two deliveries: 3 - 2 = 1 left, too few for the second
+    expect(seen).toHaveLength(2); // the first message's two deliveries: 7 - 2 - 2 - 2 = 1 left, too few for the second
     expect(result.explicitAcks).toHaveLength(1);
     expect(result.retryMessages).toHaveLength(1);
     expect(result.retryMessages[0]?.delaySeconds ?? 0).toBe(0);

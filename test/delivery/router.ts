@@ -9,6 +9,7 @@ export const SLACK = 'https://hooks.slack.test/services/T000/B000/XXXX';
 export const LATEST = 'https://latest.example.test/state';
 export const HISTORY = 'https://history.example.test/log';
 export const BIG = 'https://big.example.test/in';
+export const WAREHOUSE = 'https://warehouse.example.test/in';
 export const ONCALL = 'https://hooks.slack.test/services/T000/B000/ONCALL';
 
 /** Event families the ordering tests use. */
@@ -24,6 +25,7 @@ export const DELIVERY_ROUTER = {
     { name: 'history', type: 'http', url: HISTORY, max_attempts: 3, retry_delay_seconds: 1 },
     { name: 'big', type: 'http', url: BIG, max_attempts: 3, retry_delay_seconds: 1, timeout_ms: 5000 },
     { name: 'oncall', type: 'slack', url: ONCALL, digest_window_seconds: 1 },
+    { name: 'warehouse', type: 'http', url: WAREHOUSE, max_attempts: 3, retry_delay_seconds: 1 },
   ],
   rules: [
     { name: 'users', events: ['user.*'], to: ['crm', 'ops'] },
@@ -34,6 +36,7 @@ export const DELIVERY_ROUTER = {
     { name: 'connections', events: ['connection.*'], to: ['big'] },
     { name: 'api-keys', events: ['api_key.*'], to: ['audit', 'big'] },
     { name: 'mfa', events: ['authentication.mfa_failed'], to: ['oncall'] },
+    { name: 'domains', events: ['organization_domain.*'], to: ['warehouse'] },
   ],
 };
 

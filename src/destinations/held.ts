@@ -1,0 +1,267 @@
+/**
+ * Held deliveries: one SQLite-backed Durable Object per destination, where
+ * the consumer puts the deliveries it may not make while the destination is
+ * paused. They wait in storage, not in the queue (whose longest delay is 12
+ * hours), with their attempt counts untouched, for up to `HOLD_LIMIT_DAYS`.
+ * On resume they are re-enqueued in acceptance order, a slice per second, each
+ * once (removed only after its message is enqueued; a crash between the two
+ * re-sends that slice: at-least-once, like every queue hand-off). Deliveries
+ * held longer than the limit go to dead letters (`held_too_long`), replayable.
+ */
+import { DurableObject } from 'cloudflare:workers';
+import { loadConfig } from '../config/load';
+import { deadLetterRecord, deadLetterStub } from '../deadletters/store';
+import { ledgerStub } from '../dedup/shard';
+import { errorName, log } from '../log';
+import { type RouterMessage, fitsInline, utf8Length } from '../queue/message';
+
+export interface HeldDelivery {
+  event_id: string;
+  event_type: string;
+  created_at: string;
+  source: RouterMessage['source'];
+  stale: boolean;
+  accepted_at: number;
+  /** Attempts already made (not consumed while held). */
+  attempts: number;
+  rules: string[];
+  /** The raw event body. */
+  body: string;
+}
+
+export const HOLD_LIMIT_DAYS = 14;
+const DAY_MS = 86_400_000;
+/** Deliveries re-enqueued per drain step, and the pause between steps (the drain rate). */
+const DRAIN_SLICE = 50;
+const DRAIN_STEP_MS = 1_000;
+const EXPIRY_CHECK_MS = 6 * 60 * 60 * 1000;
+
+type Row = {
+  seq: number;
+  event_id: string;
+  event_type: string;
+  created_at: string;
+  source: string;
+  stale: number;
+  accepted_at: number;
+  attempts: number;
+  rules: string;
+  body: string;
+  held_at: number;
+};
+
+export class HeldDeliveries extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS held (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        stale INTEGER NOT NULL,
+        accepted_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        rules TEXT NOT NULL,
+        body TEXT NOT NULL,
+        held_at INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    `);
+  }
+
+  /** Keeps deliveries for `destination`. When the destination was resumed meanwhile, they drain at once. */
+  async hold(destination: string, items: HeldDelivery[]): Promise<void> {
+    const now = Date.now();
+    this.ctx.storage.kv.put('destination', destination);
+    for (const d of items) {
+      this.sql.exec(
+        'INSERT INTO held (event_id, event_type, created_at, source, stale, accepted_at, attempts, rules, body, held_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        d.event_id,
+        d.event_type,
+        d.created_at,
+        d.source,
+        d.stale ? 1 : 0,
+        d.accepted_at,
+        d.attempts,
+        JSON.stringify(d.rules),
+        d.body,
+        now,
+      );
+    }
+    log('info', 'deliveries_held', { destination, count: items.length });
+    await this.scheduleAt(this.ctx.storage.kv.get<boolean>('active') === true ? now : now + EXPIRY_CHECK_MS);
+  }
+
+  async pause(destination: string): Promise<void> {
+    this.ctx.storage.kv.put('destination', destination);
+    this.ctx.storage.kv.put('active', false);
+  }
+
+  /** Starts draining; returns how many deliveries are waiting. */
+  async resume(destination: string): Promise<number> {
+    this.ctx.storage.kv.put('destination', destination);
+    this.ctx.storage.kv.put('active', true);
+    const n = await this.count();
+    if (n > 0) await this.ctx.storage.setAlarm(Date.now());
+    return n;
+  }
+
+  async count(): Promise<number> {
+    return this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM held').one().n;
+  }
+
+  override async alarm(): Promise<void> {
+    const destination = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
+    await this.expire(destination);
+    if (this.ctx.storage.kv.get<boolean>('active') === true) {
+      const more = await this.drainStep(destination);
+      if (more) {
+        await this.ctx.storage.setAlarm(Date.now() + DRAIN_STEP_MS);
+        return;
+      }
+    }
+    if ((await this.count()) > 0) await this.ctx.storage.setAlarm(Date.now() + EXPIRY_CHECK_MS);
+  }
+
+  /** Re-enqueues the oldest slice in acceptance order; true when more remain. */
+  private async drainStep(destination: string): Promise<boolean> {
+    const rows = this.sql.exec<Row>('SELECT * FROM held ORDER BY accepted_at, seq LIMIT ?', DRAIN_SLICE).toArray();
+    if (rows.length === 0) return false;
+    const loaded = loadConfig(this.env);
+    const settings = loaded.ok ? loaded.config.settings : undefined;
+    const messages: RouterMessage[] = [];
+    for (const r of rows) {
+      const m: RouterMessage = {
+        v: 1,
+        id: r.event_id,
+        type: r.event_type,
+        created_at: r.created_at,
+        source: r.source === 'reconcile' ? 'reconcile' : 'webhook',
+        accepted_at: r.accepted_at,
+        pending: { [destination]: { attempts: r.attempts, rules: JSON.parse(r.rules) as string[] } },
+      };
+      if (r.stale === 1) m.stale = true;
+      if (fitsInline(m, r.body, utf8Length(r.body))) m.body = r.body;
+      else {
+        const until = Date.now() + (settings?.dedupRetentionDays ?? 30) * DAY_MS;
+        const { name, stub } = ledgerStub(this.env, r.event_id, settings?.dedupShards ?? 16);
+        try {
+          await stub.storeBody(r.event_id, r.body, until);
+        } catch (err) {
+          log('error', 'held_body_store_failed', { destination, event_id: r.event_id, error: errorName(err) });
+          return true; // try again next step
+        }
+        m.body_ref = { shard: name, until };
+      }
+      messages.push(m);
+    }
+    // One sendBatch per slice (at most 50 messages); split when large.
+    let sent = 0;
+    for (const chunk of chunkBySize(messages)) {
+      try {
+        await this.env.EVENTS_QUEUE.sendBatch(chunk.map((body) => ({ body, contentType: 'json' as const })));
+      } catch (err) {
+        log('error', 'held_drain_failed', { destination, error: errorName(err) });
+        break;
+      }
+      const seqs = rows.slice(sent, sent + chunk.length).map((r) => r.seq);
+      this.sql.exec(`DELETE FROM held WHERE seq IN (${seqs.map(() => '?').join(',')})`, ...seqs);
+      sent += chunk.length;
+    }
+    if (sent > 0) log('info', 'held_drained', { destination, count: sent });
+    return sent === rows.length ? (await this.count()) > 0 : true;
+  }
+
+  /** Dead-letters deliveries held longer than the limit, a slice at a time. */
+  private async expire(destination: string): Promise<void> {
+    const cutoff = Date.now() - HOLD_LIMIT_DAYS * DAY_MS;
+    for (;;) {
+      const rows = this.sql.exec<Row>('SELECT * FROM held WHERE held_at <= ? ORDER BY seq LIMIT 200', cutoff).toArray();
+      if (rows.length === 0) return;
+      const records = rows.map((r) =>
+        deadLetterRecord({
+          event_id: r.event_id,
+          event_type: r.event_type,
+          destination,
+          rules: JSON.parse(r.rules) as string[],
+          reason: 'held_too_long',
+          attempts: r.attempts,
+          body: r.body,
+          stale: r.stale === 1,
+          source: r.source === 'reconcile' ? 'reconcile' : 'webhook',
+        }),
+      );
+      try {
+        await deadLetterStub(this.env).add(records);
+      } catch (err) {
+        log('error', 'dead_letter_store_failed', { destination, count: records.length, error: errorName(err) });
+        return;
+      }
+      this.sql.exec(`DELETE FROM held WHERE seq IN (${rows.map(() => '?').join(',')})`, ...rows.map((r) => r.seq));
+    }
+  }
+
+  private async scheduleAt(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+}
+
+function chunkBySize(messages: RouterMessage[]): RouterMessage[][] {
+  const chunks: RouterMessage[][] = [];
+  let current: RouterMessage[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const size = utf8Length(JSON.stringify(m)) + 256;
+    if (current.length > 0 && bytes + size > 240_000) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(m);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+export function heldStub(env: Env, destination: string): DurableObjectStub<HeldDeliveries> {
+  return env.HELD_DELIVERIES.get(env.HELD_DELIVERIES.idFromName(`held:${destination}`)) as DurableObjectStub<HeldDeliveries>;
+}
+
+/** Collects a consumer batch's deliveries for paused destinations; `flush` holds each destination's in one request. */
+export class HeldHandOff {
+  private readonly queued = new Map<string, { items: HeldDelivery[]; waiters: { resolve: () => void; reject: (err: unknown) => void }[] }>();
+  private flushed = false;
+
+  constructor(private readonly env: Env) {}
+
+  hold(destination: string, item: HeldDelivery): Promise<void> {
+    if (this.flushed) return heldStub(this.env, destination).hold(destination, [item]);
+    return new Promise<void>((resolve, reject) => {
+      const slot = this.queued.get(destination) ?? { items: [], waiters: [] };
+      slot.items.push(item);
+      slot.waiters.push({ resolve, reject });
+      this.queued.set(destination, slot);
+    });
+  }
+
+  async flush(): Promise<void> {
+    this.flushed = true;
+    await Promise.all(
+      [...this.queued.entries()].map(async ([destination, { items, waiters }]) => {
+        try {
+          await heldStub(this.env, destination).hold(destination, items);
+          for (const w of waiters) w.resolve();
+        } catch (err) {
+          for (const w of waiters) w.reject(err);
+        }
+      }),
+    );
+  }
+}

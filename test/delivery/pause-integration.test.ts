@@ -1,0 +1,129 @@
+/**
+ * Pause and resume (console issue): while a destination is paused nothing
+ * reaches it, its deliveries are held in storage — attempts not consumed,
+ * nothing dead-lettered — past the queue's 12-hour limit; on resume each is
+ * delivered once.
+ */
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { env, exports } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type HeldDeliveries, heldStub } from '../../src/destinations/held';
+import { routerMessage, runBatch } from '../helpers/consumer';
+import { deadLettersFor } from '../helpers/observe';
+import { Sink } from '../helpers/sink';
+import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
+import { BIG, WAREHOUSE } from './router';
+
+const sink = new Sink();
+beforeEach(() => sink.reset().install());
+afterEach(() => vi.restoreAllMocks());
+
+const HOUR = 3_600_000;
+
+function admin(path: string, method = 'POST', token = 'test-admin-token'): Promise<Response> {
+  return exports.default.fetch(new Request(`${URL_BASE}/admin${path}`, { method, headers: { Authorization: `Bearer ${token}` } }));
+}
+
+interface DestinationItem {
+  name: string;
+  state: string;
+  held: number;
+  dead_letters: number;
+  last_success_at: string | null;
+}
+
+async function destination(name: string): Promise<DestinationItem> {
+  const res = await admin('/destinations', 'GET');
+  expect(res.status).toBe(200);
+  const { items } = (await res.json()) as { items: DestinationItem[] };
+  return items.find((i) => i.name === name) as DestinationItem;
+}
+
+function domainEvent(): Record<string, unknown> {
+  return sampleEvent({ event: 'organization_domain.verified', data: { id: `org_domain_${crypto.randomUUID()}`, object: 'organization_domain', domain: 'acme.test' } });
+}
+
+async function sentinel(): Promise<void> {
+  const s = sampleEvent({ event: 'connection.activated', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection' } });
+  expect((await postWebhook(s)).status).toBe(200);
+  await sink.until(() => sink.about(s.id as string, BIG).length === 1, 'the sentinel at big');
+}
+
+const held = () => heldStub(env, 'warehouse') as DurableObjectStub<HeldDeliveries>;
+
+describe('pause and resume', () => {
+  it('holds every delivery while paused (past 12 hours, attempts untouched) and delivers each once on resume', async () => {
+    const paused = await admin('/destinations/warehouse/pause');
+    expect(paused.status).toBe(200);
+    expect(await paused.json()).toMatchObject({ name: 'warehouse', state: 'paused' });
+    expect((await destination('warehouse')).state).toBe('paused');
+
+    const before = await held().count();
+    const events = Array.from({ length: 5 }, domainEvent);
+    for (const e of events) expect((await postWebhook(e)).status).toBe(200);
+    // A retry already made twice, arriving while paused.
+    const retried = domainEvent();
+    await runBatch([routerMessage(retried, { pending: { warehouse: { attempts: 2, rules: ['domains'] } } })], env);
+    const deadline = Date.now() + 15_000;
+    while ((await held().count()) < before + 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await held().count()).toBe(before + 6);
+    await sentinel();
+    expect(sink.received.filter((r) => r.url === WAREHOUSE)).toEqual([]);
+    expect((await destination('warehouse')).held).toBe(before + 6);
+
+    // 13 hours later (longer than any queue delay): still held, nothing dead-lettered.
+    await runInDurableObject(held(), (_i, state) => {
+      state.storage.sql.exec('UPDATE held SET held_at = held_at - ?, accepted_at = accepted_at - ?', 13 * HOUR, 13 * HOUR);
+    });
+    await runDurableObjectAlarm(held());
+    expect(await held().count()).toBe(before + 6);
+    for (const e of [...events, retried]) expect(await deadLettersFor(e.id as string)).toEqual([]);
+
+    // The retried one fails once more after resume: with its attempts kept (2 of 3), that is its last.
+    sink.on(WAREHOUSE, (req) => new Response(null, { status: req.headers.get('x-workos-event-id') === retried.id ? 500 : 204 }));
+    const resumed = await admin('/destinations/warehouse/resume');
+    expect(resumed.status).toBe(200);
+    expect(await resumed.json()).toMatchObject({ name: 'warehouse', state: 'active', held: before + 6 });
+    for (let i = 0; i < 5 && (await held().count()) > 0; i++) await runDurableObjectAlarm(held());
+    await sink.until(() => events.every((e) => sink.about(e.id as string, WAREHOUSE).length === 1), 'the held events at warehouse');
+    await sink.until(() => sink.about(retried.id as string, WAREHOUSE).length === 1, 'the retried event at warehouse');
+    await sentinel();
+    for (const e of events) expect(sink.about(e.id as string, WAREHOUSE)).toHaveLength(1);
+    const deadline2 = Date.now() + 10_000;
+    while ((await deadLettersFor(retried.id as string)).length === 0 && Date.now() < deadline2) await new Promise((r) => setTimeout(r, 100));
+    expect(await deadLettersFor(retried.id as string)).toMatchObject([{ destination: 'warehouse', attempts: 3, last_status: 500 }]);
+    const after = await destination('warehouse');
+    expect(after).toMatchObject({ state: 'active', held: 0 });
+    expect(after.last_success_at).not.toBeNull();
+  });
+
+  it('deliveries held longer than 14 days go to dead letters (held_too_long), replayable', async () => {
+    expect((await admin('/destinations/warehouse/pause')).status).toBe(200);
+    const e = domainEvent();
+    expect((await postWebhook(e)).status).toBe(200);
+    const deadline = Date.now() + 15_000;
+    const has = async () =>
+      runInDurableObject(held(), (_i, state) => state.storage.sql.exec('SELECT 1 FROM held WHERE event_id = ?', e.id as string).toArray().length > 0);
+    while (!(await has()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await has()).toBe(true);
+    await runInDurableObject(held(), (_i, state) => {
+      state.storage.sql.exec('UPDATE held SET held_at = held_at - ? WHERE event_id = ?', 15 * 24 * HOUR, e.id as string);
+    });
+    await runDurableObjectAlarm(held());
+    expect(await has()).toBe(false);
+    expect(await deadLettersFor(e.id as string)).toMatchObject([{ destination: 'warehouse', reason: 'held_too_long', rules: ['domains'] }]);
+    expect((await admin('/destinations/warehouse/resume')).status).toBe(200);
+  });
+
+  it('error paths: unknown destination 404, no token 401', async () => {
+    for (const action of ['pause', 'resume']) {
+      const res = await admin(`/destinations/nope/${action}`);
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { error: string }).error).toBe('not_found');
+    }
+    const anon = await exports.default.fetch(new Request(`${URL_BASE}/admin/destinations/warehouse/pause`, { method: 'POST' }));
+    expect(anon.status).toBe(401);
+    expect(((await anon.json()) as { error: string }).error).toBe('unauthorized');
+    expect((await destination('warehouse')).state).toBe('active');
+  });
+});
