@@ -366,10 +366,11 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
   const targets: Target[] = [];
   for (const r of runs.filter((x) => x.budget === null)) {
     targets.push({
+      // The ledger's admit per event, plus the destination registry's read and report once per consumer batch.
       what: `Durable Object requests per accepted event, ${r.destinations} destination(s)`,
-      target: '≤ 1',
+      target: `≤ 1 + 2 per batch (${f(1 + 2 * r.perEvent.consumerInvocations)})`,
       measured: f(r.perEvent.doRequests),
-      met: r.perEvent.doRequests <= 1.0001,
+      met: r.perEvent.doRequests <= 1 + 2 * r.perEvent.consumerInvocations + 0.0001,
     });
     targets.push({
       what: `internal queue messages per accepted event, ${r.destinations} destination(s)`,
@@ -387,12 +388,12 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
     return calls > 0 ? m.reduce((acc, x) => acc + x.w, 0) / calls : 0;
   };
   const findings: string[] = [
-    `Per accepted event, 1 destination / 5 destinations: ${f(one.perEvent.workerRequests)} / ${f(five.perEvent.workerRequests)} Worker request; ${f(one.perEvent.doRequests)} / ${f(five.perEvent.doRequests)} Durable Object request (the ledger's admit RPC: claim, out-of-order check, enqueue and commit inside the object); ${f(one.perEvent.internalQueueMessages)} / ${f(five.perEvent.internalQueueMessages)} internal queue message (${f(one.perEvent.queueOperations)} / ${f(five.perEvent.queueOperations)} queue operations, redeliveries included). HTTP deliveries are subrequests of the consumer (${f(one.perEvent.httpSubrequests)} / ${f(five.perEvent.httpSubrequests)} per event), not billed. The counts agree with the structured logs and the sink's request count (cross-checks).`,
+    `Per accepted event, 1 destination / 5 destinations: ${f(one.perEvent.workerRequests)} / ${f(five.perEvent.workerRequests)} Worker request; ${f(one.perEvent.doRequests)} / ${f(five.perEvent.doRequests)} Durable Object requests (the ledger's admit RPC — claim, out-of-order check, enqueue and commit inside the object — plus the destination registry's read of the paused set and report of outcomes, once per consumer batch); ${f(one.perEvent.internalQueueMessages)} / ${f(five.perEvent.internalQueueMessages)} internal queue message (${f(one.perEvent.queueOperations)} / ${f(five.perEvent.queueOperations)} queue operations, redeliveries included). HTTP deliveries are subrequests of the consumer (${f(one.perEvent.httpSubrequests)} / ${f(five.perEvent.httpSubrequests)} per event), not billed. The counts agree with the structured logs and the sink's request count (cross-checks).`,
     (() => {
       const redeliveries = five.perEvent.internalDeliveries - five.perEvent.internalQueueMessages;
       const fixed = fiveBudget.perEvent.internalDeliveries - fiveBudget.perEvent.internalQueueMessages;
       const cause =
-        'the consumer\'s subrequest budget (ROUTER consumer_subrequest_budget, default 45, minus 2 kept for the flush = 43 deliveries per batch) is smaller than max_batch_size 10 × 5 destinations = 50';
+        'the consumer\'s subrequest budget (ROUTER consumer_subrequest_budget, default 45, minus the calls the batch reserves for itself: the destination registry\'s read and report, the dead-letter call and the follow-up sendBatch) is smaller than max_batch_size 10 × 5 destinations = 50';
       if (five.perEvent.internalQueueMessages > 1.0001) {
         return `Target missed with 5 destinations: ${f(five.perEvent.internalQueueMessages)} internal messages per event. Cause: ${cause}, so each full batch delivers what fits and re-enqueues the rest as follow-up messages (+${pct(five.perEvent.internalQueueMessages - 1)} queue writes; those deliveries also wait for another batch). With consumer_subrequest_budget = 100 the same run writes ${f(fiveBudget.perEvent.internalQueueMessages)} message per event. Either raise the budget on Workers Paid (which allows far more subrequests per invocation) or keep max_batch_size ≤ floor((budget − 2) ÷ destinations): 8 for 5 destinations at the default budget.`;
       }

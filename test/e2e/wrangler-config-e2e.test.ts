@@ -14,7 +14,7 @@ interface Consumer {
   dead_letter_queue?: string;
 }
 
-const toml = parse(readFileSync(resolve(__dirname, '../../wrangler.toml'), 'utf8')) as { queues: { consumers: Consumer[] } };
+const toml = parse(readFileSync(resolve(__dirname, '../../wrangler.toml'), 'utf8')) as unknown as { queues: { consumers: Consumer[] } };
 const consumer = (name: string) => toml.queues.consumers.find((c) => c.queue === name);
 
 describe('wrangler.toml queue consumers', () => {
