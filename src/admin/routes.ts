@@ -10,7 +10,7 @@ import { constantTimeEqual } from '../webhook/signature';
 import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { stringBinding } from '../env';
-import { type BulkAction, type DeadLetterJob, parseBulkRequest, parseIdempotencyKey } from './bulk';
+import { type DeadLetterJob, parseBulkRequest, parseIdempotencyKey } from './bulk';
 import { replayRecord } from './replay';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
@@ -142,8 +142,6 @@ adminRoutes.get('/dead-letters/jobs/:id', async (c) => {
   if (job === null) throw new ApiError(404, 'not_found', 'No dead-letter job with that id.');
   return c.json(job);
 });
-
-export type { BulkAction };
 
 /** Deletes one dead letter without replaying it. */
 adminRoutes.delete('/dead-letters/:seq', async (c) => {

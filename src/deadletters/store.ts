@@ -130,17 +130,17 @@ const ADDED_COLUMNS: ReadonlyArray<[string, string]> = [
 ];
 
 /**
- * Secondary indexes: bulk actions select by destination and time of death,
- * and page in (dead_at, seq) order — the order of both indexes, whose last
- * column is implicitly the seq (rowid), so a page is an index range scan with
- * no sort, whatever the size of the table. The time index also serves the
- * retention sweep and filters without a destination. Each costs one more row
- * written per record added or removed (dead letters are rare next to events).
+ * Secondary index for bulk actions: by destination. Its entries are ordered
+ * by (destination, seq) — the seq (rowid) is implicitly its last column — so
+ * a job pages through one destination's records by seq as an index range,
+ * with no sort; without a destination it pages the table by its primary key.
+ * `dead_at` is deliberately not indexed: each index costs one more row
+ * written per record added or removed, and one containing `dead_at` would
+ * serve only the time bounds (checked on the rows a page visits, whose seq
+ * order follows their time of death) and the hourly sweep (a scan, billed as
+ * rows read, like the ledger's).
  */
-const INDEXES = [
-  'CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead_letters (destination, dead_at)',
-  'CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (dead_at)',
-];
+const INDEXES = ['CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead_letters (destination)'];
 
 /** Records one replay slice takes at most (also bounded by `consumer_subrequest_budget` subrequests). */
 export const REPLAY_SLICE = 100;
@@ -172,7 +172,6 @@ type JobRow = {
   failed: number;
   uncertain: number;
   state: string;
-  cursor_dead_at: number;
   cursor_seq: number;
   inflight_seq: number | null;
   next_at: number;
@@ -181,8 +180,6 @@ type JobRow = {
   started_at: number;
   finished_at: number | null;
 };
-
-type Position = { seq: number; dead_at: number };
 
 export class DeadLetterStore extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -224,7 +221,6 @@ export class DeadLetterStore extends DurableObject<Env> {
         failed INTEGER NOT NULL DEFAULT 0,
         uncertain INTEGER NOT NULL DEFAULT 0,
         state TEXT NOT NULL,
-        cursor_dead_at INTEGER NOT NULL DEFAULT -1,
         cursor_seq INTEGER NOT NULL DEFAULT 0,
         inflight_seq INTEGER,
         next_at INTEGER NOT NULL,
@@ -346,13 +342,15 @@ export class DeadLetterStore extends DurableObject<Env> {
       now,
       now,
     );
-    if (matched === 0) this.finish(id, 'done', now);
-    else {
-      await this.armWatchdog(id, now);
-      await this.exclusive(() => this.runSlice(id));
-      await this.reschedule();
+    if (matched === 0) {
+      this.finish(id, 'done', now);
+      return { kind: 'started', job: toJob(this.jobRow(id) as JobRow) };
     }
-    return { kind: 'started', job: toJob(this.jobRow(id) as JobRow) };
+    await this.armWatchdog(id, now);
+    await this.exclusive(() => this.runSlice(id));
+    const job = toJob(this.jobRow(id) as JobRow); // as the request's slice left it (the alarm may start on the next one)
+    await this.reschedule();
+    return { kind: 'started', job };
   }
 
   /** One job, or null. */
@@ -431,15 +429,13 @@ export class DeadLetterStore extends DurableObject<Env> {
   private discardSlice(job: JobRow): void {
     const now = Date.now();
     const page = this.page(job, DISCARD_SLICE);
-    const seqs = page.filter((p) => !this.inflight.has(p.seq)).map((p) => p.seq);
+    const seqs = page.filter((seq) => !this.inflight.has(seq));
     if (seqs.length > 0) this.sql.exec('DELETE FROM dead_letters WHERE seq IN (SELECT value FROM json_each(?))', JSON.stringify(seqs));
-    const last = page[page.length - 1];
     this.sql.exec(
-      'UPDATE dead_letter_jobs SET done = done + ?, failed = failed + ?, cursor_dead_at = ?, cursor_seq = ?, next_at = ? WHERE id = ?',
+      'UPDATE dead_letter_jobs SET done = done + ?, failed = failed + ?, cursor_seq = ?, next_at = ? WHERE id = ?',
       seqs.length,
       page.length - seqs.length,
-      last?.dead_at ?? job.cursor_dead_at,
-      last?.seq ?? job.cursor_seq,
+      page[page.length - 1] ?? job.cursor_seq,
       now,
       job.id,
     );
@@ -465,14 +461,14 @@ export class DeadLetterStore extends DurableObject<Env> {
     const settings = loaded.config.settings;
     const page = this.page(job, REPLAY_SLICE);
     let subrequests = 0;
-    let before: Position = { seq: job.cursor_seq, dead_at: job.cursor_dead_at };
-    for (const p of page) {
-      const row = this.inflight.has(p.seq) ? undefined : this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, p.seq).toArray()[0];
+    let before = job.cursor_seq;
+    for (const seq of page) {
+      const row = this.inflight.has(seq) ? undefined : this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, seq).toArray()[0];
       if (row === undefined) {
         // Another job is enqueuing it (kept if that fails: counted here as not done), or it left the store meanwhile.
-        const busy = this.inflight.has(p.seq) ? 1 : 0;
-        this.sql.exec('UPDATE dead_letter_jobs SET failed = failed + ?, cursor_dead_at = ?, cursor_seq = ? WHERE id = ?', busy, p.dead_at, p.seq, job.id);
-        before = p;
+        const busy = this.inflight.has(seq) ? 1 : 0;
+        this.sql.exec('UPDATE dead_letter_jobs SET failed = failed + ?, cursor_seq = ? WHERE id = ?', busy, seq, job.id);
+        before = seq;
         continue;
       }
       const record: DeadLetterRecord = { ...fromRow(row), body: row.body, dead_at: row.dead_at };
@@ -482,40 +478,39 @@ export class DeadLetterStore extends DurableObject<Env> {
         return;
       }
       subrequests += cost;
-      this.inflight.add(p.seq);
-      this.sql.exec('UPDATE dead_letter_jobs SET inflight_seq = ?, cursor_dead_at = ?, cursor_seq = ? WHERE id = ?', p.seq, p.dead_at, p.seq, job.id);
+      this.inflight.add(seq);
+      this.sql.exec('UPDATE dead_letter_jobs SET inflight_seq = ?, cursor_seq = ? WHERE id = ?', seq, seq, job.id);
       let outcome: ReplayOutcome;
       try {
         outcome = await replayRecord(this.env, settings, record);
       } catch (err) {
         outcome = { status: 'unavailable', error: errorName(err).split(':')[0] ?? 'Error' };
       } finally {
-        this.inflight.delete(p.seq);
+        this.inflight.delete(seq);
       }
       if (outcome.status === 'replayed' || outcome.status === 'duplicate') {
-        this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', p.seq);
+        this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
         this.sql.exec('UPDATE dead_letter_jobs SET done = done + 1, inflight_seq = NULL, retries = 0, error = NULL WHERE id = ?', job.id);
       } else if (outcome.status === 'not_replayable') {
         this.sql.exec('UPDATE dead_letter_jobs SET failed = failed + 1, inflight_seq = NULL WHERE id = ?', job.id);
-        log('warn', 'dead_letter_not_replayable', { job_id: job.id, seq: p.seq, event_id: record.event_id, destination: record.destination, reason: record.reason });
+        log('warn', 'dead_letter_not_replayable', { job_id: job.id, seq, event_id: record.event_id, destination: record.destination, reason: record.reason });
       } else {
         const now = Date.now();
         const retries = (this.jobRow(job.id)?.retries ?? 0) + 1;
         const error = `could not enqueue (${outcome.error})`;
         this.sql.exec(
-          'UPDATE dead_letter_jobs SET inflight_seq = NULL, cursor_dead_at = ?, cursor_seq = ?, retries = ?, error = ?, next_at = ? WHERE id = ?',
-          before.dead_at,
-          before.seq,
+          'UPDATE dead_letter_jobs SET inflight_seq = NULL, cursor_seq = ?, retries = ?, error = ?, next_at = ? WHERE id = ?',
+          before,
           retries,
           error,
           now + Math.min(1000 * 2 ** (retries - 1), JOB_RETRY_MAX_MS),
           job.id,
         );
-        log('warn', 'dead_letter_replay_unavailable', { job_id: job.id, seq: p.seq, event_id: record.event_id, destination: record.destination, error: outcome.error, retries });
+        log('warn', 'dead_letter_replay_unavailable', { job_id: job.id, seq, event_id: record.event_id, destination: record.destination, error: outcome.error, retries });
         if (retries >= JOB_MAX_RETRIES) this.finish(job.id, 'failed', now);
         return;
       }
-      before = p;
+      before = seq;
     }
     const now = Date.now();
     if (page.length < REPLAY_SLICE) this.finish(job.id, 'done', now);
@@ -555,20 +550,15 @@ export class DeadLetterStore extends DurableObject<Env> {
     return { matched, types };
   }
 
-  /** The job's next records after its cursor, in (dead_at, seq) order: an index range, never a sort. */
-  private page(job: JobRow, limit: number): Position[] {
+  /** The seqs of the job's next records after its cursor, in seq order (an index or primary-key range, never a sort). */
+  private page(job: JobRow, limit: number): number[] {
     const filter = JSON.parse(job.filter) as DeadLetterFilter;
     const types = job.types === null ? null : (JSON.parse(job.types) as string[]);
     const where = filterSql(filter, types, job.max_seq);
     return this.sql
-      .exec<Position>(
-        `SELECT seq, dead_at FROM dead_letters WHERE ${where.sql} AND (dead_at, seq) > (?, ?) ORDER BY dead_at, seq LIMIT ?`,
-        ...where.args,
-        job.cursor_dead_at,
-        job.cursor_seq,
-        limit,
-      )
-      .toArray();
+      .exec<{ seq: number }>(`SELECT seq FROM dead_letters WHERE ${where.sql} AND seq > ? ORDER BY seq LIMIT ?`, ...where.args, job.cursor_seq, limit)
+      .toArray()
+      .map((r) => r.seq);
   }
 
   /** Notes left by a replay in flight when the previous instance stopped: the record is kept (never lost) and reported, never replayed again by its job. */

@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'invalid_request'
   | 'reconcile_disabled'
   | 'not_replayable'
+  | 'idempotency_key_reused'
   | 'internal_error';
 
 export class ApiError extends HTTPException {
