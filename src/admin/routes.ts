@@ -10,6 +10,7 @@ import { constantTimeEqual } from '../webhook/signature';
 import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { stringBinding } from '../env';
+import { log } from '../log';
 import { type DeadLetterJob, parseBulkRequest, parseIdempotencyKey } from './bulk';
 import { replayRecord } from './replay';
 
@@ -105,6 +106,7 @@ adminRoutes.post('/dead-letters/:seq/replay', async (c) => {
     await store.restore(record);
     throw new ApiError(503, 'temporarily_unavailable', `The replay could not be enqueued (${outcome.error}); the dead letter was kept.`);
   }
+  log('info', 'dead_letter_replayed', { seq, event_id: record.event_id, destination: record.destination, status: outcome.status });
   return c.json({ status: outcome.status, event_id: record.event_id, destination: record.destination });
 });
 
@@ -147,6 +149,7 @@ adminRoutes.get('/dead-letters/jobs/:id', async (c) => {
 adminRoutes.delete('/dead-letters/:seq', async (c) => {
   const seq = parseSeq(c.req.param('seq'));
   if (!(await deadLetterStub(c.env).remove(seq))) throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
+  log('info', 'dead_letter_deleted', { seq });
   return c.json({ status: 'deleted', seq });
 });
 

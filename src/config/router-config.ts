@@ -502,7 +502,7 @@ function parseHttpUrl(s: string): URL | undefined {
  * parser's canonical form: IPv4 in dotted decimal (`127.1` → `127.0.0.1`),
  * IPv6 compressed and bracketed, names lower-cased.
  */
-function isLoopbackHost(hostname: string): boolean {
+export function isLoopbackHost(hostname: string): boolean {
   return hostname === 'localhost' || hostname.endsWith('.localhost') || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname) || hostname === '[::1]';
 }
 

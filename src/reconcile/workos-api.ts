@@ -5,6 +5,7 @@
  * its `created_at` in ms (an event whose `created_at` is not a time makes the
  * page malformed: the reconciler orders and windows by it).
  */
+import { isLoopbackHost } from '../config/router-config';
 import type { UnknownEvent } from '../events/catalog';
 import { parseRetryAfter } from '../destinations/types';
 import { envelopeProblem } from '../webhook/envelope';
@@ -37,7 +38,16 @@ export type EventsPage =
     };
 
 export async function fetchEventsPage(baseUrl: string, apiKey: string, q: EventsPageQuery, timeoutMs = 15_000): Promise<EventsPage> {
-  const url = new URL('/events', baseUrl);
+  let url: URL;
+  try {
+    url = new URL('/events', baseUrl);
+  } catch {
+    return { ok: false, kind: 'client_error', status: null, message: 'WORKOS_API_BASE_URL is not a URL; the API key was not sent.' };
+  }
+  // The API key travels in the Authorization header: never over plain HTTP, except to a loopback host (tests, local mocks).
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+    return { ok: false, kind: 'client_error', status: null, message: 'WORKOS_API_BASE_URL must use https:// (http:// only for loopback hosts); the API key was not sent.' };
+  }
   for (const type of q.events) url.searchParams.append('events[]', type);
   url.searchParams.set('limit', String(q.limit));
   url.searchParams.set('order', 'asc');
