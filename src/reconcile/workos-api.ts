@@ -57,6 +57,8 @@ export async function fetchEventsPage(baseUrl: string, apiKey: string, q: Events
   try {
     res = await fetch(url.toString(), {
       headers: { Authorization: `Bearer ${apiKey}`, Accept: 'application/json', 'User-Agent': 'workos-event-router/0.1' },
+      // Never follow a redirect with the API key in the Authorization header.
+      redirect: 'manual',
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch {
