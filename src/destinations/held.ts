@@ -13,7 +13,7 @@ import { loadConfig } from '../config/load';
 import { deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import { ledgerStub } from '../dedup/shard';
 import { errorName, log } from '../log';
-import { type RouterMessage, fitsInline, utf8Length } from '../queue/message';
+import { type RouterMessage, chunkForSendBatch, fitsInline, utf8Length } from '../queue/message';
 
 export interface HeldDelivery {
   event_id: string;
@@ -162,7 +162,7 @@ export class HeldDeliveries extends DurableObject<Env> {
     }
     // One sendBatch per slice (at most 50 messages); split when large.
     let sent = 0;
-    for (const chunk of chunkBySize(messages)) {
+    for (const chunk of chunkForSendBatch(messages, (m) => m)) {
       try {
         await this.env.EVENTS_QUEUE.sendBatch(chunk.map((body) => ({ body, contentType: 'json' as const })));
       } catch (err) {
@@ -210,24 +210,6 @@ export class HeldDeliveries extends DurableObject<Env> {
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
-}
-
-function chunkBySize(messages: RouterMessage[]): RouterMessage[][] {
-  const chunks: RouterMessage[][] = [];
-  let current: RouterMessage[] = [];
-  let bytes = 0;
-  for (const m of messages) {
-    const size = utf8Length(JSON.stringify(m)) + 256;
-    if (current.length > 0 && bytes + size > 240_000) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(m);
-    bytes += size;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
 }
 
 export function heldStub(env: Env, destination: string): DurableObjectStub<HeldDeliveries> {

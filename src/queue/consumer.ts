@@ -28,16 +28,13 @@ import { type DestinationReport, registryStub } from '../destinations/registry';
 import { type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../destinations/types';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
-import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, isRouterMessage, messageBytes } from './message';
+import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, chunkForSendBatch, isRouterMessage, messageBytes, sendBatchCount } from './message';
 
 export const EVENTS_QUEUE_NAME = 'workos-router-events';
 export const DLQ_NAME = 'workos-router-events-dlq';
 
 /** How long events wait between checks while the configuration is invalid. */
 export const HOLD_DELAY_SECONDS = 60;
-/** sendBatch accepts at most 100 messages and 256 KB; keep a margin for per-message overhead. */
-const BATCH_MAX_MESSAGES = 100;
-const BATCH_MAX_BYTES = 240_000;
 /** A follow-up must fit one queue message, with a margin for the platform's own fields. */
 const FOLLOW_UP_LIMIT = QUEUE_MESSAGE_LIMIT - 1_000;
 /** A stored body is kept at least this long past the last scheduled attempt that needs it. */
@@ -219,29 +216,13 @@ class FlushReserve {
   }
 
   calls(): number {
-    return (this.deadLetters ? 1 : 0) + chunkCount(this.sizes) + this.extras;
+    return (this.deadLetters ? 1 : 0) + sendBatchCount(this.sizes) + this.extras;
   }
 }
 
 function worstCaseFollowUpBytes(body: RouterMessage): number {
   // UTF-16 length × 3 bounds UTF-8 bytes; escaping at most doubles them.
   return body.body === undefined ? 4_096 : Math.min(QUEUE_MESSAGE_LIMIT, body.body.length * 6 + 4_096);
-}
-
-function chunkCount(sizes: number[]): number {
-  let chunks = 0;
-  let count = 0;
-  let bytes = 0;
-  for (const size of sizes) {
-    if (chunks === 0 || count >= BATCH_MAX_MESSAGES || bytes + size > BATCH_MAX_BYTES) {
-      chunks += 1;
-      count = 0;
-      bytes = 0;
-    }
-    count += 1;
-    bytes += size;
-  }
-  return chunks;
 }
 
 interface MessageWork {
@@ -433,20 +414,27 @@ async function prepareFollowUp(plan: MessagePlan, env: Env, config: RouterConfig
   f.body = { ...rest, body_ref: { shard: name, until } };
 }
 
-async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | undefined): Promise<void> {
-  const now = Date.now();
-  // Per message: is everything it must leave behind safe?
-  const safe = new Map<MessagePlan, boolean>();
+/** Prepares every follow-up (`prepareFollowUp`); returns the plans whose follow-up could not be made safe. */
+async function prepareFollowUps(plans: MessagePlan[], env: Env, config: RouterConfig | undefined, now: number): Promise<MessagePlan[]> {
+  const failed: MessagePlan[] = [];
   await Promise.all(
     plans.map(async (plan) => {
       try {
         await prepareFollowUp(plan, env, config, now);
       } catch (err) {
         log('error', 'follow_up_body_store_failed', { event_id: plan.followUp?.body.id, error: errorName(err) });
-        safe.set(plan, false);
+        failed.push(plan);
       }
     }),
   );
+  return failed;
+}
+
+async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | undefined): Promise<void> {
+  const now = Date.now();
+  // Per message: is everything it must leave behind safe?
+  const safe = new Map<MessagePlan, boolean>();
+  for (const plan of await prepareFollowUps(plans, env, config, now)) safe.set(plan, false);
   const sending = plans.filter((p) => p.followUp !== undefined && safe.get(p) !== false);
   for (const chunk of chunkPlans(sending)) {
     try {
@@ -477,21 +465,7 @@ async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | unde
 }
 
 function chunkPlans(plans: MessagePlan[]): MessagePlan[][] {
-  const chunks: MessagePlan[][] = [];
-  let current: MessagePlan[] = [];
-  let size = 0;
-  for (const plan of plans) {
-    const bytes = messageBytes((plan.followUp as FollowUp).body) + 256;
-    if (current.length > 0 && (current.length >= BATCH_MAX_MESSAGES || size + bytes > BATCH_MAX_BYTES)) {
-      chunks.push(current);
-      current = [];
-      size = 0;
-    }
-    current.push(plan);
-    size += bytes;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+  return chunkForSendBatch(plans, (p) => (p.followUp as FollowUp).body);
 }
 
 /**
@@ -508,16 +482,7 @@ async function holdBatch(batch: MessageBatch<unknown>, env: Env): Promise<void> 
     return plan;
   });
   log('warn', 'held_config_invalid', { count: plans.length, retry_in_s: HOLD_DELAY_SECONDS });
-  await Promise.all(
-    plans.map(async (plan) => {
-      try {
-        await prepareFollowUp(plan, env, undefined, now);
-      } catch (err) {
-        log('error', 'follow_up_body_store_failed', { event_id: plan.followUp?.body.id, error: errorName(err) });
-        plan.redeliver = true;
-      }
-    }),
-  );
+  for (const plan of await prepareFollowUps(plans, env, undefined, now)) plan.redeliver = true;
   for (const chunk of chunkPlans(plans.filter((p) => p.followUp !== undefined && p.redeliver !== true))) {
     try {
       await env.EVENTS_QUEUE.sendBatch(

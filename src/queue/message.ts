@@ -83,3 +83,38 @@ export function isRouterMessage(v: unknown): v is RouterMessage {
     (typeof m.body === 'string' || (typeof m.body_ref === 'object' && m.body_ref !== null && typeof m.body_ref.shard === 'string'))
   );
 }
+
+/** sendBatch accepts at most 100 messages and 256 KB; keep a margin for per-message overhead. */
+const BATCH_MAX_MESSAGES = 100;
+const BATCH_MAX_BYTES = 240_000;
+
+/**
+ * Splits items into `sendBatch` calls within the platform's limits (count and
+ * bytes), in order, packing greedily (next-fit): the consumer reserves its
+ * budget with the same packing.
+ */
+export function chunkForSendBatch<T>(items: readonly T[], messageOf: (item: T) => RouterMessage): T[][] {
+  return packNextFit(items.map((item) => ({ item, bytes: messageBytes(messageOf(item)) + 256 }))).map((chunk) => chunk.map((c) => c.item));
+}
+
+/** How many sendBatch calls next-fit packing of messages of these sizes takes. */
+export function sendBatchCount(sizes: readonly number[]): number {
+  return packNextFit(sizes.map((bytes) => ({ item: bytes, bytes }))).length;
+}
+
+function packNextFit<T>(items: readonly { item: T; bytes: number }[]): { item: T; bytes: number }[][] {
+  const chunks: { item: T; bytes: number }[][] = [];
+  let current: { item: T; bytes: number }[] = [];
+  let size = 0;
+  for (const it of items) {
+    if (current.length > 0 && (current.length >= BATCH_MAX_MESSAGES || size + it.bytes > BATCH_MAX_BYTES)) {
+      chunks.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(it);
+    size += it.bytes;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
