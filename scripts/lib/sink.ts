@@ -11,9 +11,21 @@ export interface SinkRequest {
   path: string;
   headers: IncomingHttpHeaders;
   body: Buffer;
+  /** The status the sink answered, once written (absent: not answered yet, or the connection was closed instead). */
+  status?: number;
+  /** True when the client's connection closed before the sink's answer was fully written. */
+  clientGone?: boolean;
 }
 
-export type Responder = (req: SinkRequest) => { status: number; body?: string; headers?: Record<string, string> };
+export type Responder = (req: SinkRequest) => {
+  status: number;
+  body?: string;
+  headers?: Record<string, string>;
+  /** Answer only after this many milliseconds (a slow or hung service). */
+  delayMs?: number;
+  /** Close the connection without answering (after `delayMs`, if given). */
+  destroy?: boolean;
+};
 
 export interface Sink {
   url: string;
@@ -45,8 +57,26 @@ export async function startSink(): Promise<Sink> {
       sink.onRequest?.(record);
       const fallback: Responder = () => ({ status: 200, body: 'ok' });
       const answer = (responders.get(record.path.split('?')[0] as string) ?? fallback)(record);
-      res.writeHead(answer.status, { 'Content-Type': 'text/plain', ...answer.headers });
-      res.end(answer.body ?? '');
+      res.on('close', () => {
+        if (!res.writableFinished) record.clientGone = true;
+      });
+      const reply = () => {
+        if (answer.destroy === true) {
+          req.socket.destroy();
+          return;
+        }
+        if (res.destroyed) {
+          record.clientGone = true;
+          return;
+        }
+        record.status = answer.status;
+        res.writeHead(answer.status, { 'Content-Type': 'text/plain', ...answer.headers });
+        res.end(answer.body ?? '');
+      };
+      if (answer.delayMs !== undefined && answer.delayMs > 0) {
+        res.on('error', () => undefined); // the client may be gone by then
+        setTimeout(reply, answer.delayMs);
+      } else reply();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

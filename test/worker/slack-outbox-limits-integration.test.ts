@@ -124,6 +124,32 @@ describe('one message per window, measured where Slack receives it', () => {
   });
 });
 
+describe('a single event sent at once', () => {
+  it('has an alarm set while its POST is in flight (a reset mid-POST still sends it), cleared once sent', async () => {
+    const dest = destination({ digestWindowSeconds: 60 });
+    const stub = outboxStub(env, dest.name);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let alarmDuringPost: number | null = null;
+    vi.mocked(globalThis.fetch).mockImplementationOnce(async (input, init) => {
+      const req = new Request(input as RequestInfo, init);
+      const body = (await req.json()) as { text: string };
+      await gate;
+      arrivals.push({ url: req.url, at: Date.now(), text: body.text });
+      return new Response('ok');
+    });
+    const submitted = stub.submit(dest, item(1));
+    await new Promise((r) => setTimeout(r, 100));
+    alarmDuringPost = await runInDurableObject(stub, (_i, state) => state.storage.getAlarm());
+    release();
+    expect(await submitted).toBe('accepted');
+    expect(alarmDuringPost).not.toBeNull();
+    expect(arrivals).toHaveLength(1);
+    expect(await stub.pending()).toBe(0);
+    expect(await runInDurableObject(stub, (_i, state) => state.storage.getAlarm())).toBeNull();
+  });
+});
+
 describe('submission is idempotent per event id', () => {
   it('the same events submitted again (a consumer redelivery) are not counted twice', async () => {
     const dest = destination({ digestWindowSeconds: 60 });

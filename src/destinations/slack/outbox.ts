@@ -143,7 +143,11 @@ export class SlackOutbox extends DurableObject<Env> {
     if (full > 0) log('warn', 'slack_backlog_full', { destination: dest.name, refused: full, waiting, max_pending: dest.maxPending });
     if (outcomes.some((o) => o === 'accepted')) {
       const nextAllowed = this.nextAllowed(dest);
-      if (!this.sending && now >= nextAllowed && waiting === 1) await this.flush();
+      if (!this.sending && now >= nextAllowed && waiting === 1) {
+        // A safety net first: if the object is reset during the POST (a deploy), the alarm still sends it.
+        await this.scheduleAt(now + HOLD_DELAY_SECONDS * 1000);
+        await this.flush();
+      }
       else await this.scheduleAt(Math.max(nextAllowed, now + 50));
     }
     return outcomes;
@@ -233,6 +237,7 @@ export class SlackOutbox extends DurableObject<Env> {
       }
     }
     if (this.count() > 0) await this.scheduleAt(this.nextAllowed(dest));
+    else await this.ctx.storage.deleteAlarm();
   }
 
   /** The message for the entries up to `lastSeq`: the stored single message when there is one entry, else a digest. */
