@@ -15,10 +15,10 @@
  * GET /__bench/counters returns the counters, merged across isolates (the
  * Durable Objects are asked over RPC; those calls are not counted).
  */
-import router, { DedupLedger as BaseLedger, DeadLetterStore as BaseDeadLetters } from '../../../src/index.ts';
+import router, { DedupLedger as BaseLedger, DeadLetterStore as BaseDeadLetters, DestinationRegistry as BaseRegistry } from '../../../src/index.ts';
 
 // Every other export of the router (Durable Object classes added later included)
-// passes through unchanged; the two local class exports below take precedence.
+// passes through unchanged; the local class exports below take precedence.
 export * from '../../../src/index.ts';
 
 // Random values are not allowed at global scope: the isolate's id is drawn on first use.
@@ -240,6 +240,20 @@ export class DeadLetterStore extends BaseDeadLetters {
   add(records) {
     inc(counters.doIncoming, 'DeadLetterStore.add');
     return super.add(records);
+  }
+}
+
+export class DestinationRegistry extends BaseRegistry {
+  #clock = new ActiveClock();
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.sql = wrapSql(ctx.storage.sql);
+  }
+  paused() {
+    return timed(this.#clock, 'DestinationRegistry.paused', () => super.paused());
+  }
+  report(reports) {
+    return timed(this.#clock, 'DestinationRegistry.report', () => super.report(reports));
   }
 }
 
