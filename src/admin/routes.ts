@@ -12,7 +12,6 @@ import { reconcilerStub } from '../reconcile/reconciler';
 import { stringBinding } from '../env';
 import { log } from '../log';
 import { type DeadLetterJob, parseBulkRequest, parseIdempotencyKey } from './bulk';
-import { replayRecord } from './replay';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
 
@@ -84,30 +83,31 @@ adminRoutes.get('/dead-letters', async (c) => {
 
 /**
  * Replays one dead letter: its destination gets the event again through the
- * normal delivery path (fresh attempts; see src/admin/replay.ts). The record
- * is taken from the store and put back, same seq, when the replay cannot be
- * enqueued.
+ * normal delivery path (fresh attempts; see src/admin/replay.ts). The store
+ * replays it from inside and removes it only once the replay is enqueued.
  */
 adminRoutes.post('/dead-letters/:seq/replay', async (c) => {
   const seq = parseSeq(c.req.param('seq'));
-  const loaded = loadConfig(c.env);
-  if (!loaded.ok) throw new ApiError(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
-  const store = deadLetterStub(c.env);
-  const taken = await store.takeForReplay(seq);
-  if (taken.status === 'not_found') throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
-  if (taken.status === 'busy') throw new ApiError(409, 'in_progress', 'A bulk replay job is enqueuing this dead letter right now; list it again in a moment.');
-  const record = taken.record;
-  const outcome = await replayRecord(c.env, loaded.config.settings, record);
-  if (outcome.status === 'not_replayable') {
-    await store.restore(record);
-    throw new ApiError(409, 'not_replayable', `This dead letter has no event body to replay (reason: ${record.reason}); delete it instead.`);
+  const outcome = await deadLetterStub(c.env).replayOne(seq);
+  switch (outcome.status) {
+    case 'replayed':
+    case 'duplicate':
+      return c.json({ status: outcome.status, event_id: outcome.event_id, destination: outcome.destination });
+    case 'not_found':
+      throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
+    case 'busy':
+      throw new ApiError(409, 'in_progress', 'A bulk replay job is enqueuing this dead letter right now; list it again in a moment.');
+    case 'not_replayable':
+      throw new ApiError(409, 'not_replayable', `This dead letter has no event body to replay (reason: ${outcome.reason}); delete it instead.`);
+    case 'config_invalid':
+      throw new ApiError(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
+    case 'unavailable':
+      throw new ApiError(503, 'temporarily_unavailable', `The replay could not be enqueued (${outcome.error}); the dead letter was kept.`);
+    default: {
+      const never: never = outcome;
+      throw new Error(`unexpected replay outcome ${JSON.stringify(never)}`);
+    }
   }
-  if (outcome.status === 'unavailable') {
-    await store.restore(record);
-    throw new ApiError(503, 'temporarily_unavailable', `The replay could not be enqueued (${outcome.error}); the dead letter was kept.`);
-  }
-  log('info', 'dead_letter_replayed', { seq, event_id: record.event_id, destination: record.destination, status: outcome.status });
-  return c.json({ status: outcome.status, event_id: record.event_id, destination: record.destination });
 });
 
 /**

@@ -292,6 +292,45 @@ export class DeadLetterStore extends DurableObject<Env> {
     return taken.status === 'taken' ? taken.record : null;
   }
 
+  /**
+   * Replays one record from inside the store: it stays in the store while its
+   * replay is enqueued and leaves only afterwards, so a crash in between can
+   * at worst replay it again (at-least-once), never lose it.
+   */
+  async replayOne(
+    seq: number,
+  ): Promise<
+    | { status: 'replayed' | 'duplicate'; event_id: string; destination: string }
+    | { status: 'not_replayable'; reason: string }
+    | { status: 'unavailable'; error: string }
+    | { status: 'busy' }
+    | { status: 'not_found' }
+    | { status: 'config_invalid' }
+  > {
+    if (this.inflight.has(seq)) return { status: 'busy' };
+    const row = this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, seq).toArray()[0];
+    if (row === undefined) return { status: 'not_found' };
+    const loaded = loadConfig(this.env);
+    if (!loaded.ok) return { status: 'config_invalid' };
+    const record: DeadLetterRecord = { ...fromRow(row), body: row.body, dead_at: row.dead_at };
+    this.inflight.add(seq);
+    let outcome: ReplayOutcome;
+    try {
+      outcome = await replayRecord(this.env, loaded.config.settings, record);
+    } catch (err) {
+      outcome = { status: 'unavailable', error: errorName(err).split(':')[0] ?? 'Error' };
+    } finally {
+      this.inflight.delete(seq);
+    }
+    if (outcome.status === 'replayed' || outcome.status === 'duplicate') {
+      this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
+      log('info', 'dead_letter_replayed', { seq, event_id: record.event_id, destination: record.destination, status: outcome.status });
+      return { status: outcome.status, event_id: record.event_id, destination: record.destination };
+    }
+    if (outcome.status === 'not_replayable') return { status: 'not_replayable', reason: record.reason };
+    return { status: 'unavailable', error: outcome.error };
+  }
+
   /** `take`, telling an unknown seq from a record a bulk job is enqueuing right now. */
   async takeForReplay(seq: number): Promise<{ status: 'taken'; record: DeadLetterRecord } | { status: 'busy' } | { status: 'not_found' }> {
     return this.takeNow(seq);

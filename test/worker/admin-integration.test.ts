@@ -218,6 +218,20 @@ describe('POST /admin/dead-letters/<seq>/replay', () => {
     expect(items.find((i) => i.event_id === event.id)?.seq).toBe(seq);
   });
 
+  it('a dead letter stays in the store while its replay is enqueued, and leaves only after (a crash in between cannot lose it)', async () => {
+    const { event, seq } = await deadLetter();
+    const real = env.EVENTS_QUEUE.send.bind(env.EVENTS_QUEUE);
+    let listedDuringSend: boolean | undefined;
+    vi.spyOn(env.EVENTS_QUEUE, 'send').mockImplementationOnce(async (body, options) => {
+      listedDuringSend = (await deadLetterStub(env).list(500, 0)).some((i) => i.seq === seq);
+      return real(body, options);
+    });
+    const res = await admin(`/dead-letters/${seq}/replay`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    expect(listedDuringSend).toBe(true);
+    expect((await deadLetterStub(env).list(500, 0)).some((i) => i.event_id === event.id && i.seq === seq)).toBe(false);
+  });
+
   it('400 invalid_request for a seq that is not a positive whole number', async () => {
     for (const bad of ['abc', '-1', '0', '2.5', '1e2']) {
       await expectError(await admin(`/dead-letters/${bad}/replay`, { method: 'POST' }), 400, 'invalid_request');
