@@ -33,6 +33,8 @@ import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, chunkFor
 export const EVENTS_QUEUE_NAME = 'workos-router-events';
 export const DLQ_NAME = 'workos-router-events-dlq';
 
+/** Calls every batch makes besides its deliveries: the destination registry's read of the paused set and its report. */
+const BATCH_BASE_CALLS = 2;
 /** How long events wait between checks while the configuration is invalid. */
 export const HOLD_DELAY_SECONDS = 60;
 /** A follow-up must fit one queue message, with a margin for the platform's own fields. */
@@ -76,7 +78,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     batch.retryAll({ delaySeconds: 30 });
     return;
   }
-  let used = 2;
+  let used = BATCH_BASE_CALLS;
   const reserve = new FlushReserve();
   const plans: MessagePlan[] = [];
   const work: MessageWork[] = [];
@@ -106,7 +108,8 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     const trial = reserve.with(body);
     let raw = body.body;
     if (raw === undefined && body.body_ref !== undefined) {
-      if (used + 1 + trial.calls() > totalBudget) {
+      // Redelivered whole only when a batch of its own would have room (else it would come back for ever).
+      if (used + 1 + trial.calls() > totalBudget && used > BATCH_BASE_CALLS) {
         plan.redeliver = true;
         continue;
       }
@@ -152,7 +155,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       handed.add(n);
       return sum + c;
     }, 0);
-    if (dueCost > left && dueCost <= totalBudget - trial.calls()) {
+    if (dueCost > left && dueCost <= totalBudget - BATCH_BASE_CALLS - new FlushReserve().with(body).calls()) {
       // It would fit a batch of its own: let the platform redeliver it whole
       // rather than writing a follow-up message (one message per event).
       plan.redeliver = true;

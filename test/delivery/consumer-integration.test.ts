@@ -213,33 +213,65 @@ describe('queue consumer', () => {
 
   it('stays within the subrequest budget: deliveries beyond it are deferred, not attempted', async () => {
     const many = {
-      consumer_subrequest_budget: 7,
+      consumer_subrequest_budget: 8,
       destinations: Array.from({ length: 6 }, (_, i) => ({ name: `d${i}`, type: 'http', url: `https://d${i}.example.test/` })),
       rules: [{ name: 'all', events: ['*'], to: Array.from({ length: 6 }, (_, i) => `d${i}`) }],
     };
     for (let i = 0; i < 6; i++) routes.set(`https://d${i}.example.test/`, () => new Response('ok'));
     const followUps = captureFollowUps();
     await runBatch([routerMessage(sampleEvent())], testEnv(many));
-    expect(seen).toHaveLength(3); // 7, minus the registry read and report, minus the flush's sendBatch and dead-letter call
+    expect(seen).toHaveLength(4); // 8, minus the registry read and report, minus the flush's sendBatch and dead-letter call
     const [deferred] = followUpBodies(followUps);
-    expect(Object.keys(deferred?.body.pending ?? {})).toEqual(['d3', 'd4', 'd5']);
+    expect(Object.keys(deferred?.body.pending ?? {})).toEqual(['d4', 'd5']);
     expect(deferred?.delaySeconds).toBe(0);
+  });
+
+  it('a message that could never fit is split, not redelivered for ever: alone in a batch at the minimum budget', async () => {
+    const router = {
+      consumer_subrequest_budget: 8,
+      destinations: Array.from({ length: 6 }, (_, i) => ({ name: `e${i}`, type: 'http', url: `https://e${i}.example.test/` })),
+      rules: [{ name: 'all', events: ['*'], to: Array.from({ length: 6 }, (_, i) => `e${i}`) }],
+    };
+    for (let i = 0; i < 6; i++) routes.set(`https://e${i}.example.test/`, () => new Response('ok'));
+    const { result } = await runBatch([routerMessage(sampleEvent())], testEnv(router));
+    expect(result.retryMessages).toEqual([]);
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(seen.length).toBeGreaterThan(0);
+  });
+
+  it('a large event alone in a batch at the minimum budget has its body read and is delivered (never redelivered for ever)', async () => {
+    const router = {
+      consumer_subrequest_budget: 8,
+      destinations: [{ name: 'solo', type: 'http', url: 'https://solo.example.test/' }],
+      rules: [{ name: 'all', events: ['*'], to: ['solo'] }],
+    };
+    routes.set('https://solo.example.test/', () => new Response('ok'));
+    const e = sampleEvent();
+    await env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName('ledger-7')).storeBody(e.id as string, JSON.stringify(e), Date.now() + 3_600_000);
+    const msg = routerMessage(e, { body_ref: { shard: 'ledger-7' } });
+    delete msg.body;
+    const { result } = await runBatch([msg], testEnv(router));
+    expect(result.retryMessages).toEqual([]);
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(seen.map((r) => r.url)).toEqual(['https://solo.example.test/']);
   });
 
   it('redelivers a whole message that does not fit the budget left, without writing a new one', async () => {
     const two = {
-      consumer_subrequest_budget: 7,
+      consumer_subrequest_budget: 8,
       destinations: [
         { name: 'a', type: 'http', url: 'https://a.example.test/' },
         { name: 'b', type: 'http', url: 'https://b.example.test/' },
+        { name: 'c', type: 'http', url: 'https://c.example.test/' },
       ],
-      rules: [{ name: 'all', events: ['*'], to: ['a', 'b'] }],
+      rules: [{ name: 'all', events: ['*'], to: ['a', 'b', 'c'] }],
     };
     routes.set('https://a.example.test/', () => new Response('ok'));
     routes.set('https://b.example.test/', () => new Response('ok'));
+    routes.set('https://c.example.test/', () => new Response('ok'));
     const followUps = captureFollowUps();
     const { result } = await runBatch([routerMessage(sampleEvent()), routerMessage(sampleEvent())], testEnv(two));
-    expect(seen).toHaveLength(2); // the first message's two deliveries: 7 - 2 - 2 - 2 = 1 left, too few for the second
+    expect(seen).toHaveLength(3); // the first message's three deliveries: 8 - 2 - 2 - 3 = 1 left, too few for the second
     expect(result.explicitAcks).toHaveLength(1);
     expect(result.retryMessages).toHaveLength(1);
     expect(result.retryMessages[0]?.delaySeconds ?? 0).toBe(0);

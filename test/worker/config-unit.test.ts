@@ -276,7 +276,7 @@ describe('parseRouterConfig: settings knobs', () => {
       dedup_shards: { def: 16, min: 1, max: 1024 },
       dedup_retention_days: { def: 30, min: 4, max: 90 },
       claim_lease_seconds: { def: 30, min: 5, max: 600 },
-      consumer_subrequest_budget: { def: 45, min: 5, max: 1000 },
+      consumer_subrequest_budget: { def: 45, min: 8, max: 1000 },
       reconcile_max_pages: { def: 5, min: 1, max: 40 },
       reconcile_overlap_seconds: { def: 120, min: 0, max: 3600 },
       dead_letter_retention_days: { def: 30, min: 1, max: 365 },
