@@ -14,6 +14,7 @@ import type { RouterMessage } from '../../src/queue/message';
 import { routerMessage } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
+import { until } from '../helpers/until';
 import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
 import { BIG } from './router';
 
@@ -26,13 +27,8 @@ function admin(path: string, method = 'POST'): Promise<Response> {
 }
 
 async function waitForDeadLetters(id: string, n: number) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const found = await deadLettersFor(id);
-    if (found.length >= n) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${n} dead letters of ${id}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await until(async () => (await deadLettersFor(id)).length >= n, `${n} dead letters of ${id}`, 20_000, 200);
+  return deadLettersFor(id);
 }
 
 /** A later event reached `big`: everything enqueued before it has been consumed. */

@@ -11,6 +11,7 @@ import { type HeldDeliveries, heldStub } from '../../src/destinations/held';
 import { routerMessage, runBatch } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
+import { until } from '../helpers/until';
 import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
 import { BIG, WAREHOUSE } from './router';
 
@@ -64,8 +65,7 @@ describe('pause and resume', () => {
     // A retry already made twice, arriving while paused.
     const retried = domainEvent();
     await runBatch([routerMessage(retried, { pending: { warehouse: { attempts: 2, rules: ['domains'] } } })], env);
-    const deadline = Date.now() + 15_000;
-    while ((await held().count()) < before + 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await until(async () => (await held().count()) >= before + 6, 'six deliveries held');
     expect(await held().count()).toBe(before + 6);
     await sentinel();
     expect(sink.received.filter((r) => r.url === WAREHOUSE)).toEqual([]);
@@ -89,8 +89,7 @@ describe('pause and resume', () => {
     await sink.until(() => sink.about(retried.id as string, WAREHOUSE).length === 1, 'the retried event at warehouse');
     await sentinel();
     for (const e of events) expect(sink.about(e.id as string, WAREHOUSE)).toHaveLength(1);
-    const deadline2 = Date.now() + 10_000;
-    while ((await deadLettersFor(retried.id as string)).length === 0 && Date.now() < deadline2) await new Promise((r) => setTimeout(r, 100));
+    await until(async () => (await deadLettersFor(retried.id as string)).length > 0, 'the retried delivery dead-lettered');
     expect(await deadLettersFor(retried.id as string)).toMatchObject([{ destination: 'warehouse', attempts: 3, last_status: 500 }]);
     const after = await destination('warehouse');
     expect(after).toMatchObject({ state: 'active', held: 0 });
@@ -101,11 +100,9 @@ describe('pause and resume', () => {
     expect((await admin('/destinations/warehouse/pause')).status).toBe(200);
     const e = domainEvent();
     expect((await postWebhook(e)).status).toBe(200);
-    const deadline = Date.now() + 15_000;
     const has = async () =>
       runInDurableObject(held(), (_i, state) => state.storage.sql.exec('SELECT 1 FROM held WHERE event_id = ?', e.id as string).toArray().length > 0);
-    while (!(await has()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(await has()).toBe(true);
+    await until(has, 'the delivery held');
     await runInDurableObject(held(), (_i, state) => {
       state.storage.sql.exec('UPDATE held SET held_at = held_at - ? WHERE event_id = ?', 15 * 24 * HOUR, e.id as string);
     });

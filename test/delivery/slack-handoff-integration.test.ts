@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { outboxStub } from '../../src/destinations/slack/outbox';
 import { routerMessage, runBatch } from '../helpers/consumer';
 import { Sink } from '../helpers/sink';
+import { until } from '../helpers/until';
 import { sampleEvent } from '../helpers/webhook';
 import { ONCALL } from './router';
 
@@ -37,9 +38,7 @@ describe('Slack hand-offs per batch', () => {
 
     const outbox = outboxStub(env, 'oncall');
     await sink.until(() => sink.received.some((r) => r.url === ONCALL), 'a message at Slack');
-    const deadline = Date.now() + 15_000;
-    while ((await outbox.pending()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(await outbox.pending()).toBe(0);
+    await until(async () => (await outbox.pending()) === 0, 'the oncall outbox drained');
     const posted = sink.received.filter((r) => r.url === ONCALL);
     // One digest of all ten (handed over one by one, the first would have gone out alone).
     expect(posted).toHaveLength(1);

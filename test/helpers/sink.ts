@@ -5,6 +5,7 @@
  * drain quietly; assertions look only at their own event ids.
  */
 import { vi } from 'vitest';
+import { until } from './until';
 
 export interface Received {
   url: string;
@@ -52,11 +53,7 @@ export class Sink {
     );
   }
 
-  async until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+    return until(check, what, timeoutMs);
   }
 }

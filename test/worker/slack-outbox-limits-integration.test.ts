@@ -12,6 +12,7 @@ import { deadLetterStub } from '../../src/deadletters/store';
 import { deliverSlack } from '../../src/destinations/slack/adapter';
 import { type OutboxItem, outboxStub } from '../../src/destinations/slack/outbox';
 import { makeEvent } from '../fixtures/events';
+import { until } from '../helpers/until';
 
 const SLACK = 'https://hooks.slack.test/services/T1/B1/limits';
 
@@ -78,13 +79,7 @@ async function forgetWaits(stub: ReturnType<typeof outboxStub>): Promise<void> {
 }
 
 async function drain(stubs: ReturnType<typeof outboxStub>[], timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (const stub of stubs) {
-    while ((await stub.pending()) > 0) {
-      if (Date.now() > deadline) throw new Error('outbox did not drain');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  for (const stub of stubs) await until(async () => (await stub.pending()) === 0, 'the outbox drained', timeoutMs, 100);
 }
 
 describe('one message per window, measured where Slack receives it', () => {
@@ -108,6 +103,7 @@ describe('one message per window, measured where Slack receives it', () => {
           }),
         ),
       );
+      // The next wave 300 ms later (the shape of the burst, not a wait for a result).
       await new Promise((r) => setTimeout(r, 300));
     }
     await drain(stubs);
@@ -130,16 +126,18 @@ describe('a single event sent at once', () => {
     const stub = outboxStub(env, dest.name);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
+    let posting = false;
     let alarmDuringPost: number | null = null;
     vi.mocked(globalThis.fetch).mockImplementationOnce(async (input, init) => {
       const req = new Request(input as RequestInfo, init);
       const body = (await req.json()) as { text: string };
+      posting = true;
       await gate;
       arrivals.push({ url: req.url, at: Date.now(), text: body.text });
       return new Response('ok');
     });
     const submitted = stub.submit(dest, item(1));
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => posting, 'the POST to Slack started');
     alarmDuringPost = await runInDurableObject(stub, (_i, state) => state.storage.getAlarm());
     release();
     expect(await submitted).toBe('accepted');
