@@ -14,7 +14,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { loadConfig } from '../config/load';
-import { SETTINGS_SPEC } from '../config/router-config';
+import { type RouterSettings, SETTINGS_SPEC } from '../config/router-config';
 import { routerVar } from '../env';
 import { errorName, log, logOnce } from '../log';
 import type { RouterMessage } from '../queue/message';
@@ -308,20 +308,11 @@ export class DeadLetterStore extends DurableObject<Env> {
     | { status: 'config_invalid' }
   > {
     if (this.inflight.has(seq)) return { status: 'busy' };
-    const row = this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, seq).toArray()[0];
-    if (row === undefined) return { status: 'not_found' };
+    const record = this.readRecord(seq);
+    if (record === undefined) return { status: 'not_found' };
     const loaded = loadConfig(this.env);
     if (!loaded.ok) return { status: 'config_invalid' };
-    const record: DeadLetterRecord = { ...fromRow(row), body: row.body, dead_at: row.dead_at };
-    this.inflight.add(seq);
-    let outcome: ReplayOutcome;
-    try {
-      outcome = await replayRecord(this.env, loaded.config.settings, record);
-    } catch (err) {
-      outcome = { status: 'unavailable', error: errorName(err).split(':')[0] ?? 'Error' };
-    } finally {
-      this.inflight.delete(seq);
-    }
+    const outcome = await this.replayInFlight(seq, record, loaded.config.settings);
     if (outcome.status === 'replayed' || outcome.status === 'duplicate') {
       this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
       log('info', 'dead_letter_replayed', { seq, event_id: record.event_id, destination: record.destination, status: outcome.status });
@@ -329,11 +320,6 @@ export class DeadLetterStore extends DurableObject<Env> {
     }
     if (outcome.status === 'not_replayable') return { status: 'not_replayable', reason: record.reason };
     return { status: 'unavailable', error: outcome.error };
-  }
-
-  /** `take`, telling an unknown seq from a record a bulk job is enqueuing right now. */
-  async takeForReplay(seq: number): Promise<{ status: 'taken'; record: DeadLetterRecord } | { status: 'busy' } | { status: 'not_found' }> {
-    return this.takeNow(seq);
   }
 
   /**
@@ -502,31 +488,22 @@ export class DeadLetterStore extends DurableObject<Env> {
     let subrequests = 0;
     let before = job.cursor_seq;
     for (const seq of page) {
-      const row = this.inflight.has(seq) ? undefined : this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, seq).toArray()[0];
-      if (row === undefined) {
+      const record = this.inflight.has(seq) ? undefined : this.readRecord(seq);
+      if (record === undefined) {
         // Another job is enqueuing it (kept if that fails: counted here as not done), or it left the store meanwhile.
         const busy = this.inflight.has(seq) ? 1 : 0;
         this.sql.exec('UPDATE dead_letter_jobs SET failed = failed + ?, cursor_seq = ? WHERE id = ?', busy, seq, job.id);
         before = seq;
         continue;
       }
-      const record: DeadLetterRecord = { ...fromRow(row), body: row.body, dead_at: row.dead_at };
       const cost = replaySubrequests(record);
       if (subrequests > 0 && subrequests + cost > settings.consumerSubrequestBudget) {
         this.sql.exec('UPDATE dead_letter_jobs SET next_at = ? WHERE id = ?', Date.now(), job.id);
         return;
       }
       subrequests += cost;
-      this.inflight.add(seq);
       this.sql.exec('UPDATE dead_letter_jobs SET inflight_seq = ?, cursor_seq = ? WHERE id = ?', seq, seq, job.id);
-      let outcome: ReplayOutcome;
-      try {
-        outcome = await replayRecord(this.env, settings, record);
-      } catch (err) {
-        outcome = { status: 'unavailable', error: errorName(err).split(':')[0] ?? 'Error' };
-      } finally {
-        this.inflight.delete(seq);
-      }
+      const outcome = await this.replayInFlight(seq, record, settings);
       if (outcome.status === 'replayed' || outcome.status === 'duplicate') {
         this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
         this.sql.exec('UPDATE dead_letter_jobs SET done = done + 1, inflight_seq = NULL, retries = 0, error = NULL WHERE id = ?', job.id);
@@ -617,10 +594,28 @@ export class DeadLetterStore extends DurableObject<Env> {
 
   private takeNow(seq: number): { status: 'taken'; record: DeadLetterRecord } | { status: 'busy' } | { status: 'not_found' } {
     if (this.inflight.has(seq)) return { status: 'busy' };
-    const row = this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, seq).toArray()[0];
-    if (row === undefined) return { status: 'not_found' };
+    const record = this.readRecord(seq);
+    if (record === undefined) return { status: 'not_found' };
     this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
-    return { status: 'taken', record: { ...fromRow(row), body: row.body, dead_at: row.dead_at } };
+    return { status: 'taken', record };
+  }
+
+  /** One record with its body, or undefined. */
+  private readRecord(seq: number): DeadLetterRecord | undefined {
+    const row = this.sql.exec<Row & { body: string }>(`SELECT ${SUMMARY_COLUMNS}, body FROM dead_letters WHERE seq = ?`, seq).toArray()[0];
+    return row === undefined ? undefined : { ...fromRow(row), body: row.body, dead_at: row.dead_at };
+  }
+
+  /** Replays a record while it stays in the store, marked in flight (so no other replay takes it meanwhile). */
+  private async replayInFlight(seq: number, record: DeadLetterRecord, settings: RouterSettings): Promise<ReplayOutcome> {
+    this.inflight.add(seq);
+    try {
+      return await replayRecord(this.env, settings, record);
+    } catch (err) {
+      return { status: 'unavailable', error: errorName(err).split(':')[0] ?? 'Error' };
+    } finally {
+      this.inflight.delete(seq);
+    }
   }
 
   private jobRow(id: string): JobRow | undefined {
