@@ -13,6 +13,7 @@ import { loadConfig } from '../config/load';
 import { deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import { ledgerStub } from '../dedup/shard';
 import { errorName, log } from '../log';
+import { HandOffBatch } from './hand-off';
 import { type RouterMessage, chunkForSendBatch, fitsInline, utf8Length } from '../queue/message';
 
 export interface HeldDelivery {
@@ -216,34 +217,12 @@ export function heldStub(env: Env, destination: string): DurableObjectStub<HeldD
   return env.HELD_DELIVERIES.get(env.HELD_DELIVERIES.idFromName(`held:${destination}`)) as DurableObjectStub<HeldDeliveries>;
 }
 
-/** Collects a consumer batch's deliveries for paused destinations; `flush` holds each destination's in one request. */
-export class HeldHandOff {
-  private readonly queued = new Map<string, { items: HeldDelivery[]; waiters: { resolve: () => void; reject: (err: unknown) => void }[] }>();
-  private flushed = false;
-
-  constructor(private readonly env: Env) {}
-
-  hold(destination: string, item: HeldDelivery): Promise<void> {
-    if (this.flushed) return heldStub(this.env, destination).hold(destination, [item]);
-    return new Promise<void>((resolve, reject) => {
-      const slot = this.queued.get(destination) ?? { items: [], waiters: [] };
-      slot.items.push(item);
-      slot.waiters.push({ resolve, reject });
-      this.queued.set(destination, slot);
+/** A batch's deliveries for paused destinations: one `hold` per destination. */
+export class HeldHandOff extends HandOffBatch<HeldDelivery, void> {
+  constructor(env: Env) {
+    super(async (destination, items) => {
+      await heldStub(env, destination).hold(destination, items);
+      return items.map(() => undefined);
     });
-  }
-
-  async flush(): Promise<void> {
-    this.flushed = true;
-    await Promise.all(
-      [...this.queued.entries()].map(async ([destination, { items, waiters }]) => {
-        try {
-          await heldStub(this.env, destination).hold(destination, items);
-          for (const w of waiters) w.resolve();
-        } catch (err) {
-          for (const w of waiters) w.reject(err);
-        }
-      }),
-    );
   }
 }

@@ -272,7 +272,7 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
           rules: state.rules,
           body: raw,
         };
-        return ctx.held.hold(name, held).then(
+        return ctx.held.submit(name, held).then(
           (): Result => ({ name, state, outcome: 'held' }),
           (err: unknown): Result => {
             log('error', 'hold_failed', { event_id: body.id, destination: name, error: errorName(err) });

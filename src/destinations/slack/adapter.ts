@@ -11,50 +11,13 @@
  */
 import type { SlackDestination } from '../../config/router-config';
 import type { Delivery, DeliveryOutcome } from '../types';
+import { HandOffBatch } from '../hand-off';
 import { type OutboxItem, type SubmitOutcome, outboxStub } from './outbox';
 
-interface Waiter {
-  item: OutboxItem;
-  resolve: (o: SubmitOutcome) => void;
-  reject: (err: unknown) => void;
-}
-
-/** Collects a batch's Slack hand-offs per destination; `flush` sends each destination's in one request. */
-export class SlackHandOff {
-  private readonly queued = new Map<string, { dest: SlackDestination; waiters: Waiter[] }>();
-  private flushed = false;
-
-  constructor(private readonly env: Env) {}
-
-  /** Destinations handed over so far (each costs one subrequest at flush). */
-  has(destination: string): boolean {
-    return this.queued.has(destination);
-  }
-
-  submit(dest: SlackDestination, item: OutboxItem): Promise<SubmitOutcome> {
-    if (this.flushed) return outboxStub(this.env, dest.name).submit(dest, item);
-    return new Promise<SubmitOutcome>((resolve, reject) => {
-      const slot = this.queued.get(dest.name) ?? { dest, waiters: [] };
-      slot.waiters.push({ item, resolve, reject });
-      this.queued.set(dest.name, slot);
-    });
-  }
-
-  async flush(): Promise<void> {
-    this.flushed = true;
-    await Promise.all(
-      [...this.queued.values()].map(async ({ dest, waiters }) => {
-        try {
-          const outcomes = await outboxStub(this.env, dest.name).submitMany(
-            dest,
-            waiters.map((w) => w.item),
-          );
-          waiters.forEach((w, i) => w.resolve(outcomes[i] ?? 'accepted'));
-        } catch (err) {
-          for (const w of waiters) w.reject(err);
-        }
-      }),
-    );
+/** A batch's Slack hand-offs: one `submitMany` per outbox. */
+export class SlackHandOff extends HandOffBatch<{ dest: SlackDestination; item: OutboxItem }, SubmitOutcome> {
+  constructor(env: Env) {
+    super((name, entries) => outboxStub(env, name).submitMany((entries[0] as { dest: SlackDestination }).dest, entries.map((e) => e.item)));
   }
 }
 
@@ -62,7 +25,7 @@ export async function deliverSlack(dest: SlackDestination, delivery: Delivery, e
   const item: OutboxItem = { event_id: delivery.event.id, event_type: delivery.event.event, rules: delivery.rules, raw: delivery.raw };
   let outcome: SubmitOutcome;
   try {
-    outcome = await (handOff !== undefined ? handOff.submit(dest, item) : outboxStub(env, dest.name).submit(dest, item));
+    outcome = await (handOff !== undefined ? handOff.submit(dest.name, { dest, item }) : outboxStub(env, dest.name).submit(dest, item));
   } catch {
     return { ok: false, retryable: true, status: null, reason: 'slack_outbox_unavailable' };
   }
