@@ -607,7 +607,8 @@ function jsonSyntaxErrorAt(s: string): number | undefined {
   }
 }
 
-function isQueueBinding(v: unknown): boolean {
+/** Is this a queue producer binding (it has `send`)? Shared with the queue destination. */
+export function isQueueBinding(v: unknown): boolean {
   return typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function';
 }
 

@@ -3,14 +3,14 @@
  * Messages are limited to 128,000 bytes: a larger event fails permanently and is
  * dead-lettered with reason `message_too_large` (route large events over HTTP).
  */
-import type { QueueDestination } from '../config/router-config';
+import { type QueueDestination, isQueueBinding } from '../config/router-config';
 import { bindingNamed } from '../env';
 import { QUEUE_MESSAGE_LIMIT, utf8Length } from '../queue/message';
 import type { Delivery, DeliveryOutcome } from './types';
 
 export async function deliverQueue(dest: QueueDestination, delivery: Delivery, env: Env): Promise<DeliveryOutcome> {
   const binding = bindingNamed(env, dest.queue);
-  if (!isQueue(binding)) return { ok: false, retryable: false, status: null, reason: 'queue_binding_missing' };
+  if (!isQueueBinding(binding)) return { ok: false, retryable: false, status: null, reason: 'queue_binding_missing' };
   const body: Record<string, unknown> = { ...delivery.event };
   if (delivery.stale === true) body.stale = true;
   // Measured on what is sent (the envelope re-serialised, plus `stale`), against the platform limit in bytes.
@@ -19,13 +19,9 @@ export async function deliverQueue(dest: QueueDestination, delivery: Delivery, e
     return { ok: false, retryable: false, status: null, reason: 'message_too_large' };
   }
   try {
-    await binding.send(body, { contentType: 'json' });
+    await (binding as Queue).send(body, { contentType: 'json' });
     return { ok: true, status: 200 };
   } catch {
     return { ok: false, retryable: true, status: null, reason: 'queue_send_failed' };
   }
-}
-
-function isQueue(v: unknown): v is Queue {
-  return typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function';
 }
