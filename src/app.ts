@@ -1,6 +1,7 @@
 /** The HTTP surface: a Hono app. */
 import { Hono } from 'hono';
 import { adminRoutes } from './admin/routes';
+import { consoleRoutes } from './console/routes';
 import { errorResponse, onError } from './http/errors';
 import { handleWebhook } from './webhook/handler';
 
@@ -12,5 +13,6 @@ app.post(WEBHOOK_PATH, handleWebhook);
 app.all(WEBHOOK_PATH, () => errorResponse(405, 'method_not_allowed', 'Use POST to deliver WorkOS webhooks.', { Allow: 'POST' }));
 app.get('/health', (c) => c.json({ status: 'ok' }));
 app.route('/admin', adminRoutes);
+app.route('/console', consoleRoutes);
 app.notFound(() => errorResponse(404, 'not_found', 'No such route.'));
 app.onError(onError);

@@ -5,7 +5,7 @@
  */
 
 /** Secrets and plain-text vars the router reads by their fixed names. */
-export type StringBinding = 'WORKOS_WEBHOOK_SECRET' | 'ADMIN_TOKEN' | 'WORKOS_API_KEY' | 'WORKOS_API_BASE_URL';
+export type StringBinding = 'WORKOS_WEBHOOK_SECRET' | 'ADMIN_TOKEN' | 'WORKOS_API_KEY' | 'WORKOS_API_BASE_URL' | 'ACCESS_TEAM_DOMAIN' | 'ACCESS_AUD';
 
 /** The binding's value when it is a non-empty string, else undefined. */
 export function stringBinding(env: Env, name: StringBinding): string | undefined {

@@ -12,6 +12,7 @@ export { SlackOutbox } from './destinations/slack/outbox';
 export { Reconciler } from './reconcile/reconciler';
 export { DestinationRegistry } from './destinations/registry';
 export { HeldDeliveries } from './destinations/held';
+export { DeliveryTrace } from './trace/store';
 
 export default {
   fetch: app.fetch,

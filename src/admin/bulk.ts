@@ -121,7 +121,7 @@ function parseFilter(raw: unknown): DeadLetterFilter {
     }
   }
   if (raw.destination !== undefined) filter.destination = text(raw.destination, 'filter.destination');
-  if (raw.event_type !== undefined) filter.event_type = patterns(raw.event_type);
+  if (raw.event_type !== undefined) filter.event_type = parsePatterns(raw.event_type);
   if (raw.reason !== undefined) {
     const reason = text(raw.reason, 'filter.reason');
     if (reason.slice(0, -1).includes('*')) throw invalid('filter.reason: "*" may only end a reason prefix, as in "http_*".');
@@ -141,14 +141,15 @@ function text(v: unknown, at: string): string {
   return v;
 }
 
-function patterns(v: unknown): string[] {
+/** Event-type patterns as in rules: one pattern or a non-empty list (shared with the trace's filters). */
+export function parsePatterns(v: unknown, name = 'filter.event_type'): string[] {
   const list = typeof v === 'string' ? [v] : v;
   if (!Array.isArray(list) || list.length === 0) {
-    throw invalid('filter.event_type must be a pattern or a non-empty list of patterns, e.g. "dsync.*" or ["user.*", "!user.deleted"].');
+    throw invalid(`${name} must be a pattern or a non-empty list of patterns, e.g. "dsync.*" or ["user.*", "!user.deleted"].`);
   }
-  if (list.length > MAX_PATTERNS) throw invalid(`filter.event_type takes at most ${MAX_PATTERNS} patterns.`);
+  if (list.length > MAX_PATTERNS) throw invalid(`${name} takes at most ${MAX_PATTERNS} patterns.`);
   return list.map((p: unknown, i) => {
-    const at = typeof v === 'string' ? 'filter.event_type' : `filter.event_type[${i}]`;
+    const at = typeof v === 'string' ? name : `${name}[${i}]`;
     if (typeof p !== 'string' || p === '' || p === '!') throw invalid(`${at}: empty pattern (a pattern is a string such as "dsync.*").`);
     if (p.length > MAX_TEXT || !PATTERN.test(p)) {
       throw invalid(`${at}: invalid pattern (letters, digits, "_", ".", "-", "*", and a leading "!" to exclude).`);
@@ -192,7 +193,8 @@ export function parseIsoTime(s: string): number | null {
   return Number.isFinite(utc) ? utc : null;
 }
 
-function time(v: unknown, at: string): number {
+/** A strict ISO 8601 time (with its zone) or date, in ms; shared with the trace's filters. */
+export function time(v: unknown, at: string): number {
   const ms = typeof v === 'string' ? parseIsoTime(v) : null;
   if (ms === null) throw invalid(`${at} must be an ISO 8601 time with its zone, e.g. "2026-11-01T00:00:00Z" (or a date, "2026-11-01").`);
   return ms;

@@ -29,34 +29,37 @@ function known(config: RouterConfig, name: string): string {
   return name;
 }
 
-destinationRoutes.get('/', async (c) => {
-  const config = configOf(c.env);
+/** Every configured destination with its state, health, held deliveries and dead letters. */
+export async function destinationList(env: Env) {
+  const config = configOf(env);
   const names = [...config.destinations.keys()];
   const [health, deadLetters, held] = await Promise.all([
-    registryStub(c.env).health(names),
-    deadLetterStub(c.env).countsByDestination(),
-    Promise.all(names.map((n) => heldStub(c.env, n).count())),
+    registryStub(env).health(names),
+    deadLetterStub(env).countsByDestination(),
+    Promise.all(names.map((n) => heldStub(env, n).count())),
   ]);
-  return c.json({
-    items: health.map((h, i) => ({
-      ...h,
-      type: config.destinations.get(h.name)?.type,
-      held: held[i] ?? 0,
-      dead_letters: deadLetters[h.name] ?? 0,
-    })),
-  });
-});
+  return health.map((h, i) => ({
+    ...h,
+    type: config.destinations.get(h.name)?.type,
+    held: held[i] ?? 0,
+    dead_letters: deadLetters[h.name] ?? 0,
+  }));
+}
 
-destinationRoutes.post('/:name/pause', async (c) => {
-  const name = known(configOf(c.env), c.req.param('name'));
-  const at = await registryStub(c.env).pause(name);
-  await heldStub(c.env, name).pause(name);
-  return c.json({ name, state: 'paused', paused_at: new Date(at).toISOString() });
-});
+export async function pauseDestination(env: Env, param: string): Promise<{ name: string; state: 'paused'; paused_at: string }> {
+  const name = known(configOf(env), param);
+  const at = await registryStub(env).pause(name);
+  await heldStub(env, name).pause(name);
+  return { name, state: 'paused', paused_at: new Date(at).toISOString() };
+}
 
-destinationRoutes.post('/:name/resume', async (c) => {
-  const name = known(configOf(c.env), c.req.param('name'));
-  await registryStub(c.env).resume(name);
-  const held = await heldStub(c.env, name).resume(name);
-  return c.json({ name, state: 'active', held });
-});
+export async function resumeDestination(env: Env, param: string): Promise<{ name: string; state: 'active'; held: number }> {
+  const name = known(configOf(env), param);
+  await registryStub(env).resume(name);
+  const held = await heldStub(env, name).resume(name);
+  return { name, state: 'active', held };
+}
+
+destinationRoutes.get('/', async (c) => c.json({ items: await destinationList(c.env) }));
+destinationRoutes.post('/:name/pause', async (c) => c.json(await pauseDestination(c.env, c.req.param('name'))));
+destinationRoutes.post('/:name/resume', async (c) => c.json(await resumeDestination(c.env, c.req.param('name'))));

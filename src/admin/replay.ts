@@ -59,6 +59,7 @@ export async function replayRecord(env: Env, settings: RouterSettings, record: D
       created_at: event.created_at,
       source: record.source ?? 'webhook',
       accepted_at: Date.now(),
+      replay: true,
     };
     if (record.destination !== ROUTER_DESTINATION) message.pending = { [record.destination]: { attempts: 0, rules: record.rules } };
     if (record.stale === true) message.stale = true;

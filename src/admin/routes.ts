@@ -4,6 +4,7 @@
  */
 import { Hono } from 'hono';
 import { destinationRoutes } from './destinations';
+import { eventRoutes } from './events';
 import { deadLetterStub } from '../deadletters/store';
 import { ApiError } from '../http/errors';
 import { constantTimeEqual } from '../webhook/signature';
@@ -175,3 +176,5 @@ async function sameSecret(a: string, b: string): Promise<boolean> {
 
 /** Destinations: state and health, pause and resume (src/admin/destinations.ts). */
 adminRoutes.route('/destinations', destinationRoutes);
+/** The delivery trace: one event, a filtered page, replays to a destination (src/admin/events.ts). */
+adminRoutes.route('/events', eventRoutes);

@@ -22,6 +22,12 @@ export interface RouterSettings {
   /** How far back each reconciliation run re-reads, to catch events that became visible late. */
   reconcileOverlapSeconds: number;
   deadLetterRetentionDays: number;
+  /** Days the delivery trace keeps each acceptance (whole days, swept by bucket). */
+  traceRetentionDays: number;
+  /** Trace buckets per day (by event id): raise with traffic. */
+  traceShards: number;
+  /** The console may show an event's payload (on its page, after a click). */
+  consoleShowPayloads: boolean;
   /** ISO time the first reconciliation starts from (default: the first run's time). */
   reconcileSince?: string;
 }
@@ -97,7 +103,7 @@ export type ConfigResult =
 
 interface IntSpec {
   key: string;
-  field: Exclude<keyof RouterSettings, 'reconcileSince'>;
+  field: Exclude<keyof RouterSettings, 'reconcileSince' | 'consoleShowPayloads'>;
   def: number;
   min: number;
   max: number;
@@ -110,11 +116,14 @@ export const SETTINGS_SPEC: readonly IntSpec[] = [
   // 30 days: the Events API serves events up to 30 days old, so any backfill it allows is duplicate-free.
   { key: 'dedup_retention_days', field: 'dedupRetentionDays', def: 30, min: 4, max: 90 },
   { key: 'claim_lease_seconds', field: 'claimLeaseSeconds', def: 30, min: 5, max: 600 },
-  // At least 8: a batch reserves 2 (destination registry), up to 3 for its flush, and 1 to read a large body, leaving room for a delivery.
+  // At least 8: a batch reserves 2 (destination registry), up to 3 for its flush, 1 for its trace write and 1 to read a large body, leaving room for a delivery.
   { key: 'consumer_subrequest_budget', field: 'consumerSubrequestBudget', def: 45, min: 8, max: 1000 },
   { key: 'reconcile_max_pages', field: 'reconcileMaxPages', def: 5, min: 1, max: 40 },
   { key: 'reconcile_overlap_seconds', field: 'reconcileOverlapSeconds', def: 120, min: 0, max: 3600 },
   { key: 'dead_letter_retention_days', field: 'deadLetterRetentionDays', def: 30, min: 1, max: 365 },
+  { key: 'trace_retention_days', field: 'traceRetentionDays', def: 7, min: 1, max: 90 },
+  // One bucket per day handles a few hundred consumer batches a second; each shard adds that much.
+  { key: 'trace_shards', field: 'traceShards', def: 1, min: 1, max: 64 },
 ];
 
 export const RETRY_DEFAULTS: RetryPolicy = { maxAttempts: 10, retryDelaySeconds: 30 };
@@ -122,7 +131,7 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_DIGEST_WINDOW_SECONDS = 10;
 export const DEFAULT_SLACK_MAX_PENDING = 10_000;
 
-const TOP_KEYS = new Set(['destinations', 'rules', 'reconcile_since', ...SETTINGS_SPEC.map((s) => s.key)]);
+const TOP_KEYS = new Set(['destinations', 'rules', 'reconcile_since', 'console_show_payloads', ...SETTINGS_SPEC.map((s) => s.key)]);
 const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
   queue: new Set([...COMMON_DEST_KEYS, 'queue']),
@@ -185,6 +194,11 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
   const settings = {} as RouterSettings;
   for (const spec of SETTINGS_SPEC) {
     (settings as unknown as Record<string, number>)[spec.field] = readInt(root[spec.key], spec.key, spec.def, spec.min, spec.max, problems);
+  }
+  settings.consoleShowPayloads = false;
+  if (root.console_show_payloads !== undefined) {
+    if (typeof root.console_show_payloads !== 'boolean') problems.push('console_show_payloads: must be true or false');
+    else settings.consoleShowPayloads = root.console_show_payloads;
   }
   if (root.reconcile_since !== undefined) {
     const since = root.reconcile_since;

@@ -19,6 +19,7 @@ import { routerVar } from '../env';
 import { errorName, log, logOnce } from '../log';
 import type { RouterMessage } from '../queue/message';
 import { Matcher } from '../routing/matcher';
+import { markDiscarded } from '../trace/client';
 import { type BulkAction, type BulkRequest, type DeadLetterFilter, type DeadLetterJob, type JobState, type StartResult, requestFingerprint } from '../admin/bulk';
 import { type ReplayOutcome, replayRecord, replaySubrequests } from '../admin/replay';
 
@@ -144,7 +145,7 @@ const INDEXES = ['CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead
 
 /** Records one replay slice takes at most (also bounded by `consumer_subrequest_budget` subrequests). */
 export const REPLAY_SLICE = 100;
-/** Records one discard slice deletes at most (no subrequests: only rows written). */
+/** Records one discard slice deletes at most (its only subrequests: marking them discarded in the trace, one call per retained trace day). */
 export const DISCARD_SLICE = 500;
 /** Finished jobs (and their idempotency keys) are kept this long. */
 export const JOB_RETENTION_MS = 7 * DAY_MS;
@@ -264,9 +265,12 @@ export class DeadLetterStore extends DurableObject<Env> {
     if (records.length > 0) await this.ensureAlarm(now);
   }
 
-  async list(limit = 100, afterSeq = 0): Promise<DeadLetterSummary[]> {
+  /** Summaries in seq order after `afterSeq`; with a filter (as bulk actions take), only the records it selects. */
+  async list(limit = 100, afterSeq = 0, filter?: DeadLetterFilter): Promise<DeadLetterSummary[]> {
+    const max = Number.MAX_SAFE_INTEGER;
+    const where = filter !== undefined ? filterSql(filter, this.selection(filter, max).types, max) : { sql: '1 = 1', args: [] };
     const rows = this.sql
-      .exec<Row>(`SELECT ${SUMMARY_COLUMNS} FROM dead_letters WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, Math.min(Math.max(limit, 1), 500))
+      .exec<Row>(`SELECT ${SUMMARY_COLUMNS} FROM dead_letters WHERE ${where.sql} AND seq > ? ORDER BY seq LIMIT ?`, ...where.args, afterSeq, Math.min(Math.max(limit, 1), 500))
       .toArray();
     return rows.map((r) => ({ ...fromRow(r), dead_at: new Date(r.dead_at).toISOString() }));
   }
@@ -281,9 +285,21 @@ export class DeadLetterStore extends DurableObject<Env> {
     return this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM dead_letters').one().n;
   }
 
-  /** Deletes one record; false when there is none with that seq. */
+  /** Deletes one record; false when there is none with that seq. The trace marks its delivery `discarded`. */
   async remove(seq: number): Promise<boolean> {
-    return this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq).rowsWritten > 0;
+    const row = this.sql.exec<{ event_id: string; destination: string }>('DELETE FROM dead_letters WHERE seq = ? RETURNING event_id, destination', seq).toArray()[0];
+    if (row === undefined) return false;
+    await this.traceDiscarded([row]);
+    return true;
+  }
+
+  /** Tells the trace these deliveries were discarded (best effort: the trace is observability). */
+  private async traceDiscarded(pairs: Array<{ event_id: string; destination: string }>): Promise<void> {
+    const loaded = loadConfig(this.env);
+    if (!loaded.ok || pairs.length === 0) return;
+    await markDiscarded(this.env, loaded.config.settings, pairs).catch((err: unknown) =>
+      log('warn', 'trace_write_failed', { discarded: pairs.length, error: errorName(err) }),
+    );
   }
 
   /** Removes and returns one record (with its body) for replay; null when there is none, or a job is replaying it right now. */
@@ -446,16 +462,24 @@ export class DeadLetterStore extends DurableObject<Env> {
   private async runSlice(id: string): Promise<void> {
     const job = this.jobRow(id);
     if (job === undefined || job.state !== 'running') return;
-    if (job.action === 'discard') this.discardSlice(job);
+    if (job.action === 'discard') await this.traceDiscarded(this.discardSlice(job));
     else await this.replaySlice(job);
   }
 
-  /** Deletes up to DISCARD_SLICE matching records in one step. */
-  private discardSlice(job: JobRow): void {
+  /** Deletes up to DISCARD_SLICE matching records in one step; returns what it deleted (for the trace). */
+  private discardSlice(job: JobRow): Array<{ event_id: string; destination: string }> {
     const now = Date.now();
     const page = this.page(job, DISCARD_SLICE);
     const seqs = page.filter((seq) => !this.inflight.has(seq));
-    if (seqs.length > 0) this.sql.exec('DELETE FROM dead_letters WHERE seq IN (SELECT value FROM json_each(?))', JSON.stringify(seqs));
+    const deleted =
+      seqs.length > 0
+        ? this.sql
+            .exec<{ event_id: string; destination: string }>(
+              'DELETE FROM dead_letters WHERE seq IN (SELECT value FROM json_each(?)) RETURNING event_id, destination',
+              JSON.stringify(seqs),
+            )
+            .toArray()
+        : [];
     this.sql.exec(
       'UPDATE dead_letter_jobs SET done = done + ?, failed = failed + ?, cursor_seq = ?, next_at = ? WHERE id = ?',
       seqs.length,
@@ -465,6 +489,7 @@ export class DeadLetterStore extends DurableObject<Env> {
       job.id,
     );
     if (page.length < DISCARD_SLICE) this.finish(job.id, 'done', now);
+    return deleted;
   }
 
   /**

@@ -13,8 +13,10 @@
  * Admissions about one ordering key (or, without one, one event id) run one
  * after another inside the object, so concurrent copies of an event wait for
  * the first one's outcome (exactly one winner) and two events about one
- * object never both look newest. Bodies too large for a queue message are
- * kept here and the message carries a reference.
+ * object never both look newest. Every accepted body is kept here for the
+ * retention window (for the console and event replays): in its ledger row,
+ * or apart when too large for a queue message, and then the message carries
+ * a reference.
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { OrderingKey } from './shard';
@@ -79,16 +81,33 @@ export class DedupLedger extends DurableObject<Env> {
         expires_at INTEGER NOT NULL
       ) WITHOUT ROWID;
     `);
+    // Every accepted body is kept in its ledger row (written with the claim:
+    // no extra row), so the console and event replays can read it for as long
+    // as the event is remembered. Added in place for ledgers created before.
+    const cols = this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('ledger')").toArray();
+    if (!cols.some((c) => c.name === 'body')) this.sql.exec('ALTER TABLE ledger ADD COLUMN body TEXT');
   }
 
   async admit(req: AdmitRequest): Promise<AdmitResult> {
     return this.inLane(req.ordering?.key ?? `id:${req.id}`, () => this.admitNow(req));
   }
 
-  /** The stored body of a large event, or null when unknown or expired. */
+  /** An accepted event's body (kept with its ledger row, or apart when large), or null when unknown or expired. */
   async getBody(id: string): Promise<string | null> {
     const row = this.sql.exec<{ body: string }>('SELECT body FROM bodies WHERE id = ?', id).toArray()[0];
-    return row?.body ?? null;
+    if (row !== undefined) return row.body;
+    const kept = this.sql.exec<{ body: string | null }>("SELECT body FROM ledger WHERE id = ? AND state = 'committed'", id).toArray()[0];
+    return kept?.body ?? null;
+  }
+
+  /** Bodies of several events (one request for a page of replays); absent ids are unknown or expired. */
+  async getBodies(ids: string[]): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const id of ids) {
+      const body = await this.getBody(id);
+      if (body !== null) out[id] = body;
+    }
+    return out;
   }
 
   /** Keeps a body too large for a queue message (dead-letter replays, large retries) until `untilMs`. */
@@ -152,18 +171,19 @@ export class DedupLedger extends DurableObject<Env> {
       if (row.lease_until > now) return { status: 'in_progress' };
       // A stale claim from a crashed attempt: take it over.
     }
+    const order = this.readOrder(req);
+    const message: RouterMessage = { v: 1, id: req.id, type: req.type, created_at: req.created_at, source: req.source, accepted_at: now };
+    if (order.stale) message.stale = true;
+    const large = !fitsInline(message, req.body, req.bodyBytes);
     this.sql.exec(
-      'INSERT OR REPLACE INTO ledger (id, state, lease_until, expires_at, source) VALUES (?, ?, ?, ?, ?)',
+      'INSERT OR REPLACE INTO ledger (id, state, lease_until, expires_at, source, body) VALUES (?, ?, ?, ?, ?, ?)',
       req.id,
       'pending',
       now + req.leaseMs,
       now + req.leaseMs,
       req.source,
+      large ? null : req.body,
     );
-    const order = this.readOrder(req);
-    const message: RouterMessage = { v: 1, id: req.id, type: req.type, created_at: req.created_at, source: req.source, accepted_at: now };
-    if (order.stale) message.stale = true;
-    const large = !fitsInline(message, req.body, req.bodyBytes);
     if (large) {
       const until = now + req.retentionMs;
       this.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', req.id, req.body, until);

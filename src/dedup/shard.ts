@@ -91,6 +91,11 @@ export function ledgerStub(env: Env, key: string, shards: number) {
   return { name, stub: env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(name)) };
 }
 
+/** The ledger shard that keeps this event's row and body. */
+export function ledgerShardOf(event: UnknownEvent, shards: number): string {
+  return shardName(shardOf(shardKeyOf(event), shards));
+}
+
 export function ledgerStubByName(env: Env, name: string) {
   return env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(name));
 }

@@ -14,6 +14,7 @@ import { deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import { ledgerStub } from '../dedup/shard';
 import { errorName, log } from '../log';
 import { HandOffBatch } from './hand-off';
+import { TraceWriter } from '../trace/client';
 import { type RouterMessage, chunkForSendBatch, fitsInline, utf8Length } from '../queue/message';
 
 export interface HeldDelivery {
@@ -204,7 +205,29 @@ export class HeldDeliveries extends DurableObject<Env> {
         return;
       }
       this.sql.exec(`DELETE FROM held WHERE seq IN (${rows.map(() => '?').join(',')})`, ...rows.map((r) => r.seq));
+      await this.traceExpired(destination, rows);
     }
+  }
+
+  /** The trace learns these held deliveries were dead-lettered (best effort). */
+  private async traceExpired(destination: string, rows: Row[]): Promise<void> {
+    const loaded = loadConfig(this.env);
+    if (!loaded.ok) return;
+    const trace = new TraceWriter(this.env, loaded.config.settings);
+    for (const r of rows) {
+      trace.add({
+        event_id: r.event_id,
+        event_type: r.event_type,
+        source: r.source === 'reconcile' ? 'reconcile' : 'webhook',
+        accepted_at: r.accepted_at,
+        stale: r.stale === 1,
+        body_shard: null,
+        destination,
+        rules: JSON.parse(r.rules) as string[],
+        state: 'dead_lettered',
+      });
+    }
+    await trace.flush();
   }
 
   private async scheduleAt(at: number): Promise<void> {

@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'reconcile_disabled'
   | 'not_replayable'
   | 'idempotency_key_reused'
+  | 'forbidden'
+  | 'csrf_failed'
   | 'internal_error';
 
 export class ApiError extends HTTPException {

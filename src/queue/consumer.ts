@@ -21,13 +21,15 @@
 import type { RouterConfig } from '../config/router-config';
 import { loadConfig } from '../config/load';
 import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../deadletters/store';
-import { ledgerStub, ledgerStubByName, shardKeyOf } from '../dedup/shard';
+import { ledgerShardOf, ledgerStub, ledgerStubByName, shardKeyOf } from '../dedup/shard';
 import { SlackHandOff, deliver } from '../destinations';
 import { type HeldDelivery, HeldHandOff } from '../destinations/held';
 import { type DestinationReport, registryStub } from '../destinations/registry';
 import { type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../destinations/types';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
+import { TraceWriter, bucketName } from '../trace/client';
+import { NO_DESTINATION, type TraceSource, type TraceWrite } from '../trace/store';
 import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, chunkForSendBatch, isRouterMessage, messageBytes, sendBatchCount } from './message';
 
 export const EVENTS_QUEUE_NAME = 'workos-router-events';
@@ -79,7 +81,9 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     return;
   }
   let used = BATCH_BASE_CALLS;
-  const reserve = new FlushReserve();
+  const bucketOf = (m: RouterMessage) => bucketName(m.accepted_at, m.id, config.settings.traceShards);
+  const reserve = new FlushReserve(bucketOf);
+  const trace = new TraceWriter(env, config.settings);
   const plans: MessagePlan[] = [];
   const work: MessageWork[] = [];
   /** Slack and paused destinations already handed events in this batch (each hand-off is one request per destination). */
@@ -125,7 +129,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     }
     if (raw === undefined) {
       plan.deadLetters.push(routerDeadLetter(body, 'body_expired', ''));
-      reserve.deadLetters = true;
+      reserve.commit(trial);
       continue;
     }
     let event: UnknownEvent;
@@ -134,7 +138,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     } catch {
       // Verified at ingest, so this is storage corruption: keep it, don't crash the batch.
       plan.deadLetters.push(routerDeadLetter(body, 'malformed_body', raw));
-      reserve.deadLetters = true;
+      reserve.commit(trial);
       continue;
     }
     plan.event = event;
@@ -143,6 +147,8 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     const names = Object.keys(pending);
     if (names.length === 0) {
       log('info', 'unrouted', { event_id: body.id, event_type: body.type });
+      trace.add({ ...traceBase(body, ledgerShardOf(event, config.settings.dedupShards)), destination: NO_DESTINATION, rules: [], state: 'unrouted' });
+      reserve.commit(trial);
       continue;
     }
     const due = names.filter((n) => (pending[n]?.not_before ?? 0) <= now + 1_000);
@@ -155,7 +161,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       handed.add(n);
       return sum + c;
     }, 0);
-    if (dueCost > left && dueCost <= totalBudget - BATCH_BASE_CALLS - new FlushReserve().with(body).calls()) {
+    if (dueCost > left && dueCost <= totalBudget - BATCH_BASE_CALLS - new FlushReserve(bucketOf).with(body).calls()) {
       // It would fit a batch of its own: let the platform redeliver it whole
       // rather than writing a follow-up message (one message per event).
       plan.redeliver = true;
@@ -177,16 +183,34 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   // Deliveries of every message in the batch run concurrently: a slow
   // destination holds up only its own requests. Slack hand-offs are collected
   // while the deliveries start, then sent once per destination.
-  const ctx: BatchContext = { slack: new SlackHandOff(env), held: new HeldHandOff(env), paused, reports: {} };
+  const ctx: BatchContext = { slack: new SlackHandOff(env), held: new HeldHandOff(env), paused, reports: {}, trace };
   const delivering = Promise.all(work.map((w) => deliverMessage(w, config, env, ctx)));
   await Promise.all([ctx.slack.flush(), ctx.held.flush()]);
   await delivering;
   await flush(plans, env, config);
-  if (Object.keys(ctx.reports).length > 0) {
-    await registryStub(env)
-      .report(ctx.reports)
-      .catch((err: unknown) => log('warn', 'destination_report_failed', { error: errorName(err) }));
+  for (const plan of plans) {
+    const b = plan.message.body;
+    if (!isRouterMessage(b)) continue;
+    for (const d of plan.deadLetters) {
+      if (d.destination === ROUTER_DESTINATION) {
+        trace.add({ ...traceBase(b, b.body_ref?.shard ?? null), destination: ROUTER_DESTINATION, rules: [], state: 'dead_lettered' });
+      }
+    }
   }
+  await Promise.all([
+    trace.flush(),
+    Object.keys(ctx.reports).length > 0
+      ? registryStub(env)
+          .report(ctx.reports)
+          .catch((err: unknown) => log('warn', 'destination_report_failed', { error: errorName(err) }))
+      : undefined,
+  ]);
+}
+
+/** The fields every trace write of this message shares. */
+function traceBase(body: RouterMessage, bodyShard: string | null): Omit<TraceWrite, 'destination' | 'rules' | 'state'> {
+  const source: TraceSource = body.replay === true ? 'replay' : body.source;
+  return { event_id: body.id, event_type: body.type, source, accepted_at: body.accepted_at, stale: body.stale === true, body_shard: bodyShard };
 }
 
 /**
@@ -194,15 +218,20 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
  * dead-letter call, and the sendBatch chunks their follow-ups could need
  * (next-fit over worst-case sizes, the same packing `flush` uses), plus one
  * call for each message whose stored body may need its lifetime extended or
- * whose follow-up may need its body moved to the ledger.
+ * whose follow-up may need its body moved to the ledger, plus one trace write
+ * per trace bucket the messages belong to.
  */
 class FlushReserve {
   deadLetters = false;
   private sizes: number[] = [];
   private extras = 0;
+  private buckets = new Set<string>();
+
+  constructor(private readonly bucketOf: (m: RouterMessage) => string) {}
 
   with(body: RouterMessage): FlushReserve {
-    const next = new FlushReserve();
+    const next = new FlushReserve(this.bucketOf);
+    next.buckets = new Set([...this.buckets, this.bucketOf(body)]);
     next.deadLetters = true;
     const size = worstCaseFollowUpBytes(body);
     next.sizes = [...this.sizes, size];
@@ -213,13 +242,14 @@ class FlushReserve {
   }
 
   commit(trial: FlushReserve): void {
+    this.buckets = trial.buckets;
     this.deadLetters = trial.deadLetters;
     this.sizes = trial.sizes;
     this.extras = trial.extras;
   }
 
   calls(): number {
-    return (this.deadLetters ? 1 : 0) + sendBatchCount(this.sizes) + this.extras;
+    return (this.deadLetters ? 1 : 0) + sendBatchCount(this.sizes) + this.extras + this.buckets.size;
   }
 }
 
@@ -244,6 +274,7 @@ interface BatchContext {
   held: HeldHandOff;
   paused: Set<string>;
   reports: Record<string, DestinationReport>;
+  trace: TraceWriter;
 }
 
 /** How long a delivery waits when it could not be put on hold (the hold store was unavailable). */
@@ -251,7 +282,7 @@ const HOLD_RETRY_MS = 30_000;
 
 async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ctx: BatchContext): Promise<void> {
   const { plan, body, event, raw, pending, attempt } = w;
-  type Result = { name: string; state: PendingDelivery; outcome: DeliveryOutcome | 'held' | 'hold_failed' };
+  type Result = { name: string; state: PendingDelivery; outcome: DeliveryOutcome | 'held' | 'hold_failed'; started?: number; ended?: number };
   const outcomes = await Promise.all(
     attempt.map(async (name): Promise<Result> => {
       const dest = config.destinations.get(name);
@@ -287,35 +318,49 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
         return { ok: false, retryable: true, status: null, reason: 'adapter_error' };
       });
       record(ctx.reports, name, outcome, started);
-      return { name, state, outcome };
+      return { name, state, outcome, started, ended: Date.now() };
     }),
   );
   const next: Pending = {};
   for (const name of Object.keys(pending)) if (!attempt.includes(name)) next[name] = pending[name] as PendingDelivery;
   const now = Date.now();
-  for (const { name, state, outcome } of outcomes) {
+  const base = traceBase(body, body.body_ref?.shard ?? ledgerShardOf(event, config.settings.dedupShards));
+  for (const { name, state, outcome, started, ended } of outcomes) {
+    const traced = { ...base, destination: name, rules: state.rules };
     if (outcome === 'held') {
       log('info', 'delivery_held', { event_id: body.id, event_type: body.type, destination: name });
+      ctx.trace.add({ ...traced, state: 'held', next_attempt_at: null });
       continue;
     }
     if (outcome === 'hold_failed') {
       next[name] = { attempts: state.attempts, rules: state.rules, not_before: now + HOLD_RETRY_MS };
+      ctx.trace.add({ ...traced, state: 'retrying', next_attempt_at: now + HOLD_RETRY_MS });
       continue;
     }
+    const at = started ?? now;
+    const attempt = {
+      at,
+      status: outcome.status,
+      error: outcome.ok ? null : outcome.reason,
+      duration_ms: Math.max(0, (ended ?? now) - at),
+    };
     const attempts = state.attempts + 1;
-    const base = { event_id: body.id, event_type: body.type, destination: name, attempt: attempts };
+    const fields = { event_id: body.id, event_type: body.type, destination: name, attempt: attempts };
     if (outcome.ok) {
       // Slack deliveries are handed to the destination's outbox (202), which logs the actual send.
-      log('info', outcome.status === 202 ? 'handed_to_outbox' : 'delivered', { ...base, status: outcome.status, latency_ms: now - body.accepted_at });
+      log('info', outcome.status === 202 ? 'handed_to_outbox' : 'delivered', { ...fields, status: outcome.status, latency_ms: now - body.accepted_at });
+      ctx.trace.add({ ...traced, state: 'delivered', attempt, next_attempt_at: null });
       continue;
     }
     const dest = config.destinations.get(name);
     const maxAttempts = dest?.retry.maxAttempts ?? 1;
     if (outcome.retryable && attempts < maxAttempts && dest !== undefined) {
       const delay = Math.max(outcome.retryAfterSeconds ?? 0, backoffSeconds(dest.retry.retryDelaySeconds, attempts));
-      log('warn', 'delivery_failed', { ...base, status: outcome.status, reason: outcome.reason, retry_in_s: delay });
+      log('warn', 'delivery_failed', { ...fields, status: outcome.status, reason: outcome.reason, retry_in_s: delay });
       next[name] = { attempts, rules: state.rules, not_before: now + delay * 1000 };
+      ctx.trace.add({ ...traced, state: 'retrying', attempt, next_attempt_at: now + delay * 1000 });
     } else {
+      ctx.trace.add({ ...traced, state: 'dead_lettered', attempt, next_attempt_at: null });
       plan.deadLetters.push(
         deadLetterRecord({
           event_id: body.id,
@@ -579,6 +624,7 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
     try {
       await deadLetterStub(env).add(records);
       batch.ackAll();
+      if (config !== undefined) await traceDeadLetters(env, config, batch, records);
       return;
     } catch (err) {
       log('error', 'dead_letter_store_failed', { count: records.length, error: errorName(err) });
@@ -592,6 +638,19 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
     log('error', 'dead_letter_requeue_failed', { count: batch.messages.length, error: errorName(err) });
     batch.retryAll({ delaySeconds: 60 });
   }
+}
+
+/** The trace learns that the platform gave up on these messages: each owed delivery is dead-lettered. */
+async function traceDeadLetters(env: Env, config: RouterConfig, batch: MessageBatch<unknown>, records: DeadLetterInput[]): Promise<void> {
+  const trace = new TraceWriter(env, config.settings);
+  const byId = new Map<string, RouterMessage>();
+  for (const m of batch.messages) if (isRouterMessage(m.body)) byId.set(m.body.id, m.body);
+  for (const r of records) {
+    const b = byId.get(r.event_id);
+    if (b === undefined) continue;
+    trace.add({ ...traceBase(b, b.body_ref?.shard ?? null), destination: r.destination, rules: r.rules ?? [], state: 'dead_lettered' });
+  }
+  await trace.flush();
 }
 
 function safeStringify(v: unknown): string {

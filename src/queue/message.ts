@@ -9,6 +9,8 @@ export interface RouterMessage {
   type: string;
   created_at: string;
   source: 'webhook' | 'reconcile';
+  /** Sent again by an operator (dead-letter or event replay): traced with source `replay`. */
+  replay?: true;
   /** ms since epoch when the router accepted the event. */
   accepted_at: number;
   /** The raw body exactly as WorkOS sent it, when the whole message fits a queue message. */

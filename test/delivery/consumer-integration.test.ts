@@ -220,9 +220,9 @@ describe('queue consumer', () => {
     for (let i = 0; i < 6; i++) routes.set(`https://d${i}.example.test/`, () => new Response('ok'));
     const followUps = captureFollowUps();
     await runBatch([routerMessage(sampleEvent())], testEnv(many));
-    expect(seen).toHaveLength(4); // 8, minus the registry read and report, minus the flush's sendBatch and dead-letter call
+    expect(seen).toHaveLength(3); // 8, minus the registry read and report, minus the flush's sendBatch and dead-letter call, minus the trace write
     const [deferred] = followUpBodies(followUps);
-    expect(Object.keys(deferred?.body.pending ?? {})).toEqual(['d4', 'd5']);
+    expect(Object.keys(deferred?.body.pending ?? {})).toEqual(['d3', 'd4', 'd5']);
     expect(deferred?.delaySeconds).toBe(0);
   });
 

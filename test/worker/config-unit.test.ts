@@ -79,6 +79,9 @@ const DEFAULT_SETTINGS = {
   reconcileMaxPages: 5,
   reconcileOverlapSeconds: 120,
   deadLetterRetentionDays: 30,
+  traceRetentionDays: 7,
+  traceShards: 1,
+  consoleShowPayloads: false,
 };
 
 // A complete, valid configuration exercising every destination type.
@@ -280,7 +283,18 @@ describe('parseRouterConfig: settings knobs', () => {
       reconcile_max_pages: { def: 5, min: 1, max: 40 },
       reconcile_overlap_seconds: { def: 120, min: 0, max: 3600 },
       dead_letter_retention_days: { def: 30, min: 1, max: 365 },
+      trace_retention_days: { def: 7, min: 1, max: 90 },
+      trace_shards: { def: 1, min: 1, max: 64 },
     });
+  });
+
+  it('console_show_payloads: false by default, a boolean only', () => {
+    expect(ok({ console_show_payloads: true }).config.settings.consoleShowPayloads).toBe(true);
+    for (const bad of ['true', 1, null]) {
+      const r = parseRouterConfig({ console_show_payloads: bad }, () => undefined);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.problems).toContain('console_show_payloads: must be true or false');
+    }
   });
 
   describe.each(SETTINGS_SPEC.map((s) => [s.key, s] as const))('%s', (key, spec) => {

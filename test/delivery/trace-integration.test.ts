@@ -1,0 +1,251 @@
+/**
+ * The delivery trace (console issue): every accepted event's deliveries and
+ * attempts, as the real consumer records them, over `GET /admin/events…`;
+ * replays of delivered events to a named destination.
+ */
+import { runInDurableObject } from 'cloudflare:test';
+import { env, exports } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
+import type { EventView } from '../../src/admin/events';
+import type { UnknownEvent } from '../../src/events/catalog';
+import { Sink } from '../helpers/sink';
+import { until } from '../helpers/until';
+import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
+import { app } from '../../src/app';
+import { createSession } from '../../src/console/session';
+import { testEnv } from '../helpers/consumer';
+import { CRM, DELIVERY_ROUTER, OPS, WAREHOUSE } from './router';
+
+const sink = new Sink();
+beforeEach(() => sink.reset().install());
+afterEach(() => vi.restoreAllMocks());
+
+function admin(path: string, init: { method?: string; body?: unknown } = {}): Promise<Response> {
+  return exports.default.fetch(
+    new Request(`${URL_BASE}/admin${path}`, {
+      method: init.method ?? 'GET',
+      headers: { Authorization: 'Bearer test-admin-token', 'Content-Type': 'application/json' },
+      ...(init.body !== undefined ? { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) } : {}),
+    }),
+  );
+}
+
+async function trace(id: string): Promise<EventView | null> {
+  const res = await admin(`/events/${encodeURIComponent(id)}`);
+  if (res.status === 404) return null;
+  expect(res.status).toBe(200);
+  return (await res.json()) as EventView;
+}
+
+async function traceWhen(id: string, ok: (v: EventView) => boolean, what: string): Promise<EventView> {
+  let last: EventView | null = null;
+  await until(async () => {
+    last = await trace(id);
+    return last !== null && ok(last);
+  }, what);
+  return last as unknown as EventView;
+}
+
+function userEvent(): Record<string, unknown> {
+  return sampleEvent({ event: 'user.created', data: { id: `user_${crypto.randomUUID()}`, object: 'user', email: 'pat@example.test' } });
+}
+
+function domainEvent(): Record<string, unknown> {
+  return sampleEvent({ event: 'organization_domain.verified', data: { id: `org_domain_${crypto.randomUUID()}`, object: 'organization_domain', domain: 'acme.test' } });
+}
+
+async function errorOf(res: Response): Promise<string> {
+  return ((await res.json()) as { error: string }).error;
+}
+
+describe('delivery trace', () => {
+  it('records each destination, its attempts and its state; the body never appears', async () => {
+    const e = userEvent();
+    const acceptedBefore = Date.now();
+    expect((await postWebhook(e)).status).toBe(200);
+    const view = await traceWhen(e.id as string, (v) => v.deliveries.length === 2 && v.deliveries.every((d) => d.state === 'delivered'), 'both deliveries traced');
+    expect(view).toMatchObject({ id: e.id, type: 'user.created', source: 'webhook', stale: false, rules: ['users'] });
+    expect(Date.parse(view.accepted_at)).toBeGreaterThanOrEqual(acceptedBefore - 1000);
+    expect(view.deliveries.map((d) => d.destination).sort()).toEqual(['crm', 'ops']);
+    for (const d of view.deliveries) {
+      expect(d.attempts).toHaveLength(1);
+      expect(d.attempts[0]).toMatchObject({ status: 200, error: null });
+      expect(d.attempts[0]?.duration_ms).toBeGreaterThanOrEqual(0);
+      expect(d.next_attempt_at).toBeUndefined();
+    }
+    expect(JSON.stringify(view)).not.toContain('pat@example.test');
+  });
+
+  it('a failing destination: retrying with its next attempt time, then dead-lettered, then discarded', async () => {
+    sink.on(WAREHOUSE, () => new Response('down', { status: 503 }));
+    const e = domainEvent();
+    expect((await postWebhook(e)).status).toBe(200);
+    const retrying = await traceWhen(e.id as string, (v) => v.deliveries[0]?.state === 'retrying', 'the retry traced');
+    const d = retrying.deliveries[0];
+    expect(d).toMatchObject({ destination: 'warehouse', state: 'retrying', rules: ['domains'] });
+    expect(d?.attempts[0]).toMatchObject({ status: 503, error: 'http_503' });
+    expect(Date.parse(d?.next_attempt_at as string)).toBeGreaterThan(Date.parse(d?.attempts[0]?.at as string));
+
+    const dead = await traceWhen(e.id as string, (v) => v.deliveries[0]?.state === 'dead_lettered', 'the dead letter traced');
+    expect(dead.deliveries[0]?.attempts.map((a) => a.status)).toEqual([503, 503, 503]);
+
+    // Listed by destination and state.
+    const listed = await admin(`/events?destination=warehouse&state=dead_lettered&limit=500`);
+    expect(listed.status).toBe(200);
+    const page = (await listed.json()) as { items: EventView[] };
+    expect(page.items.map((i) => i.id)).toContain(e.id);
+
+    // Discarding its dead letter marks it discarded.
+    const dl = (await (await admin('/dead-letters?limit=1000')).json()) as { items: Array<{ seq: number; event_id: string }> };
+    const seq = dl.items.find((i) => i.event_id === e.id)?.seq;
+    expect(seq).toBeDefined();
+    expect((await admin(`/dead-letters/${seq}`, { method: 'DELETE' })).status).toBe(200);
+    expect((await trace(e.id as string))?.deliveries[0]?.state).toBe('discarded');
+  });
+
+  it('an event no rule routes is traced with no deliveries', async () => {
+    const e = sampleEvent({ event: 'session.created', data: { id: `session_${crypto.randomUUID()}`, object: 'session' } });
+    expect((await postWebhook(e)).status).toBe(200);
+    const view = await traceWhen(e.id as string, () => true, 'the unrouted event traced');
+    expect(view).toMatchObject({ id: e.id, rules: [], deliveries: [] });
+    const unrouted = (await (await admin('/events?state=unrouted&type=session.*')).json()) as { items: EventView[] };
+    expect(unrouted.items.map((i) => i.id)).toContain(e.id);
+  });
+
+  it('lists newest first, filters by type, pages with a cursor to the end', async () => {
+    const since = new Date(Date.now() - 1000).toISOString();
+    const events = [userEvent(), userEvent(), userEvent()];
+    for (const e of events) {
+      expect((await postWebhook(e)).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (const e of events) await traceWhen(e.id as string, (v) => v.deliveries.length === 2, `${e.id} traced`);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let acceptedAt = Number.POSITIVE_INFINITY;
+    do {
+      const qs: string = `/events?type=user.*&since=${encodeURIComponent(since)}&limit=1${cursor !== null ? `&cursor=${cursor}` : ''}`;
+      const res = await admin(qs);
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as { items: EventView[]; next_cursor: string | null };
+      expect(page.items.length).toBeLessThanOrEqual(1);
+      for (const i of page.items) {
+        expect(i.type).toBe('user.created');
+        expect(Date.parse(i.accepted_at)).toBeLessThanOrEqual(acceptedAt);
+        acceptedAt = Date.parse(i.accepted_at);
+        seen.push(i.id);
+      }
+      cursor = page.next_cursor;
+    } while (cursor !== null);
+    for (const e of events) expect(seen.filter((id) => id === e.id)).toHaveLength(1);
+    // The newest of these three comes before the others.
+    expect(seen.indexOf(events[2]?.id as string)).toBeLessThan(seen.indexOf(events[0]?.id as string));
+    // A type filter that excludes them.
+    const none = (await (await admin(`/events?type=dsync.*&since=${encodeURIComponent(since)}`)).json()) as { items: EventView[] };
+    expect(none.items.filter((i) => events.some((e) => e.id === i.id))).toEqual([]);
+  });
+
+  it('error paths: unknown id 404, bad parameters 400, no token 401', async () => {
+    const unknown = await admin('/events/event_never_seen');
+    expect(unknown.status).toBe(404);
+    expect(await errorOf(unknown)).toBe('not_found');
+    for (const qs of ['state=bogus', 'since=yesterday', 'until=2026-13-01', 'limit=0', 'limit=501', 'limit=ten', 'cursor=not-a-cursor', 'type=!', 'type=user%20created']) {
+      const res = await admin(`/events?${qs}`);
+      expect(res.status, qs).toBe(400);
+      expect(await errorOf(res), qs).toBe('invalid_request');
+    }
+    const anon = await exports.default.fetch(new Request(`${URL_BASE}/admin/events/event_x`));
+    expect(anon.status).toBe(401);
+    expect(await errorOf(anon)).toBe('unauthorized');
+  });
+});
+
+describe('event replay', () => {
+  it('dry run counts and sends nothing; the replay reaches the destination once more, traced as a replay', async () => {
+    const e = userEvent();
+    const since = new Date(Date.now() - 1000).toISOString();
+    expect((await postWebhook(e)).status).toBe(200);
+    await traceWhen(e.id as string, (v) => v.deliveries.every((d) => d.state === 'delivered') && v.deliveries.length === 2, 'delivered');
+    expect(sink.about(e.id as string, OPS)).toHaveLength(1);
+    const filter = { event_type: 'user.created', since, destination: 'ops', state: 'delivered' };
+
+    const dry = await admin('/events/replay', { method: 'POST', body: { filter, to: 'ops', dry_run: true, limit: 500 } });
+    expect(dry.status).toBe(200);
+    const dryBody = (await dry.json()) as { replayed: number; replayable: number; matched: number; not_replayable: unknown[] };
+    expect(dryBody.replayed).toBe(0);
+    expect(dryBody.replayable).toBeGreaterThanOrEqual(1);
+
+    const res = await admin('/events/replay', { method: 'POST', body: { filter, to: 'ops', limit: 500 } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { replayed: number; not_replayable: Array<{ id: string }> };
+    expect(body.replayed).toBeGreaterThanOrEqual(1);
+    expect(body.not_replayable.map((n) => n.id)).not.toContain(e.id);
+    // The replay's arrival is the positive signal: the dry run had sent nothing.
+    await sink.until(() => sink.about(e.id as string, OPS).length >= 2, 'the replay at ops');
+    const view = await traceWhen(e.id as string, (v) => (v.acceptances?.length ?? 0) === 2 && v.deliveries.find((d) => d.destination === 'ops')?.attempts.length === 2, 'the replay traced');
+    expect(view.acceptances?.map((a) => a.source)).toEqual(['webhook', 'replay']);
+    expect(sink.about(e.id as string, OPS)).toHaveLength(2);
+    expect(sink.about(e.id as string, CRM)).toHaveLength(1);
+    const [first, again] = sink.about(e.id as string, OPS);
+    expect(again?.body).toBe(first?.body);
+  });
+
+  it('an event whose body is no longer kept is reported as not replayable', async () => {
+    const e = userEvent();
+    const since = new Date(Date.now() - 1000).toISOString();
+    expect((await postWebhook(e)).status).toBe(200);
+    await traceWhen(e.id as string, (v) => v.deliveries.length === 2 && v.deliveries.every((d) => d.state === 'delivered'), 'delivered');
+    const shard = ledgerShardOf(e as unknown as UnknownEvent, 16);
+    await runInDurableObject(ledgerStubByName(env, shard), (_i, state) => {
+      state.storage.sql.exec('DELETE FROM ledger WHERE id = ?', e.id as string);
+    });
+    const res = await admin('/events/replay', { method: 'POST', body: { filter: { event_type: 'user.created', since, destination: 'crm' }, to: 'crm', dry_run: true, limit: 500 } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { not_replayable: Array<{ id: string; reason: string }> };
+    expect(body.not_replayable).toContainEqual({ id: e.id, reason: 'body_expired' });
+  });
+
+  it('error paths: unknown destination 404, bad requests 400', async () => {
+    const unknown = await admin('/events/replay', { method: 'POST', body: { filter: {}, to: 'nope' } });
+    expect(unknown.status).toBe(404);
+    expect(await errorOf(unknown)).toBe('not_found');
+    for (const body of ['not json', '[]', '{}', '{"filter":{},"to":""}', '{"filter":{"colour":"red"},"to":"ops"}', '{"filter":{},"to":"ops","limit":1000}', '{"filter":{"state":"lost"},"to":"ops"}', '{"filter":{},"to":"ops","dry_run":"yes"}', '{"filter":{},"to":"ops","extra":1}']) {
+      const res = await admin('/events/replay', { method: 'POST', body });
+      expect(res.status, body).toBe(400);
+      expect(await errorOf(res), body).toBe('invalid_request');
+    }
+  });
+});
+
+describe('the console shows the trace; payloads only when allowed and asked for', () => {
+  async function consolePage(path: string, showPayloads: boolean): Promise<Response> {
+    const { value } = await createSession('test-admin-token', Date.now());
+    return app.request(`${URL_BASE}${path}`, { headers: { Cookie: `router_console=${value}` } }, testEnv({ ...DELIVERY_ROUTER, console_show_payloads: showPayloads }));
+  }
+
+  it('hidden by default (no button; asking answers 403); with console_show_payloads the body appears after the click only', async () => {
+    const e = userEvent();
+    expect((await postWebhook(e)).status).toBe(200);
+    await traceWhen(e.id as string, (v) => v.deliveries.length === 2 && v.deliveries.every((d) => d.state === 'delivered'), 'delivered');
+    const path = `/console/events/${e.id as string}`;
+
+    const hidden = await consolePage(path, false);
+    expect(hidden.status).toBe(200);
+    const hiddenText = await hidden.text();
+    expect(hiddenText).toContain('crm');
+    expect(hiddenText).toContain('console_show_payloads = false');
+    expect(hiddenText).not.toContain('Show payload');
+    expect(hiddenText).not.toContain('pat@example.test');
+    const refused = await consolePage(`${path}?payload=1`, false);
+    expect(refused.status).toBe(403);
+    expect(await refused.text()).not.toContain('pat@example.test');
+
+    const offered = await (await consolePage(path, true)).text();
+    expect(offered).toContain('Show payload');
+    expect(offered).not.toContain('pat@example.test');
+    const shown = await consolePage(`${path}?payload=1`, true);
+    expect(shown.status).toBe(200);
+    expect(await shown.text()).toContain('pat@example.test');
+  });
+});

@@ -1,0 +1,228 @@
+/**
+ * The console over HTTP inside workerd: sign-in (token → session cookie,
+ * Cloudflare Access), refusals that reveal nothing, CSRF and origin checks on
+ * every action, payload visibility. The browser tests (test/e2e/console-*)
+ * drive the same pages in Chromium.
+ */
+import { env } from 'cloudflare:workers';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { app } from '../../src/app';
+import { createSession } from '../../src/console/session';
+import { registryStub } from '../../src/destinations/registry';
+import { testEnv } from '../helpers/consumer';
+
+const TOKEN = 'test-admin-token';
+const ORIGIN = 'https://router.test';
+const ROUTER = {
+  destinations: [{ name: 'audit', type: 'queue', queue: 'AUDIT_QUEUE' }],
+  rules: [{ name: 'all', events: ['*'], to: ['audit'] }],
+};
+
+afterEach(() => vi.restoreAllMocks());
+
+async function request(path: string, init: RequestInit = {}, e: Env = testEnv(ROUTER)): Promise<Response> {
+  return app.request(`${ORIGIN}${path}`, { redirect: 'manual', ...init }, e);
+}
+
+function cookiesOf(res: Response): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of res.headers.getSetCookie()) {
+    const [pair] = line.split(';');
+    const i = pair?.indexOf('=') ?? -1;
+    if (pair !== undefined && i > 0) out[pair.slice(0, i)] = pair.slice(i + 1);
+  }
+  return out;
+}
+
+async function signIn(): Promise<{ cookie: string; csrf: string }> {
+  const res = await request('/console/login', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: ORIGIN },
+    body: new URLSearchParams({ token: TOKEN }),
+  });
+  expect(res.status).toBe(303);
+  const c = cookiesOf(res);
+  return { cookie: `router_console=${c.router_console}; router_csrf=${c.router_csrf}`, csrf: c.router_csrf as string };
+}
+
+function post(path: string, s: { cookie: string }, fields: Record<string, string>, headers: Record<string, string> = { Origin: ORIGIN }, e?: Env) {
+  return request(
+    path,
+    { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: s.cookie, ...headers }, body: new URLSearchParams(fields) },
+    e,
+  );
+}
+
+describe('console sign-in with the admin token', () => {
+  it('without a session every page answers 401 with the sign-in form and nothing else', async () => {
+    for (const path of ['/console', '/console/events', '/console/events/event_x', '/console/dead-letters', '/console/destinations']) {
+      const res = await request(path);
+      expect(res.status, path).toBe(401);
+      const text = await res.text();
+      expect(text, path).toContain('name="token"');
+      expect(text, path).not.toContain('audit');
+      expect(text, path).not.toContain('Dead letters');
+      expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
+      expect(res.headers.get('cache-control')).toBe('no-store');
+    }
+    const action = await request('/console/destinations/audit/pause', { method: 'POST', headers: { Origin: ORIGIN } });
+    expect(action.status).toBe(401);
+  });
+
+  it('the right token gives a signed, expiring HttpOnly; Secure; SameSite=Strict cookie; a wrong one gives 401', async () => {
+    const wrong = await request('/console/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: ORIGIN },
+      body: new URLSearchParams({ token: 'nope' }),
+    });
+    expect(wrong.status).toBe(401);
+    expect(wrong.headers.getSetCookie()).toEqual([]);
+    expect(await wrong.text()).toContain('That token is not valid.');
+
+    const ok = await request('/console/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: ORIGIN },
+      body: new URLSearchParams({ token: TOKEN }),
+    });
+    expect(ok.status).toBe(303);
+    expect(ok.headers.get('location')).toBe('/console');
+    const lines = ok.headers.getSetCookie();
+    expect(lines).toHaveLength(2);
+    for (const line of lines) {
+      expect(line).toMatch(/; HttpOnly/);
+      expect(line).toMatch(/; Secure/);
+      expect(line).toMatch(/; SameSite=Strict/);
+      expect(line).toMatch(/; Max-Age=28800/);
+      expect(line).not.toContain(TOKEN);
+    }
+    const s = await signIn();
+    const page = await request('/console', { headers: { Cookie: s.cookie } });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('Overview');
+  });
+
+  it('a tampered, expired or foreign session is refused', async () => {
+    const { value } = await createSession(TOKEN, Date.now());
+    const tampered = `${value.slice(0, -2)}${value.endsWith('A') ? 'BB' : 'AA'}`;
+    const { value: old } = await createSession(TOKEN, Date.now() - 9 * 3600_000);
+    const { value: foreign } = await createSession('another-token', Date.now());
+    for (const v of [tampered, old, foreign, 'garbage']) {
+      const res = await request('/console', { headers: { Cookie: `router_console=${v}` } });
+      expect(res.status, v).toBe(401);
+    }
+  });
+
+  it('the console is off (403) without ADMIN_TOKEN or Access', async () => {
+    const res = await request('/console', {}, testEnv(ROUTER, { ADMIN_TOKEN: undefined }));
+    expect(res.status).toBe(403);
+    expect(await res.text()).toContain('Console disabled');
+  });
+
+  it('signing out clears both cookies', async () => {
+    const s = await signIn();
+    const res = await post('/console/logout', s, { csrf: s.csrf });
+    expect(res.status).toBe(303);
+    for (const line of res.headers.getSetCookie()) expect(line).toMatch(/Max-Age=0/);
+  });
+});
+
+describe('console actions need the page token and the console origin', () => {
+  it('pause without the CSRF token, with another token, or from another origin: 403 and nothing changes', async () => {
+    const s = await signIn();
+    const before = await registryStub(env).paused();
+    const cases: Array<[Record<string, string>, Record<string, string>]> = [
+      [{}, { Origin: ORIGIN }],
+      [{ csrf: 'A'.repeat(43) }, { Origin: ORIGIN }],
+      [{ csrf: s.csrf }, { Origin: 'https://evil.test' }],
+      [{ csrf: s.csrf }, {}],
+      [{ csrf: s.csrf }, { 'Sec-Fetch-Site': 'cross-site' }],
+    ];
+    for (const [fields, headers] of cases) {
+      const res = await post('/console/destinations/audit/pause', s, fields, headers);
+      expect(res.status, JSON.stringify([fields, headers])).toBe(403);
+    }
+    expect(await registryStub(env).paused()).toEqual(before);
+  });
+
+  it('pause and resume with the token from the page', async () => {
+    const s = await signIn();
+    const page = await (await request('/console/destinations', { headers: { Cookie: s.cookie } })).text();
+    expect(page).toContain(`name="csrf" value="${s.csrf}"`);
+    const paused = await post('/console/destinations/audit/pause', s, { csrf: s.csrf });
+    expect(paused.status).toBe(303);
+    expect(await registryStub(env).paused()).toContain('audit');
+    const resumed = await post('/console/destinations/audit/resume', s, { csrf: s.csrf }, { 'Sec-Fetch-Site': 'same-origin' });
+    expect(resumed.status).toBe(303);
+    expect(await registryStub(env).paused()).not.toContain('audit');
+  });
+
+  it('an unknown destination or a bad filter gives an error page with the status, changing nothing', async () => {
+    const s = await signIn();
+    const unknown = await post('/console/destinations/nope/pause', s, { csrf: s.csrf });
+    expect(unknown.status).toBe(404);
+    const badFilter = await request('/console/dead-letters?since=yesterday', { headers: { Cookie: s.cookie } });
+    expect(badFilter.status).toBe(400);
+    expect(await badFilter.text()).toContain('filter.since');
+    const badEvents = await request('/console/events?state=lost', { headers: { Cookie: s.cookie } });
+    expect(badEvents.status).toBe(400);
+    const missing = await request('/console/events/event_never_seen', { headers: { Cookie: s.cookie } });
+    expect(missing.status).toBe(404);
+  });
+});
+
+describe('console behind Cloudflare Access', () => {
+  const TEAM = 'console-test.cloudflareaccess.com';
+  const AUD = 'aud-console-test';
+  let sign: (claims: { aud?: string; exp?: number }) => Promise<string>;
+
+  beforeAll(async () => {
+    const pair = await generateKeyPair('RS256', { extractable: true });
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+    sign = (claims) =>
+      new SignJWT({ email: 'ops@example.test' })
+        .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+        .setIssuer(`https://${TEAM}`)
+        .setAudience(claims.aud ?? AUD)
+        .setSubject('user-1')
+        .setIssuedAt()
+        .setExpirationTime(claims.exp ?? Math.floor(Date.now() / 1000) + 600)
+        .sign(pair.privateKey);
+    (globalThis as { __certs?: unknown }).__certs = { keys: [jwk] };
+  });
+
+  function accessEnv(): Env {
+    vi.spyOn(globalThis, 'fetch').mockImplementation(async (input) => {
+      const url = new Request(input as RequestInfo).url;
+      if (url === `https://${TEAM}/cdn-cgi/access/certs`) return Response.json((globalThis as { __certs?: unknown }).__certs);
+      return new Response('unexpected', { status: 599 });
+    });
+    return testEnv(ROUTER, { ACCESS_TEAM_DOMAIN: TEAM, ACCESS_AUD: AUD });
+  }
+
+  it('a valid assertion opens the console (the admin token form is not offered)', async () => {
+    const e = accessEnv();
+    const res = await request('/console', { headers: { 'Cf-Access-Jwt-Assertion': await sign({}) } }, e);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain('ops@example.test');
+    expect(text).not.toContain('Sign out');
+    expect((await request('/console/login', {}, e)).status).toBe(303);
+  });
+
+  it('missing → 401; expired, wrong audience or a forged signature → 403', async () => {
+    const e = accessEnv();
+    expect((await request('/console', {}, e)).status).toBe(401);
+    const expired = await sign({ exp: Math.floor(Date.now() / 1000) - 60 });
+    const wrongAud = await sign({ aud: 'someone-else' });
+    const forged = `${(await sign({})).slice(0, -4)}AAAA`;
+    for (const token of [expired, wrongAud, forged]) {
+      const res = await request('/console', { headers: { 'Cf-Access-Jwt-Assertion': token } }, e);
+      expect(res.status).toBe(403);
+      expect(await res.text()).not.toContain('audit');
+    }
+    // A session cookie made with the admin token does not replace Access.
+    const { value } = await createSession(TOKEN, Date.now());
+    expect((await request('/console', { headers: { Cookie: `router_console=${value}` } }, e)).status).toBe(401);
+  });
+});
