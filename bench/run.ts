@@ -15,6 +15,7 @@ import { type BenchResult, printTargets, writeBenchmarksMd, writeResult } from '
 import { SOAK_TITLE } from '../scripts/lib/soak-report';
 import { runMatch } from './match';
 import { runVerify } from './verify';
+import { runTrace } from './trace';
 
 export const BENCHMARKS: BenchDefinition[] = [
   {
@@ -54,6 +55,13 @@ export const BENCHMARKS: BenchDefinition[] = [
     method:
       'A bench-only entry (bench/workerd/instrumented/index.js) re-exports src/index.ts with counting wrappers around the env bindings, the Durable Object classes, the queue handler and fetch; cross-checked against the structured logs and the sink\'s request count.',
     run: runCost,
+  },
+  {
+    name: 'trace',
+    title: 'Delivery trace queries (GET /admin/events) over a week of traffic at 10 events/s vs one hour',
+    method:
+      'A bench-only entry (bench/workerd/trace/index.js) adds a SQL-only seed() to the trace buckets; a synthetic week (6.05 M acceptances, every one to crm, every other one to warehouse too; 0.5 % dead-lettered, 1 % retrying, 0.5 % held) is written into the day buckets, then each query shape is timed through the real admin routes over HTTP, interleaved, against the same shapes over one hour of traffic in the same run.',
+    run: runTrace,
   },
 ];
 

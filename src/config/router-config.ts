@@ -121,7 +121,8 @@ export const SETTINGS_SPEC: readonly IntSpec[] = [
   { key: 'reconcile_max_pages', field: 'reconcileMaxPages', def: 5, min: 1, max: 40 },
   { key: 'reconcile_overlap_seconds', field: 'reconcileOverlapSeconds', def: 120, min: 0, max: 3600 },
   { key: 'dead_letter_retention_days', field: 'deadLetterRetentionDays', def: 30, min: 1, max: 365 },
-  { key: 'trace_retention_days', field: 'traceRetentionDays', def: 7, min: 1, max: 90 },
+  // 0 turns the trace off (no trace writes; the console and GET /admin/events then find nothing).
+  { key: 'trace_retention_days', field: 'traceRetentionDays', def: 7, min: 0, max: 90 },
   // One bucket per day handles a few hundred consumer batches a second; each shard adds that much.
   { key: 'trace_shards', field: 'traceShards', def: 1, min: 1, max: 64 },
 ];

@@ -81,7 +81,8 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     return;
   }
   let used = BATCH_BASE_CALLS;
-  const bucketOf = (m: RouterMessage) => bucketName(m.accepted_at, m.id, config.settings.traceShards);
+  // No trace (trace_retention_days = 0): no trace write to reserve.
+  const bucketOf = (m: RouterMessage) => (config.settings.traceRetentionDays === 0 ? '' : bucketName(m.accepted_at, m.id, config.settings.traceShards));
   const reserve = new FlushReserve(bucketOf);
   const trace = new TraceWriter(env, config.settings);
   const plans: MessagePlan[] = [];
@@ -231,7 +232,8 @@ class FlushReserve {
 
   with(body: RouterMessage): FlushReserve {
     const next = new FlushReserve(this.bucketOf);
-    next.buckets = new Set([...this.buckets, this.bucketOf(body)]);
+    const bucket = this.bucketOf(body);
+    next.buckets = bucket === '' ? this.buckets : new Set([...this.buckets, bucket]);
     next.deadLetters = true;
     const size = worstCaseFollowUpBytes(body);
     next.sizes = [...this.sizes, size];

@@ -62,12 +62,12 @@ export class TraceWriter {
   }
 
   /** Buckets these acceptances would be written to (the consumer reserves one call each). */
-  bucketsOf(acceptances: Array<{ accepted_at: number; id: string }>): Set<string> {
-    return new Set(acceptances.map((a) => bucketName(a.accepted_at, a.id, this.settings.traceShards)));
-  }
-
   async flush(): Promise<void> {
     if (this.writes.length === 0) return;
+    if (this.settings.traceRetentionDays === 0) {
+      this.writes.length = 0;
+      return;
+    }
     const byBucket = new Map<string, { writes: TraceWrite[]; expires: number }>();
     for (const w of this.writes.splice(0)) {
       const name = bucketName(w.accepted_at, w.event_id, this.settings.traceShards);
@@ -88,6 +88,7 @@ export class TraceWriter {
 
 /** Every bucket that may hold `id`: one per retained day. */
 function bucketsForId(id: string, s: TraceSettings, now: number): string[] {
+  if (s.traceRetentionDays === 0) return [];
   const shard = shardOf(id, s.traceShards);
   return daysBetween(retentionStart(now, s), now).map((d) => `trace:${dayOf(d)}:${shard}`);
 }
@@ -114,6 +115,7 @@ export async function markDiscarded(env: Env, s: TraceSettings, pairs: Array<{ e
  * items; the merge keeps the newest `limit`.
  */
 export async function listEvents(env: Env, s: TraceSettings, q: TraceQuery, now = Date.now()): Promise<{ items: TraceItem[]; more: boolean }> {
+  if (s.traceRetentionDays === 0) return { items: [], more: false };
   const from = Math.max(q.since ?? 0, retentionStart(now, s));
   const to = Math.min(q.until !== undefined ? q.until - 1 : now, q.before?.accepted_at ?? Number.POSITIVE_INFINITY, now);
   if (to < from) return { items: [], more: false };
@@ -126,6 +128,7 @@ export async function listEvents(env: Env, s: TraceSettings, q: TraceQuery, now 
 
 /** Delivery counts by state over acceptances since `since` (the console's overview). */
 export async function countStates(env: Env, s: TraceSettings, since: number, now = Date.now()): Promise<Record<string, number>> {
+  if (s.traceRetentionDays === 0) return {};
   const names: string[] = [];
   for (const d of daysBetween(since, now)) for (let k = 0; k < s.traceShards; k++) names.push(`trace:${dayOf(d)}:${k}`);
   const counts = await Promise.all(names.map((name) => stubFor(env, name).counts(since)));

@@ -11,9 +11,14 @@
  * writes once per bucket per invocation (`TraceWriter`), never once per
  * attempt.
  *
- * One row per (acceptance, event, destination): inserting it writes the row
- * and one index entry (`trace_by_event`, for lookups by id); every later
- * attempt rewrites that one row (its attempts are a JSON list in it).
+ * One row per (destination, acceptance, event), keyed in that order so that
+ * a destination's history is one key range, newest first: inserting it writes
+ * the row and one index entry (`trace_by_event`, for lookups by id); every
+ * later attempt rewrites that one row (its attempts are a JSON list in it).
+ * Deliveries in any state but `delivered` are also kept in a partial index
+ * (`trace_unhappy`): the incident questions ("what is retrying, held, dead")
+ * read only those, and the common case — delivered at the first attempt —
+ * never writes it.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { Matcher } from '../routing/matcher';
@@ -86,6 +91,8 @@ export interface TraceQuery {
   limit: number;
 }
 
+type Key = { accepted_at: number; event_id: string };
+
 type Row = {
   accepted_at: number;
   event_id: string;
@@ -103,8 +110,6 @@ type Row = {
 
 /** Most attempts kept per delivery row (the newest ones). */
 const MAX_ATTEMPTS_KEPT = 50;
-/** Rows scanned at most per list query in one bucket (bounds a query whose filters match little). */
-const MAX_SCAN = 200_000;
 
 export class DeliveryTrace extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -114,9 +119,9 @@ export class DeliveryTrace extends DurableObject<Env> {
     this.sql = ctx.storage.sql;
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS trace (
+        destination TEXT NOT NULL,
         accepted_at INTEGER NOT NULL,
         event_id TEXT NOT NULL,
-        destination TEXT NOT NULL,
         event_type TEXT NOT NULL,
         source TEXT NOT NULL,
         stale INTEGER NOT NULL,
@@ -126,10 +131,17 @@ export class DeliveryTrace extends DurableObject<Env> {
         next_attempt_at INTEGER,
         attempts TEXT NOT NULL,
         updated_at INTEGER NOT NULL,
-        PRIMARY KEY (accepted_at, event_id, destination)
+        PRIMARY KEY (destination, accepted_at, event_id)
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS trace_by_event ON trace (event_id);
+      CREATE INDEX IF NOT EXISTS trace_unhappy ON trace (state, accepted_at, event_id) WHERE state <> 'delivered';
+      CREATE TABLE IF NOT EXISTS trace_destinations (destination TEXT PRIMARY KEY) WITHOUT ROWID;
     `);
+  }
+
+  /** Destinations this bucket has rows for (written once per destination per bucket). */
+  private destinations(): string[] {
+    return this.sql.exec<{ destination: string }>('SELECT destination FROM trace_destinations').toArray().map((r) => r.destination);
   }
 
   /**
@@ -139,12 +151,17 @@ export class DeliveryTrace extends DurableObject<Env> {
    */
   async record(writes: TraceWrite[], expiresAt: number): Promise<void> {
     const now = Date.now();
+    const known = new Set(this.destinations());
     for (const w of writes) {
+      if (!known.has(w.destination)) {
+        this.sql.exec('INSERT OR IGNORE INTO trace_destinations (destination) VALUES (?)', w.destination);
+        known.add(w.destination);
+      }
       const attempt = w.attempt !== undefined ? JSON.stringify(w.attempt) : null;
       this.sql.exec(
         `INSERT INTO trace (accepted_at, event_id, destination, event_type, source, stale, body_shard, rules, state, next_attempt_at, attempts, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ?11 IS NULL THEN '[]' ELSE json_array(json(?11)) END, ?)
-         ON CONFLICT (accepted_at, event_id, destination) DO UPDATE SET
+         ON CONFLICT (destination, accepted_at, event_id) DO UPDATE SET
            state = excluded.state,
            next_attempt_at = excluded.next_attempt_at,
            body_shard = COALESCE(excluded.body_shard, trace.body_shard),
@@ -188,52 +205,70 @@ export class DeliveryTrace extends DurableObject<Env> {
     return group(this.sql.exec<Row>('SELECT * FROM trace WHERE event_id = ? ORDER BY accepted_at, destination', id).toArray());
   }
 
-  /** Acceptances newest first, each with all its deliveries, that the query selects. */
+  /**
+   * Acceptances newest first, each with all its deliveries, that the query
+   * selects. A state other than `delivered` reads the partial index; anything
+   * else reads each destination's key range newest first (one destination, or
+   * every one this bucket has, merged), stopping once `limit` acceptances match.
+   */
   async list(q: TraceQuery): Promise<TraceItem[]> {
-    const where: string[] = [];
-    const args: SqlStorageValue[] = [];
+    const time: string[] = [];
+    const timeArgs: SqlStorageValue[] = [];
     if (q.since !== undefined) {
-      where.push('accepted_at >= ?');
-      args.push(q.since);
+      time.push('accepted_at >= ?');
+      timeArgs.push(q.since);
     }
     if (q.until !== undefined) {
-      where.push('accepted_at < ?');
-      args.push(q.until);
+      time.push('accepted_at < ?');
+      timeArgs.push(q.until);
     }
     if (q.before !== undefined) {
-      where.push('(accepted_at < ? OR (accepted_at = ? AND event_id < ?))');
-      args.push(q.before.accepted_at, q.before.accepted_at, q.before.id);
+      time.push('(accepted_at < ? OR (accepted_at = ? AND event_id < ?))');
+      timeArgs.push(q.before.accepted_at, q.before.accepted_at, q.before.id);
     }
-    if (q.destination !== undefined) {
-      where.push('destination = ?');
-      args.push(q.destination);
-    }
-    if (q.state !== undefined) {
-      where.push('state = ?');
-      args.push(q.state);
-    }
-    const sql = `SELECT accepted_at, event_id, event_type FROM trace ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY accepted_at DESC, event_id DESC`;
-    const keys: Array<{ accepted_at: number; event_id: string }> = [];
-    let last = '';
-    let scanned = 0;
-    const types = q.type;
-    for (const row of this.sql.exec<{ accepted_at: number; event_id: string; event_type: string }>(sql, ...args)) {
-      if (++scanned > MAX_SCAN) {
-        log('warn', 'trace_scan_capped', { scanned: MAX_SCAN });
-        break;
+    const keys = new Map<string, Key>();
+    const take = (rows: Iterable<{ accepted_at: number; event_id: string; event_type: string }>) => {
+      let found = 0;
+      for (const row of rows) {
+        if (q.type !== undefined && !Matcher.namesMatch(q.type, row.event_type)) continue;
+        const key = `${row.accepted_at}\u0000${row.event_id}`;
+        if (!keys.has(key)) keys.set(key, { accepted_at: row.accepted_at, event_id: row.event_id });
+        if (++found >= q.limit) break;
       }
-      const key = `${row.accepted_at}\u0000${row.event_id}`;
-      if (key === last) continue;
-      if (types !== undefined && !Matcher.namesMatch(types, row.event_type)) continue;
-      last = key;
-      keys.push({ accepted_at: row.accepted_at, event_id: row.event_id });
-      if (keys.length >= q.limit) break;
+    };
+    if (q.state !== undefined && q.state !== 'delivered') {
+      const where = ["state = ?", "state <> 'delivered'", ...time];
+      const args: SqlStorageValue[] = [q.state, ...timeArgs];
+      if (q.destination !== undefined) {
+        where.push('destination = ?');
+        args.push(q.destination);
+      }
+      take(
+        this.sql.exec<{ accepted_at: number; event_id: string; event_type: string }>(
+          `SELECT accepted_at, event_id, event_type FROM trace INDEXED BY trace_unhappy WHERE ${where.join(' AND ')} ORDER BY accepted_at DESC, event_id DESC`,
+          ...args,
+        ),
+      );
+    } else {
+      for (const destination of q.destination !== undefined ? [q.destination] : this.destinations()) {
+        const where = ['destination = ?', ...time];
+        const args: SqlStorageValue[] = [destination, ...timeArgs];
+        if (q.state !== undefined) {
+          where.push('state = ?');
+          args.push(q.state);
+        }
+        take(
+          this.sql.exec<{ accepted_at: number; event_id: string; event_type: string }>(
+            `SELECT accepted_at, event_id, event_type FROM trace WHERE ${where.join(' AND ')} ORDER BY accepted_at DESC, event_id DESC`,
+            ...args,
+          ),
+        );
+      }
     }
-    if (keys.length === 0) return [];
+    const chosen = [...keys.values()].sort((a, b) => b.accepted_at - a.accepted_at || (a.event_id < b.event_id ? 1 : a.event_id > b.event_id ? -1 : 0)).slice(0, q.limit);
     const rows: Row[] = [];
-    for (const k of keys) {
-      rows.push(...this.sql.exec<Row>('SELECT * FROM trace WHERE accepted_at = ? AND event_id = ? ORDER BY destination', k.accepted_at, k.event_id).toArray());
+    for (const k of chosen) {
+      rows.push(...this.sql.exec<Row>('SELECT * FROM trace WHERE event_id = ? AND accepted_at = ? ORDER BY destination', k.event_id, k.accepted_at).toArray());
     }
     return group(rows).sort(newestFirst);
   }
@@ -241,8 +276,13 @@ export class DeliveryTrace extends DurableObject<Env> {
   /** Counts of deliveries by state since a time (for the console's overview). */
   async counts(since: number): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    for (const r of this.sql.exec<{ state: string; n: number }>('SELECT state, COUNT(*) AS n FROM trace WHERE accepted_at >= ? GROUP BY state', since)) {
-      out[r.state] = r.n;
+    for (const destination of this.destinations()) {
+      const rows = this.sql.exec<{ state: string; n: number }>(
+        'SELECT state, COUNT(*) AS n FROM trace WHERE destination = ? AND accepted_at >= ? GROUP BY state',
+        destination,
+        since,
+      );
+      for (const r of rows) out[r.state] = (out[r.state] ?? 0) + r.n;
     }
     return out;
   }

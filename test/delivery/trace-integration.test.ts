@@ -14,7 +14,8 @@ import { until } from '../helpers/until';
 import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
 import { app } from '../../src/app';
 import { createSession } from '../../src/console/session';
-import { testEnv } from '../helpers/consumer';
+import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { lookupEvent } from '../../src/trace/client';
 import { CRM, DELIVERY_ROUTER, OPS, WAREHOUSE } from './router';
 
 const sink = new Sink();
@@ -158,6 +159,23 @@ describe('delivery trace', () => {
     const anon = await exports.default.fetch(new Request(`${URL_BASE}/admin/events/event_x`));
     expect(anon.status).toBe(401);
     expect(await errorOf(anon)).toBe('unauthorized');
+  });
+});
+
+describe('trace_retention_days = 0', () => {
+  it('turns the trace off: a batch consumed without a trace write, while the same batch with the default writes one', async () => {
+    const router = (days: number) => ({ ...DELIVERY_ROUTER, trace_retention_days: days });
+    const off = userEvent();
+    const on = userEvent();
+    const offRun = await runBatch([routerMessage(off)], testEnv(router(0)));
+    const onRun = await runBatch([routerMessage(on)], testEnv(router(7)));
+    // Both batches finished (acked) and delivered: the positive signal.
+    expect(offRun.result.explicitAcks).toHaveLength(1);
+    expect(onRun.result.explicitAcks).toHaveLength(1);
+    expect(sink.about(off.id as string, CRM)).toHaveLength(1);
+    const settings = { traceRetentionDays: 7, traceShards: 1 };
+    expect(await lookupEvent(env, settings, on.id as string)).toHaveLength(1);
+    expect(await lookupEvent(env, settings, off.id as string)).toEqual([]);
   });
 });
 

@@ -283,7 +283,7 @@ describe('parseRouterConfig: settings knobs', () => {
       reconcile_max_pages: { def: 5, min: 1, max: 40 },
       reconcile_overlap_seconds: { def: 120, min: 0, max: 3600 },
       dead_letter_retention_days: { def: 30, min: 1, max: 365 },
-      trace_retention_days: { def: 7, min: 1, max: 90 },
+      trace_retention_days: { def: 7, min: 0, max: 90 },
       trace_shards: { def: 1, min: 1, max: 64 },
     });
   });

@@ -15,7 +15,7 @@
  * GET /__bench/counters returns the counters, merged across isolates (the
  * Durable Objects are asked over RPC; those calls are not counted).
  */
-import router, { DedupLedger as BaseLedger, DeadLetterStore as BaseDeadLetters, DestinationRegistry as BaseRegistry } from '../../../src/index.ts';
+import router, { DedupLedger as BaseLedger, DeadLetterStore as BaseDeadLetters, DestinationRegistry as BaseRegistry, DeliveryTrace as BaseTrace } from '../../../src/index.ts';
 
 // Every other export of the router (Durable Object classes added later included)
 // passes through unchanged; the local class exports below take precedence.
@@ -254,6 +254,20 @@ export class DestinationRegistry extends BaseRegistry {
   }
   report(reports) {
     return timed(this.#clock, 'DestinationRegistry.report', () => super.report(reports));
+  }
+}
+
+export class DeliveryTrace extends BaseTrace {
+  #clock = new ActiveClock();
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.sql = wrapSql(ctx.storage.sql);
+  }
+  record(writes, expiresAt) {
+    return timed(this.#clock, 'DeliveryTrace.record', () => super.record(writes, expiresAt));
+  }
+  alarm(info) {
+    return timed(this.#clock, 'DeliveryTrace.alarm', () => super.alarm(info));
   }
 }
 
