@@ -18,7 +18,8 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, BrowserContext } from 'playwright-core';
-import { type EventType, makeEvent } from '../test/fixtures/events';
+import type { EventType } from '../src/events/catalog';
+import { makeEvent } from '../test/fixtures/events';
 import { launchBrowser } from '../test/e2e/lib/browser';
 import { type RouterProcess, startRouter } from './lib/dev-server';
 import { postSigned } from './lib/sign';

@@ -7,7 +7,7 @@ import { destinationRoutes } from './destinations';
 import { eventRoutes } from './events';
 import { deadLetterStub } from '../deadletters/store';
 import { ApiError } from '../http/errors';
-import { constantTimeEqual } from '../webhook/signature';
+import { sameSecret } from '../http/same-secret';
 import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { stringBinding } from '../env';
@@ -165,13 +165,6 @@ function parseSeq(param: string): number {
 function bearerToken(header: string | undefined): string {
   const match = /^[ \t]*bearer[ \t]+(.*)$/i.exec(header ?? '');
   return match?.[1]?.trim() ?? '';
-}
-
-/** Constant-time comparison of two secrets (hash both to equal lengths, compare digests). */
-async function sameSecret(a: string, b: string): Promise<boolean> {
-  const enc = new TextEncoder();
-  const [da, db] = await Promise.all([crypto.subtle.digest('SHA-256', enc.encode(a)), crypto.subtle.digest('SHA-256', enc.encode(b))]);
-  return constantTimeEqual(new Uint8Array(da), new Uint8Array(db)) && a.length > 0;
 }
 
 /** Destinations: state and health, pause and resume (src/admin/destinations.ts). */

@@ -40,13 +40,14 @@ button{cursor:pointer;background:var(--soft)}button.primary{background:var(--acc
 `;
 
 const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-/** Headers every console response carries: no caching, no framing, no scripts, no referrer. */
+/** Headers every console response carries: no caching, no framing, no scripts, no referrer to other sites. */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'Content-Security-Policy': CSP,
   'Cache-Control': 'no-store',
   'X-Frame-Options': 'DENY',
   'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'no-referrer',
+  // same-origin, not no-referrer: under no-referrer browsers send `Origin: null` on the console's own form posts.
+  'Referrer-Policy': 'same-origin',
 };
 
 function document(title: string, body: Html): Html {
@@ -79,10 +80,11 @@ ${f.canSignOut ? html`<form class="inline" method="post" action="/console/logout
   );
 }
 
-export function loginPage(opts: { failed: boolean }): Html {
+export function loginPage(opts: { failed: boolean; next?: string }): Html {
   return document(
     'Sign in',
     html`<form class="login" method="post" action="/console/login">
+${opts.next !== undefined ? html`<input type="hidden" name="next" value="${opts.next}">` : ''}
 <h1>Sign in</h1>
 <p class="muted">Enter the router's admin token (the <code>ADMIN_TOKEN</code> secret).</p>
 ${opts.failed ? html`<div class="notice bad" role="alert">That token is not valid.</div>` : ''}

@@ -13,6 +13,7 @@ import { loadConfig } from '../config/load';
 import { deadLetterStub } from '../deadletters/store';
 import { ledgerStubByName } from '../dedup/shard';
 import { ApiError } from '../http/errors';
+import { sameSecret } from '../http/same-secret';
 import { errorName, log } from '../log';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { countStates, lookupEvent } from '../trace/client';
@@ -71,27 +72,24 @@ consoleRoutes.post('/login', async (c) => {
   if (mode.kind !== 'token') return send(c, pages.refusalPage('Not available', 'Sign in through Cloudflare Access, or set the ADMIN_TOKEN secret.'), 403);
   const origin = c.req.header('origin');
   if (origin !== undefined && origin !== new URL(c.req.url).origin) return send(c, pages.refusalPage('Refused', 'This form must be sent from the console itself.'), 403);
-  const token = one((await form(c)).token);
-  if (!(await sameToken(token, mode.token))) {
+  const fields = await form(c);
+  const token = one(fields.token);
+  const next = consolePath(one(fields.next));
+  if (!(await sameSecret(token, mode.token))) {
     log('warn', 'console_sign_in_failed', {});
-    return send(c, pages.loginPage({ failed: true }), 401);
+    return send(c, pages.loginPage({ failed: true, ...(next !== '/console' ? { next } : {}) }), 401);
   }
   const { value } = await createSession(mode.token, Date.now(), SESSION_TTL_SECONDS);
   log('info', 'console_signed_in', {});
-  const res = redirect(c, '/console');
+  const res = redirect(c, next);
   res.headers.append('Set-Cookie', sessionCookie(value, SESSION_TTL_SECONDS));
   res.headers.append('Set-Cookie', csrfCookie(newCsrfToken(), SESSION_TTL_SECONDS));
   return res;
 });
 
-async function sameToken(a: string, b: string): Promise<boolean> {
-  const enc = new TextEncoder();
-  const [da, db] = await Promise.all([crypto.subtle.digest('SHA-256', enc.encode(a)), crypto.subtle.digest('SHA-256', enc.encode(b))]);
-  const x = new Uint8Array(da);
-  const y = new Uint8Array(db);
-  let diff = 0;
-  for (let i = 0; i < x.length; i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
-  return diff === 0 && a.length > 0;
+/** Where to go after signing in: a console page of this origin only (never an open redirect). */
+function consolePath(next: string): string {
+  return /^\/console(\/[A-Za-z0-9_.~%/-]*)?(\?[A-Za-z0-9_.~%&=+:,*!-]*)?$/.test(next) && !next.includes('//') ? next : '/console';
 }
 
 // Everything else needs valid credentials; posts also need the page's CSRF token.
@@ -99,7 +97,10 @@ consoleRoutes.use('*', async (c, next) => {
   const mode = consoleMode(c.env);
   const verdict = await authenticate(c.req.raw, mode);
   if (!verdict.ok) {
-    if (verdict.status === 401 && mode.kind === 'token') return send(c, pages.loginPage({ failed: false }), 401);
+    if (verdict.status === 401 && mode.kind === 'token') {
+      const here = c.req.method === 'GET' ? consolePath(`${c.req.path}${new URL(c.req.url).search}`) : '/console';
+      return send(c, pages.loginPage({ failed: false, ...(here !== '/console' ? { next: here } : {}) }), 401);
+    }
     if (verdict.status === 401) return send(c, pages.refusalPage('Sign-in required', 'Open the console through Cloudflare Access.'), 401);
     return send(
       c,

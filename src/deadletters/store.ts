@@ -462,13 +462,15 @@ export class DeadLetterStore extends DurableObject<Env> {
   private async runSlice(id: string): Promise<void> {
     const job = this.jobRow(id);
     if (job === undefined || job.state !== 'running') return;
-    if (job.action === 'discard') await this.traceDiscarded(this.discardSlice(job));
+    if (job.action === 'discard') await this.discardSlice(job);
     else await this.replaySlice(job);
   }
 
-  /** Deletes up to DISCARD_SLICE matching records in one step; returns what it deleted (for the trace). */
-  private discardSlice(job: JobRow): Array<{ event_id: string; destination: string }> {
-    const now = Date.now();
+  /**
+   * Deletes up to DISCARD_SLICE matching records in one step, tells the trace,
+   * then records the slice on the job (so a job seen `done` has told it).
+   */
+  private async discardSlice(job: JobRow): Promise<void> {
     const page = this.page(job, DISCARD_SLICE);
     const seqs = page.filter((seq) => !this.inflight.has(seq));
     const deleted =
@@ -481,15 +483,16 @@ export class DeadLetterStore extends DurableObject<Env> {
             .toArray()
         : [];
     this.sql.exec(
-      'UPDATE dead_letter_jobs SET done = done + ?, failed = failed + ?, cursor_seq = ?, next_at = ? WHERE id = ?',
+      'UPDATE dead_letter_jobs SET done = done + ?, failed = failed + ?, cursor_seq = ? WHERE id = ?',
       seqs.length,
       page.length - seqs.length,
       page[page.length - 1] ?? job.cursor_seq,
-      now,
       job.id,
     );
+    await this.traceDiscarded(deleted);
+    const now = Date.now();
+    this.sql.exec('UPDATE dead_letter_jobs SET next_at = ? WHERE id = ?', now, job.id);
     if (page.length < DISCARD_SLICE) this.finish(job.id, 'done', now);
-    return deleted;
   }
 
   /**

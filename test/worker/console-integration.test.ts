@@ -102,6 +102,27 @@ describe('console sign-in with the admin token', () => {
     expect(await page.text()).toContain('Overview');
   });
 
+  it('after signing in from a deep link, lands on it; never redirects off the console', async () => {
+    const deep = await request('/console/events?state=retrying');
+    expect(deep.status).toBe(401);
+    expect(await deep.text()).toContain('name="next" value="/console/events?state=retrying"');
+    for (const [next, expected] of [
+      ['/console/events?state=retrying', '/console/events?state=retrying'],
+      ['https://evil.test/console', '/console'],
+      ['//evil.test/console', '/console'],
+      ['/console//evil.test', '/console'],
+      ['/admin/status', '/console'],
+    ]) {
+      const res = await request('/console/login', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: ORIGIN },
+        body: new URLSearchParams({ token: TOKEN, next: next as string }),
+      });
+      expect(res.status, next).toBe(303);
+      expect(res.headers.get('location'), next).toBe(expected);
+    }
+  });
+
   it('a tampered, expired or foreign session is refused', async () => {
     const { value } = await createSession(TOKEN, Date.now());
     const tampered = `${value.slice(0, -2)}${value.endsWith('A') ? 'BB' : 'AA'}`;
