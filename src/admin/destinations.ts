@@ -55,8 +55,9 @@ export async function pauseDestination(env: Env, param: string): Promise<{ name:
 
 export async function resumeDestination(env: Env, param: string): Promise<{ name: string; state: 'active'; held: number }> {
   const name = known(configOf(env), param);
-  await registryStub(env).resume(name);
-  const held = await heldStub(env, name).resume(name);
+  const { circuitOpen } = await registryStub(env).resume(name);
+  // With its circuit open, the held deliveries wait for the circuit to close.
+  const held = circuitOpen ? await heldStub(env, name).count() : await heldStub(env, name).resume(name);
   return { name, state: 'active', held };
 }
 

@@ -37,9 +37,20 @@ export interface RetryPolicy {
   retryDelaySeconds: number;
 }
 
+/** The circuit breaker of one destination (null: off). */
+export interface CircuitPolicy {
+  /** Consecutive retryable failures that open the circuit. */
+  failures: number;
+  /** First wait before a probe; doubles after each failed probe, capped at MAX_CIRCUIT_COOLDOWN_SECONDS. */
+  cooldownSeconds: number;
+}
+
 interface DestinationBase {
   name: string;
   retry: RetryPolicy;
+  circuit: CircuitPolicy | null;
+  /** Deliveries per second at most (HTTP and queue destinations); null: no limit. */
+  maxPerSecond: number | null;
 }
 
 export interface QueueDestination extends DestinationBase {
@@ -128,15 +139,17 @@ export const SETTINGS_SPEC: readonly IntSpec[] = [
 ];
 
 export const RETRY_DEFAULTS: RetryPolicy = { maxAttempts: 10, retryDelaySeconds: 30 };
+export const CIRCUIT_DEFAULTS: CircuitPolicy = { failures: 20, cooldownSeconds: 60 };
+export const MAX_CIRCUIT_COOLDOWN_SECONDS = 900;
 export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_DIGEST_WINDOW_SECONDS = 10;
 export const DEFAULT_SLACK_MAX_PENDING = 10_000;
 
 const TOP_KEYS = new Set(['destinations', 'rules', 'reconcile_since', 'console_show_payloads', ...SETTINGS_SPEC.map((s) => s.key)]);
-const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds'];
+const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds', 'circuit'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
-  queue: new Set([...COMMON_DEST_KEYS, 'queue']),
-  http: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'allow_http', 'signing_secret', 'headers', 'timeout_ms']),
+  queue: new Set([...COMMON_DEST_KEYS, 'queue', 'max_per_second']),
+  http: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'allow_http', 'signing_secret', 'headers', 'timeout_ms', 'max_per_second']),
   slack: new Set([...COMMON_DEST_KEYS, 'url', 'url_secret', 'allow_http', 'mention', 'title', 'timeout_ms', 'digest_window_seconds', 'max_pending']),
 };
 const RULE_KEYS = new Set(['name', 'events', 'where', 'to', 'stale']);
@@ -263,6 +276,21 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
   return { ok: true, config: { settings, destinations, rules, matcher: new Matcher(rules) }, warnings };
 }
 
+/** `circuit = { failures = 20, cooldown_seconds = 60 }` (either may be omitted), or `circuit = false`; default on. */
+function parseCircuit(v: unknown, at: string, problems: string[]): CircuitPolicy | null {
+  if (v === undefined || v === true) return { ...CIRCUIT_DEFAULTS };
+  if (v === false) return null;
+  if (!isPlainObject(v)) {
+    problems.push(`${at}: must be a table { failures = 20, cooldown_seconds = 60 } or false`);
+    return null;
+  }
+  for (const key of Object.keys(v)) if (key !== 'failures' && key !== 'cooldown_seconds') problems.push(`${at}.${key}: unknown field (use failures, cooldown_seconds)`);
+  return {
+    failures: readInt(v.failures, `${at}.failures`, CIRCUIT_DEFAULTS.failures, 1, 10_000, problems),
+    cooldownSeconds: readInt(v.cooldown_seconds, `${at}.cooldown_seconds`, CIRCUIT_DEFAULTS.cooldownSeconds, 1, MAX_CIRCUIT_COOLDOWN_SECONDS, problems),
+  };
+}
+
 function parseDestination(
   d: unknown,
   at: string,
@@ -291,6 +319,8 @@ function parseDestination(
     maxAttempts: readInt(d.max_attempts, `${at}.max_attempts`, RETRY_DEFAULTS.maxAttempts, 1, 100, problems),
     retryDelaySeconds: readInt(d.retry_delay_seconds, `${at}.retry_delay_seconds`, RETRY_DEFAULTS.retryDelaySeconds, 1, 43_200, problems),
   };
+  const circuit = parseCircuit(d.circuit, `${at}.circuit`, problems);
+  const maxPerSecond = d.max_per_second === undefined ? null : readInt(d.max_per_second, `${at}.max_per_second`, 1, 1, 1000, problems);
   const n = name as string;
   if (type === 'queue') {
     if (typeof d.queue !== 'string' || d.queue === '') {
@@ -303,7 +333,7 @@ function parseDestination(
         problems.push(`${at}.queue: no queue producer binding named "${d.queue}" (declare it in [[queues.producers]])`);
       }
     }
-    return problems.length > before ? null : { name: n, type, queue: d.queue as string, retry };
+    return problems.length > before ? null : { name: n, type, queue: d.queue as string, retry, circuit, maxPerSecond };
   }
   const url = resolveUrl(d, at, lookup, checkBindings, problems);
   const timeoutMs = readInt(d.timeout_ms, `${at}.timeout_ms`, DEFAULT_TIMEOUT_MS, 100, 60_000, problems);
@@ -335,7 +365,7 @@ function parseDestination(
       }
     }
     if (problems.length > before) return null;
-    const dest: HttpDestination = { name: n, type, url: url ?? '', headers, timeoutMs, retry };
+    const dest: HttpDestination = { name: n, type, url: url ?? '', headers, timeoutMs, retry, circuit, maxPerSecond };
     if (signingSecret !== undefined) dest.signingSecret = signingSecret;
     return dest;
   }
@@ -350,7 +380,7 @@ function parseDestination(
   const digestWindowSeconds = readInt(d.digest_window_seconds, `${at}.digest_window_seconds`, DEFAULT_DIGEST_WINDOW_SECONDS, 1, 3600, problems);
   const maxPending = readInt(d.max_pending, `${at}.max_pending`, DEFAULT_SLACK_MAX_PENDING, 100, 1_000_000, problems);
   if (problems.length > before) return null;
-  const dest: SlackDestination = { name: n, type, url: url ?? '', digestWindowSeconds, maxPending, timeoutMs, retry };
+  const dest: SlackDestination = { name: n, type, url: url ?? '', digestWindowSeconds, maxPending, timeoutMs, retry, circuit, maxPerSecond: null };
   if (title !== undefined) dest.title = title;
   if (mention !== undefined) dest.mention = mention;
   return dest;

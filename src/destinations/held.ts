@@ -130,9 +130,25 @@ export class HeldDeliveries extends DurableObject<Env> {
     if ((await this.count()) > 0) await this.ctx.storage.setAlarm(Date.now() + EXPIRY_CHECK_MS);
   }
 
+  /**
+   * The circuit breaker's probe: sends the oldest held delivery alone, marked
+   * as the probe (the consumer tries it although the circuit is open). False
+   * when nothing is held.
+   */
+  async probe(destination: string): Promise<boolean> {
+    this.ctx.storage.kv.put('destination', destination);
+    if ((await this.count()) === 0) return false;
+    await this.sendOldest(destination, 1, true);
+    return true;
+  }
+
   /** Re-enqueues the oldest slice in acceptance order; true when more remain. */
-  private async drainStep(destination: string): Promise<boolean> {
-    const rows = this.sql.exec<Row>('SELECT * FROM held ORDER BY accepted_at, seq LIMIT ?', DRAIN_SLICE).toArray();
+  private drainStep(destination: string): Promise<boolean> {
+    return this.sendOldest(destination, DRAIN_SLICE, false);
+  }
+
+  private async sendOldest(destination: string, limit: number, probe: boolean): Promise<boolean> {
+    const rows = this.sql.exec<Row>('SELECT * FROM held ORDER BY accepted_at, seq LIMIT ?', limit).toArray();
     if (rows.length === 0) return false;
     const loaded = loadConfig(this.env);
     const settings = loaded.ok ? loaded.config.settings : undefined;
@@ -148,6 +164,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         pending: { [destination]: { attempts: r.attempts, rules: JSON.parse(r.rules) as string[] } },
       };
       if (r.stale === 1) m.stale = true;
+      if (probe) m.probe = destination;
       if (fitsInline(m, r.body, utf8Length(r.body))) m.body = r.body;
       else {
         const until = Date.now() + (settings?.dedupRetentionDays ?? 30) * DAY_MS;
@@ -175,7 +192,7 @@ export class HeldDeliveries extends DurableObject<Env> {
       this.sql.exec(`DELETE FROM held WHERE seq IN (${seqs.map(() => '?').join(',')})`, ...seqs);
       sent += chunk.length;
     }
-    if (sent > 0) log('info', 'held_drained', { destination, count: sent });
+    if (sent > 0) log('info', probe ? 'circuit_probe_sent' : 'held_drained', { destination, count: sent });
     return sent === rows.length ? (await this.count()) > 0 : true;
   }
 

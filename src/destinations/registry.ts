@@ -1,17 +1,32 @@
 /**
  * The destination registry: one SQLite-backed Durable Object that knows, for
- * every destination, whether it is paused and how it has been doing (last
- * success, last failure and its error, counts). The consumer reads the paused
- * set once per batch and reports the batch's outcomes once at its end, so the
- * cost is two requests per batch whatever the number of events or
- * destinations.
+ * every destination, whether it is paused, whether its circuit is open, and
+ * how it has been doing (last success, last failure and its error, counts).
+ * The consumer reads the blocked sets once per batch and reports the batch's
+ * outcomes once at its end, so the cost is two requests per batch whatever
+ * the number of events or destinations.
+ *
+ * Circuit breaker: after `circuit.failures` consecutive retryable failures a
+ * destination's circuit opens; its deliveries are then held exactly as when
+ * paused (src/destinations/held.ts). Every cooldown the registry's alarm asks
+ * the held store to send its oldest delivery as the probe; a success closes
+ * the circuit and the held deliveries drain in acceptance order, a failure
+ * doubles the cooldown (capped). Permanent failures (4xx) neither count nor
+ * reset the streak.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { log } from '../log';
+import { type CircuitPolicy, MAX_CIRCUIT_COOLDOWN_SECONDS } from '../config/router-config';
+import { errorName, log } from '../log';
+import { heldStub } from './held';
 
 export interface DestinationHealth {
   name: string;
   state: 'active' | 'paused';
+  /** `open`: deliveries held until a probe succeeds. */
+  circuit: 'closed' | 'open';
+  circuit_opened_at: string | null;
+  next_probe_at: string | null;
+  consecutive_failures: number;
   paused_at: string | null;
   last_success_at: string | null;
   last_failure_at: string | null;
@@ -24,6 +39,12 @@ export interface DestinationHealth {
 export interface DestinationReport {
   delivered: number;
   failed: number;
+  /** Retryable failures (5xx, 429, timeouts, network errors) in this batch. */
+  retryable_failures?: number;
+  /** Retryable failures after the batch's last success (all of them when none succeeded). */
+  trailing_failures?: number;
+  /** The outcome of the circuit probe this batch carried. */
+  probe?: 'ok' | 'failed';
   last_success_at?: number;
   last_failure_at?: number;
   /** Short machine-readable reason of the last failure (never payload content). */
@@ -33,6 +54,10 @@ export interface DestinationReport {
 type Row = {
   name: string;
   paused_at: number | null;
+  consecutive_failures: number;
+  circuit_open_at: number | null;
+  cooldown_ms: number | null;
+  next_probe_at: number | null;
   last_success_at: number | null;
   last_failure_at: number | null;
   last_error: string | null;
@@ -57,6 +82,29 @@ export class DestinationRegistry extends DurableObject<Env> {
         failed INTEGER NOT NULL DEFAULT 0
       ) WITHOUT ROWID;
     `);
+    const cols = new Set(this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('destinations')").toArray().map((c) => c.name));
+    if (!cols.has('consecutive_failures')) {
+      this.sql.exec(`
+        ALTER TABLE destinations ADD COLUMN consecutive_failures INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE destinations ADD COLUMN circuit_open_at INTEGER;
+        ALTER TABLE destinations ADD COLUMN cooldown_ms INTEGER;
+        ALTER TABLE destinations ADD COLUMN next_probe_at INTEGER;
+      `);
+    }
+  }
+
+  /** What the consumer must not deliver to, read once per batch: paused destinations and open circuits. */
+  async blocked(): Promise<{ paused: string[]; open: string[] }> {
+    const rows = this.sql.exec<{ name: string; paused_at: number | null; circuit_open_at: number | null }>(
+      'SELECT name, paused_at, circuit_open_at FROM destinations WHERE paused_at IS NOT NULL OR circuit_open_at IS NOT NULL',
+    );
+    const paused: string[] = [];
+    const open: string[] = [];
+    for (const r of rows) {
+      if (r.paused_at !== null) paused.push(r.name);
+      if (r.circuit_open_at !== null) open.push(r.name);
+    }
+    return { paused, open };
   }
 
   /** Names of the paused destinations. */
@@ -78,13 +126,16 @@ export class DestinationRegistry extends DurableObject<Env> {
   }
 
   /** Resumes a destination (idempotent); true when it was paused. */
-  async resume(name: string): Promise<boolean> {
+  /** Resumes a destination (idempotent); `circuitOpen`: its held deliveries must keep waiting for the circuit to close. */
+  async resume(name: string): Promise<{ was: boolean; circuitOpen: boolean }> {
     const was = this.sql.exec('UPDATE destinations SET paused_at = NULL WHERE name = ? AND paused_at IS NOT NULL', name).rowsWritten > 0;
     if (was) log('info', 'destination_resumed', { destination: name });
-    return was;
+    const open = this.sql.exec<{ o: number | null }>('SELECT circuit_open_at AS o FROM destinations WHERE name = ?', name).toArray()[0]?.o ?? null;
+    return { was, circuitOpen: open !== null };
   }
 
-  async report(reports: Record<string, DestinationReport>): Promise<void> {
+  async report(reports: Record<string, DestinationReport>, circuits: Record<string, CircuitPolicy | null> = {}): Promise<void> {
+    const now = Date.now();
     for (const [name, r] of Object.entries(reports)) {
       this.sql.exec(
         `INSERT INTO destinations (name, last_success_at, last_failure_at, last_error, delivered, failed) VALUES (?, ?, ?, ?, ?, ?)
@@ -101,7 +152,79 @@ export class DestinationRegistry extends DurableObject<Env> {
         r.delivered,
         r.failed,
       );
+      await this.updateCircuit(name, r, circuits[name] ?? null, now);
     }
+  }
+
+  /** The breaker's bookkeeping for one destination after one batch. */
+  private async updateCircuit(name: string, r: DestinationReport, policy: CircuitPolicy | null, now: number): Promise<void> {
+    const row = this.sql.exec<Row>('SELECT * FROM destinations WHERE name = ?', name).one();
+    const retryable = r.retryable_failures ?? 0;
+    const consecutive = r.delivered > 0 ? (r.trailing_failures ?? 0) : row.consecutive_failures + retryable;
+    if (row.circuit_open_at !== null) {
+      if (r.probe === 'ok' || r.delivered > 0) {
+        await this.close(row, now);
+        return;
+      }
+      if (r.probe === 'failed') {
+        const cooldown = Math.min((row.cooldown_ms ?? 60_000) * 2, MAX_CIRCUIT_COOLDOWN_SECONDS * 1000);
+        this.sql.exec('UPDATE destinations SET consecutive_failures = ?, cooldown_ms = ?, next_probe_at = ? WHERE name = ?', consecutive, cooldown, now + cooldown, name);
+        log('warn', 'circuit_probe_failed', { destination: name, next_probe_in_s: cooldown / 1000 });
+        await this.scheduleProbe(now + cooldown);
+        return;
+      }
+    }
+    if (policy !== null && row.circuit_open_at === null && consecutive >= policy.failures) {
+      const cooldown = policy.cooldownSeconds * 1000;
+      this.sql.exec(
+        'UPDATE destinations SET consecutive_failures = ?, circuit_open_at = ?, cooldown_ms = ?, next_probe_at = ? WHERE name = ?',
+        consecutive,
+        now,
+        cooldown,
+        now + cooldown,
+        name,
+      );
+      log('warn', 'circuit_open', { destination: name, consecutive_failures: consecutive, probe_in_s: policy.cooldownSeconds });
+      await heldStub(this.env, name).pause(name);
+      await this.scheduleProbe(now + cooldown);
+      return;
+    }
+    if (consecutive !== row.consecutive_failures) this.sql.exec('UPDATE destinations SET consecutive_failures = ? WHERE name = ?', consecutive, name);
+  }
+
+  private async close(row: Row, now: number): Promise<void> {
+    this.sql.exec('UPDATE destinations SET consecutive_failures = 0, circuit_open_at = NULL, cooldown_ms = NULL, next_probe_at = NULL WHERE name = ?', row.name);
+    const held = await heldStub(this.env, row.name).count();
+    log('info', 'circuit_closed', { destination: row.name, open_for_s: Math.round((now - (row.circuit_open_at ?? now)) / 1000), held });
+    // Paused meanwhile: the held deliveries wait for the resume.
+    if (row.paused_at === null) await heldStub(this.env, row.name).resume(row.name);
+  }
+
+  private async scheduleProbe(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
+  /** Probes every open circuit that is due; with nothing held there is nothing to probe with, and the circuit closes. */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    const due = this.sql.exec<Row>('SELECT * FROM destinations WHERE circuit_open_at IS NOT NULL AND next_probe_at <= ?', now).toArray();
+    for (const row of due) {
+      try {
+        const sent = await heldStub(this.env, row.name).probe(row.name);
+        if (!sent) {
+          await this.close(row, now);
+          continue;
+        }
+        // Until the probe reports: if it never does (lost), probe again after another cooldown.
+        this.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', now + (row.cooldown_ms ?? 60_000), row.name);
+      } catch (err) {
+        log('error', 'circuit_probe_unavailable', { destination: row.name, error: errorName(err) });
+        this.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', now + 30_000, row.name);
+      }
+    }
+    const next = this.sql.exec<{ at: number | null }>('SELECT MIN(next_probe_at) AS at FROM destinations WHERE circuit_open_at IS NOT NULL').one().at;
+    if (next !== null) await this.ctx.storage.setAlarm(Math.max(next, now + 1_000));
   }
 
   async health(names: string[]): Promise<DestinationHealth[]> {
@@ -112,6 +235,10 @@ export class DestinationRegistry extends DurableObject<Env> {
       return {
         name,
         state: r?.paused_at != null ? 'paused' : 'active',
+        circuit: r?.circuit_open_at != null ? 'open' : 'closed',
+        circuit_opened_at: iso(r?.circuit_open_at),
+        next_probe_at: iso(r?.next_probe_at),
+        consecutive_failures: r?.consecutive_failures ?? 0,
         paused_at: iso(r?.paused_at),
         last_success_at: iso(r?.last_success_at),
         last_failure_at: iso(r?.last_failure_at),

@@ -18,7 +18,7 @@
  *   fresh message (attempts start again) every minute until the config is
  *   fixed, so none reaches the platform's dead-letter queue meanwhile.
  */
-import type { RouterConfig } from '../config/router-config';
+import type { CircuitPolicy, RouterConfig } from '../config/router-config';
 import { loadConfig } from '../config/load';
 import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import { ledgerShardOf, ledgerStub, ledgerStubByName, shardKeyOf } from '../dedup/shard';
@@ -35,7 +35,7 @@ import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, chunkFor
 export const EVENTS_QUEUE_NAME = 'workos-router-events';
 export const DLQ_NAME = 'workos-router-events-dlq';
 
-/** Calls every batch makes besides its deliveries: the destination registry's read of the paused set and its report. */
+/** Calls every batch makes besides its deliveries: the destination registry's read of the blocked sets and its report. */
 const BATCH_BASE_CALLS = 2;
 /** How long events wait between checks while the configuration is invalid. */
 export const HOLD_DELAY_SECONDS = 60;
@@ -71,10 +71,12 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   if (!loaded.ok) return holdBatch(batch, env);
   const config = loaded.config;
   const totalBudget = config.settings.consumerSubrequestBudget;
-  // Which destinations are paused: one read per batch (and one report of the batch's outcomes at its end).
-  let paused: Set<string>;
+  // Which destinations are paused or have an open circuit: one read per batch
+  // (and one report of the batch's outcomes at its end).
+  let blocked: Blocked;
   try {
-    paused = new Set(await registryStub(env).paused());
+    const b = await registryStub(env).blocked();
+    blocked = { paused: new Set(b.paused), open: new Set(b.open) };
   } catch (err) {
     log('error', 'destination_registry_unavailable', { error: errorName(err) });
     batch.retryAll({ delaySeconds: 30 });
@@ -87,9 +89,9 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   const trace = new TraceWriter(env, config.settings);
   const plans: MessagePlan[] = [];
   const work: MessageWork[] = [];
-  /** Slack and paused destinations already handed events in this batch (each hand-off is one request per destination). */
+  /** Slack and blocked destinations already handed events in this batch (each hand-off is one request per destination). */
   const slackHanded = new Set<string>();
-  const batchedHandOff = (name: string) => paused.has(name) || config.destinations.get(name)?.type === 'slack';
+  const batchedHandOff = (name: string) => blocked.paused.has(name) || blocked.open.has(name) || config.destinations.get(name)?.type === 'slack';
   const now = Date.now();
   for (const message of batch.messages) {
     const plan: MessagePlan = { message, deadLetters: [] };
@@ -184,7 +186,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   // Deliveries of every message in the batch run concurrently: a slow
   // destination holds up only its own requests. Slack hand-offs are collected
   // while the deliveries start, then sent once per destination.
-  const ctx: BatchContext = { slack: new SlackHandOff(env), held: new HeldHandOff(env), paused, reports: {}, trace };
+  const ctx: BatchContext = { slack: new SlackHandOff(env), held: new HeldHandOff(env), blocked, reports: {}, streaks: new Map(), trace };
   const delivering = Promise.all(work.map((w) => deliverMessage(w, config, env, ctx)));
   await Promise.all([ctx.slack.flush(), ctx.held.flush()]);
   await delivering;
@@ -202,10 +204,15 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     trace.flush(),
     Object.keys(ctx.reports).length > 0
       ? registryStub(env)
-          .report(ctx.reports)
+          .report(ctx.reports, circuitsOf(config, ctx.reports))
           .catch((err: unknown) => log('warn', 'destination_report_failed', { error: errorName(err) }))
       : undefined,
   ]);
+}
+
+/** The breaker policy of each destination reported on. */
+function circuitsOf(config: RouterConfig, reports: Record<string, DestinationReport>): Record<string, CircuitPolicy | null> {
+  return Object.fromEntries(Object.keys(reports).map((n) => [n, config.destinations.get(n)?.circuit ?? null]));
 }
 
 /** The fields every trace write of this message shares. */
@@ -270,12 +277,24 @@ interface MessageWork {
   attempt: string[];
 }
 
-/** What the deliveries of one batch share: batched hand-offs, the paused set, and the outcomes to report. */
+/** Destinations that get no request: paused ones, and open circuits (except the probe a message carries). */
+interface Blocked {
+  paused: Set<string>;
+  open: Set<string>;
+}
+
+function isBlocked(b: Blocked, name: string, body: RouterMessage): boolean {
+  return b.paused.has(name) || (b.open.has(name) && body.probe !== name);
+}
+
+/** What the deliveries of one batch share: batched hand-offs, the blocked sets, and the outcomes to report. */
 interface BatchContext {
   slack: SlackHandOff;
   held: HeldHandOff;
-  paused: Set<string>;
+  blocked: Blocked;
   reports: Record<string, DestinationReport>;
+  /** Per destination: when its last success and its retryable failures ended (for the breaker's streak). */
+  streaks: Map<string, { lastOk: number; failures: number[] }>;
   trace: TraceWriter;
 }
 
@@ -292,8 +311,8 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       if (dest === undefined) {
         return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } };
       }
-      if (ctx.paused.has(name)) {
-        // Paused: held in storage with its attempts untouched; nothing reaches the destination.
+      if (isBlocked(ctx.blocked, name, body)) {
+        // Paused or circuit open: held in storage with its attempts untouched; nothing reaches the destination.
         const held: HeldDelivery = {
           event_id: body.id,
           event_type: body.type,
@@ -319,8 +338,9 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
         log('error', 'adapter_error', { event_id: body.id, destination: name, error: errorName(err) });
         return { ok: false, retryable: true, status: null, reason: 'adapter_error' };
       });
-      record(ctx.reports, name, outcome, started);
-      return { name, state, outcome, started, ended: Date.now() };
+      const ended = Date.now();
+      record(ctx, name, outcome, started, ended, body.probe === name);
+      return { name, state, outcome, started, ended };
     }),
   );
   const next: Pending = {};
@@ -388,8 +408,17 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
   }
 }
 
-function record(reports: Record<string, DestinationReport>, name: string, outcome: DeliveryOutcome, at: number): void {
+function record(ctx: BatchContext, name: string, outcome: DeliveryOutcome, at: number, ended: number, probe: boolean): void {
+  const reports = ctx.reports;
   const r = reports[name] ?? { delivered: 0, failed: 0 };
+  const streak = ctx.streaks.get(name) ?? { lastOk: 0, failures: [] };
+  ctx.streaks.set(name, streak);
+  if (outcome.ok) streak.lastOk = Math.max(streak.lastOk, ended);
+  else if (outcome.retryable) streak.failures.push(ended);
+  r.retryable_failures = streak.failures.length;
+  r.trailing_failures = streak.failures.filter((t) => t > streak.lastOk).length;
+  // A probe the destination answered, even with a 4xx, shows it is back.
+  if (probe) r.probe = outcome.ok || !outcome.retryable ? 'ok' : 'failed';
   if (outcome.ok) {
     r.delivered += 1;
     r.last_success_at = Math.max(r.last_success_at ?? 0, at);

@@ -11,6 +11,8 @@ export interface RouterMessage {
   source: 'webhook' | 'reconcile';
   /** Sent again by an operator (dead-letter or event replay): traced with source `replay`. */
   replay?: true;
+  /** The circuit breaker's probe for this destination: tried although its circuit is open. */
+  probe?: string;
   /** ms since epoch when the router accepted the event. */
   accepted_at: number;
   /** The raw body exactly as WorkOS sent it, when the whole message fits a queue message. */

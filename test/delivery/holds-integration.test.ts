@@ -71,7 +71,7 @@ describe('an invalid config holds events', () => {
     const name = `security-hold-${crypto.randomUUID()}`;
     const stub = outboxStub(env, name) as DurableObjectStub<SlackOutbox>;
     const event = sampleEvent({ event: 'authentication.password_failed', data: { type: 'password', status: 'failed', email: 'ada@example.com', user_id: null } });
-    const dest = { name, type: 'slack' as const, url: SLACK, digestWindowSeconds: 1, maxPending: 10_000, timeoutMs: 1000, retry: { maxAttempts: 3, retryDelaySeconds: 1 } };
+    const dest = { name, type: 'slack' as const, url: SLACK, digestWindowSeconds: 1, maxPending: 10_000, timeoutMs: 1000, retry: { maxAttempts: 3, retryDelaySeconds: 1 }, circuit: null, maxPerSecond: null };
     // Slack is down when the event is handed over, so it stays buffered.
     sink.on(SLACK, () => new Response('down', { status: 503 }));
     await stub.submit(dest, { event_id: event.id as string, event_type: event.event as string, rules: ['failed-logins'], raw: JSON.stringify(event) });

@@ -2,6 +2,7 @@ import { env } from 'cloudflare:workers';
 import { parse as parseToml } from 'smol-toml';
 import { describe, expect, it } from 'vitest';
 import {
+  CIRCUIT_DEFAULTS,
   type ConfigResult,
   type HttpDestination,
   type QueueDestination,
@@ -120,6 +121,8 @@ describe('parseRouterConfig: input forms', () => {
       headers: { 'X-Team': 'growth' },
       timeoutMs: 2000,
       retry: { maxAttempts: 3, retryDelaySeconds: 10 },
+      circuit: CIRCUIT_DEFAULTS,
+      maxPerSecond: null,
     } satisfies HttpDestination);
     expect(config.destinations.get('ops')).toMatchObject({ type: 'http', url: OPS });
     expect(config.destinations.get('security')).toMatchObject({
@@ -131,7 +134,7 @@ describe('parseRouterConfig: input forms', () => {
       timeoutMs: DEFAULT_TIMEOUT_MS,
       retry: RETRY_DEFAULTS,
     } satisfies Partial<SlackDestination>);
-    expect(config.destinations.get('audit')).toEqual({ name: 'audit', type: 'queue', queue: 'AUDIT', retry: RETRY_DEFAULTS } satisfies QueueDestination);
+    expect(config.destinations.get('audit')).toEqual({ name: 'audit', type: 'queue', queue: 'AUDIT', retry: RETRY_DEFAULTS, circuit: CIRCUIT_DEFAULTS, maxPerSecond: null } satisfies QueueDestination);
     expect(config.matcher.match({ id: 'e', event: 'dsync.user.created', created_at: '', data: { organization_id: 'org_2' } }).destinations).toEqual([
       'audit',
       'crm',
@@ -696,6 +699,8 @@ describe('parseRouterConfig: http destinations', () => {
       headers: {},
       timeoutMs: DEFAULT_TIMEOUT_MS,
       retry: RETRY_DEFAULTS,
+      circuit: CIRCUIT_DEFAULTS,
+      maxPerSecond: null,
     } satisfies HttpDestination);
     expect(destOf({ name: 'crm', type: 'http', url: CRM, allow_http: true })).toMatchObject({ url: CRM });
     expect(destOf({ name: 'crm', type: 'http', url: CRM, allow_http: false })).toMatchObject({ url: CRM });

@@ -38,6 +38,8 @@ function destination(overrides: Partial<SlackDestination> = {}): SlackDestinatio
     digestWindowSeconds: 1,
     maxPending: 10_000,
     timeoutMs: 1000,
+    circuit: null,
+    maxPerSecond: null,
     retry: { maxAttempts: 5, retryDelaySeconds: 1 },
     ...overrides,
   };

@@ -54,6 +54,8 @@ function destination(overrides: Partial<SlackDestination> = {}): SlackDestinatio
     url: SLACK,
     digestWindowSeconds: 1,
     maxPending: 10_000,
+    circuit: null,
+    maxPerSecond: null,
     timeoutMs: 5000,
     retry: { maxAttempts: 5, retryDelaySeconds: 1 },
     ...overrides,

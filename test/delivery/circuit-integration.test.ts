@@ -1,0 +1,106 @@
+/**
+ * The circuit breaker (destination health issue): consecutive retryable
+ * failures open a destination's circuit; its deliveries are then held (no
+ * request, attempts untouched, nothing dead-lettered); a probe after the
+ * cooldown closes it, or doubles the cooldown; then every held delivery
+ * arrives once, in acceptance order. 4xx never open it.
+ */
+import { env, exports } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { deadLettersFor, watchLogs } from '../helpers/observe';
+import { Sink } from '../helpers/sink';
+import { until } from '../helpers/until';
+import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
+import { registryStub } from '../../src/destinations/registry';
+import { FLAKY } from './router';
+
+const sink = new Sink();
+beforeEach(() => sink.reset().install());
+afterEach(() => vi.restoreAllMocks());
+
+interface Item {
+  name: string;
+  state: string;
+  circuit: 'open' | 'closed';
+  circuit_opened_at: string | null;
+  next_probe_at: string | null;
+  consecutive_failures: number;
+  held: number;
+  dead_letters: number;
+}
+
+async function flaky(): Promise<Item> {
+  const res = await exports.default.fetch(new Request(`${URL_BASE}/admin/destinations`, { headers: { Authorization: 'Bearer test-admin-token' } }));
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { items: Item[] }).items.find((i) => i.name === 'flaky') as Item;
+}
+
+function invitation(): Record<string, unknown> {
+  return sampleEvent({ event: 'invitation.created', data: { id: `invitation_${crypto.randomUUID()}`, object: 'invitation', email: 'new@example.test' } });
+}
+
+const ok = (r: { url: string }) => r.url === FLAKY;
+
+describe('circuit breaker', () => {
+  it('4xx answers dead-letter as before and never open the circuit', async () => {
+    sink.on(FLAKY, () => new Response('bad', { status: 422 }));
+    const events = Array.from({ length: 25 }, invitation);
+    for (const e of events) expect((await postWebhook(e)).status).toBe(200);
+    await until(async () => (await Promise.all(events.map((e) => deadLettersFor(e.id as string)))).every((d) => d.length === 1), 'all 25 dead-lettered', 20_000);
+    const item = await flaky();
+    expect(item).toMatchObject({ circuit: 'closed', consecutive_failures: 0 });
+  });
+
+  it('20 consecutive 5xx open it: no request during the cooldown; a failed probe doubles it; a good one closes it and every held event arrives once', async () => {
+    const logs = watchLogs();
+    sink.on(FLAKY, () => new Response('down', { status: 503 }));
+    const events = Array.from({ length: 20 }, invitation);
+    for (const e of events) expect((await postWebhook(e)).status).toBe(200);
+    await until(async () => (await flaky()).circuit === 'open', 'the circuit open', 20_000);
+    // Every delivery comes back (its retry) and is held: nothing in flight any more.
+    await until(async () => (await flaky()).held === 20, 'all 20 deliveries held', 20_000);
+    const opened = await flaky();
+    const openedAt = Date.parse(opened.circuit_opened_at as string);
+    const firstProbeAt = Date.parse(opened.next_probe_at as string);
+    expect(firstProbeAt - openedAt).toBe(2_000);
+    const requestsWhenHeld = sink.received.filter(ok).length;
+
+    // The first probe fails (still 503): the cooldown doubles.
+    await until(() => sink.received.filter(ok).length === requestsWhenHeld + 1, 'the first probe', 10_000);
+    const probe = sink.received.filter(ok)[requestsWhenHeld];
+    expect(probe?.at).toBeGreaterThanOrEqual(firstProbeAt - 50);
+    // Nothing reached it between the circuit opening (plus the requests already in flight then) and the probe.
+    expect(sink.received.filter((r) => ok(r) && r.at > openedAt + 500 && r.at < firstProbeAt - 50)).toEqual([]);
+    await until(async () => {
+      const i = await flaky();
+      return i.next_probe_at !== null && Date.parse(i.next_probe_at) - (probe?.at ?? 0) >= 3_500;
+    }, 'the doubled cooldown');
+    expect((await flaky()).circuit).toBe('open');
+
+    // The service is back: the next probe closes the circuit; everything held drains, once each.
+    sink.on(FLAKY, () => new Response(null, { status: 204 }));
+    await until(async () => (await flaky()).circuit === 'closed', 'the circuit closed', 15_000);
+    await sink.until(() => events.every((e) => sink.about(e.id as string, FLAKY).some((r) => r.at > (probe?.at ?? 0) + 1000)), 'every held event delivered', 20_000);
+    await until(async () => (await flaky()).held === 0, 'nothing held');
+    const after = (id: string) => sink.about(id, FLAKY).filter((r) => r.at > (probe?.at ?? 0) + 1000);
+    for (const e of events) expect(after(e.id as string), e.id as string).toHaveLength(1);
+    for (const e of events) expect(await deadLettersFor(e.id as string)).toEqual([]);
+    expect(logs.records().filter((r) => r.msg === 'circuit_open')).toHaveLength(1);
+    expect(logs.records().find((r) => r.msg === 'circuit_closed')).toMatchObject({ destination: 'flaky' });
+  });
+
+  it('the streak counts retryable failures after the last success only; circuit = false never opens', async () => {
+    const reg = registryStub(env);
+    const name = `streak-${crypto.randomUUID()}`;
+    const policy = { [name]: { failures: 5, cooldownSeconds: 60 } };
+    await reg.report({ [name]: { delivered: 0, failed: 4, retryable_failures: 4, trailing_failures: 4 } }, policy);
+    await reg.report({ [name]: { delivered: 1, failed: 2, retryable_failures: 2, trailing_failures: 1 } }, policy);
+    expect((await reg.health([name]))[0]).toMatchObject({ circuit: 'closed', consecutive_failures: 1 });
+    await reg.report({ [name]: { delivered: 0, failed: 4, retryable_failures: 4, trailing_failures: 4 } }, policy);
+    expect((await reg.health([name]))[0]).toMatchObject({ circuit: 'open', consecutive_failures: 5 });
+    expect((await reg.blocked()).open).toContain(name);
+    const off = `off-${crypto.randomUUID()}`;
+    await reg.report({ [off]: { delivered: 0, failed: 50, retryable_failures: 50, trailing_failures: 50 } }, { [off]: null });
+    expect((await reg.health([off]))[0]).toMatchObject({ circuit: 'closed', consecutive_failures: 50 });
+  });
+});
