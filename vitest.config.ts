@@ -44,6 +44,16 @@ export default defineConfig({
         },
       },
       {
+        // examples/queue-consumer: a downstream Worker consuming the router's
+        // queue destination, importing `workos-event-router/events` as a
+        // downstream project would (resolved through package.json `exports`).
+        plugins: [cloudflareTest({ wrangler: { configPath: './examples/queue-consumer/wrangler.toml' } })],
+        test: {
+          name: 'example-queue-consumer',
+          include: ['examples/queue-consumer/test/**/*.test.ts'],
+        },
+      },
+      {
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],

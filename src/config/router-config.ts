@@ -9,6 +9,7 @@
  */
 import { EVENT_TYPES } from '../events/catalog';
 import { Matcher, globToRegExp } from '../routing/matcher';
+import { compileAllowlist } from '../webhook/source-ip';
 import { type CompiledCondition, compileWhere, isPlainObject } from '../routing/where';
 
 export interface RouterSettings {
@@ -28,8 +29,17 @@ export interface RouterSettings {
   traceShards: number;
   /** The console may show an event's payload (on its page, after a click). */
   consoleShowPayloads: boolean;
+  /** Optional allowlist of webhook source IPs (`CF-Connecting-IP`); null: no check. */
+  sourceAllowlist: SourceAllowlist | null;
   /** ISO time the first reconciliation starts from (default: the first run's time). */
   reconcileSince?: string;
+}
+
+export interface SourceAllowlist {
+  /** `log`: requests from elsewhere are logged and counted, then verified as usual; `enforce`: refused with 403. */
+  mode: 'log' | 'enforce';
+  matches: (ip: string | undefined | null) => boolean;
+  entries: number;
 }
 
 export interface RetryPolicy {
@@ -114,7 +124,7 @@ export type ConfigResult =
 
 interface IntSpec {
   key: string;
-  field: Exclude<keyof RouterSettings, 'reconcileSince' | 'consoleShowPayloads'>;
+  field: Exclude<keyof RouterSettings, 'reconcileSince' | 'consoleShowPayloads' | 'sourceAllowlist'>;
   def: number;
   min: number;
   max: number;
@@ -145,7 +155,7 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_DIGEST_WINDOW_SECONDS = 10;
 export const DEFAULT_SLACK_MAX_PENDING = 10_000;
 
-const TOP_KEYS = new Set(['destinations', 'rules', 'reconcile_since', 'console_show_payloads', ...SETTINGS_SPEC.map((s) => s.key)]);
+const TOP_KEYS = new Set(['destinations', 'rules', 'reconcile_since', 'console_show_payloads', 'allowed_source_ips', 'source_ip_mode', ...SETTINGS_SPEC.map((s) => s.key)]);
 const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds', 'circuit'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
   queue: new Set([...COMMON_DEST_KEYS, 'queue', 'max_per_second']),
@@ -209,6 +219,7 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
   for (const spec of SETTINGS_SPEC) {
     (settings as unknown as Record<string, number>)[spec.field] = readInt(root[spec.key], spec.key, spec.def, spec.min, spec.max, problems);
   }
+  settings.sourceAllowlist = parseSourceAllowlist(root.allowed_source_ips, root.source_ip_mode, problems);
   settings.consoleShowPayloads = false;
   if (root.console_show_payloads !== undefined) {
     if (typeof root.console_show_payloads !== 'boolean') problems.push('console_show_payloads: must be true or false');
@@ -274,6 +285,25 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
 
   if (problems.length > 0) return { ok: false, problems, warnings };
   return { ok: true, config: { settings, destinations, rules, matcher: new Matcher(rules) }, warnings };
+}
+
+/** `allowed_source_ips = ["203.0.113.0/24", "2001:db8::/32"]` with `source_ip_mode = "log"` (default) or `"enforce"`. */
+function parseSourceAllowlist(list: unknown, mode: unknown, problems: string[]): SourceAllowlist | null {
+  if (mode !== undefined && mode !== 'log' && mode !== 'enforce') problems.push('source_ip_mode: must be "log" or "enforce"');
+  if (list === undefined) {
+    if (mode !== undefined) problems.push('source_ip_mode: set allowed_source_ips too (the addresses to allow)');
+    return null;
+  }
+  if (!Array.isArray(list) || list.length === 0 || list.length > 1000 || !list.every((e) => typeof e === 'string')) {
+    problems.push('allowed_source_ips: must be a non-empty list (at most 1,000) of IP addresses or CIDR ranges, e.g. ["203.0.113.0/24"]');
+    return null;
+  }
+  const compiled = compileAllowlist(list as string[]);
+  if (!compiled.ok) {
+    for (const p of compiled.problems) problems.push(`allowed_source_ips${p}`);
+    return null;
+  }
+  return { mode: mode === 'enforce' ? 'enforce' : 'log', matches: compiled.matches, entries: compiled.ranges.length };
 }
 
 /** `circuit = { failures = 20, cooldown_seconds = 60 }` (either may be omitted), or `circuit = false`; default on. */

@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'idempotency_key_reused'
   | 'forbidden'
   | 'csrf_failed'
+  | 'source_not_allowed'
   | 'internal_error';
 
 export class ApiError extends HTTPException {

@@ -136,7 +136,13 @@ export class DeliveryTrace extends DurableObject<Env> {
       CREATE INDEX IF NOT EXISTS trace_by_event ON trace (event_id);
       CREATE INDEX IF NOT EXISTS trace_unhappy ON trace (state, accepted_at, event_id) WHERE state <> 'delivered';
       CREATE TABLE IF NOT EXISTS trace_destinations (destination TEXT PRIMARY KEY) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS trace_types (event_type TEXT PRIMARY KEY) WITHOUT ROWID;
     `);
+  }
+
+  /** Event types this bucket has rows for (written once per type per bucket): a type filter resolves to these. */
+  private types(): string[] {
+    return this.sql.exec<{ event_type: string }>('SELECT event_type FROM trace_types').toArray().map((r) => r.event_type);
   }
 
   /** Destinations this bucket has rows for (written once per destination per bucket). */
@@ -152,10 +158,15 @@ export class DeliveryTrace extends DurableObject<Env> {
   async record(writes: TraceWrite[], expiresAt: number): Promise<void> {
     const now = Date.now();
     const known = new Set(this.destinations());
+    const types = new Set(this.types());
     for (const w of writes) {
       if (!known.has(w.destination)) {
         this.sql.exec('INSERT OR IGNORE INTO trace_destinations (destination) VALUES (?)', w.destination);
         known.add(w.destination);
+      }
+      if (!types.has(w.event_type)) {
+        this.sql.exec('INSERT OR IGNORE INTO trace_types (event_type) VALUES (?)', w.event_type);
+        types.add(w.event_type);
       }
       const attempt = w.attempt !== undefined ? JSON.stringify(w.attempt) : null;
       this.sql.exec(
@@ -226,11 +237,18 @@ export class DeliveryTrace extends DurableObject<Env> {
       time.push('(accepted_at < ? OR (accepted_at = ? AND event_id < ?))');
       timeArgs.push(q.before.accepted_at, q.before.accepted_at, q.before.id);
     }
+    if (q.type !== undefined) {
+      // The patterns select among the types present; SQL then filters the scan natively.
+      const patterns = q.type;
+      const selected = this.types().filter((t) => Matcher.namesMatch(patterns, t));
+      if (selected.length === 0) return [];
+      time.push('event_type IN (SELECT value FROM json_each(?))');
+      timeArgs.push(JSON.stringify(selected));
+    }
     const keys = new Map<string, Key>();
     const take = (rows: Iterable<{ accepted_at: number; event_id: string; event_type: string }>) => {
       let found = 0;
       for (const row of rows) {
-        if (q.type !== undefined && !Matcher.namesMatch(q.type, row.event_type)) continue;
         const key = `${row.accepted_at}\u0000${row.event_id}`;
         if (!keys.has(key)) keys.set(key, { accepted_at: row.accepted_at, event_id: row.event_id });
         if (++found >= q.limit) break;

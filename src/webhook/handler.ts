@@ -22,6 +22,17 @@ const SIGNATURE_MESSAGES: Record<SignatureFailure, string> = {
   signature_mismatch: 'The signature does not match the payload.',
 };
 
+/** Requests from outside the allowlist, per isolate (logged once a minute at most, with the count). */
+let outside = { count: 0, loggedAt: 0 };
+function countOutsideAllowlist(mode: 'log' | 'enforce'): void {
+  outside.count++;
+  const now = Date.now();
+  if (now - outside.loggedAt >= 60_000) {
+    log('warn', 'source_ip_outside_allowlist', { mode, count: outside.count });
+    outside = { count: 0, loggedAt: now };
+  }
+}
+
 export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Response> {
   const started = Date.now();
   const fields: Record<string, unknown> = {};
@@ -45,6 +56,17 @@ export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Resp
   const loaded = loadConfig(env);
   if (!loaded.ok) return fail(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
   const settings = loaded.config.settings;
+
+  // Defence in depth, before the body is read: signatures stay the primary defence.
+  const allow = settings.sourceAllowlist;
+  if (allow !== null) {
+    const ip = c.req.header('cf-connecting-ip');
+    if (!allow.matches(ip)) {
+      countOutsideAllowlist(allow.mode);
+      if (allow.mode === 'enforce') return fail(403, 'source_not_allowed', 'Requests from this address are not accepted.');
+      fields.source_ip_outside_allowlist = true;
+    }
+  }
 
   const body = await readBodyCapped(c.req.raw, settings.maxBodyBytes);
   if (!body.ok) return fail(413, 'payload_too_large', `The request body exceeds ${settings.maxBodyBytes} bytes.`);

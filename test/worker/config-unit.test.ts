@@ -83,6 +83,7 @@ const DEFAULT_SETTINGS = {
   traceRetentionDays: 7,
   traceShards: 1,
   consoleShowPayloads: false,
+  sourceAllowlist: null,
 };
 
 // A complete, valid configuration exercising every destination type.
@@ -291,6 +292,31 @@ describe('parseRouterConfig: settings knobs', () => {
     });
   });
 
+  it('circuit: on by default; a table with failures and cooldown_seconds, or false; validated', () => {
+    const dest = (circuit: unknown) => {
+      const r = parseRouterConfig({ destinations: [{ name: 'q', type: 'queue', queue: 'Q', circuit }], rules: [] }, () => ({ send() {}, sendBatch() {} }));
+      return r.ok ? r.config.destinations.get('q')?.circuit : r.problems;
+    };
+    expect(dest(undefined)).toEqual({ failures: 20, cooldownSeconds: 60 });
+    expect(dest(false)).toBeNull();
+    expect(dest({ failures: 5 })).toEqual({ failures: 5, cooldownSeconds: 60 });
+    expect(dest({ failures: 5, cooldown_seconds: 10 })).toEqual({ failures: 5, cooldownSeconds: 10 });
+    expect(dest({ failures: 0 })).toEqual([expect.stringContaining('destinations[0].circuit.failures: must be a whole number from 1 to 10000')]);
+    expect(dest({ cooldown_seconds: 901 })).toEqual([expect.stringContaining('destinations[0].circuit.cooldown_seconds: must be a whole number from 1 to 900')]);
+    expect(dest({ failure: 5 })).toEqual(['destinations[0].circuit.failure: unknown field (use failures, cooldown_seconds)']);
+    expect(dest('on')).toEqual(['destinations[0].circuit: must be a table { failures = 20, cooldown_seconds = 60 } or false']);
+  });
+
+  it('max_per_second: HTTP and queue destinations only, 1–1000', () => {
+    const http = (v: unknown) => parseRouterConfig({ destinations: [{ name: 'h', type: 'http', url: 'https://h.example.test/', max_per_second: v }], rules: [] }, () => undefined);
+    const okHttp = http(10);
+    expect(okHttp.ok && okHttp.config.destinations.get('h')?.maxPerSecond).toBe(10);
+    const bad = http(0);
+    expect(bad.ok ? [] : bad.problems).toEqual([expect.stringContaining('destinations[0].max_per_second: must be a whole number from 1 to 1000')]);
+    const slack = parseRouterConfig({ destinations: [{ name: 's', type: 'slack', url: 'https://hooks.slack.com/services/T/B/X', max_per_second: 5 }], rules: [] }, () => undefined);
+    expect(slack.ok ? [] : slack.problems).toEqual([expect.stringContaining('destinations[0].max_per_second: unknown field for a slack destination')]);
+  });
+
   it('console_show_payloads: false by default, a boolean only', () => {
     expect(ok({ console_show_payloads: true }).config.settings.consoleShowPayloads).toBe(true);
     for (const bad of ['true', 1, null]) {
@@ -485,9 +511,9 @@ describe('parseRouterConfig: destinations (common)', () => {
   });
 
   it('applies retry and timeout defaults', () => {
-    expect(destOf(http('crm'))).toEqual({ name: 'crm', type: 'http', url: `${CRM}/crm`, headers: {}, timeoutMs: 10_000, retry: { maxAttempts: 10, retryDelaySeconds: 30 } });
-    expect(destOf({ name: 's', type: 'slack', url: SLACK })).toMatchObject({ name: 's', type: 'slack', url: SLACK, timeoutMs: 10_000, retry: { maxAttempts: 10, retryDelaySeconds: 30 } });
-    expect(destOf({ name: 'q', type: 'queue', queue: 'Q' }, { Q: QUEUE_BINDING })).toEqual({ name: 'q', type: 'queue', queue: 'Q', retry: { maxAttempts: 10, retryDelaySeconds: 30 } });
+    expect(destOf(http('crm'))).toEqual({ name: 'crm', type: 'http', url: `${CRM}/crm`, headers: {}, timeoutMs: 10_000, retry: { maxAttempts: 10, retryDelaySeconds: 30 }, circuit: { failures: 20, cooldownSeconds: 60 }, maxPerSecond: null });
+    expect(destOf({ name: 's', type: 'slack', url: SLACK })).toMatchObject({ name: 's', type: 'slack', url: SLACK, timeoutMs: 10_000, retry: { maxAttempts: 10, retryDelaySeconds: 30 }, circuit: { failures: 20, cooldownSeconds: 60 }, maxPerSecond: null });
+    expect(destOf({ name: 'q', type: 'queue', queue: 'Q' }, { Q: QUEUE_BINDING })).toEqual({ name: 'q', type: 'queue', queue: 'Q', retry: { maxAttempts: 10, retryDelaySeconds: 30 }, circuit: { failures: 20, cooldownSeconds: 60 }, maxPerSecond: null });
   });
 
   it('accepts string numbers for destination knobs', () => {
@@ -556,7 +582,7 @@ describe('parseRouterConfig: queue destinations', () => {
   });
 
   it('accepts a binding object having send()', () => {
-    expect(destOf(queue(), { AUDIT: { send: () => undefined } })).toEqual({ name: 'audit', type: 'queue', queue: 'AUDIT', retry: RETRY_DEFAULTS });
+    expect(destOf(queue(), { AUDIT: { send: () => undefined } })).toEqual({ name: 'audit', type: 'queue', queue: 'AUDIT', retry: RETRY_DEFAULTS, circuit: CIRCUIT_DEFAULTS, maxPerSecond: null });
   });
 
   it('accepts a real queue producer binding from the Worker env', () => {

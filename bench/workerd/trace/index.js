@@ -48,6 +48,7 @@ export class DeliveryTrace extends BaseTrace {
         every,
       ).rowsWritten;
     for (const d of ['crm', 'warehouse']) sql.exec('INSERT OR IGNORE INTO trace_destinations (destination) VALUES (?)', d);
+    for (const t of TYPES) sql.exec('INSERT OR IGNORE INTO trace_types (event_type) VALUES (?)', t);
     const written = insert('crm', 1) + insert('warehouse', 2);
     const alarm = await this.ctx.storage.getAlarm();
     if (alarm === null) await this.ctx.storage.setAlarm(Date.now() + 30 * 86_400_000);
