@@ -65,8 +65,18 @@ type Row = {
   failed: number;
 };
 
+/** Slots are spaced 5 % wider than 1/rate, so network jitter at the receiver stays under the rate. */
+const RATE_HEADROOM = 1.05;
+
 export class DestinationRegistry extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  /**
+   * Rate limits: per destination, the time (ms) of its next free send slot.
+   * Kept in memory: after a restart the first slot waits a second, so a
+   * limit is never exceeded across one.
+   */
+  private readonly nextSlot = new Map<string, number>();
+  private readonly startedAt = Date.now();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -91,6 +101,29 @@ export class DestinationRegistry extends DurableObject<Env> {
         ALTER TABLE destinations ADD COLUMN next_probe_at INTEGER;
       `);
     }
+  }
+
+  /**
+   * Send slots for rate-limited destinations, for one consumer batch: for
+   * each, up to `count` slot times (ms) within the next `horizonMs`, spaced
+   * 1/rate apart across every batch; `next` is when the first slot not
+   * granted would be (the caller defers the rest until then).
+   */
+  async reserve(requests: Record<string, { count: number; perSecond: number }>, horizonMs: number): Promise<Record<string, { slots: number[]; next: number }>> {
+    const now = Date.now();
+    const out: Record<string, { slots: number[]; next: number }> = {};
+    for (const [name, { count, perSecond }] of Object.entries(requests)) {
+      const spacing = (1000 / perSecond) * RATE_HEADROOM;
+      let t = Math.max(now, this.nextSlot.get(name) ?? this.startedAt + 1000);
+      const slots: number[] = [];
+      while (slots.length < count && t <= now + horizonMs) {
+        slots.push(t);
+        t += spacing;
+      }
+      this.nextSlot.set(name, t);
+      out[name] = { slots, next: t };
+    }
+    return out;
   }
 
   /** What the consumer must not deliver to, read once per batch: paused destinations and open circuits. */

@@ -35,8 +35,10 @@ import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, chunkFor
 export const EVENTS_QUEUE_NAME = 'workos-router-events';
 export const DLQ_NAME = 'workos-router-events-dlq';
 
-/** Calls every batch makes besides its deliveries: the destination registry's read of the blocked sets and its report. */
+/** Calls every batch makes besides its deliveries: the destination registry's read of the blocked sets and its report (and its send slots when a destination has `max_per_second`). */
 const BATCH_BASE_CALLS = 2;
+/** How far ahead one batch takes send slots of a rate-limited destination (it waits for them); the rest is deferred. */
+const RATE_HORIZON_MS = 5_000;
 /** How long events wait between checks while the configuration is invalid. */
 export const HOLD_DELAY_SECONDS = 60;
 /** A follow-up must fit one queue message, with a margin for the platform's own fields. */
@@ -82,7 +84,9 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     batch.retryAll({ delaySeconds: 30 });
     return;
   }
-  let used = BATCH_BASE_CALLS;
+  const rateLimited = [...config.destinations.values()].some((d) => d.maxPerSecond !== null);
+  const baseCalls = BATCH_BASE_CALLS + (rateLimited ? 1 : 0);
+  let used = baseCalls;
   // No trace (trace_retention_days = 0): no trace write to reserve.
   const bucketOf = (m: RouterMessage) => (config.settings.traceRetentionDays === 0 ? '' : bucketName(m.accepted_at, m.id, config.settings.traceShards));
   const reserve = new FlushReserve(bucketOf);
@@ -116,7 +120,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     let raw = body.body;
     if (raw === undefined && body.body_ref !== undefined) {
       // Redelivered whole only when a batch of its own would have room (else it would come back for ever).
-      if (used + 1 + trial.calls() > totalBudget && used > BATCH_BASE_CALLS) {
+      if (used + 1 + trial.calls() > totalBudget && used > baseCalls) {
         plan.redeliver = true;
         continue;
       }
@@ -164,7 +168,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       handed.add(n);
       return sum + c;
     }, 0);
-    if (dueCost > left && dueCost <= totalBudget - BATCH_BASE_CALLS - new FlushReserve(bucketOf).with(body).calls()) {
+    if (dueCost > left && dueCost <= totalBudget - baseCalls - new FlushReserve(bucketOf).with(body).calls()) {
       // It would fit a batch of its own: let the platform redeliver it whole
       // rather than writing a follow-up message (one message per event).
       plan.redeliver = true;
@@ -187,6 +191,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   // destination holds up only its own requests. Slack hand-offs are collected
   // while the deliveries start, then sent once per destination.
   const ctx: BatchContext = { slack: new SlackHandOff(env), held: new HeldHandOff(env), blocked, reports: {}, streaks: new Map(), trace };
+  if (rateLimited) await takeSendSlots(work, config, env, ctx);
   const delivering = Promise.all(work.map((w) => deliverMessage(w, config, env, ctx)));
   await Promise.all([ctx.slack.flush(), ctx.held.flush()]);
   await delivering;
@@ -208,6 +213,52 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
           .catch((err: unknown) => log('warn', 'destination_report_failed', { error: errorName(err) }))
       : undefined,
   ]);
+}
+
+/**
+ * `max_per_second`: takes send slots from the registry for every delivery
+ * this batch would make to a rate-limited destination (in message order).
+ * A delivery with a slot waits for it; one without is deferred to its
+ * follow-up, not before the next free slot (its attempts untouched).
+ */
+async function takeSendSlots(work: MessageWork[], config: RouterConfig, env: Env, ctx: BatchContext): Promise<void> {
+  const requests: Record<string, { count: number; perSecond: number }> = {};
+  for (const w of work) {
+    for (const name of w.attempt) {
+      const rate = config.destinations.get(name)?.maxPerSecond ?? null;
+      if (rate === null || isBlocked(ctx.blocked, name, w.body)) continue;
+      const r = requests[name] ?? { count: 0, perSecond: rate };
+      r.count++;
+      requests[name] = r;
+    }
+  }
+  if (Object.keys(requests).length === 0) return;
+  let granted: Record<string, { slots: number[]; next: number }>;
+  try {
+    granted = await registryStub(env).reserve(requests, RATE_HORIZON_MS);
+  } catch (err) {
+    // No slots: defer every rate-limited delivery a little rather than risk exceeding the limit.
+    log('warn', 'rate_slots_unavailable', { error: errorName(err) });
+    const at = Date.now() + 5_000;
+    granted = Object.fromEntries(Object.keys(requests).map((n) => [n, { slots: [], next: at }]));
+  }
+  let deferred = 0;
+  for (const w of work) {
+    for (const name of [...w.attempt]) {
+      const g = granted[name];
+      if (g === undefined || isBlocked(ctx.blocked, name, w.body)) continue;
+      const slot = g.slots.shift();
+      if (slot !== undefined) {
+        w.slots = { ...w.slots, [name]: slot };
+        continue;
+      }
+      w.attempt = w.attempt.filter((n) => n !== name);
+      const state = w.pending[name] as PendingDelivery;
+      w.pending = { ...w.pending, [name]: { ...state, not_before: g.next } };
+      deferred++;
+    }
+  }
+  if (deferred > 0) log('info', 'rate_limited', { deferred, destinations: Object.keys(requests) });
 }
 
 /** The breaker policy of each destination reported on. */
@@ -275,6 +326,8 @@ interface MessageWork {
   pending: Pending;
   /** Destinations attempted in this invocation; the others stay pending. */
   attempt: string[];
+  /** Rate-limited destinations: the time (ms) before which the request is not sent. */
+  slots?: Record<string, number>;
 }
 
 /** Destinations that get no request: paused ones, and open circuits (except the probe a message carries). */
@@ -333,6 +386,8 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
         );
       }
       const delivery = { event, raw, rules: state.rules, attempts: state.attempts, stale: body.stale === true };
+      const slot = w.slots?.[name];
+      if (slot !== undefined && slot > Date.now()) await new Promise((r) => setTimeout(r, slot - Date.now()));
       const started = Date.now();
       const outcome = await deliver(dest, delivery, env, ctx.slack).catch((err: unknown): DeliveryOutcome => {
         log('error', 'adapter_error', { event_id: body.id, destination: name, error: errorName(err) });

@@ -12,6 +12,7 @@ export const BIG = 'https://big.example.test/in';
 export const WAREHOUSE = 'https://warehouse.example.test/in';
 export const ONCALL = 'https://hooks.slack.test/services/T000/B000/ONCALL';
 export const FLAKY = 'https://flaky.example.test/in';
+export const METERED = 'https://metered.example.test/in';
 
 /** Event families the ordering tests use. */
 const ORDERED = ['organization.*', 'organization_membership.*', 'group.*', 'role.*', 'organization_role.*', 'dsync.group.user_*'];
@@ -27,6 +28,7 @@ export const DELIVERY_ROUTER = {
     { name: 'big', type: 'http', url: BIG, max_attempts: 3, retry_delay_seconds: 1, timeout_ms: 5000 },
     { name: 'oncall', type: 'slack', url: ONCALL, digest_window_seconds: 1 },
     { name: 'warehouse', type: 'http', url: WAREHOUSE, max_attempts: 3, retry_delay_seconds: 1 },
+    { name: 'metered', type: 'http', url: METERED, max_per_second: 20, max_attempts: 3, retry_delay_seconds: 1 },
     { name: 'flaky', type: 'http', url: FLAKY, max_attempts: 6, retry_delay_seconds: 1, circuit: { failures: 20, cooldown_seconds: 2 } },
   ],
   rules: [
@@ -40,6 +42,7 @@ export const DELIVERY_ROUTER = {
     { name: 'mfa', events: ['authentication.mfa_failed'], to: ['oncall'] },
     { name: 'domains', events: ['organization_domain.*'], to: ['warehouse'] },
     { name: 'invitations', events: ['invitation.*'], to: ['flaky'] },
+    { name: 'magic', events: ['magic_auth.*'], to: ['metered'] },
   ],
 };
 
