@@ -5,6 +5,7 @@
 import { Hono } from 'hono';
 import { destinationRoutes } from './destinations';
 import { eventRoutes } from './events';
+import { metricsRoutes } from './metrics';
 import { deadLetterStub } from '../deadletters/store';
 import { ApiError } from '../http/errors';
 import { sameSecret } from '../http/same-secret';
@@ -171,3 +172,5 @@ function bearerToken(header: string | undefined): string {
 adminRoutes.route('/destinations', destinationRoutes);
 /** The delivery trace: one event, a filtered page, replays to a destination (src/admin/events.ts). */
 adminRoutes.route('/events', eventRoutes);
+/** Counters and gauges in the Prometheus text format (src/admin/metrics.ts). */
+adminRoutes.route('/metrics', metricsRoutes);

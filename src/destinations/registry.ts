@@ -49,6 +49,8 @@ export interface DestinationReport {
   last_failure_at?: number;
   /** Short machine-readable reason of the last failure (never payload content). */
   last_error?: string;
+  /** Failures by class (`http_5xx`, `http_4xx`, `timeout`, `network_error`, …), for metrics. */
+  failure_classes?: Record<string, number>;
 }
 
 type Row = {
@@ -92,6 +94,7 @@ export class DestinationRegistry extends DurableObject<Env> {
         failed INTEGER NOT NULL DEFAULT 0
       ) WITHOUT ROWID;
     `);
+    this.sql.exec('CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID');
     const cols = new Set(this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('destinations')").toArray().map((c) => c.name));
     if (!cols.has('consecutive_failures')) {
       this.sql.exec(`
@@ -185,8 +188,23 @@ export class DestinationRegistry extends DurableObject<Env> {
         r.delivered,
         r.failed,
       );
+      for (const [cls, n] of Object.entries(r.failure_classes ?? {})) this.bump(JSON.stringify(['delivery_failures_total', { destination: name, class: cls }]), n);
       await this.updateCircuit(name, r, circuits[name] ?? null, now);
     }
+  }
+
+  /** Adds counters flushed by Worker isolates (src/metrics/counters.ts). */
+  async addCounters(entries: Array<[string, number]>): Promise<void> {
+    for (const [key, n] of entries) this.bump(key, n);
+  }
+
+  /** Every stored counter: key (JSON [name, labels]) → value. */
+  async counters(): Promise<Array<{ key: string; value: number }>> {
+    return this.sql.exec<{ key: string; value: number }>('SELECT key, value FROM counters').toArray();
+  }
+
+  private bump(key: string, n: number): void {
+    this.sql.exec('INSERT INTO counters (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value', key, n);
   }
 
   /** The breaker's bookkeeping for one destination after one batch. */

@@ -261,6 +261,12 @@ async function takeSendSlots(work: MessageWork[], config: RouterConfig, env: Env
   if (deferred > 0) log('info', 'rate_limited', { deferred, destinations: Object.keys(requests) });
 }
 
+/** A failure's class for metrics: the status class, or the reason when there was no answer. */
+function failureClass(outcome: Extract<DeliveryOutcome, { ok: false }>): string {
+  if (outcome.status !== null) return `http_${Math.floor(outcome.status / 100)}xx`;
+  return /^[a-z_]{1,40}$/.test(outcome.reason) ? outcome.reason : 'other';
+}
+
 /** The breaker policy of each destination reported on. */
 function circuitsOf(config: RouterConfig, reports: Record<string, DestinationReport>): Record<string, CircuitPolicy | null> {
   return Object.fromEntries(Object.keys(reports).map((n) => [n, config.destinations.get(n)?.circuit ?? null]));
@@ -468,6 +474,10 @@ function record(ctx: BatchContext, name: string, outcome: DeliveryOutcome, at: n
   const r = reports[name] ?? { delivered: 0, failed: 0 };
   const streak = ctx.streaks.get(name) ?? { lastOk: 0, failures: [] };
   ctx.streaks.set(name, streak);
+  if (!outcome.ok) {
+    const cls = failureClass(outcome);
+    r.failure_classes = { ...r.failure_classes, [cls]: (r.failure_classes?.[cls] ?? 0) + 1 };
+  }
   if (outcome.ok) streak.lastOk = Math.max(streak.lastOk, ended);
   else if (outcome.retryable) streak.failures.push(ended);
   r.retryable_failures = streak.failures.length;

@@ -11,6 +11,7 @@ import { stringBinding } from '../env';
 import { isCatalogEventType } from '../events/catalog';
 import { type ErrorCode, errorResponse } from '../http/errors';
 import { log, logOnce } from '../log';
+import { count, flushCounters } from '../metrics/counters';
 import { readBodyCapped } from './body';
 import { parseEnvelope } from './envelope';
 import { type SignatureFailure, parseSecretList, verifyWorkOSSignature } from './signature';
@@ -22,10 +23,20 @@ const SIGNATURE_MESSAGES: Record<SignatureFailure, string> = {
   signature_mismatch: 'The signature does not match the payload.',
 };
 
+/** Runs `work` after the response when the runtime gives an execution context (it always does in production). */
+function background(c: Context<{ Bindings: Env }>, work: Promise<void>): void {
+  try {
+    c.executionCtx.waitUntil(work);
+  } catch {
+    void work;
+  }
+}
+
 /** Requests from outside the allowlist, per isolate (logged once a minute at most, with the count). */
 let outside = { count: 0, loggedAt: 0 };
 function countOutsideAllowlist(mode: 'log' | 'enforce'): void {
   outside.count++;
+  count('source_ip_outside_allowlist_total', { mode });
   const now = Date.now();
   if (now - outside.loggedAt >= 60_000) {
     log('warn', 'source_ip_outside_allowlist', { mode, count: outside.count });
@@ -37,6 +48,8 @@ export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Resp
   const started = Date.now();
   const fields: Record<string, unknown> = {};
   const done = (res: Response, outcome: string): Response => {
+    count('webhook_requests_total', { outcome });
+    background(c, flushCounters(c.env));
     log(res.status >= 500 ? 'error' : res.status >= 400 ? 'warn' : 'info', 'webhook', {
       ...fields,
       outcome,

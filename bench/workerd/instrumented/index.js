@@ -252,8 +252,14 @@ export class DestinationRegistry extends BaseRegistry {
   paused() {
     return timed(this.#clock, 'DestinationRegistry.paused', () => super.paused());
   }
-  report(reports) {
-    return timed(this.#clock, 'DestinationRegistry.report', () => super.report(reports));
+  blocked() {
+    return timed(this.#clock, 'DestinationRegistry.blocked', () => super.blocked());
+  }
+  reserve(requests, horizonMs) {
+    return timed(this.#clock, 'DestinationRegistry.reserve', () => super.reserve(requests, horizonMs));
+  }
+  report(reports, circuits) {
+    return timed(this.#clock, 'DestinationRegistry.report', () => super.report(reports, circuits));
   }
 }
 
