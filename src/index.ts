@@ -13,6 +13,7 @@ export { Reconciler } from './reconcile/reconciler';
 export { DestinationRegistry } from './destinations/registry';
 export { HeldDeliveries } from './destinations/held';
 export { DeliveryTrace } from './trace/store';
+export { AlertNotifier } from './alerts/notifier';
 
 export default {
   fetch: app.fetch,

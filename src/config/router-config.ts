@@ -111,11 +111,34 @@ export interface Rule {
   stale: StalePolicy;
 }
 
+export const ALERT_KINDS = [
+  'dead_letter',
+  'circuit_open',
+  'circuit_closed',
+  'paused',
+  'resumed',
+  'reconcile_error',
+  'reconcile_recovered',
+  'reconcile_lag',
+  'config_invalid',
+] as const;
+export type AlertKind = (typeof ALERT_KINDS)[number];
+
+/** `[vars.ROUTER.alerts]`: operational alerts to Slack destinations. */
+export interface AlertsConfig {
+  to: string[];
+  on: AlertKind[];
+  minIntervalSeconds: number;
+  /** The console's base URL (e.g. https://router.example.com), for links in messages. */
+  consoleUrl: string | null;
+}
+
 export interface RouterConfig {
   settings: RouterSettings;
   destinations: Map<string, Destination>;
   rules: Rule[];
   matcher: Matcher<Rule>;
+  alerts: AlertsConfig | null;
 }
 
 export type ConfigResult =
@@ -155,7 +178,7 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_DIGEST_WINDOW_SECONDS = 10;
 export const DEFAULT_SLACK_MAX_PENDING = 10_000;
 
-const TOP_KEYS = new Set(['destinations', 'rules', 'reconcile_since', 'console_show_payloads', 'allowed_source_ips', 'source_ip_mode', ...SETTINGS_SPEC.map((s) => s.key)]);
+const TOP_KEYS = new Set(['destinations', 'rules', 'alerts', 'reconcile_since', 'console_show_payloads', 'allowed_source_ips', 'source_ip_mode', ...SETTINGS_SPEC.map((s) => s.key)]);
 const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds', 'circuit'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
   queue: new Set([...COMMON_DEST_KEYS, 'queue', 'max_per_second']),
@@ -283,8 +306,45 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
     }
   }
 
+  const alerts = parseAlerts(root.alerts, destinations, problems);
   if (problems.length > 0) return { ok: false, problems, warnings };
-  return { ok: true, config: { settings, destinations, rules, matcher: new Matcher(rules) }, warnings };
+  return { ok: true, config: { settings, destinations, rules, matcher: new Matcher(rules), alerts }, warnings };
+}
+
+/** `[vars.ROUTER.alerts]`: `to` (Slack destinations), `on` (kinds; default all), `min_interval_seconds` (300), `console_url`. */
+function parseAlerts(raw: unknown, destinations: Map<string, Destination>, problems: string[]): AlertsConfig | null {
+  if (raw === undefined) return null;
+  if (!isPlainObject(raw)) {
+    problems.push('alerts: must be a table ([vars.ROUTER.alerts])');
+    return null;
+  }
+  for (const key of Object.keys(raw)) {
+    if (!['to', 'on', 'min_interval_seconds', 'console_url'].includes(key)) problems.push(`alerts.${key}: unknown field (use to, on, min_interval_seconds, console_url)`);
+  }
+  const to = readStringList(raw.to, 'alerts.to', problems);
+  if (to.length === 0) problems.push('alerts.to: name at least one Slack destination');
+  to.forEach((name, i) => {
+    const d = destinations.get(name);
+    if (d === undefined) problems.push(`alerts.to[${i}]: unknown destination "${name}"${suggest(name, destinations.keys())}`);
+    else if (d.type !== 'slack') problems.push(`alerts.to[${i}]: "${name}" is a ${d.type} destination; alerts go to Slack destinations`);
+  });
+  let on: AlertKind[] = [...ALERT_KINDS];
+  if (raw.on !== undefined) {
+    const list = readStringList(raw.on, 'alerts.on', problems);
+    on = [];
+    list.forEach((k, i) => {
+      if ((ALERT_KINDS as readonly string[]).includes(k)) on.push(k as AlertKind);
+      else problems.push(`alerts.on[${i}]: unknown kind "${k}"${suggest(k, ALERT_KINDS)} (one of ${ALERT_KINDS.join(', ')})`);
+    });
+  }
+  const minIntervalSeconds = readInt(raw.min_interval_seconds, 'alerts.min_interval_seconds', 300, 10, 86_400, problems);
+  let consoleUrl: string | null = null;
+  if (raw.console_url !== undefined) {
+    if (typeof raw.console_url !== 'string' || !/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(raw.console_url)) {
+      problems.push('alerts.console_url: must be the router\'s base URL, e.g. "https://router.example.com"');
+    } else consoleUrl = raw.console_url.replace(/\/+$/, '');
+  }
+  return { to, on, minIntervalSeconds, consoleUrl };
 }
 
 /** `allowed_source_ips = ["203.0.113.0/24", "2001:db8::/32"]` with `source_ip_mode = "log"` (default) or `"enforce"`. */

@@ -20,6 +20,7 @@ import { errorName, log, logOnce } from '../log';
 import type { RouterMessage } from '../queue/message';
 import { Matcher } from '../routing/matcher';
 import { markDiscarded } from '../trace/client';
+import { ALERT_EVENT_TYPE, type AlertSignal, notifyAlerts } from '../alerts/notifier';
 import { type BulkAction, type BulkRequest, type DeadLetterFilter, type DeadLetterJob, type JobState, type StartResult, requestFingerprint } from '../admin/bulk';
 import { type ReplayOutcome, replayRecord, replaySubrequests } from '../admin/replay';
 
@@ -263,6 +264,7 @@ export class DeadLetterStore extends DurableObject<Env> {
       });
     }
     if (records.length > 0) await this.ensureAlarm(now);
+    await notifyAlerts(this.env, deadLetterSignals(records));
   }
 
   /** Summaries in seq order after `afterSeq`; with a filter (as bulk actions take), only the records it selects. */
@@ -689,6 +691,19 @@ export class DeadLetterStore extends DurableObject<Env> {
     }
     this.alarmKnownSet = true;
   }
+}
+
+/** New dead letters as alert signals: counted per destination, with their reasons; alerts themselves never alert. */
+function deadLetterSignals(records: DeadLetterInput[]): AlertSignal[] {
+  const by = new Map<string, { count: number; reasons: Set<string> }>();
+  for (const r of records) {
+    if (r.event_type === ALERT_EVENT_TYPE) continue;
+    const g = by.get(r.destination) ?? { count: 0, reasons: new Set<string>() };
+    g.count++;
+    g.reasons.add(r.reason.split(':')[0] ?? r.reason);
+    by.set(r.destination, g);
+  }
+  return [...by].flatMap(([destination, g]) => [...g.reasons].slice(0, 5).map((detail, i) => ({ kind: 'dead_letter' as const, destination, count: i === 0 ? g.count : 0, detail })));
 }
 
 /** The SQL conditions of a filter (and, when known, of the event types it selects), for records up to `maxSeq`. */

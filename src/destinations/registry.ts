@@ -18,6 +18,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { type CircuitPolicy, MAX_CIRCUIT_COOLDOWN_SECONDS } from '../config/router-config';
 import { errorName, log } from '../log';
 import { heldStub } from './held';
+import { notifyAlerts } from '../alerts/notifier';
 
 export interface DestinationHealth {
   name: string;
@@ -157,7 +158,10 @@ export class DestinationRegistry extends DurableObject<Env> {
       now,
     );
     const at = this.sql.exec<{ paused_at: number }>('SELECT paused_at FROM destinations WHERE name = ?', name).one().paused_at;
-    if (at === now) log('warn', 'destination_paused', { destination: name });
+    if (at === now) {
+      log('warn', 'destination_paused', { destination: name });
+      await notifyAlerts(this.env, [{ kind: 'paused', destination: name }]);
+    }
     return at;
   }
 
@@ -165,7 +169,10 @@ export class DestinationRegistry extends DurableObject<Env> {
   /** Resumes a destination (idempotent); `circuitOpen`: its held deliveries must keep waiting for the circuit to close. */
   async resume(name: string): Promise<{ was: boolean; circuitOpen: boolean }> {
     const was = this.sql.exec('UPDATE destinations SET paused_at = NULL WHERE name = ? AND paused_at IS NOT NULL', name).rowsWritten > 0;
-    if (was) log('info', 'destination_resumed', { destination: name });
+    if (was) {
+      log('info', 'destination_resumed', { destination: name });
+      await notifyAlerts(this.env, [{ kind: 'resumed', destination: name }]);
+    }
     const open = this.sql.exec<{ o: number | null }>('SELECT circuit_open_at AS o FROM destinations WHERE name = ?', name).toArray()[0]?.o ?? null;
     return { was, circuitOpen: open !== null };
   }
@@ -236,6 +243,7 @@ export class DestinationRegistry extends DurableObject<Env> {
         name,
       );
       log('warn', 'circuit_open', { destination: name, consecutive_failures: consecutive, probe_in_s: policy.cooldownSeconds });
+      await notifyAlerts(this.env, [{ kind: 'circuit_open', destination: name, detail: `${consecutive} failures in a row` }]);
       await heldStub(this.env, name).pause(name);
       await this.scheduleProbe(now + cooldown);
       return;
@@ -247,6 +255,7 @@ export class DestinationRegistry extends DurableObject<Env> {
     this.sql.exec('UPDATE destinations SET consecutive_failures = 0, circuit_open_at = NULL, cooldown_ms = NULL, next_probe_at = NULL WHERE name = ?', row.name);
     const held = await heldStub(this.env, row.name).count();
     log('info', 'circuit_closed', { destination: row.name, open_for_s: Math.round((now - (row.circuit_open_at ?? now)) / 1000), held });
+    await notifyAlerts(this.env, [{ kind: 'circuit_closed', destination: row.name, detail: `${held} held` }]);
     // Paused meanwhile: the held deliveries wait for the resume.
     if (row.paused_at === null) await heldStub(this.env, row.name).resume(row.name);
   }

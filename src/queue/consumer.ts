@@ -28,6 +28,7 @@ import { type DestinationReport, registryStub } from '../destinations/registry';
 import { type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../destinations/types';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
+import { notifyAlerts } from '../alerts/notifier';
 import { TraceWriter, bucketName } from '../trace/client';
 import { NO_DESTINATION, type TraceSource, type TraceWrite } from '../trace/store';
 import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, chunkForSendBatch, isRouterMessage, messageBytes, sendBatchCount } from './message';
@@ -626,6 +627,7 @@ async function holdBatch(batch: MessageBatch<unknown>, env: Env): Promise<void> 
     return plan;
   });
   log('warn', 'held_config_invalid', { count: plans.length, retry_in_s: HOLD_DELAY_SECONDS });
+  await notifyAlerts(env, [{ kind: 'config_invalid', count: plans.length }]);
   for (const plan of await prepareFollowUps(plans, env, undefined, now)) plan.redeliver = true;
   for (const chunk of chunkPlans(plans.filter((p) => p.followUp !== undefined && p.redeliver !== true))) {
     try {

@@ -40,6 +40,7 @@ import { admitEvent } from '../ingest/admit';
 import { stringBinding } from '../env';
 import { errorName, log } from '../log';
 import { type ApiEvent, type EventsPageQuery, fetchEventsPage } from './workos-api';
+import { type AlertSignal, notifyAlerts } from '../alerts/notifier';
 
 export interface RunOptions {
   trigger: 'cron' | 'admin';
@@ -117,6 +118,8 @@ export interface ReconcileStatus {
 }
 
 const PAGE_SIZE = 100;
+/** Reconciliation this far behind (and still catching up) is alerted on (`reconcile_lag`). */
+const LAG_ALERT_SECONDS = 3600;
 const ADMIT_CONCURRENCY = 10;
 const DAY_MS = 86_400_000;
 const BASE_BACKOFF_MS = 60_000;
@@ -237,8 +240,17 @@ export class Reconciler extends DurableObject<Env> {
         this.recordFailure(failure);
         report.status = 'failed';
         report.error = failure.kind;
+        await notifyAlerts(this.env, [{ kind: 'reconcile_error', detail: failure.status !== null ? `${failure.kind} (HTTP ${failure.status})` : failure.kind }]);
         return report;
       }
+      const signals: AlertSignal[] = [];
+      if (kv.get('last_error') !== undefined) signals.push({ kind: 'reconcile_error', recovered: true });
+      if (report.recovered > 0) signals.push({ kind: 'reconcile_recovered', count: report.recovered });
+      if (report.behind) {
+        const lag = (await this.status()).lag_seconds;
+        if (lag !== null && lag > LAG_ALERT_SECONDS) signals.push({ kind: 'reconcile_lag', detail: `${Math.round(lag / 60)} min behind` });
+      }
+      await notifyAlerts(this.env, signals);
       kv.delete('last_error');
       kv.put('failures', 0);
       kv.delete('backoff_until');

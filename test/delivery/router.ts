@@ -13,6 +13,8 @@ export const WAREHOUSE = 'https://warehouse.example.test/in';
 export const ONCALL = 'https://hooks.slack.test/services/T000/B000/ONCALL';
 export const FLAKY = 'https://flaky.example.test/in';
 export const METERED = 'https://metered.example.test/in';
+export const BRITTLE = 'https://brittle.example.test/in';
+export const ALERTS = 'https://hooks.slack.test/services/T000/B000/ALERTS';
 
 /** Event families the ordering tests use. */
 const ORDERED = ['organization.*', 'organization_membership.*', 'group.*', 'role.*', 'organization_role.*', 'dsync.group.user_*'];
@@ -28,6 +30,8 @@ export const DELIVERY_ROUTER = {
     { name: 'big', type: 'http', url: BIG, max_attempts: 3, retry_delay_seconds: 1, timeout_ms: 5000 },
     { name: 'oncall', type: 'slack', url: ONCALL, digest_window_seconds: 1 },
     { name: 'warehouse', type: 'http', url: WAREHOUSE, max_attempts: 3, retry_delay_seconds: 1 },
+    { name: 'brittle', type: 'http', url: BRITTLE, max_attempts: 1 },
+    { name: 'ops-alerts', type: 'slack', url: ALERTS, digest_window_seconds: 1 },
     { name: 'metered', type: 'http', url: METERED, max_per_second: 20, max_attempts: 3, retry_delay_seconds: 1 },
     { name: 'flaky', type: 'http', url: FLAKY, max_attempts: 6, retry_delay_seconds: 1, circuit: { failures: 20, cooldown_seconds: 2 } },
   ],
@@ -43,7 +47,9 @@ export const DELIVERY_ROUTER = {
     { name: 'domains', events: ['organization_domain.*'], to: ['warehouse'] },
     { name: 'invitations', events: ['invitation.*'], to: ['flaky'] },
     { name: 'magic', events: ['magic_auth.*'], to: ['metered'] },
+    { name: 'resets', events: ['password_reset.*'], to: ['brittle'] },
   ],
+  alerts: { to: ['ops-alerts'], min_interval_seconds: 30 },
 };
 
 export const DELIVERY_SECRETS = { CRM_SIGNING_SECRET: 'crm-secret', OPS_URL: OPS, SLACK_URL: SLACK };

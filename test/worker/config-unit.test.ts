@@ -2,6 +2,7 @@ import { env } from 'cloudflare:workers';
 import { parse as parseToml } from 'smol-toml';
 import { describe, expect, it } from 'vitest';
 import {
+  ALERT_KINDS,
   CIRCUIT_DEFAULTS,
   type ConfigResult,
   type HttpDestination,
@@ -315,6 +316,30 @@ describe('parseRouterConfig: settings knobs', () => {
     expect(bad.ok ? [] : bad.problems).toEqual([expect.stringContaining('destinations[0].max_per_second: must be a whole number from 1 to 1000')]);
     const slack = parseRouterConfig({ destinations: [{ name: 's', type: 'slack', url: 'https://hooks.slack.com/services/T/B/X', max_per_second: 5 }], rules: [] }, () => undefined);
     expect(slack.ok ? [] : slack.problems).toEqual([expect.stringContaining('destinations[0].max_per_second: unknown field for a slack destination')]);
+  });
+
+  it('alerts: Slack destinations only, known kinds, validated interval and console_url', () => {
+    const dests = [
+      { name: 'ops', type: 'slack', url: 'https://hooks.slack.com/services/T/B/X' },
+      { name: 'crm', type: 'http', url: 'https://crm.example.test/' },
+    ];
+    const parse = (alerts: unknown) => parseRouterConfig({ destinations: dests, rules: [], alerts }, () => undefined);
+    const ok1 = parse({ to: ['ops'] });
+    expect(ok1.ok && ok1.config.alerts).toEqual({ to: ['ops'], on: [...ALERT_KINDS], minIntervalSeconds: 300, consoleUrl: null });
+    const ok2 = parse({ to: ['ops'], on: ['dead_letter', 'circuit_open'], min_interval_seconds: 60, console_url: 'https://router.example.com/' });
+    expect(ok2.ok && ok2.config.alerts).toEqual({ to: ['ops'], on: ['dead_letter', 'circuit_open'], minIntervalSeconds: 60, consoleUrl: 'https://router.example.com' });
+    const problems = (alerts: unknown) => {
+      const r = parse(alerts);
+      return r.ok ? [] : r.problems;
+    };
+    expect(problems({ to: ['crm'] })).toEqual(['alerts.to[0]: "crm" is a http destination; alerts go to Slack destinations']);
+    expect(problems({ to: ['opz'] })).toEqual([expect.stringContaining('alerts.to[0]: unknown destination "opz"')]);
+    expect(problems({ to: [] })).toEqual(['alerts.to: name at least one Slack destination']);
+    expect(problems({ to: ['ops'], on: ['dead_letters'] })).toEqual([expect.stringContaining('alerts.on[0]: unknown kind "dead_letters"')]);
+    expect(problems({ to: ['ops'], min_interval_seconds: 5 })).toEqual([expect.stringContaining('alerts.min_interval_seconds: must be a whole number from 10 to 86400')]);
+    expect(problems({ to: ['ops'], console_url: 'javascript:alert(1)' })).toEqual([expect.stringContaining('alerts.console_url')]);
+    expect(problems({ to: ['ops'], channel: '#ops' })).toEqual([expect.stringContaining('alerts.channel: unknown field')]);
+    expect(problems('yes')).toEqual(['alerts: must be a table ([vars.ROUTER.alerts])']);
   });
 
   it('console_show_payloads: false by default, a boolean only', () => {

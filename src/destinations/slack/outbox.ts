@@ -31,13 +31,15 @@ import { errorName, log } from '../../log';
 import { backoffSeconds, type DeliveryOutcome } from '../types';
 import { type SlackMessage, digestSampleLine, keyFieldOf } from './format';
 import { postToSlack } from './post';
-import { type DigestEntry, DigestBuilder, renderEntry } from './render';
+import { type DigestEntry, DigestBuilder, renderAlert, renderEntry } from './render';
 
 export interface OutboxItem {
   event_id: string;
   event_type: string;
   rules: string[];
   raw: string;
+  /** An operational alert (src/alerts/notifier.ts): its mrkdwn text, already escaped, instead of an event to format. */
+  alert?: string;
 }
 
 export type SubmitOutcome = 'accepted' | 'duplicate' | 'full';
@@ -122,7 +124,7 @@ export class SlackOutbox extends DurableObject<Env> {
     const outcomes = items.map((item): SubmitOutcome => {
       if (this.sql.exec('SELECT 1 FROM seen WHERE event_id = ?', item.event_id).toArray().length > 0) return 'duplicate';
       if (waiting >= dest.maxPending) return 'full';
-      const entry = renderEntry(dest, parseEvent(item), item.rules);
+      const entry = item.alert !== undefined ? renderAlert(item.alert) : renderEntry(dest, parseEvent(item), item.rules);
       this.sql.exec(
         'INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
         item.event_id,

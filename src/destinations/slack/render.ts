@@ -53,6 +53,11 @@ export function renderEntry(dest: SlackDestination, event: UnknownEvent, rules: 
   return entry;
 }
 
+/** An operational alert: its (already escaped) mrkdwn as a message of its own, and as a digest line. */
+export function renderAlert(text: string): RenderedEntry {
+  return { single: JSON.stringify({ text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] }), sample: text };
+}
+
 /** One waiting event, as the digest reads it. */
 export interface DigestEntry {
   seq: number;

@@ -1,0 +1,264 @@
+/**
+ * Operational alerts to Slack (`[vars.ROUTER.alerts]`): one SQLite-backed
+ * Durable Object (`ALERTS`) that the router's parts tell what happened —
+ * dead letters, circuits opening and closing, pauses, reconciliation errors,
+ * recoveries and lag, an invalid configuration.
+ *
+ * - One message per kind and subject (a destination, or the router) per
+ *   `min_interval_seconds`, counting what happened in between (the alarm
+ *   sends what waited).
+ * - A recovery (circuit closed, resumed, reconciliation or configuration
+ *   working again) is sent at once, after any outage message still waiting
+ *   for the same subject, and only when that outage was announced.
+ * - Messages go through the Slack destinations' own outboxes, so when Slack
+ *   is down they wait and are sent later. An alert that the outbox finally
+ *   dead-letters is never alerted on (`router.alert` records are skipped):
+ *   no alerts about alerts.
+ * - The last valid alerts configuration is kept, so an invalid configuration
+ *   can still be announced; the alarm checks every minute for its fix.
+ */
+import { DurableObject } from 'cloudflare:workers';
+import { loadConfig } from '../config/load';
+import type { AlertKind, AlertsConfig, SlackDestination } from '../config/router-config';
+import { literal } from '../destinations/slack/format/escape';
+import { outboxStub } from '../destinations/slack/outbox';
+import { errorName, log } from '../log';
+
+/** The event type alert entries carry in Slack outboxes (and in a dead letter, should one be made). */
+export const ALERT_EVENT_TYPE = 'router.alert';
+/** The subject of alerts about the router as a whole. */
+const ROUTER_SUBJECT = '(router)';
+
+export interface AlertSignal {
+  kind: AlertKind;
+  /** A destination name; absent: the router. */
+  destination?: string;
+  count?: number;
+  /** A short machine-readable detail (a reason, an error kind): shown escaped, at most 5 distinct kept. */
+  detail?: string;
+  /** A recovery of this kind's outage (reconciliation working again, configuration fixed). */
+  recovered?: boolean;
+}
+
+type Row = { kind: string; subject: string; pending: number; details: string; first_at: number | null; last_sent_at: number; outage_open: number; opened_at: number | null };
+
+/** Outage kind → the recovery kind that ends it. */
+const RECOVERY_OF: Partial<Record<AlertKind, AlertKind>> = { circuit_closed: 'circuit_open', resumed: 'paused' };
+
+export class AlertNotifier extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS alerts (
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        pending INTEGER NOT NULL DEFAULT 0,
+        details TEXT NOT NULL DEFAULT '[]',
+        first_at INTEGER,
+        last_sent_at INTEGER NOT NULL DEFAULT 0,
+        outage_open INTEGER NOT NULL DEFAULT 0,
+        opened_at INTEGER,
+        PRIMARY KEY (kind, subject)
+      ) WITHOUT ROWID;
+    `);
+  }
+
+  async notify(signals: AlertSignal[]): Promise<void> {
+    const cfg = this.config();
+    if (cfg === null) return;
+    const now = Date.now();
+    for (const s of signals) {
+      if (s.recovered === true) {
+        await this.recover(s.kind, s.destination ?? ROUTER_SUBJECT, cfg, now, s.detail);
+        continue;
+      }
+      const outage = RECOVERY_OF[s.kind];
+      if (outage !== undefined) {
+        await this.recover(outage, s.destination ?? ROUTER_SUBJECT, cfg, now, s.detail, s.kind);
+        continue;
+      }
+      if (!cfg.alerts.on.includes(s.kind)) continue;
+      const subject = s.destination ?? ROUTER_SUBJECT;
+      const row = this.row(s.kind, subject);
+      const details = JSON.parse(row.details) as string[];
+      if (s.detail !== undefined && !details.includes(s.detail) && details.length < 5) details.push(s.detail);
+      this.sql.exec(
+        'UPDATE alerts SET pending = pending + ?, details = ?, first_at = COALESCE(first_at, ?), outage_open = 1, opened_at = COALESCE(opened_at, ?) WHERE kind = ? AND subject = ?',
+        s.count ?? 1,
+        JSON.stringify(details),
+        now,
+        now,
+        s.kind,
+        subject,
+      );
+    }
+    await this.sendDue(cfg, now);
+  }
+
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    const cfg = this.config();
+    if (cfg === null) return;
+    // The configuration was announced invalid: is it fixed?
+    const invalid = this.sql.exec<Row>("SELECT * FROM alerts WHERE kind = 'config_invalid' AND outage_open = 1").toArray()[0];
+    if (invalid !== undefined && loadConfig(this.env).ok) await this.recover('config_invalid', ROUTER_SUBJECT, cfg, now);
+    await this.sendDue(cfg, now);
+  }
+
+  /** The alerts configuration now, or the last valid one (kept for announcing an invalid configuration). */
+  private config(): { alerts: AlertsConfig; targets: SlackDestination[] } | null {
+    const loaded = loadConfig(this.env);
+    const kv = this.ctx.storage.kv;
+    if (loaded.ok) {
+      const alerts = loaded.config.alerts;
+      if (alerts === null) {
+        kv.delete('config');
+        return null;
+      }
+      const targets = alerts.to.map((n) => loaded.config.destinations.get(n)).filter((d): d is SlackDestination => d?.type === 'slack');
+      kv.put('config', { alerts, targets });
+      return { alerts, targets };
+    }
+    return kv.get<{ alerts: AlertsConfig; targets: SlackDestination[] }>('config') ?? null;
+  }
+
+  private row(kind: string, subject: string): Row {
+    this.sql.exec('INSERT OR IGNORE INTO alerts (kind, subject) VALUES (?, ?)', kind, subject);
+    return this.sql.exec<Row>('SELECT * FROM alerts WHERE kind = ? AND subject = ?', kind, subject).one();
+  }
+
+  /** Ends an outage: sends what of it still waits, then the recovery — only if the outage was announced. */
+  private async recover(outage: AlertKind, subject: string, cfg: { alerts: AlertsConfig; targets: SlackDestination[] }, now: number, detail?: string, recoveryKind?: AlertKind): Promise<void> {
+    const row = this.sql.exec<Row>('SELECT * FROM alerts WHERE kind = ? AND subject = ?', outage, subject).toArray()[0];
+    if (row === undefined || row.outage_open === 0) return;
+    if (row.pending > 0) await this.send(row, cfg, now);
+    const kind = recoveryKind ?? outage;
+    if (recoveryKind !== undefined && !cfg.alerts.on.includes(recoveryKind)) {
+      this.sql.exec('UPDATE alerts SET outage_open = 0, opened_at = NULL WHERE kind = ? AND subject = ?', outage, subject);
+      return;
+    }
+    const lasted = row.opened_at !== null ? ` after ${duration(now - row.opened_at)}` : '';
+    const text = recoveryText(kind, subject, lasted, detail, cfg.alerts.consoleUrl);
+    if (await this.post(text, cfg)) this.sql.exec('UPDATE alerts SET outage_open = 0, opened_at = NULL WHERE kind = ? AND subject = ?', outage, subject);
+    else await this.retryLater(now);
+  }
+
+  private async sendDue(cfg: { alerts: AlertsConfig; targets: SlackDestination[] }, now: number): Promise<void> {
+    const interval = cfg.alerts.minIntervalSeconds * 1000;
+    let next: number | null = null;
+    for (const row of this.sql.exec<Row>('SELECT * FROM alerts WHERE pending > 0').toArray()) {
+      const due = row.last_sent_at + interval;
+      if (due <= now) {
+        if (!(await this.send(row, cfg, now))) next = Math.min(next ?? Number.POSITIVE_INFINITY, now + 60_000);
+      } else next = Math.min(next ?? Number.POSITIVE_INFINITY, due);
+    }
+    if (this.sql.exec("SELECT 1 FROM alerts WHERE kind = 'config_invalid' AND outage_open = 1").toArray().length > 0) {
+      next = Math.min(next ?? Number.POSITIVE_INFINITY, now + 60_000);
+    }
+    if (next !== null) await this.ctx.storage.setAlarm(next);
+  }
+
+  private async send(row: Row, cfg: { alerts: AlertsConfig; targets: SlackDestination[] }, now: number): Promise<boolean> {
+    const text = outageText(row.kind as AlertKind, row.subject, row.pending, JSON.parse(row.details) as string[], cfg.alerts.consoleUrl);
+    if (!(await this.post(text, cfg))) return false;
+    this.sql.exec("UPDATE alerts SET pending = 0, details = '[]', first_at = NULL, last_sent_at = ? WHERE kind = ? AND subject = ?", now, row.kind, row.subject);
+    log('info', 'alert_sent', { kind: row.kind, subject: row.subject, count: row.pending });
+    return true;
+  }
+
+  /** Hands the message to every target's outbox (which waits out Slack outages). */
+  private async post(text: string, cfg: { targets: SlackDestination[] }): Promise<boolean> {
+    const id = `alert_${crypto.randomUUID()}`;
+    const raw = JSON.stringify({ id, event: ALERT_EVENT_TYPE, created_at: new Date().toISOString(), data: { text } });
+    try {
+      await Promise.all(cfg.targets.map((d) => outboxStub(this.env, d.name).submit(d, { event_id: `${id}:${d.name}`, event_type: ALERT_EVENT_TYPE, rules: [], raw, alert: text })));
+      return true;
+    } catch (err) {
+      log('warn', 'alert_handoff_failed', { error: errorName(err) });
+      return false;
+    }
+  }
+
+  private async retryLater(now: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > now + 60_000) await this.ctx.storage.setAlarm(now + 60_000);
+  }
+}
+
+function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+function link(consoleUrl: string | null, path: string, label: string): string {
+  return consoleUrl === null ? '' : ` <${consoleUrl}${path}|${label}>`;
+}
+
+const dest = (subject: string) => literal(subject, 64);
+
+/** The outage message (mrkdwn; every value escaped). */
+export function outageText(kind: AlertKind, subject: string, count: number, details: string[], consoleUrl: string | null): string {
+  const d = details.length > 0 ? ` (${details.map((x) => literal(x, 60)).join(', ')})` : '';
+  const enc = encodeURIComponent(subject);
+  switch (kind) {
+    case 'dead_letter':
+      return `:warning: *${count}* new dead letter${count === 1 ? '' : 's'} for *${dest(subject)}*${d}.${link(consoleUrl, `/console/dead-letters?destination=${enc}`, 'Open dead letters')}`;
+    case 'circuit_open':
+      return `:rotating_light: Circuit *open* for *${dest(subject)}*${d}: deliveries are held until a probe succeeds.${link(consoleUrl, '/console/destinations', 'Destinations')}`;
+    case 'paused':
+      return `:double_vertical_bar: *${dest(subject)}* was paused: its deliveries are held.${link(consoleUrl, '/console/destinations', 'Destinations')}`;
+    case 'reconcile_error':
+      return `:warning: Reconciliation from the WorkOS Events API failed${count > 1 ? ` ${count} times` : ''}${d}.${link(consoleUrl, '/console', 'Overview')}`;
+    case 'reconcile_recovered':
+      return `:mag: Reconciliation recovered *${count}* event${count === 1 ? '' : 's'} the webhooks had missed${d}.${link(consoleUrl, '/console/events?source=reconcile', 'Events')}`;
+    case 'reconcile_lag':
+      return `:hourglass: Reconciliation is behind${d}.${link(consoleUrl, '/console', 'Overview')}`;
+    case 'config_invalid':
+      return `:no_entry: The router configuration is *invalid*: events are held until it is fixed.${link(consoleUrl, '/console', 'Overview')}`;
+    case 'circuit_closed':
+    case 'resumed':
+      return recoveryText(kind, subject, '', undefined, consoleUrl);
+    default: {
+      const never: never = kind;
+      return String(never);
+    }
+  }
+}
+
+export function recoveryText(kind: AlertKind, subject: string, lasted: string, detail: string | undefined, consoleUrl: string | null): string {
+  const d = detail !== undefined ? ` (${literal(detail, 60)})` : '';
+  switch (kind) {
+    case 'circuit_closed':
+    case 'circuit_open':
+      return `:white_check_mark: *${dest(subject)}* recovered${lasted}: circuit closed${d}; held deliveries are draining.${link(consoleUrl, '/console/destinations', 'Destinations')}`;
+    case 'resumed':
+    case 'paused':
+      return `:arrow_forward: *${dest(subject)}* resumed${lasted}${d}.${link(consoleUrl, '/console/destinations', 'Destinations')}`;
+    case 'config_invalid':
+      return `:white_check_mark: The router configuration is valid again${lasted}: held events flow.${link(consoleUrl, '/console', 'Overview')}`;
+    default:
+      return `:white_check_mark: Reconciliation works again${lasted}${d}.${link(consoleUrl, '/console', 'Overview')}`;
+  }
+}
+
+export function alertsStub(env: Env): DurableObjectStub<AlertNotifier> {
+  return env.ALERTS.get(env.ALERTS.idFromName('global')) as DurableObjectStub<AlertNotifier>;
+}
+
+/** Tells the notifier (best effort: an alert must never break what it reports on). */
+export async function notifyAlerts(env: Env, signals: AlertSignal[]): Promise<void> {
+  if (signals.length === 0) return;
+  // No alerts configured: no request. (An invalid config still asks: the notifier keeps the last valid alerts.)
+  const loaded = loadConfig(env);
+  if (loaded.ok && loaded.config.alerts === null) return;
+  try {
+    await alertsStub(env).notify(signals);
+  } catch (err) {
+    log('warn', 'alert_notify_failed', { error: errorName(err) });
+  }
+}
