@@ -29,6 +29,7 @@ import { type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../dest
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
 import { notifyAlerts } from '../alerts/notifier';
+import { AnalyticsBatch } from '../metrics/analytics';
 import { TraceWriter, bucketName } from '../trace/client';
 import { NO_DESTINATION, type TraceSource, type TraceWrite } from '../trace/store';
 import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, chunkForSendBatch, isRouterMessage, messageBytes, sendBatchCount } from './message';
@@ -191,7 +192,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   // Deliveries of every message in the batch run concurrently: a slow
   // destination holds up only its own requests. Slack hand-offs are collected
   // while the deliveries start, then sent once per destination.
-  const ctx: BatchContext = { slack: new SlackHandOff(env), held: new HeldHandOff(env), blocked, reports: {}, streaks: new Map(), trace };
+  const ctx: BatchContext = { slack: new SlackHandOff(env), held: new HeldHandOff(env), blocked, reports: {}, streaks: new Map(), trace, analytics: new AnalyticsBatch() };
   if (rateLimited) await takeSendSlots(work, config, env, ctx);
   const delivering = Promise.all(work.map((w) => deliverMessage(w, config, env, ctx)));
   await Promise.all([ctx.slack.flush(), ctx.held.flush()]);
@@ -206,6 +207,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       }
     }
   }
+  ctx.analytics.write(env);
   await Promise.all([
     trace.flush(),
     Object.keys(ctx.reports).length > 0
@@ -356,6 +358,7 @@ interface BatchContext {
   /** Per destination: when its last success and its retryable failures ended (for the breaker's streak). */
   streaks: Map<string, { lastOk: number; failures: number[] }>;
   trace: TraceWriter;
+  analytics: AnalyticsBatch;
 }
 
 /** How long a delivery waits when it could not be put on hold (the hold store was unavailable). */
@@ -402,6 +405,7 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       });
       const ended = Date.now();
       record(ctx, name, outcome, started, ended, body.probe === name);
+      ctx.analytics.add(name, body.type, outcome.ok ? 'delivered' : 'failed', ended - body.accepted_at);
       return { name, state, outcome, started, ended };
     }),
   );
@@ -414,6 +418,7 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
     if (outcome === 'held') {
       log('info', 'delivery_held', { event_id: body.id, event_type: body.type, destination: name });
       ctx.trace.add({ ...traced, state: 'held', next_attempt_at: null });
+      ctx.analytics.add(name, body.type, 'held', now - body.accepted_at);
       continue;
     }
     if (outcome === 'hold_failed') {
