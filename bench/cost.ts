@@ -29,6 +29,7 @@ export const PRICES = {
   sqliteRowsWrittenPerM: 1.0,
   sqliteRowsReadPerM: 0.001,
   queueOperationPerM: 0.4,
+  workersLogsPerM: 0.6,
 } as const;
 
 export const PRICE_SOURCES = [
@@ -36,6 +37,7 @@ export const PRICE_SOURCES = [
   'Durable Objects: $0.15 per million requests (each RPC method call on a stub is one request; alarms count too), $12.50 per million GB-s of duration at 128 MB per object — https://developers.cloudflare.com/durable-objects/platform/pricing/',
   'SQLite-backed Durable Object storage: $1.00 per million rows written, $0.001 per million rows read, $0.20 per GB-month stored — https://developers.cloudflare.com/durable-objects/platform/pricing/ (stated from the published SQLite storage pricing; treat as an assumption if it has changed)',
   'Queues: $0.40 per million operations; one operation per 64 KB written, read or deleted, so 3 per delivered message — https://developers.cloudflare.com/queues/platform/pricing/',
+  'Workers Logs: 20 million log lines a month included on Workers Paid, then $0.60 per million — https://developers.cloudflare.com/workers/observability/logs/workers-logs/#pricing (from memory of the published page: verify before relying on it)',
 ];
 
 type Counters = {
@@ -53,6 +55,7 @@ type Counters = {
   sqlRowsWritten: number;
   sqlStatements: number;
   doActiveMs: number;
+  traceRowsExpired: number;
   sqlByStatement: Record<string, { calls: number; rowsRead: number; rowsWritten: number }>;
 };
 
@@ -170,6 +173,10 @@ interface RunFigures {
   isolates: number;
   sinkRequests: number;
   logWebhookLines: number;
+  /** Structured log lines the router printed per accepted event (Workers Logs bills per line past the included volume). */
+  logLinesPerEvent: number;
+  /** Per accepted event, the end of its life: sweep deletes (ledger), trace rows removed with their bucket. */
+  expiry: { rowsWritten: number; traceRowsExpired: number; doRequests: number };
   logDeliveredLines: number;
   counters: Counters;
   duplicateCounters: Counters;
@@ -242,6 +249,12 @@ async function runOnce(
     }
     await sleep(500);
     const afterDup = await readCounters(r.url);
+    // The rest of each event's life: its rows expire and the sweeps delete them.
+    const day = new Date().toISOString().slice(0, 10);
+    await fetch(`${r.url}/__bench/expire?shards=16&bucket=trace:${day}:0`);
+    const afterExpiry = await readCounters(r.url);
+    const expiryCounters = diff(afterExpiry.total, afterDup.total);
+    const logLines = (output.match(/\{"level":"/g) ?? []).length;
     const counters = diff(afterUnique.total, before.total);
     const duplicateCounters = diff(afterDup.total, afterUnique.total);
     const cpuTotal = (cpuMs.workerd ?? 0);
@@ -255,6 +268,12 @@ async function runOnce(
       isolates: afterDup.isolates,
       sinkRequests: sinkCount(prefix),
       logWebhookLines: (output.match(/"msg":"webhook"/g) ?? []).length,
+      logLinesPerEvent: logLines / Math.max(1, accepted),
+      expiry: {
+        rowsWritten: expiryCounters.sqlRowsWritten / Math.max(1, accepted),
+        traceRowsExpired: expiryCounters.traceRowsExpired / Math.max(1, accepted),
+        doRequests: sum(expiryCounters.doIncoming) / Math.max(1, accepted),
+      },
       logDeliveredLines: (output.match(/"msg":"delivered"/g) ?? []).length,
       counters,
       duplicateCounters,
@@ -304,7 +323,11 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
       ['subrequests from the webhook invocation (DO RPC)', ...runs.map((r) => f(r.perEvent.webhookSubrequests)), 'not billed'],
       ['subrequests from the Durable Object (queue send)', ...runs.map((r) => f(r.perEvent.doSubrequests)), 'not billed'],
       ['subrequests from the consumer (HTTP deliveries + queue/DO calls)', ...runs.map((r) => f(r.perEvent.consumerSubrequests)), 'not billed'],
-      ['SQLite rows written', ...runs.map((r) => f(r.perEvent.sqlRowsWritten)), 'DO storage'],
+      ['SQLite rows written (accept and deliver)', ...runs.map((r) => f(r.perEvent.sqlRowsWritten)), 'DO storage'],
+      ['  + at expiry: sweep deletes (ledger, bodies, ordering)', ...runs.map((r) => f(r.expiry.rowsWritten)), 'DO storage'],
+      ['  + at expiry: trace rows removed with their day bucket (deleteAll; counted as rows)', ...runs.map((r) => f(r.expiry.traceRowsExpired)), 'DO storage (assumed per row)'],
+      ['SQLite rows written, whole life', ...runs.map((r) => f(r.perEvent.sqlRowsWritten + r.expiry.rowsWritten + r.expiry.traceRowsExpired)), 'DO storage'],
+      ['structured log lines', ...runs.map((r) => f(r.logLinesPerEvent)), 'Workers Logs (per line past the included volume)'],
       ['SQLite rows read', ...runs.map((r) => f(r.perEvent.sqlRowsRead)), 'DO storage'],
       ['Durable Object active wall time (ms)', ...runs.map((r) => f(r.perEvent.doActiveMs)), 'DO duration (GB-s)'],
       ['local workerd CPU (ms, whole pipeline)', ...runs.map((r) => f(r.perEvent.localCpuMs)), 'proxy for Workers CPU'],
@@ -355,9 +378,12 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
       ['Workers CPU at the local workerd CPU/event (upper bound)', ...runs.map((r) => money(r.costs.workersCpu))],
       ['Durable Object requests', ...runs.map((r) => money(r.costs.doRequests))],
       ['Durable Object duration (active wall time × 128 MB)', ...runs.map((r) => money(r.costs.doDuration))],
-      ['SQLite rows written + read', ...runs.map((r) => money(r.costs.sqlite))],
+      ['SQLite rows written + read (accept and deliver)', ...runs.map((r) => money(r.costs.sqlite))],
+      ['SQLite rows written at expiry (sweeps, trace buckets)', ...runs.map((r) => money((r.expiry.rowsWritten + r.expiry.traceRowsExpired) * PRICES.sqliteRowsWrittenPerM))],
+      ['Workers Logs lines', ...runs.map((r) => money(r.logLinesPerEvent * PRICES.workersLogsPerM))],
       ['Queues operations', ...runs.map((r) => money(r.costs.queues))],
       ['total', ...runs.map((r) => money(r.costs.total))],
+      ['total, whole life (expiry and log lines included)', ...runs.map((r) => money(r.costs.total + (r.expiry.rowsWritten + r.expiry.traceRowsExpired) * PRICES.sqliteRowsWrittenPerM + r.logLinesPerEvent * PRICES.workersLogsPerM))],
     ],
     note: `Prices: ${PRICE_SOURCES.join(' · ')}. Prices as published on those pages when looked up on ${new Date().toISOString().slice(0, 10)}; the $5/month Workers Paid minimum and the monthly included usage are not subtracted.`,
   };

@@ -16,6 +16,7 @@ import { SOAK_TITLE } from '../scripts/lib/soak-report';
 import { runMatch } from './match';
 import { runVerify } from './verify';
 import { runTrace } from './trace';
+import { runBurst } from './burst';
 
 export const BENCHMARKS: BenchDefinition[] = [
   {
@@ -62,6 +63,13 @@ export const BENCHMARKS: BenchDefinition[] = [
     method:
       'A bench-only entry (bench/workerd/trace/index.js) adds a SQL-only seed() to the trace buckets; a synthetic week (6.05 M acceptances, every one to crm, every other one to warehouse too; 0.5 % dead-lettered, 1 % retrying, 0.5 % held) is written into the day buckets, then each query shape is timed through the real admin routes over HTTP, interleaved, against the same shapes over one hour of traffic in the same run.',
     run: runTrace,
+  },
+  {
+    name: 'burst',
+    title: 'A directory sync burst (5,000 events at once) against max_per_second = 10, measured at the receiver',
+    method:
+      'wrangler dev on loopback; 5,000 dsync.user.created sent with 100 requests in flight; the loopback receiver records each arrival; the same burst to a destination without a limit is the baseline, in the same run.',
+    run: runBurst,
   },
 ];
 

@@ -41,6 +41,8 @@ function freshCounters() {
     sqlRowsWritten: 0,
     sqlStatements: 0,
     doActiveMs: 0,
+    /** Trace rows removed by a bucket's expiry (deleteAll: not SQL, counted here as rows). */
+    traceRowsExpired: 0,
   };
 }
 
@@ -226,6 +228,12 @@ export class DedupLedger extends BaseLedger {
   alarm(info) {
     return timed(this.#clock, 'DedupLedger.alarm', () => super.alarm(info));
   }
+  /** The bench's "time passes": every row expires now (not counted), then the sweep runs (counted). */
+  async __benchExpireAll() {
+    const raw = this.ctx.storage.sql;
+    for (const t of ['ledger', 'bodies', 'objects']) raw.exec(`UPDATE ${t} SET expires_at = 0`);
+    await this.alarm();
+  }
   /** Not counted: the benchmark's read-out. */
   async __benchCounters() {
     return snapshot();
@@ -272,6 +280,11 @@ export class DeliveryTrace extends BaseTrace {
   record(writes, expiresAt) {
     return timed(this.#clock, 'DeliveryTrace.record', () => super.record(writes, expiresAt));
   }
+  /** The bench's "time passes": the bucket's retention alarm runs now. */
+  async __benchExpire() {
+    counters.traceRowsExpired += this.ctx.storage.sql.exec('SELECT COUNT(*) AS n FROM trace').one().n;
+    await this.alarm();
+  }
   alarm(info) {
     return timed(this.#clock, 'DeliveryTrace.alarm', () => super.alarm(info));
   }
@@ -310,6 +323,12 @@ export default {
       const seen = new Set();
       const merged = snapshots.filter((s) => (seen.has(s.isolate) ? false : (seen.add(s.isolate), true)));
       return Response.json({ isolates: merged.length, snapshots: merged });
+    }
+    if (url.pathname === '/__bench/expire') {
+      const shards = Number(url.searchParams.get('shards') ?? '16');
+      for (let i = 0; i < shards; i++) await env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(`ledger-${i}`)).__benchExpireAll();
+      for (const name of url.searchParams.getAll('bucket')) await env.DELIVERY_TRACE.get(env.DELIVERY_TRACE.idFromName(name)).__benchExpire();
+      return Response.json({ ok: true });
     }
     if (url.pathname === '/__bench/reset') {
       counters = freshCounters();
