@@ -215,7 +215,7 @@ export function outageText(kind: AlertKind, subject: string, count: number, deta
     case 'reconcile_error':
       return `:warning: Reconciliation from the WorkOS Events API failed${count > 1 ? ` ${count} times` : ''}${d}.${link(consoleUrl, '/console', 'Overview')}`;
     case 'reconcile_recovered':
-      return `:mag: Reconciliation recovered *${count}* event${count === 1 ? '' : 's'} the webhooks had missed${d}.${link(consoleUrl, '/console/events?source=reconcile', 'Events')}`;
+      return `:mag: Reconciliation recovered *${count}* event${count === 1 ? '' : 's'} the webhooks had missed${d}.${link(consoleUrl, '/console/events', 'Events')}`;
     case 'reconcile_lag':
       return `:hourglass: Reconciliation is behind${d}.${link(consoleUrl, '/console', 'Overview')}`;
     case 'config_invalid':
