@@ -1,5 +1,6 @@
 /**
- * `npm run demo`: the router end to end on this machine, offline.
+ * `npm run demo [-- --env <name>] [--config wrangler.toml]`: the router end to
+ * end on this machine, offline.
  *
  * Starts a loopback sink (playing two HTTP services and a Slack incoming
  * webhook) and the router (a real `wrangler dev`) with a demo config; sends one
@@ -9,17 +10,41 @@
  * prints a summary table; stops everything it started, also on Ctrl-C and on
  * errors.
  *
+ * `--env <name>` runs the Worker of that environment (`wrangler dev --env
+ * <name>`): its own Durable Object bindings, queues and consumers, exactly as
+ * wrangler builds them, so a missing consumer or binding shows up as missing
+ * deliveries. Its vars are replaced by the demo's (routing to the local sink).
+ *
  * Exit 0 only when every expected delivery arrived exactly once, nothing else
- * arrived, every re-signature verified and all the counts are right.
+ * arrived, every re-signature verified and all the counts are right; 2 on
+ * usage errors and an unknown environment.
  */
 import { execFileSync } from 'node:child_process';
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { resolve } from 'node:path';
 import { type Destination, parseRouterConfig } from '../src/config/router-config';
 import { EVENT_TYPES, type EventType, type UnknownEvent, eventFamily } from '../src/events/catalog';
 import { makeEvent } from '../test/fixtures/events';
+import { CONFIG_OPTIONS, type Tool, assertEnvironmentExists, parseToolArgs, requestedEnv, usageError } from './lib/args';
 import { type RouterProcess, groupAlive, startRouter } from './lib/dev-server';
 import { postSigned } from './lib/sign';
 import { type Sink, type SinkRequest, startSink } from './lib/sink';
+import { compareWithTopLevel, queueProblems, readWranglerConfig } from './wrangler-config';
+
+const TOOL: Tool = {
+  name: 'demo',
+  usage: `usage: npm run demo [-- --env <name>] [--config wrangler.toml]
+
+  --env, -e      run the Worker of that environment ([env.<name>]: its own Durable
+                 Objects, queues and consumers, as \`wrangler dev --env <name>\` builds it);
+                 the demo's routing replaces its ROUTER (default: the top level)
+  --config, -c   the wrangler config (default: the project's wrangler.toml)`,
+};
+const cli = parseToolArgs(TOOL, CONFIG_OPTIONS);
+if (cli.positionals.length > 0) usageError(TOOL, `unexpected argument "${cli.positionals[0]}"`);
+const CONFIG_PATH = cli.values.config !== undefined ? resolve(cli.values.config) : undefined;
+const ENV = requestedEnv(cli.values.env) || undefined;
+assertEnvironmentExists(TOOL, CONFIG_PATH ?? new URL('../wrangler.toml', import.meta.url).pathname, ENV);
 
 const DELIVERY_TIMEOUT_MS = 60_000;
 /** After the last expected delivery: room for a wrong extra one to show up. */
@@ -404,9 +429,19 @@ async function main(): Promise<boolean> {
   if (!parsed.ok) throw new Error(`demo config is invalid:\n  ${parsed.problems.join('\n  ')}`);
   const { config } = parsed;
 
-  console.log('2. Starting the router (wrangler dev)…');
+  const wranglerArgs: string[] = [];
+  if (ENV !== undefined) {
+    const configFile = CONFIG_PATH ?? new URL('../wrangler.toml', import.meta.url).pathname;
+    const view = readWranglerConfig(configFile, { env: ENV });
+    const top = readWranglerConfig(configFile);
+    const events = view.producers.find((p) => p.binding === 'EVENTS_QUEUE')?.queue ?? '(none)';
+    console.log(`   Environment ${ENV}: Worker ${view.workerName ?? '?'}, its own queue ${events} and Durable Objects; the demo's routing replaces [env.${ENV}.vars.ROUTER].`);
+    for (const p of [...compareWithTopLevel(top, view).problems, ...queueProblems(view)]) console.log(`   ! [env.${ENV}] ${p}`);
+    wranglerArgs.push('--env', ENV);
+  }
+  console.log(`2. Starting the router (wrangler dev${ENV !== undefined ? ` --env ${ENV}` : ''})…`);
   const started = Date.now();
-  routerStarting = startRouter({ vars });
+  routerStarting = startRouter({ vars, args: wranglerArgs, ...(CONFIG_PATH !== undefined ? { config: CONFIG_PATH } : {}) });
   router = await routerStarting;
   for (const g of childGroups()) routerGroups.add(g);
   if (interrupted) return false;

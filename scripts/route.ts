@@ -1,5 +1,5 @@
 /**
- * `npm run route -- <event type | event.json> [--config wrangler.toml]`
+ * `npm run route -- <event type | event.json> [--config wrangler.toml] [--env <name>]`
  *
  * Explains routing the way EventBridge's TestEventPattern does: for every rule
  * in config order, whether it matches and why (which pattern included or
@@ -7,60 +7,50 @@
  * value found and pass/fail), then the destinations that would receive the
  * event. The verdict comes from the exact parser and matcher the Worker runs
  * (`parseRouterConfig`, `Matcher`); the per-pattern / per-condition lines
- * explain it and are cross-checked against it.
+ * explain it and are cross-checked against it. `--env <name>` reads that
+ * environment's own `[env.<name>.vars.ROUTER]` and bindings, as wrangler does
+ * (no inheritance from the top level).
  *
  * Exit 0 after explaining (also for an unknown type: a warning is printed);
- * exit 2 on usage errors, unreadable input and invalid configs.
+ * exit 2 on usage errors, unreadable input, invalid configs and an unknown environment.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { type Destination, type Rule, parseRouterConfig, suggest } from '../src/config/router-config';
 import { EVENT_TYPES, type UnknownEvent, isCatalogEventType } from '../src/events/catalog';
 import { Matcher } from '../src/routing/matcher';
 import { isPlainObject, readPath } from '../src/routing/where';
 import { envelopeProblem } from '../src/webhook/envelope';
+import { CONFIG_OPTIONS, type Tool, assertEnvironmentExists, parseToolArgs, requestedEnv, usageError as toolUsageError } from './lib/args';
 import { readWranglerConfig } from './wrangler-config';
 
-const USAGE = `usage: npm run route -- <event type | event.json> [--config wrangler.toml]
+const USAGE = `usage: npm run route -- <event type | event.json> [--config wrangler.toml] [--env <name>]
 
   <event type>   e.g. dsync.user.created: which rules select this type by name
                  (\`where\` conditions need a payload and are shown as "if where holds")
   <event.json>   a WorkOS event body ({ "id", "event", "data", "created_at" }):
                  rules, patterns and every \`where\` condition evaluated on it
-  --config       wrangler config to read [vars.ROUTER] from (default: wrangler.toml)`;
+  --config, -c   wrangler config to read [vars.ROUTER] from (default: wrangler.toml)
+  --env, -e      read that environment's routing ([env.<name>.vars.ROUTER]) as
+                 \`wrangler deploy --env <name>\` would (default: the top level)`;
+
+const TOOL: Tool = { name: 'route', usage: USAGE };
 
 function usageError(message: string): never {
-  console.error(`route: ${message}\n\n${USAGE}`);
-  process.exit(2);
+  toolUsageError(TOOL, message);
 }
 
 // ---------------------------------------------------------------------------
 // Arguments and inputs
 // ---------------------------------------------------------------------------
 
-let parsed: ReturnType<typeof parseCli>;
-function parseCli() {
-  return parseArgs({
-    args: process.argv.slice(2),
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
-    allowPositionals: true,
-    strict: true,
-  });
-}
-try {
-  parsed = parseCli();
-} catch (err) {
-  usageError((err as Error).message);
-}
-if (parsed.values.help === true) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const parsed = parseToolArgs(TOOL, CONFIG_OPTIONS);
 if (parsed.positionals.length !== 1) {
   usageError(parsed.positionals.length === 0 ? 'an event type or an event JSON file is required' : 'give exactly one event type or file');
 }
 const input = parsed.positionals[0] as string;
 const configPath = parsed.values.config ?? 'wrangler.toml';
+const env = requestedEnv(parsed.values.env) || undefined;
+assertEnvironmentExists(TOOL, configPath, env);
 
 const isFile = input.endsWith('.json') || (existsSync(input) && statSync(input).isFile());
 let event: UnknownEvent | undefined;
@@ -85,14 +75,16 @@ if (isFile) {
 
 let view: ReturnType<typeof readWranglerConfig>;
 try {
-  view = readWranglerConfig(configPath);
+  view = readWranglerConfig(configPath, { env });
 } catch (err) {
   console.error(`✗ ${configPath}: ${(err as Error).message}`);
   process.exit(2);
 }
 const result = parseRouterConfig(view.router, view.lookup);
 if (!result.ok) {
-  console.error(`✗ ${configPath}: ROUTER is invalid, so the Worker would route nothing (npm run check -- ${configPath}):`);
+  const where = env !== undefined ? ` [env.${env}]` : '';
+  const checkArgs = `${configPath}${env !== undefined ? ` --env ${env}` : ''}`;
+  console.error(`✗ ${configPath}${where}: ROUTER is invalid, so the Worker would route nothing (npm run check -- ${checkArgs}):`);
   for (const p of result.problems) console.error(`  ✗ ${p}`);
   process.exit(2);
 }
@@ -116,6 +108,11 @@ const say = (line = '') => out.push(line);
 say(`Event type  ${type}${isCatalogEventType(type) ? '' : '  (not in the WorkOS catalog)'}`);
 if (event !== undefined) say(`Event id    ${event.id}   (from ${input})`);
 say(`Config      ${view.path}  (${config.rules.length} rule(s), ${config.destinations.size} destination(s))`);
+if (view.env !== undefined) {
+  say(`Environment ${view.env}  ([env.${view.env}.vars.ROUTER]; Worker ${view.workerName ?? '?'})`);
+} else if (view.environments.length > 0) {
+  say(`Environment top level  (also defined: ${view.environments.join(', ')}; choose one with --env <name>)`);
+}
 if (!isCatalogEventType(type)) {
   say();
   say(`! warning: "${type}" is not a known WorkOS event type${suggest(type, EVENT_TYPES)}; routed by pattern anyway.`);
@@ -257,8 +254,11 @@ function describeDestination(d: Destination, name: string): string {
   // Never print a URL that comes from a secret.
   const fromSecret = isPlainObject(raw) && typeof raw.url_secret === 'string' ? `url from secret ${raw.url_secret}` : undefined;
   switch (d.type) {
-    case 'queue':
-      return `queue → ${d.queue}`;
+    case 'queue': {
+      // In an environment, also the queue its binding sends to (names differ per environment).
+      const queueName = view.env !== undefined ? view.producers.find((p) => p.binding === d.queue)?.queue : undefined;
+      return `queue → ${d.queue}${queueName !== undefined ? ` (${queueName})` : ''}`;
+    }
     case 'http':
       return `http → ${fromSecret ?? d.url}${d.signingSecret !== undefined ? ' (re-signed)' : ''}`;
     case 'slack':

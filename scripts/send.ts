@@ -1,5 +1,5 @@
 /**
- * `npm run send -- <event type> [--url URL] [--secret S] [--count N] [--repeat K] [--file payload.json]`
+ * `npm run send -- <event type> [--url URL] [--secret S] [--count N] [--repeat K] [--file payload.json] [--env <name>]`
  *
  * Sends realistic, correctly signed WorkOS webhooks to a router (local
  * `npm run dev` by default, or a deployed Worker) and prints each answer.
@@ -13,17 +13,24 @@
  *   exact bytes K more times (freshly signed, like a WorkOS retry) to show
  *   deduplication.
  * - `--url https://x.workers.dev` (no path) means https://x.workers.dev/webhooks/workos.
+ * - `--env <name>`: the environment the target router runs (`wrangler dev|deploy
+ *   --env <name>`): the default secret is that environment's local
+ *   WORKOS_WEBHOOK_SECRET (`.dev.vars.<name>`, else `.dev.vars`, else dev.env —
+ *   the files `check` reads for it), and the routing of the type in
+ *   `[env.<name>.vars.ROUTER]` is printed before sending.
  *
  * The secret and the signature are never printed. Exit 0 when every request
- * was answered 200, 1 otherwise (including an unreachable router), 2 on usage errors.
+ * was answered 200, 1 otherwise (including an unreachable router), 2 on usage
+ * errors and an unknown environment.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { suggest } from '../src/config/router-config';
+import { parseRouterConfig, suggest } from '../src/config/router-config';
 import { EVENT_TYPES, type EventType, isCatalogEventType } from '../src/events/catalog';
 import { makeEvent, newEventId } from '../test/fixtures/events';
+import { CONFIG_OPTIONS, type Tool, assertEnvironmentExists, parseToolArgs, requestedEnv, usageError as toolUsageError } from './lib/args';
 import { postSigned } from './lib/sign';
+import { defaultSecretFiles, readSecretFiles, readWranglerConfig } from './wrangler-config';
 
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 const DEFAULT_URL = 'http://127.0.0.1:8787/webhooks/workos';
@@ -31,7 +38,7 @@ const WEBHOOK_PATH = '/webhooks/workos';
 const MAX_COUNT = 1000;
 const MAX_REPEAT = 100;
 
-const USAGE = `usage: npm run send -- <event type> [--url URL] [--secret S] [--count N] [--repeat K] [--file payload.json]
+const USAGE = `usage: npm run send -- <event type> [--url URL] [--secret S] [--count N] [--repeat K] [--file payload.json] [--env <name>]
 
   <event type>  any WorkOS catalog type, e.g. user.created (optional with --file when
                 the file is a whole event)
@@ -41,41 +48,30 @@ const USAGE = `usage: npm run send -- <event type> [--url URL] [--secret S] [--c
   --repeat K    re-send each event (same id, same bytes) K more times (default 0)
   --file F      JSON payload to send instead of the sample: an event envelope
                 ({ "event", "data", ... }) or just the "data" object; each send
-                still gets a fresh id and created_at`;
+                still gets a fresh id and created_at
+  --env E       the router's environment ([env.E] in wrangler.toml): default secret
+                from .dev.vars.E / .dev.vars / dev.env, and E's routing of the type shown
+  --config C    the wrangler config defining the environment (default: wrangler.toml)`;
+
+const TOOL: Tool = { name: 'send', usage: USAGE };
 
 function usageError(message: string): never {
-  console.error(`send: ${message}\n\n${USAGE}`);
-  process.exit(2);
+  toolUsageError(TOOL, message);
 }
 
-function cli() {
-  return parseArgs({
-    args: process.argv.slice(2),
-    options: {
-      url: { type: 'string' },
-      secret: { type: 'string' },
-      count: { type: 'string', short: 'n' },
-      repeat: { type: 'string', short: 'r' },
-      file: { type: 'string', short: 'f' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-}
-
-let args: ReturnType<typeof cli>;
-try {
-  args = cli();
-} catch (err) {
-  usageError((err as Error).message);
-}
+const args = parseToolArgs(TOOL, {
+  ...CONFIG_OPTIONS,
+  url: { type: 'string' },
+  secret: { type: 'string' },
+  count: { type: 'string', short: 'n' },
+  repeat: { type: 'string', short: 'r' },
+  file: { type: 'string', short: 'f' },
+});
 const opts = args.values;
-if (opts.help === true) {
-  console.log(USAGE);
-  process.exit(0);
-}
 if (args.positionals.length > 1) usageError('give one event type');
+const configPath = opts.config ?? resolve(ROOT, 'wrangler.toml');
+const env = requestedEnv(opts.env) || undefined;
+assertEnvironmentExists(TOOL, configPath, env);
 
 function wholeNumber(value: string | undefined, name: string, def: number, min: number, max: number): number {
   if (value === undefined) return def;
@@ -103,6 +99,18 @@ if (opts.secret !== undefined) {
   if (opts.secret === '') usageError('--secret must not be empty');
   secret = opts.secret;
   secretSource = '--secret';
+} else if (env !== undefined) {
+  // As check reads an environment's local secrets: dev.env, overridden by .dev.vars.<env> (else .dev.vars).
+  const files = defaultSecretFiles(env).map((f) => resolve(ROOT, f));
+  const found = files
+    .map((file) => ({ file, value: readSecretFiles([file]).secrets.get('WORKOS_WEBHOOK_SECRET') }))
+    .filter((x): x is { file: string; value: string } => x.value !== undefined && x.value !== '')
+    .pop();
+  if (found === undefined) {
+    usageError(`no --secret given and WORKOS_WEBHOOK_SECRET is not set locally for --env ${env} (${defaultSecretFiles(env).join(', ')})`);
+  }
+  secret = found.value.split(',')[0]?.trim() ?? '';
+  secretSource = `WORKOS_WEBHOOK_SECRET from ${found.file.slice(ROOT.length + 1)} (--env ${env})`;
 } else {
   const fromDevEnv = readDevEnv('WORKOS_WEBHOOK_SECRET');
   if (fromDevEnv === undefined) usageError('no --secret given and WORKOS_WEBHOOK_SECRET is not set in dev.env');
@@ -163,6 +171,7 @@ let allOk = true;
 
 console.log(`Sending ${count} ${eventType} event(s)${repeat > 0 ? `, each re-sent ${repeat} more time(s)` : ''} to ${target}`);
 console.log(`Signed with ${secretSource} (the secret and signatures are never printed)`);
+if (env !== undefined) console.log(routingLine(env));
 console.log();
 
 outer: for (let n = 1; n <= count; n++) {
@@ -178,7 +187,7 @@ outer: for (let n = 1; n <= count; n++) {
       console.log('no answer');
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       console.error(`✗ could not reach ${target}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
-      if (opts.url === undefined) console.error('  Is the router running? Start it with: npm run dev');
+      if (opts.url === undefined) console.error(`  Is the router running? Start it with: npm run dev${env !== undefined ? ` -- --env ${env}` : ''}`);
       allOk = false;
       tally.set('unreachable', (tally.get('unreachable') ?? 0) + 1);
       break outer;
@@ -205,6 +214,25 @@ console.log(`${total} request(s): ${[...tally.entries()].map(([k, v]) => `${v} $
 process.exitCode = allOk ? 0 : 1;
 
 // ---------------------------------------------------------------------------
+
+/** Where `[env.<env>.vars.ROUTER]` routes the type, by name (the payload's `where` conditions are not evaluated). */
+function routingLine(name: string): string {
+  let view: ReturnType<typeof readWranglerConfig>;
+  try {
+    view = readWranglerConfig(configPath, { env: name });
+  } catch (err) {
+    return `! warning: cannot read ${configPath}: ${(err as Error).message}`;
+  }
+  const parsed = parseRouterConfig(view.router, view.lookup);
+  if (!parsed.ok) {
+    return `! warning: [env.${name}] ROUTER is invalid, the router answers 500 config_invalid (npm run check -- --env ${name})`;
+  }
+  const rules = parsed.config.matcher.rulesForType(eventType);
+  const destinations = [...new Set(rules.flatMap((r) => r.to))];
+  return rules.length === 0
+    ? `Routing in env.${name}: no rule selects ${eventType} (accepted and logged as unrouted)`
+    : `Routing in env.${name}: ${destinations.join(', ')} (rules ${rules.map((r) => r.name).join(', ')}${rules.some((r) => r.where.length > 0) ? '; some only if their where holds' : ''})`;
+}
 
 function readDevEnv(name: string): string | undefined {
   let text: string;
