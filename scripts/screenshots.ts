@@ -15,7 +15,7 @@
  * Stops everything it started, also on errors and Ctrl-C. Chromium:
  * /usr/bin/chromium, or CHROMIUM_PATH (see test/e2e/lib/browser.ts).
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, BrowserContext } from 'playwright-core';
 import type { EventType } from '../src/events/catalog';
@@ -24,18 +24,13 @@ import { launchBrowser } from '../test/e2e/lib/browser';
 import { type RouterProcess, startRouter } from './lib/dev-server';
 import { postSigned } from './lib/sign';
 import { type Sink, startSink } from './lib/sink';
+import { devEnv } from './lib/dev-env';
 
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 const OUT = resolve(ROOT, 'docs');
 const VIEWPORT = { width: 1280, height: 800 };
 const TIMEOUT_MS = 60_000;
 
-function devEnv(name: string): string {
-  const match = new RegExp(`^${name}=(.*)$`, 'm').exec(readFileSync(resolve(ROOT, 'dev.env'), 'utf8'));
-  const value = match?.[1]?.trim() ?? '';
-  if (value === '') throw new Error(`dev.env does not set ${name}`);
-  return value;
-}
 
 const ADMIN_TOKEN = devEnv('ADMIN_TOKEN');
 const WEBHOOK_SECRET = devEnv('WORKOS_WEBHOOK_SECRET');

@@ -4,8 +4,6 @@
  * with a loopback server playing the downstream services. State is checked
  * through the admin API; every check for absence waits for a positive signal.
  */
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { Browser, Page, Response as PageResponse } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RouterProcess, startRouter } from '../../scripts/lib/dev-server';
@@ -13,16 +11,9 @@ import { postSigned } from '../../scripts/lib/sign';
 import { type Sink, type SinkRequest, startSink } from '../../scripts/lib/sink';
 import { until } from '../helpers/until';
 import { launchBrowser } from './lib/browser';
+import { devEnv } from '../../scripts/lib/dev-env';
 
-const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 
-/** A value from dev.env: the secrets `npm run dev` uses locally. */
-function devEnv(name: string): string {
-  const match = new RegExp(`^${name}=(.*)$`, 'm').exec(readFileSync(resolve(ROOT, 'dev.env'), 'utf8'));
-  const value = match?.[1]?.trim() ?? '';
-  if (value === '') throw new Error(`dev.env does not set ${name}`);
-  return value;
-}
 
 const ADMIN_TOKEN = devEnv('ADMIN_TOKEN');
 const WEBHOOK_SECRET = devEnv('WORKOS_WEBHOOK_SECRET');
