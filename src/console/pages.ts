@@ -123,10 +123,10 @@ export interface DestinationRow {
 function destinationsTable(rows: DestinationRow[], csrf: string | null): Html {
   return html`<table><thead><tr><th>Destination</th><th>Type</th><th>State</th><th>Circuit</th><th>Last success</th><th>Last failure</th><th>Held</th><th>Dead letters</th>${csrf !== null ? html`<th></th>` : ''}</tr></thead><tbody>
 ${rows.map(
-  (d) => html`<tr data-destination="${d.name}"><td><b>${d.name}</b></td><td>${d.type ?? '?'}</td><td>${pill(d.state)}</td>
+  (d) => html`<tr data-destination="${d.name}"><td><b>${d.name}</b></td><td>${d.type ?? '?'}</td><td data-col="state">${pill(d.state)}</td>
 <td>${d.circuit === 'open' ? html`<span class="pill s-bad">open</span><br><span class="muted">probe ${when(d.next_probe_at)}</span>` : html`<span class="pill s-ok">closed</span>${d.consecutive_failures > 0 ? html` <span class="muted">${d.consecutive_failures} failing</span>` : ''}`}</td>
 <td>${when(d.last_success_at)}</td>
-<td>${when(d.last_failure_at)}${d.last_error !== null ? html`<br><code>${d.last_error}</code>` : ''}</td><td>${d.held}</td>
+<td>${when(d.last_failure_at)}${d.last_error !== null ? html`<br><code>${d.last_error}</code>` : ''}</td><td data-col="held">${d.held}</td>
 <td>${d.dead_letters > 0 ? html`<a href="/console/dead-letters?destination=${encodeURIComponent(d.name)}">${d.dead_letters}</a>` : '0'}</td>
 ${
   csrf !== null

@@ -353,11 +353,11 @@ describe('console in a browser, against wrangler dev', () => {
       await page.getByRole('link', { name: 'Destinations', exact: true }).click();
       await page.waitForURL(onPath('/console/destinations'));
       const row = page.locator('tr[data-destination="crm"]');
-      expect((await row.locator('.pill').textContent())?.trim()).toBe('active');
+      expect((await row.locator('[data-col="state"] .pill').textContent())?.trim()).toBe('active');
       await row.getByRole('button', { name: 'Pause' }).click();
       await page.waitForURL((u) => u.pathname === '/console/destinations' && u.searchParams.has('msg'));
       expect(await notice(page)).toContain('Paused crm');
-      expect((await row.locator('.pill').textContent())?.trim()).toBe('paused');
+      expect((await row.locator('[data-col="state"] .pill').textContent())?.trim()).toBe('paused');
       await row.getByRole('button', { name: 'Resume' }).waitFor();
       expect((await destination('crm')).state).toBe('paused');
 
@@ -372,11 +372,11 @@ describe('console in a browser, against wrangler dev', () => {
       expect((await page.locator('section[data-delivery="crm"] .pill').textContent())?.trim()).toBe('held');
 
       await page.goto(`${base()}/console/destinations`);
-      expect((await row.locator('td').nth(5).textContent())?.trim()).toBe('1');
+      expect((await row.locator('[data-col="held"]').textContent())?.trim()).toBe('1');
       await row.getByRole('button', { name: 'Resume' }).click();
       await page.waitForURL((u) => u.pathname === '/console/destinations' && u.searchParams.has('msg'));
       expect(await notice(page)).toContain('Resumed crm: 1 held');
-      expect((await row.locator('.pill').textContent())?.trim()).toBe('active');
+      expect((await row.locator('[data-col="state"] .pill').textContent())?.trim()).toBe('active');
 
       await theSink().waitFor((reqs) => reqs.some((r) => r.path === '/crm' && r.headers['x-workos-event-id'] === e.id), 45_000);
       await waitForState(e.id, 'crm', 'delivered', 45_000);
@@ -396,7 +396,7 @@ describe('console in a browser, against wrangler dev', () => {
     const page = await signedIn();
     await page.goto(`${base()}/console/destinations`);
     const row = page.locator('tr[data-destination="warehouse"]');
-    expect((await row.locator('.pill').textContent())?.trim()).toBe('active');
+    expect((await row.locator('[data-col="state"] .pill').textContent())?.trim()).toBe('active');
     const original = await row.locator('input[name=csrf]').inputValue();
     expect(original).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const altered = await page.evaluate(() => {
@@ -415,7 +415,7 @@ describe('console in a browser, against wrangler dev', () => {
 
     // Still signed in; the page, reloaded, shows warehouse active.
     await page.goto(`${base()}/console/destinations`);
-    expect((await page.locator('tr[data-destination="warehouse"] .pill').textContent())?.trim()).toBe('active');
+    expect((await page.locator('tr[data-destination="warehouse"] [data-col="state"] .pill').textContent())?.trim()).toBe('active');
     await page.context().close();
   });
 });
