@@ -73,8 +73,8 @@ describe('alerts', () => {
     sink.on(ALERTS, () => new Response('ok'));
     await sink.until(() => posted().filter((t) => t.includes(`*${name}* was paused`)).length >= 2, 'the retry', 60_000);
     await registryStub(env).resume(name);
-    await sink.until(() => posted().some((t) => t.includes(`*${name}* resumed`)), 'the recovery');
-  });
+    await sink.until(() => posted().some((t) => t.includes(`*${name}* resumed`)), 'the recovery', 60_000);
+  }, 150_000);
 
   it('texts escape what they show and link to the console when console_url is set', () => {
     const text = outageText('dead_letter', 'crm', 3, ['<!channel> & *bold*'], 'https://router.example.com');
