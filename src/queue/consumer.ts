@@ -39,6 +39,8 @@ export const DLQ_NAME = 'workos-router-events-dlq';
 
 /** Calls every batch makes besides its deliveries: the destination registry's read of the blocked sets and its report (and its send slots when a destination has `max_per_second`). */
 const BATCH_BASE_CALLS = 2;
+/** A rate-limited request this late for its slot is not sent (it would crowd the following slots) but deferred. */
+const LATE_SLOT_MS = 40;
 /** How far ahead one batch takes send slots of a rate-limited destination (it waits for them); the rest is deferred. */
 const RATE_HORIZON_MS = 5_000;
 /** How long events wait between checks while the configuration is invalid. */
@@ -366,7 +368,7 @@ const HOLD_RETRY_MS = 30_000;
 
 async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ctx: BatchContext): Promise<void> {
   const { plan, body, event, raw, pending, attempt } = w;
-  type Result = { name: string; state: PendingDelivery; outcome: DeliveryOutcome | 'held' | 'hold_failed'; started?: number; ended?: number };
+  type Result = { name: string; state: PendingDelivery; outcome: DeliveryOutcome | 'held' | 'hold_failed' | 'late'; started?: number; ended?: number };
   const outcomes = await Promise.all(
     attempt.map(async (name): Promise<Result> => {
       const dest = config.destinations.get(name);
@@ -398,6 +400,8 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       const delivery = { event, raw, rules: state.rules, attempts: state.attempts, stale: body.stale === true };
       const slot = w.slots?.[name];
       if (slot !== undefined && slot > Date.now()) await new Promise((r) => setTimeout(r, slot - Date.now()));
+      // Past its slot (a busy invocation): sending now would crowd the next slots; try again later, attempts untouched.
+      if (slot !== undefined && Date.now() - slot > LATE_SLOT_MS) return { name, state, outcome: 'late' };
       const started = Date.now();
       const outcome = await deliver(dest, delivery, env, ctx.slack).catch((err: unknown): DeliveryOutcome => {
         log('error', 'adapter_error', { event_id: body.id, destination: name, error: errorName(err) });
@@ -419,6 +423,11 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       log('info', 'delivery_held', { event_id: body.id, event_type: body.type, destination: name });
       ctx.trace.add({ ...traced, state: 'held', next_attempt_at: null });
       ctx.analytics.add(name, body.type, 'held', now - body.accepted_at);
+      continue;
+    }
+    if (outcome === 'late') {
+      next[name] = { attempts: state.attempts, rules: state.rules, not_before: now + 1_000 };
+      ctx.trace.add({ ...traced, state: 'retrying', next_attempt_at: now + 1_000 });
       continue;
     }
     if (outcome === 'hold_failed') {
