@@ -22,10 +22,10 @@ import { loadConfig } from '../config/load';
 import type { AlertKind, AlertsConfig, SlackDestination } from '../config/router-config';
 import { literal } from '../destinations/slack/format/escape';
 import { outboxStub } from '../destinations/slack/outbox';
+import { ALERT_EVENT_TYPE } from '../destinations/slack/render';
 import { errorName, log } from '../log';
 
-/** The event type alert entries carry in Slack outboxes (and in a dead letter, should one be made). */
-export const ALERT_EVENT_TYPE = 'router.alert';
+export { ALERT_EVENT_TYPE };
 /** The subject of alerts about the router as a whole. */
 const ROUTER_SUBJECT = '(router)';
 

@@ -9,17 +9,21 @@ import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { alertsStub, outageText } from '../../src/alerts/notifier';
 import { registryStub } from '../../src/destinations/registry';
+import { reconcilerStub } from '../../src/reconcile/reconciler';
+import { makeEvent } from '../fixtures/events';
+import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
 import { postWebhook, sampleEvent } from '../helpers/webhook';
-import { ALERTS, BRITTLE } from './router';
+import { ALERTS, BRITTLE, WAREHOUSE } from './router';
 
 const sink = new Sink();
 beforeEach(() => sink.reset().install());
 afterEach(() => vi.restoreAllMocks());
 
-const posted = () => sink.received.filter((r) => r.url === ALERTS).map((r) => (JSON.parse(r.body) as { text: string }).text);
+/** Every alert the alerts channel received, in order (alerts that waited together share a message, one line each). */
+const posted = () => sink.received.filter((r) => r.url === ALERTS).flatMap((r) => (JSON.parse(r.body) as { text: string }).text.split('\n'));
 
 function reset(): Record<string, unknown> {
   return sampleEvent({ event: 'password_reset.created', data: { id: `password_reset_${crypto.randomUUID()}`, object: 'password_reset', email: 'r@example.test' } });
@@ -82,4 +86,108 @@ describe('alerts', () => {
     expect(text).toContain('&lt;!channel&gt;');
     expect(text).toContain('<https://router.example.com/console/dead-letters?destination=crm|Open dead letters>');
   });
+});
+
+/**
+ * The router-wide kinds: reconciliation failing and working again, events it
+ * recovered, reconciliation falling behind, and an invalid configuration.
+ * The WorkOS Events API is played at the network edge; the reconciler, the
+ * ledger, the queue and the notifier are real.
+ */
+describe('alerts about the router', () => {
+  const API = 'https://api.workos.com/events';
+  const router = () => posted().filter((t) => /Reconciliation|configuration/.test(t));
+
+  function page(events: object[], after: string | null = null): Response {
+    return Response.json({ object: 'list', data: events, list_metadata: { before: null, after } });
+  }
+  function apiEvent(type: 'user.created' | 'dsync.user.created', createdAt: string) {
+    return { object: 'event', ...makeEvent(type), created_at: createdAt };
+  }
+
+  beforeEach(async () => {
+    await runInDurableObject(reconcilerStub(env), (_i, state) => state.storage.deleteAll());
+    await runInDurableObject(alertsStub(env), (_i, state) => {
+      state.storage.sql.exec("DELETE FROM alerts WHERE subject = '(router)'");
+    });
+  });
+
+  it('reconcile_error: announced once with the cause, a repeat within the interval counted, and recovery follows the outage', async () => {
+    sink.onPrefix(API, () => new Response('no', { status: 401 }));
+    expect((await reconcilerStub(env).run({ trigger: 'admin' })).status).toBe('failed');
+    await sink.until(() => router().length === 1, 'the error alert');
+    expect(router()[0]).toContain('Reconciliation from the WorkOS Events API failed (unauthorized (HTTP 401))');
+
+    sink.onPrefix(API, () => new Response('down', { status: 503 }));
+    expect((await reconcilerStub(env).run({ trigger: 'admin' })).status).toBe('failed');
+    await until(async () => (await pendingFor('reconcile_error', '(router)')) === 1, 'the second failure counted');
+    expect(router()).toHaveLength(1);
+
+    sink.onPrefix(API, () => page([]));
+    expect((await reconcilerStub(env).run({ trigger: 'admin' })).status).toBe('completed');
+    // What waited is sent before the recovery, so the channel reads in order.
+    await sink.until(() => router().length === 3, 'the counted failure, then the recovery');
+    expect(router()[1]).toContain('failed (server_error (HTTP 503))');
+    expect(router()[2]).toMatch(/Reconciliation works again after \d+ s/);
+    // Alerts that waited together are listed one by one, never counted as "events" in a digest.
+    const bodies = sink.received.filter((r) => r.url === ALERTS).map((r) => r.body);
+    expect(bodies.some((b) => b.includes('router.alert') || b.includes('WorkOS event'))).toBe(false);
+
+    // Working again, a run that succeeds says nothing more.
+    expect((await reconcilerStub(env).run({ trigger: 'admin' })).status).toBe('completed');
+    expect(await pendingFor('reconcile_error', '(router)')).toBe(0);
+    expect(router()).toHaveLength(3);
+  });
+
+  it('reconcile_recovered: events the webhooks had missed are counted in one message', async () => {
+    const now = Date.now();
+    const missed = [0, 1, 2].map((i) => apiEvent('user.created', new Date(now - 60_000 + i * 1000).toISOString()));
+    sink.onPrefix(API, () => page(missed));
+    const report = await reconcilerStub(env).run({ trigger: 'admin', rangeStart: new Date(now - 120_000).toISOString() });
+    expect(report).toMatchObject({ status: 'completed', recovered: 3 });
+    await sink.until(() => router().some((t) => t.includes('recovered')), 'the recovered alert');
+    expect(router()).toEqual([expect.stringContaining('Reconciliation recovered *3* events the webhooks had missed')]);
+    // …and each of them reached its destinations.
+    for (const e of missed) await sink.until(() => sink.about(e.id).length >= 2, `delivery of ${e.id}`);
+  });
+
+  it('reconcile_lag: a run that stops at its page limit more than an hour behind is announced with how far', async () => {
+    const start = Date.now() - 3 * 3600_000;
+    // Full pages (100 events, a page with fewer ends the run) of old events, always with more to read, so
+    // the run reaches its page limit. The same 100 ids every page, later each time: past the first page
+    // the ledger answers duplicates, so the test delivers 100 events, not thousands.
+    const ids = Array.from({ length: 100 }, () => apiEvent('dsync.user.created', '').id);
+    let n = 0;
+    sink.onPrefix(API, () => {
+      n += 1;
+      const events = ids.map((id, i) => ({ ...apiEvent('dsync.user.created', new Date(start + (n * 100 + i) * 1000).toISOString()), id }));
+      return page(events, `cursor_${n}`);
+    });
+    const report = await reconcilerStub(env).run({ trigger: 'admin', rangeStart: new Date(start).toISOString() });
+    expect(report).toMatchObject({ status: 'completed', behind: true });
+    await sink.until(() => router().some((t) => t.includes('behind')), 'the lag alert');
+    const lag = router().filter((t) => t.includes('behind'));
+    expect(lag).toHaveLength(1);
+    const minutes = Number(/Reconciliation is behind \((\d+) min behind\)/.exec(lag[0] as string)?.[1]);
+    // The newest event read is 3 h old less what the run read (100 s per page, at most 40 pages).
+    expect(minutes).toBeGreaterThan(60);
+    expect(minutes).toBeLessThanOrEqual(180);
+  });
+
+  it('config_invalid: a consumer batch under an invalid ROUTER is held and announced, and the fix is announced', async () => {
+    const event = sampleEvent({ event: 'organization_domain.verified', data: { id: `org_domain_${crypto.randomUUID()}`, object: 'organization_domain', domain: 'example.test' } });
+    const { result } = await runBatch([routerMessage(event)], testEnv('{ "destinations": ['));
+    expect(result.explicitAcks).toHaveLength(1); // held: re-enqueued as a fresh message, not dead-lettered
+    await sink.until(() => router().some((t) => t.includes('configuration is *invalid*')), 'the invalid-config alert');
+    expect(await deadLettersFor(event.id as string)).toEqual([]);
+    // The notifier's own configuration is valid: its alarm sees the fix and says so.
+    await runDurableObjectAlarm(alertsStub(env));
+    await sink.until(() => router().some((t) => t.includes('valid again')), 'the recovery');
+    const mine = router().filter((t) => t.includes('configuration'));
+    expect(mine).toHaveLength(2);
+    expect(mine[0]).toContain('events are held until it is fixed');
+    expect(mine[1]).toMatch(/configuration is valid again after \d+ s: held events flow/);
+    // The held event is delivered once the configuration (the project's own, valid) is back.
+    await sink.until(() => sink.about(event.id as string, WAREHOUSE).length === 1, 'the held event delivered', 60_000);
+  }, 90_000);
 });

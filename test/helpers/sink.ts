@@ -21,6 +21,7 @@ export type SinkHandler = (req: Request, received: Received) => Response | Promi
 export class Sink {
   readonly received: Received[] = [];
   private readonly handlers = new Map<string, SinkHandler>();
+  private readonly prefixes = new Map<string, SinkHandler>();
 
   /** Installs the fetch spy (call in beforeEach; vi.restoreAllMocks removes it). */
   install(): this {
@@ -29,7 +30,7 @@ export class Sink {
       const body = await req.clone().text();
       const received: Received = { url: req.url, method: req.method, headers: new Headers(req.headers), body, at: Date.now() };
       this.received.push(received);
-      const handler = this.handlers.get(req.url);
+      const handler = this.handlers.get(req.url) ?? [...this.prefixes].find(([prefix]) => req.url.startsWith(prefix))?.[1];
       return handler !== undefined ? handler(req, received) : new Response('ok');
     });
     return this;
@@ -40,8 +41,15 @@ export class Sink {
     return this;
   }
 
+  /** Answers every URL starting with `prefix` (an exact `on` wins). */
+  onPrefix(prefix: string, handler: SinkHandler): this {
+    this.prefixes.set(prefix, handler);
+    return this;
+  }
+
   reset(): this {
     this.handlers.clear();
+    this.prefixes.clear();
     this.received.length = 0;
     return this;
   }

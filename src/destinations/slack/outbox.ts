@@ -11,6 +11,8 @@
  *   in compact form). The window is measured from when the previous POST
  *   completed, so at the receiving end consecutive messages to one
  *   destination are never closer than `digest_window_seconds` (≥ 1 s).
+ * - Operational alerts that waited together go out as one message listing
+ *   each of them, never counted inside an event digest.
  * - Submission is idempotent per event id (for the dedup retention): a
  *   consumer redelivery never counts an event twice.
  * - At most `max_pending` events wait; beyond that, the outbox refuses new
@@ -31,7 +33,7 @@ import { errorName, log } from '../../log';
 import { backoffSeconds, type DeliveryOutcome } from '../types';
 import { type SlackMessage, digestSampleLine, keyFieldOf } from './format';
 import { postToSlack } from './post';
-import { type DigestEntry, DigestBuilder, renderAlert, renderEntry } from './render';
+import { ALERT_EVENT_TYPE, type DigestEntry, DigestBuilder, MAX_ALERTS_PER_MESSAGE, alertsMessage, renderAlert, renderEntry } from './render';
 
 export interface OutboxItem {
   event_id: string;
@@ -179,7 +181,9 @@ export class SlackOutbox extends DurableObject<Env> {
   private async flush(): Promise<void> {
     const now = Date.now();
     this.sweepSeen(now);
-    const first = this.sql.exec<{ seq: number; received_at: number }>('SELECT seq, received_at FROM entries ORDER BY seq LIMIT 1').toArray()[0];
+    const first = this.sql
+      .exec<{ seq: number; received_at: number; event_type: string }>('SELECT seq, received_at, event_type FROM entries ORDER BY seq LIMIT 1')
+      .toArray()[0];
     if (first === undefined) return;
     const name = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
     const found = this.destination();
@@ -192,7 +196,10 @@ export class SlackOutbox extends DurableObject<Env> {
       return;
     }
     // The last entry this message covers, fixed now: entries arriving while it is posted wait for the next one.
+    // Alerts at the head go out as one alerts message of their own (up to the first event); events as a digest.
+    const alerts = first.event_type === ALERT_EVENT_TYPE ? this.leadingAlerts() : [];
     const lastSeq =
+      alerts[alerts.length - 1]?.seq ??
       this.sql.exec<{ seq: number }>('SELECT seq FROM entries ORDER BY seq LIMIT 1 OFFSET ?', MAX_EVENTS_PER_MESSAGE - 1).toArray()[0]?.seq ??
       this.sql.exec<{ seq: number }>('SELECT MAX(seq) AS seq FROM entries').one().seq;
     if (found.kind === 'removed') {
@@ -204,7 +211,8 @@ export class SlackOutbox extends DurableObject<Env> {
     let outcome: DeliveryOutcome;
     let events = 0;
     try {
-      const composed = this.compose(dest, lastSeq, now - first.received_at);
+      const composed =
+        alerts.length > 0 ? { message: alertsMessage(alerts.map((a) => a.sample)), events: alerts.length } : this.compose(dest, lastSeq, now - first.received_at);
       events = composed.events;
       outcome = await postToSlack(dest, composed.message);
     } catch (err) {
@@ -240,6 +248,15 @@ export class SlackOutbox extends DurableObject<Env> {
     }
     if (this.count() > 0) await this.scheduleAt(this.nextAllowed(dest));
     else await this.ctx.storage.deleteAlarm();
+  }
+
+  /** The alerts waiting at the head of the buffer, up to the first event (at most `MAX_ALERTS_PER_MESSAGE`). */
+  private leadingAlerts(): { seq: number; sample: string }[] {
+    const rows = this.sql
+      .exec<{ seq: number; sample: string; event_type: string }>('SELECT seq, sample, event_type FROM entries ORDER BY seq LIMIT ?', MAX_ALERTS_PER_MESSAGE)
+      .toArray();
+    const end = rows.findIndex((r) => r.event_type !== ALERT_EVENT_TYPE);
+    return end < 0 ? rows : rows.slice(0, end);
   }
 
   /** The message for the entries up to `lastSeq`: the stored single message when there is one entry, else a digest. */

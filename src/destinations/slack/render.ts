@@ -53,9 +53,23 @@ export function renderEntry(dest: SlackDestination, event: UnknownEvent, rules: 
   return entry;
 }
 
-/** An operational alert: its (already escaped) mrkdwn as a message of its own, and as a digest line. */
+/** The event type operational alerts (src/alerts/notifier.ts) carry in an outbox, and in a dead letter should one be made. */
+export const ALERT_EVENT_TYPE = 'router.alert';
+/** At most this many waiting alerts go out in one message (a section each; Slack allows 50 blocks). */
+export const MAX_ALERTS_PER_MESSAGE = 20;
+
+/** An operational alert: its (already escaped) mrkdwn as a message of its own; `sample` keeps the text. */
 export function renderAlert(text: string): RenderedEntry {
-  return { single: JSON.stringify({ text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] }), sample: text };
+  return { single: JSON.stringify(alertsMessage([text])), sample: text };
+}
+
+/**
+ * Alerts that waited together (Slack was down, or they came within one
+ * window): one message, one section per alert in the order they were raised.
+ * Never folded into an event digest, which would only count them.
+ */
+export function alertsMessage(texts: readonly string[]): SlackMessage {
+  return { text: texts.join('\n'), blocks: texts.map((text) => ({ type: 'section', text: { type: 'mrkdwn', text } })) };
 }
 
 /** One waiting event, as the digest reads it. */
