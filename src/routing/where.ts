@@ -15,13 +15,28 @@ export interface CompiledCondition {
   path: string;
   segments: string[];
   test: (value: unknown) => boolean;
-  /** The values, when the condition is a plain equality / any-of (used for indexing). */
+  /**
+   * The values, when the condition is a plain equality / any-of: `test` holds
+   * exactly when the value (or an element of it) is one of them, compared as
+   * a Map compares keys (SameValueZero). The matcher's index relies on that
+   * and does not call `test` for a value it finds there.
+   */
   equalityValues?: Scalar[];
 }
 
 export type WhereCompileResult = { ok: true; conditions: CompiledCondition[] } | { ok: false; problems: string[] };
 
 const OPERATORS = new Set(['prefix', 'suffix', 'exists', 'not']);
+
+/**
+ * Compiled operator tables (prefix / suffix / exists / not) by spec, so that
+ * every condition repeating one (the same filter in thousands of per-tenant
+ * rules) shares one `test` function: fewer closures to build, and one copy
+ * for the matcher to read (it treats conditions with the same path segments
+ * and the same test as the same condition). Bounded; only valid specs are kept.
+ */
+const compiledTables = new Map<string, Compiled>();
+const COMPILED_TABLES_LIMIT = 1000;
 
 export function compileWhere(where: unknown, at: string): WhereCompileResult {
   if (!isPlainObject(where)) return { ok: false, problems: [`${at}: must be a table of "path" = condition`] };
@@ -51,8 +66,11 @@ interface Compiled {
 
 function compileCondition(spec: unknown, at: string, problems: string[]): Compiled | null {
   if (isScalar(spec)) {
-    // Map/Set/=== keep types apart: "1" never equals 1.
-    return { test: anyElement((v) => v === spec), equalityValues: [spec] };
+    // Map/Set/=== keep types apart: "1" never equals 1. The matcher's index
+    // (a Map: SameValueZero) agrees with === on every scalar but NaN, which
+    // === never equals: a NaN condition is left to its test (never true).
+    const test = anyElement((v) => v === spec);
+    return Number.isNaN(spec) ? { test } : { test, equalityValues: [spec] };
   }
   if (Array.isArray(spec)) {
     if (spec.length === 0) {
@@ -70,6 +88,18 @@ function compileCondition(spec: unknown, at: string, problems: string[]): Compil
     problems.push(`${at}: must be a value, a list, or a table with prefix, suffix, exists or not`);
     return null;
   }
+  const key = specKey(spec);
+  const known = key === undefined ? undefined : compiledTables.get(key);
+  if (known !== undefined) return known;
+  const compiled = compileTable(spec, at, problems);
+  if (compiled !== null && key !== undefined) {
+    if (compiledTables.size >= COMPILED_TABLES_LIMIT) compiledTables.clear();
+    compiledTables.set(key, compiled);
+  }
+  return compiled;
+}
+
+function compileTable(spec: Record<string, unknown>, at: string, problems: string[]): Compiled | null {
   const ops = Object.entries(spec);
   if (ops.length === 0) {
     problems.push(`${at}: an operator table must use prefix, suffix, exists or not`);
@@ -111,6 +141,28 @@ function compileCondition(spec: unknown, at: string, problems: string[]): Compil
   }
   if (tests.length !== ops.length) return null;
   return { test: (v) => tests.every((t) => t(v)) };
+}
+
+/**
+ * Identifies a spec: two specs with the same key compile to conditions that
+ * behave the same. Type-tagged ("1", 1, true and null differ; -0 and 0, which
+ * === and Set treat alike, share a key; NaN has its own); lists and tables
+ * keep their order (another order only means another key). Undefined for
+ * anything a config cannot hold.
+ */
+function specKey(spec: unknown): string | undefined {
+  if (typeof spec === 'string') return JSON.stringify(spec);
+  if (typeof spec === 'number') return `#${String(spec)}`;
+  if (typeof spec === 'boolean' || spec === null) return String(spec);
+  if (typeof spec !== 'object') return undefined;
+  const list = Array.isArray(spec);
+  let key = list ? '[' : '{';
+  for (const [k, v] of Object.entries(spec)) {
+    const inner = specKey(v);
+    if (inner === undefined) return undefined;
+    key += list ? `${inner},` : `${JSON.stringify(k)}:${inner},`;
+  }
+  return `${key}${list ? ']' : '}'}`;
 }
 
 /** Reads a dotted path out of an event; undefined when any step is missing. */
