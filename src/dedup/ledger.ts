@@ -3,12 +3,16 @@
  * shards, chosen by the event's ordering key (else its id; see `shardKeyOf`).
  *
  * `admit()` is the whole accept path in one Durable Object request:
- *   claim (pending row with a short lease) → enqueue to the router's queue →
- *   commit (row kept for the retention window, and the object's ordering
- *   record updated in the same synchronous step). On enqueue failure the
- *   claim is released and the ordering record is untouched, so WorkOS's retry
- *   is accepted as if the failed attempt never happened. A claim that was
- *   never committed (crash) expires after its lease.
+ *   check → enqueue to the router's queue → record (ONE row, kept for the
+ *   retention window, written with the object's ordering record in the same
+ *   synchronous step). Nothing is written before the enqueue: on enqueue
+ *   failure nothing has changed, so WorkOS's retry is accepted as if the
+ *   failed attempt never happened; a crash after the enqueue and before the
+ *   record means the retry is enqueued again (at-least-once), exactly as a
+ *   crash between a persisted claim and its commit would (a claim only made
+ *   the retry wait for its lease; test/worker/ledger-crash-integration.test.ts).
+ *   Rows in the `pending` state are only found in ledgers written by an older
+ *   release: they are honoured until their lease runs out.
  *
  * Admissions about one ordering key (or, without one, one event id) run one
  * after another inside the object, so concurrent copies of an event wait for
@@ -33,7 +37,6 @@ export interface AdmitRequest {
   source: RouterMessage['source'];
   /** This object's shard name (recorded in body references). */
   shard: string;
-  leaseMs: number;
   retentionMs: number;
   /** Out-of-order tracking, when the event is about an object or subject with a parseable `created_at`. */
   ordering?: OrderingKey & { createdAtMs: number; deletion: boolean };
@@ -57,8 +60,8 @@ export class DedupLedger extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    // WITHOUT ROWID and no secondary indexes: every claim, commit and object
-    // update writes exactly one row (rows written are what SQLite storage
+    // WITHOUT ROWID and no secondary indexes: an accepted event and an object
+    // update write exactly one row each (rows written are what SQLite storage
     // bills). The hourly sweep scans instead, and scanned rows are billed as
     // reads, a thousand times cheaper.
     this.sql.exec(`
@@ -81,8 +84,8 @@ export class DedupLedger extends DurableObject<Env> {
         expires_at INTEGER NOT NULL
       ) WITHOUT ROWID;
     `);
-    // Every accepted body is kept in its ledger row (written with the claim:
-    // no extra row), so the console and event replays can read it for as long
+    // Every accepted body is kept in its ledger row (written with it: no
+    // extra row), so the console and event replays can read it for as long
     // as the event is remembered. Added in place for ledgers created before.
     const cols = this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('ledger')").toArray();
     if (!cols.some((c) => c.name === 'body')) this.sql.exec('ALTER TABLE ledger ADD COLUMN body TEXT');
@@ -168,24 +171,16 @@ export class DedupLedger extends DurableObject<Env> {
     const row = this.sql.exec<{ state: string; lease_until: number }>('SELECT state, lease_until FROM ledger WHERE id = ?', req.id).toArray()[0];
     if (row !== undefined) {
       if (row.state === 'committed') return { status: 'duplicate' };
+      // A claim written by an older release (this one writes none): honoured until its lease runs out.
       if (row.lease_until > now) return { status: 'in_progress' };
-      // A stale claim from a crashed attempt: take it over.
     }
     const order = this.readOrder(req);
     const message: RouterMessage = { v: 1, id: req.id, type: req.type, created_at: req.created_at, source: req.source, accepted_at: now };
     if (order.stale) message.stale = true;
     const large = !fitsInline(message, req.body, req.bodyBytes);
-    this.sql.exec(
-      'INSERT OR REPLACE INTO ledger (id, state, lease_until, expires_at, source, body) VALUES (?, ?, ?, ?, ?, ?)',
-      req.id,
-      'pending',
-      now + req.leaseMs,
-      now + req.leaseMs,
-      req.source,
-      large ? null : req.body,
-    );
+    const until = now + req.retentionMs;
     if (large) {
-      const until = now + req.retentionMs;
+      // The message carries a reference, so the body must be readable before the consumer can run.
       this.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', req.id, req.body, until);
       message.body_ref = { shard: req.shard, until };
     } else {
@@ -194,13 +189,20 @@ export class DedupLedger extends DurableObject<Env> {
     try {
       await this.env.EVENTS_QUEUE.send(message, { contentType: 'json' });
     } catch (err) {
-      this.sql.exec('DELETE FROM ledger WHERE id = ?', req.id);
       if (large) this.sql.exec('DELETE FROM bodies WHERE id = ?', req.id);
       log('error', 'enqueue_failed', { event_id: req.id, error: errorName(err) });
       return { status: 'unavailable' };
     }
-    // Commit and ordering record together (synchronous: one implicit transaction).
-    this.sql.exec("UPDATE ledger SET state = 'committed', expires_at = ? WHERE id = ?", now + req.retentionMs, req.id);
+    // The record and the ordering record together (synchronous: one implicit transaction). Later copies of
+    // this id wait in its lane for this, then find it.
+    this.sql.exec(
+      "INSERT OR REPLACE INTO ledger (id, state, lease_until, expires_at, source, body) VALUES (?, 'committed', ?, ?, ?, ?)",
+      req.id,
+      now,
+      until,
+      req.source,
+      large ? null : req.body,
+    );
     this.writeOrder(req, order, now);
     await this.ensureAlarm(now);
     return order.stale ? { status: 'accepted', stale: true } : { status: 'accepted' };

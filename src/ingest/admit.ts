@@ -1,7 +1,7 @@
 /**
  * The one accept path shared by webhooks and reconciliation: route the event
- * to its ledger shard, which claims the id, checks ordering, enqueues and
- * commits in a single Durable Object request.
+ * to its ledger shard, which checks the id and ordering, enqueues and
+ * records it in a single Durable Object request.
  */
 import type { RouterSettings } from '../config/router-config';
 import type { AdmitResult } from '../dedup/ledger';
@@ -30,7 +30,6 @@ export async function admitEvent(
       bodyBytes,
       source,
       shard,
-      leaseMs: settings.claimLeaseSeconds * 1000,
       retentionMs: settings.dedupRetentionDays * 86_400_000,
       ...(ordering !== undefined && !Number.isNaN(createdAtMs)
         ? { ordering: { ...ordering, createdAtMs, deletion: event.event.endsWith('.deleted') } }

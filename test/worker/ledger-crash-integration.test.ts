@@ -1,0 +1,134 @@
+/**
+ * The ledger writes one row per accepted event, after the enqueue (issue 15:
+ * one write per accepted event). These tests are the proof that dropping the
+ * persisted claim that used to precede the enqueue weakens nothing:
+ *
+ * - a crash AFTER the enqueue and before the row: the retry is enqueued again
+ *   (at-least-once). With a persisted claim the retry is enqueued again too,
+ *   only later, once the claim's lease has run out (the legacy-claim test in
+ *   ingest-integration.test.ts shows that path); either way two messages.
+ * - a crash BEFORE the enqueue: nothing was written, so the retry is accepted
+ *   at once (a claim would have made it wait for its lease, answering 409).
+ * - a failed enqueue writes nothing and leaves nothing behind.
+ * - concurrent copies inside one object still make exactly one message: they
+ *   wait in the id's lane for the first one's outcome.
+ *
+ * The crash is the runtime's own: `ctx.abort()` resets the object mid-request,
+ * losing its memory and every write it had not made yet.
+ */
+import { runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { DedupLedger } from '../../src/dedup/ledger';
+import { shardKeyOf, shardName, shardOf } from '../../src/dedup/shard';
+import type { RouterMessage } from '../../src/queue/message';
+import { postWebhook, sampleEvent as baseSample } from '../helpers/webhook';
+
+afterEach(() => vi.restoreAllMocks());
+
+function sampleEvent(): Record<string, unknown> {
+  return baseSample({ data: { id: `user_${crypto.randomUUID()}`, email: 'crash@example.com', object: 'user' } });
+}
+
+function ledgerFor(event: Record<string, unknown>): DurableObjectStub<DedupLedger> {
+  return env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(shardName(shardOf(shardKeyOf(event as never), 16)))) as DurableObjectStub<DedupLedger>;
+}
+
+async function ledgerRows(event: Record<string, unknown>): Promise<{ state: string }[]> {
+  return runInDurableObject(ledgerFor(event), (_i, state) =>
+    state.storage.sql.exec<{ state: string }>('SELECT state FROM ledger WHERE id = ?', event.id as string).toArray(),
+  );
+}
+
+/**
+ * Spies on the queue binding the event's shard sends through (one binding
+ * object, shared by the object's instances) and counts its messages about the
+ * event; `crash` decides, per send, whether the object is reset before it
+ * ('before') or right after it succeeded ('after').
+ */
+async function watchSends(event: Record<string, unknown>, crash: (n: number) => 'before' | 'after' | null) {
+  const sent: RouterMessage[] = [];
+  await runInDurableObject(ledgerFor(event), (instance, state) => {
+    const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+    const send = queue.send.bind(queue);
+    let n = 0;
+    vi.spyOn(queue, 'send').mockImplementation(async (body, options) => {
+      const message = body as RouterMessage;
+      if (message.id !== event.id) return send(body, options);
+      n += 1;
+      const when = crash(n);
+      if (when === 'before') state.abort('simulated crash before the enqueue');
+      await send(body, options);
+      sent.push(message);
+      if (when === 'after') state.abort('simulated crash after the enqueue');
+    });
+  });
+  return sent;
+}
+
+describe('ledger: one row per accepted event, written after the enqueue', () => {
+  it('an accepted event writes one row, in its final state, and nothing before the enqueue', async () => {
+    const event = sampleEvent();
+    const seen: number[] = [];
+    await runInDurableObject(ledgerFor(event), (instance) => {
+      const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+      const send = queue.send.bind(queue);
+      vi.spyOn(queue, 'send').mockImplementation(async (body, options) => {
+        // What the ledger holds about this id while its message is being sent: nothing.
+        if ((body as RouterMessage).id === event.id) seen.push(((instance as unknown as { ctx: DurableObjectState }).ctx.storage.sql.exec('SELECT 1 FROM ledger WHERE id = ?', event.id as string).toArray()).length);
+        return send(body, options);
+      });
+    });
+    expect(await (await postWebhook(event)).json()).toEqual({ status: 'accepted', id: event.id });
+    expect(seen).toEqual([0]);
+    expect(await ledgerRows(event)).toEqual([{ state: 'committed' }]);
+  });
+
+  it('crash after the enqueue, before the row: the retry is enqueued again (at-least-once), and the next copy is a duplicate', async () => {
+    const event = sampleEvent();
+    const sent = await watchSends(event, (n) => (n === 1 ? 'after' : null));
+    const first = await postWebhook(event);
+    expect(first.status).toBe(503);
+    expect(await first.json()).toMatchObject({ error: 'temporarily_unavailable' });
+    expect(sent).toHaveLength(1);
+    expect(await ledgerRows(event)).toEqual([]);
+
+    expect(await (await postWebhook(event)).json()).toEqual({ status: 'accepted', id: event.id });
+    expect(sent).toHaveLength(2);
+    expect(await (await postWebhook(event)).json()).toEqual({ status: 'duplicate', id: event.id });
+    expect(sent).toHaveLength(2);
+  });
+
+  it('crash before the enqueue: nothing was written, the retry is accepted at once and enqueued once', async () => {
+    const event = sampleEvent();
+    const sent = await watchSends(event, (n) => (n === 1 ? 'before' : null));
+    expect((await postWebhook(event)).status).toBe(503);
+    expect(sent).toHaveLength(0);
+    expect(await ledgerRows(event)).toEqual([]);
+    expect(await (await postWebhook(event)).json()).toEqual({ status: 'accepted', id: event.id });
+    expect(sent).toHaveLength(1);
+  });
+
+  it('a failed enqueue leaves no row and no stored body', async () => {
+    const event = sampleEvent();
+    await runInDurableObject(ledgerFor(event), (instance) => {
+      const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+      vi.spyOn(queue, 'send').mockRejectedValueOnce(new Error('queue down'));
+    });
+    expect((await postWebhook(event)).status).toBe(503);
+    const left = await runInDurableObject(ledgerFor(event), (_i, state) => ({
+      ledger: state.storage.sql.exec('SELECT 1 FROM ledger WHERE id = ?', event.id as string).toArray().length,
+      bodies: state.storage.sql.exec('SELECT 1 FROM bodies WHERE id = ?', event.id as string).toArray().length,
+    }));
+    expect(left).toEqual({ ledger: 0, bodies: 0 });
+  });
+
+  it('concurrent copies in one object: exactly one accepted and one message, whatever the interleaving', async () => {
+    const event = sampleEvent();
+    const sent = await watchSends(event, () => null);
+    const answers = await Promise.all(Array.from({ length: 25 }, async () => ((await (await postWebhook(event)).json()) as { status: string }).status));
+    expect(answers.filter((s) => s === 'accepted')).toHaveLength(1);
+    expect(answers.filter((s) => s === 'duplicate')).toHaveLength(24);
+    expect(sent).toHaveLength(1);
+  });
+});
