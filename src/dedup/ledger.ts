@@ -14,6 +14,16 @@
  *   Rows in the `pending` state are only found in ledgers written by an older
  *   release: they are honoured until their lease runs out.
  *
+ * Rows live in one table per UTC day of the event's `created_at`
+ * (`ledger_dYYYYMMDD`; every copy of an event carries the same `created_at`,
+ * so a lookup reads one table). A day's table is dropped whole once
+ * `dedup_retention_days` have passed since that day ended: dropping a table
+ * writes no rows, where deleting its rows one by one writes (and bills) one
+ * per row. So every event is remembered for at least the retention after its
+ * `created_at` — the same clock the reconciler's retention floor uses — and
+ * at most a day more. The table `ledger` holds rows written by older releases
+ * and is still read and swept row by row.
+ *
  * Admissions about one ordering key (or, without one, one event id) run one
  * after another inside the object, so concurrent copies of an event wait for
  * the first one's outcome (exactly one winner) and two events about one
@@ -56,6 +66,8 @@ export class DedupLedger extends DurableObject<Env> {
   /** The tail of the admissions queued per ordering key (or event id). */
   private readonly lanes = new Map<string, Promise<unknown>>();
   private alarmKnownSet = false;
+  /** Day tables (`ledger_dYYYYMMDD`) → when they may be dropped; mirrors `ledger_days`. */
+  private readonly days = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -89,6 +101,39 @@ export class DedupLedger extends DurableObject<Env> {
     // as the event is remembered. Added in place for ledgers created before.
     const cols = this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('ledger')").toArray();
     if (!cols.some((c) => c.name === 'body')) this.sql.exec('ALTER TABLE ledger ADD COLUMN body TEXT');
+    // The day tables and when each may be dropped (one row per day, written when the day's first event is).
+    this.sql.exec('CREATE TABLE IF NOT EXISTS ledger_days (name TEXT PRIMARY KEY, drop_at INTEGER NOT NULL) WITHOUT ROWID');
+    for (const r of this.sql.exec<{ name: string; drop_at: number }>('SELECT name, drop_at FROM ledger_days')) this.days.set(r.name, r.drop_at);
+  }
+
+  /** The day table of an event (by its `created_at`; an unparseable one counts as now). */
+  static dayTable(createdAt: string, now: number): string {
+    const ms = Date.parse(createdAt);
+    const d = new Date(Number.isNaN(ms) ? now : ms);
+    return `ledger_d${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}${String(d.getUTCDate()).padStart(2, '0')}`;
+  }
+
+  /** Creates a day table on first use and makes sure it is kept until `dropAt` at least. */
+  private ensureDay(name: string, dropAt: number): void {
+    const known = this.days.get(name);
+    if (known !== undefined && known >= dropAt) return;
+    if (known === undefined) {
+      this.sql.exec(
+        `CREATE TABLE IF NOT EXISTS ${name} (id TEXT PRIMARY KEY, state TEXT NOT NULL, lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL, source TEXT NOT NULL, body TEXT) WITHOUT ROWID`,
+      );
+    }
+    this.sql.exec('INSERT INTO ledger_days (name, drop_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET drop_at = MAX(drop_at, excluded.drop_at)', name, dropAt);
+    this.days.set(name, Math.max(known ?? 0, dropAt));
+  }
+
+  /** The row about `id`: in its day table when the day is known, else in any (newest first), else in the legacy table. */
+  private find<T>(columns: string, id: string, day?: string): T | undefined {
+    const tables = day !== undefined ? (this.days.has(day) ? [day] : []) : [...this.days.keys()].sort().reverse();
+    for (const t of tables) {
+      const row = this.sql.exec<T & Record<string, SqlStorageValue>>(`SELECT ${columns} FROM ${t} WHERE id = ?`, id).toArray()[0];
+      if (row !== undefined) return row;
+    }
+    return this.sql.exec<T & Record<string, SqlStorageValue>>(`SELECT ${columns} FROM ledger WHERE id = ?`, id).toArray()[0];
   }
 
   async admit(req: AdmitRequest): Promise<AdmitResult> {
@@ -99,8 +144,8 @@ export class DedupLedger extends DurableObject<Env> {
   async getBody(id: string): Promise<string | null> {
     const row = this.sql.exec<{ body: string }>('SELECT body FROM bodies WHERE id = ?', id).toArray()[0];
     if (row !== undefined) return row.body;
-    const kept = this.sql.exec<{ body: string | null }>("SELECT body FROM ledger WHERE id = ? AND state = 'committed'", id).toArray()[0];
-    return kept?.body ?? null;
+    const kept = this.find<{ body: string | null; state: string }>('body, state', id);
+    return kept?.state === 'committed' ? kept.body : null;
   }
 
   /** Bodies of several events (one request for a page of replays); absent ids are unknown or expired. */
@@ -131,12 +176,20 @@ export class DedupLedger extends DurableObject<Env> {
 
   /** Has this id been committed (accepted and enqueued)? */
   async isCommitted(id: string): Promise<boolean> {
-    const row = this.sql.exec<{ state: string }>('SELECT state FROM ledger WHERE id = ?', id).toArray()[0];
-    return row?.state === 'committed';
+    return this.find<{ state: string }>('state', id)?.state === 'committed';
   }
 
   override async alarm(): Promise<void> {
     const now = Date.now();
+    // Whole day tables past their retention: dropped, which writes no rows (deleting them would write one each).
+    let days = 0;
+    for (const { name } of this.sql.exec<{ name: string }>('SELECT name FROM ledger_days WHERE drop_at <= ?', now).toArray()) {
+      if (!/^ledger_d\d{8}$/.test(name)) continue;
+      this.sql.exec(`DROP TABLE IF EXISTS ${name}`);
+      this.sql.exec('DELETE FROM ledger_days WHERE name = ?', name);
+      this.days.delete(name);
+      days += 1;
+    }
     const removed = this.sql.exec('DELETE FROM ledger WHERE expires_at <= ?', now).rowsWritten;
     const bodies = this.sql.exec('DELETE FROM bodies WHERE expires_at <= ?', now).rowsWritten;
     const objects = this.sql.exec('DELETE FROM objects WHERE expires_at <= ?', now).rowsWritten;
@@ -144,13 +197,13 @@ export class DedupLedger extends DurableObject<Env> {
     // ordering records outlive the ledger rows that created them.
     const left = this.sql
       .exec<{ n: number }>('SELECT (SELECT COUNT(*) FROM ledger) + (SELECT COUNT(*) FROM bodies) + (SELECT COUNT(*) FROM objects) AS n')
-      .one().n;
+      .one().n + this.days.size;
     this.alarmKnownSet = false;
     if (left > 0) {
       await this.ctx.storage.setAlarm(now + SWEEP_INTERVAL_MS);
       this.alarmKnownSet = true;
     }
-    log('info', 'ledger_sweep', { removed, bodies, objects, left });
+    log('info', 'ledger_sweep', { days, removed, bodies, objects, left });
   }
 
   /** Runs `fn` after every earlier admission in the same lane has finished. */
@@ -168,7 +221,8 @@ export class DedupLedger extends DurableObject<Env> {
 
   private async admitNow(req: AdmitRequest): Promise<AdmitResult> {
     const now = Date.now();
-    const row = this.sql.exec<{ state: string; lease_until: number }>('SELECT state, lease_until FROM ledger WHERE id = ?', req.id).toArray()[0];
+    const day = DedupLedger.dayTable(req.created_at, now);
+    const row = this.find<{ state: string; lease_until: number }>('state, lease_until', req.id, day);
     if (row !== undefined) {
       if (row.state === 'committed') return { status: 'duplicate' };
       // A claim written by an older release (this one writes none): honoured until its lease runs out.
@@ -195,14 +249,18 @@ export class DedupLedger extends DurableObject<Env> {
     }
     // The record and the ordering record together (synchronous: one implicit transaction). Later copies of
     // this id wait in its lane for this, then find it.
+    const dropAt = dayEnd(day) + req.retentionMs;
+    this.ensureDay(day, dropAt);
     this.sql.exec(
-      "INSERT OR REPLACE INTO ledger (id, state, lease_until, expires_at, source, body) VALUES (?, 'committed', ?, ?, ?, ?)",
+      `INSERT OR REPLACE INTO ${day} (id, state, lease_until, expires_at, source, body) VALUES (?, 'committed', ?, ?, ?, ?)`,
       req.id,
       now,
-      until,
+      dropAt,
       req.source,
       large ? null : req.body,
     );
+    // A claim an older release left for this id (crash) is superseded.
+    if (row !== undefined) this.sql.exec('DELETE FROM ledger WHERE id = ?', req.id);
     this.writeOrder(req, order, now);
     await this.ensureAlarm(now);
     return order.stale ? { status: 'accepted', stale: true } : { status: 'accepted' };
@@ -242,4 +300,10 @@ export class DedupLedger extends DurableObject<Env> {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + SWEEP_INTERVAL_MS);
     this.alarmKnownSet = true;
   }
+}
+
+/** When the UTC day of a `ledger_dYYYYMMDD` table ends (ms). */
+function dayEnd(table: string): number {
+  const d = table.slice('ledger_d'.length);
+  return Date.UTC(Number(d.slice(0, 4)), Number(d.slice(4, 6)) - 1, Number(d.slice(6, 8))) + 86_400_000;
 }

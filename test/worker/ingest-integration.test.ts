@@ -3,7 +3,7 @@ import { env, exports } from 'cloudflare:workers';
 import { WorkOS } from '@workos-inc/node';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import worker from '../../src/index';
-import type { DedupLedger } from '../../src/dedup/ledger';
+import { DedupLedger } from '../../src/dedup/ledger';
 import { shardKeyOf, shardName, shardOf } from '../../src/dedup/shard';
 import type { RouterMessage } from '../../src/queue/message';
 import { SECRET, URL_BASE, postWebhook, sampleEvent as baseSample, signatureHeader, webhookRequest } from '../helpers/webhook';
@@ -241,24 +241,31 @@ describe('dedup ledger', () => {
     expect(await (await postWebhook(event)).json()).toEqual({ status: 'accepted', id });
   });
 
-  it('keeps ids for the retention window, then the alarm removes them', async () => {
+  it('keeps ids for the retention window after their created_at, then the alarm drops their day whole', async () => {
     const event = sampleEvent();
     const id = event.id as string;
     expect((await postWebhook(event)).status).toBe(200);
     const stub = ledgerFor(id);
-    const expiresAt = await runInDurableObject(stub, (_i, state) =>
-      state.storage.sql.exec<{ expires_at: number }>('SELECT expires_at FROM ledger WHERE id = ?', id).one().expires_at,
+    const day = DedupLedger.dayTable(event.created_at as string, Date.now());
+    const dropAt = await runInDurableObject(stub, (_i, state) =>
+      state.storage.sql.exec<{ drop_at: number }>('SELECT drop_at FROM ledger_days WHERE name = ?', day).one().drop_at,
     );
-    expect(expiresAt - Date.now()).toBeGreaterThan(7 * 86_400_000 - 60_000);
-    // The alarm before expiry keeps the id.
+    // At least the retention (dedup_retention_days, 30 by default) after created_at, at most a day more.
+    const created = Date.parse(event.created_at as string);
+    expect(dropAt).toBeGreaterThanOrEqual(created + 30 * 86_400_000);
+    expect(dropAt).toBeLessThanOrEqual(created + 31 * 86_400_000);
+    // The alarm before then keeps the id.
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await stub.isCommitted(id)).toBe(true);
-    // Age the row past retention: the next sweep removes it and the id is accepted afresh.
+    // The day is past retention: the next sweep drops its table (no row deleted one by one) and the id is accepted afresh.
     await runInDurableObject(stub, (_i, state) => {
-      state.storage.sql.exec('UPDATE ledger SET expires_at = ? WHERE id = ?', Date.now() - 1, id);
+      state.storage.sql.exec('UPDATE ledger_days SET drop_at = ? WHERE name = ?', Date.now() - 1, day);
     });
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await stub.isCommitted(id)).toBe(false);
+    const tables = await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE name = ?", day).toArray().length);
+    expect(tables).toBe(0);
+    expect(await (await postWebhook(event)).json()).toEqual({ status: 'accepted', id });
   });
 });
 

@@ -60,3 +60,61 @@ describe('ledger sweep', () => {
     expect(await stub.extendBody('event_missing', far)).toBe(false);
   });
 });
+
+describe('ledger day tables', () => {
+  const req = (id: string, created_at: string) => ({
+    id,
+    type: 'user.created',
+    created_at,
+    body: JSON.stringify({ id, event: 'user.created', created_at, data: {} }),
+    bodyBytes: 64,
+    source: 'webhook' as const,
+    shard: 'ledger-day-tables',
+    retentionMs: 30 * 86_400_000,
+  });
+
+  it('files each event under the UTC day of its created_at, and a copy finds it there', async () => {
+    const stub = fresh();
+    expect(await stub.admit(req('event_day_a', '2026-11-27T23:59:59.000Z'))).toEqual({ status: 'accepted' });
+    expect(await stub.admit(req('event_day_b', '2026-11-28T00:00:00.000Z'))).toEqual({ status: 'accepted' });
+    expect(await stub.admit(req('event_day_a', '2026-11-27T23:59:59.000Z'))).toEqual({ status: 'duplicate' });
+    const days = await runInDurableObject(stub, (_i, state) =>
+      state.storage.sql.exec<{ name: string; drop_at: number }>('SELECT name, drop_at FROM ledger_days ORDER BY name').toArray(),
+    );
+    expect(days).toEqual([
+      { name: 'ledger_d20261127', drop_at: Date.UTC(2026, 10, 28) + 30 * 86_400_000 },
+      { name: 'ledger_d20261128', drop_at: Date.UTC(2026, 10, 29) + 30 * 86_400_000 },
+    ]);
+    expect(await stub.getBody('event_day_b')).toContain('event_day_b');
+  });
+
+  it('still honours rows an older release wrote to the single `ledger` table', async () => {
+    const stub = fresh();
+    await runInDurableObject(stub, (_i, state) => {
+      const later = Date.now() + 86_400_000;
+      state.storage.sql.exec("INSERT INTO ledger (id, state, lease_until, expires_at, source, body) VALUES ('event_old_release', 'committed', 0, ?, 'webhook', 'old body')", later);
+    });
+    expect(await stub.admit(req('event_old_release', new Date().toISOString()))).toEqual({ status: 'duplicate' });
+    expect(await stub.isCommitted('event_old_release')).toBe(true);
+    expect(await stub.getBody('event_old_release')).toBe('old body');
+  });
+
+  it('drops a day once its retention has passed, keeps the others, and stops sweeping when nothing is left', async () => {
+    const stub = fresh();
+    await stub.admit(req('event_drop_a', '2026-11-27T12:00:00.000Z'));
+    await stub.admit(req('event_drop_b', '2026-11-28T12:00:00.000Z'));
+    await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE ledger_days SET drop_at = ? WHERE name = 'ledger_d20261127'", Date.now() - 1));
+    await runDurableObjectAlarm(stub);
+    expect(await stub.isCommitted('event_drop_a')).toBe(false);
+    expect(await stub.isCommitted('event_drop_b')).toBe(true);
+    let c = await counts(stub);
+    expect(c.alarm).not.toBeNull();
+    await runInDurableObject(stub, (_i, state) => state.storage.sql.exec('UPDATE ledger_days SET drop_at = ?', Date.now() - 1));
+    await runDurableObjectAlarm(stub);
+    expect(await stub.isCommitted('event_drop_b')).toBe(false);
+    const tables = await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name GLOB 'ledger_d[0-9]*'").toArray());
+    expect(tables).toEqual([]);
+    c = await counts(stub);
+    expect(c.alarm).toBeNull();
+  });
+});

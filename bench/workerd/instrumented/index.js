@@ -232,6 +232,7 @@ export class DedupLedger extends BaseLedger {
   async __benchExpireAll() {
     const raw = this.ctx.storage.sql;
     for (const t of ['ledger', 'bodies', 'objects']) raw.exec(`UPDATE ${t} SET expires_at = 0`);
+    raw.exec('UPDATE ledger_days SET drop_at = 0');
     await this.alarm();
   }
   /** Not counted: the benchmark's read-out. */
