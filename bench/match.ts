@@ -2,7 +2,9 @@
  * `match`: rule matching cost per event as the rule count grows.
  *
  * Configs of 10, 100, 1,000 and 10,000 rules are built through
- * parseRouterConfig (http destinations with url), from a realistic mix:
+ * parseRouterConfig (http destinations with url) from the JSON-parsed config,
+ * as the Worker receives ROUTER (the JSON.parse is timed apart, for scale),
+ * from a realistic mix:
  *   - 5 global rules, the same at every size: everything to an audit sink,
  *     wildcards with an infix `*`, an exclusion, exact names mixed with a
  *     prefix wildcard, and a `where` with suffix / not filters (not indexable);
@@ -17,6 +19,11 @@
  *
  * Baseline (same run, same events): a naive scan that tests every rule in turn
  * with one RegExp per pattern and evaluates its full `where`.
+ *
+ * Also timed: the config build (parseRouterConfig + new Matcher; target
+ * ≤ 10 ms at 10,000 rules, the Workers Free plan's CPU per request), the
+ * first event on a fresh Matcher (builds its index) and each later type's
+ * first event.
  */
 import { EVENT_TYPES, type EventType, type UnknownEvent } from '../src/events/catalog';
 import { type Rule, parseRouterConfig } from '../src/config/router-config';
@@ -181,7 +188,12 @@ function nsPerEvent(fn: MatchFn, events: readonly UnknownEvent[], ms: number): {
 interface SizeFigures {
   rules: number;
   tenants: number;
+  /** JSON.parse of the config's JSON text: how the runtime hands ROUTER over (reference, not part of the build). */
+  jsonParseMs: number;
   configBuildMs: number;
+  /** The first event on a fresh Matcher: builds its index (one pass over the rules) and its type's entry. */
+  firstMatchMs: number;
+  /** Each later first event of a type on that Matcher (its type entry). */
   coldUsPerType: number;
   oursNs: number;
   naiveNs: number;
@@ -199,7 +211,12 @@ interface Prepared {
 }
 
 function prepare(size: number, shapes: typeof TENANT_SHAPES): Prepared {
-  const { raw, tenants } = buildRawConfig(size, shapes);
+  const { raw: built, tenants } = buildRawConfig(size, shapes);
+  // The config as the Worker receives it: parsed from JSON (flat strings), not assembled by template literals.
+  const text = JSON.stringify(built);
+  const j0 = performance.now();
+  const raw: unknown = JSON.parse(text);
+  const jsonParseMs = performance.now() - j0;
   const t0 = performance.now();
   const parsed = parseRouterConfig(raw, () => undefined);
   const configBuildMs = performance.now() - t0;
@@ -208,12 +225,15 @@ function prepare(size: number, shapes: typeof TENANT_SHAPES): Prepared {
   if (rules.length !== size) throw new Error(`match: built ${rules.length} rules, wanted ${size}`);
   const events = buildEvents(tenants, 0xc0ffee + size);
 
-  // Cold: a fresh Matcher seeing each type for the first time (builds its per-type cache).
+  // Cold: a fresh Matcher; its first event builds the index, then each type's first event builds that type's entry.
   const cold = new Matcher(rules);
   const firstOfType = EVENT_TYPES.map((t) => events.find((e) => e.event === t) as UnknownEvent);
+  const f0 = performance.now();
+  cold.match(firstOfType[0] as UnknownEvent);
+  const firstMatchMs = performance.now() - f0;
   const c0 = performance.now();
-  for (const e of firstOfType) cold.match(e);
-  const coldUsPerType = ((performance.now() - c0) * 1000) / firstOfType.length;
+  for (const e of firstOfType.slice(1)) cold.match(e);
+  const coldUsPerType = ((performance.now() - c0) * 1000) / (firstOfType.length - 1);
 
   const ours = parsed.config.matcher;
   const naive = new NaiveMatcher(rules);
@@ -227,7 +247,7 @@ function prepare(size: number, shapes: typeof TENANT_SHAPES): Prepared {
     if (x.rules.map((r) => r.name).join(',') !== y.rules.map((r) => r.name).join(',') || x.destinations.join(',') !== y.destinations.join(',')) identical = false;
   }
   return {
-    figures: { rules: size, tenants, configBuildMs, coldUsPerType, avgRulesMatched: matched / events.length, identical },
+    figures: { rules: size, tenants, jsonParseMs, configBuildMs, firstMatchMs, coldUsPerType, avgRulesMatched: matched / events.length, identical },
     events,
     oursFn: (e) => ours.match(e),
     naiveFn: (e) => naive.match(e),
@@ -279,7 +299,7 @@ function measureSizes(shapes: typeof TENANT_SHAPES, rounds: number, sliceMs: num
  */
 function measureLocality(rounds: number, sliceMs: number): { hotTenants: number; ns: number; rounds: number[] }[] {
   const { raw, tenants } = buildRawConfig(10_000, TENANT_SHAPES);
-  const parsed = parseRouterConfig(raw, () => undefined);
+  const parsed = parseRouterConfig(JSON.parse(JSON.stringify(raw)), () => undefined);
   if (!parsed.ok) throw new Error('match: locality config invalid');
   const matcher = parsed.config.matcher;
   const fn: MatchFn = (e) => matcher.match(e);
@@ -302,7 +322,22 @@ export async function runMatch(ctx: BenchContext): Promise<BenchOutput> {
   const base = main[0] as SizeFigures;
   const table: Table = {
     title: 'Realistic mix: ns per event (median of rounds), ours vs naive scan',
-    columns: ['rules', 'tenants', 'rules matched/event', 'ours ns/event', 'ours vs 10 rules', 'naive ns/event', 'naive vs 10 rules', 'ours speed-up', 'ours spread', 'same results', 'config build ms', 'cold µs/type'],
+    columns: [
+      'rules',
+      'tenants',
+      'rules matched/event',
+      'ours ns/event',
+      'ours vs 10 rules',
+      'naive ns/event',
+      'naive vs 10 rules',
+      'ours speed-up',
+      'ours spread',
+      'same results',
+      'config build ms',
+      'JSON.parse ms',
+      'first match ms',
+      'cold µs/type',
+    ],
     rows: main.map((f) => [
       fmt(f.rules),
       fmt(f.tenants),
@@ -315,10 +350,12 @@ export async function runMatch(ctx: BenchContext): Promise<BenchOutput> {
       pct(spread(f.oursRounds)),
       f.identical ? 'yes' : 'NO',
       f.configBuildMs.toFixed(1),
+      f.jsonParseMs.toFixed(1),
+      f.firstMatchMs.toFixed(1),
       f.coldUsPerType.toFixed(1),
     ]),
     note:
-      '"vs 10 rules" = ns/event at that size ÷ ns/event at 10 rules (same run). "speed-up" = naive ns ÷ ours ns. "config build ms" = parseRouterConfig + new Matcher, paid once per isolate. "cold µs/type" = first event of each type on a fresh Matcher (builds its per-type cache; later events of that type reuse it).',
+      '"vs 10 rules" = ns/event at that size ÷ ns/event at 10 rules (same run). "speed-up" = naive ns ÷ ours ns. "config build ms" = parseRouterConfig + new Matcher on the JSON-parsed config (wall time, once per isolate, the first build at that size in this process). "JSON.parse ms" = parsing the same config from its JSON text, for reference (the runtime does it to hand ROUTER over; not part of the build). "first match ms" = the first event on a fresh Matcher (builds its index: one pass over the rules). "cold µs/type" = each later first event of a type on that Matcher (builds the type\'s entry; later events of the type reuse it).',
   };
   printTable(table);
   const ubase = unindexed[0] as SizeFigures;
@@ -340,19 +377,28 @@ export async function runMatch(ctx: BenchContext): Promise<BenchOutput> {
 
   const top = main[main.length - 1] as SizeFigures;
   const growth = top.oursNs / base.oursNs;
+  const GROWTH_TARGET = 1.3;
+  const BUILD_TARGET_MS = 10;
+  const identical = main.every((f) => f.identical) && unindexed.every((f) => f.identical);
+  const buildMet = top.configBuildMs <= BUILD_TARGET_MS;
   const targets: Target[] = [
-    { what: 'ours: ns/event at 10,000 rules ÷ at 10 rules', target: '≤ 1.5×', measured: ratio(growth), met: growth <= 1.5 },
-    { what: 'ours and naive give identical results on every event', target: 'yes', measured: main.every((f) => f.identical) && unindexed.every((f) => f.identical) ? 'yes' : 'no', met: main.every((f) => f.identical) && unindexed.every((f) => f.identical) },
+    { what: 'ours: ns/event at 10,000 rules ÷ at 10 rules', target: `≤ ${GROWTH_TARGET}×`, measured: ratio(growth), met: growth <= GROWTH_TARGET },
+    { what: 'ours and naive give identical results on every event', target: 'yes', measured: identical ? 'yes' : 'no', met: identical },
+    { what: 'config build (parseRouterConfig + new Matcher) at 10,000 rules', target: `≤ ${BUILD_TARGET_MS} ms`, measured: `${top.configBuildMs.toFixed(1)} ms`, met: buildMet },
   ];
   const utop = unindexed[unindexed.length - 1] as SizeFigures;
   const hot3 = locality[0] as { ns: number };
   const hotAll = locality[locality.length - 1] as { ns: number };
+  const monotonic = locality.every((l, i) => i === 0 || l.ns >= (locality[i - 1] as { ns: number }).ns);
+  const minMatched = Math.min(...main.map((f) => f.avgRulesMatched));
+  const maxMatched = Math.max(...main.map((f) => f.avgRulesMatched));
   const findings: string[] = [
-    `Realistic mix: ours costs ${fmt(base.oursNs)} ns/event at 10 rules and ${fmt(top.oursNs)} ns/event at 10,000 (${ratio(growth)}, target ≤ 1.5×: ${growth <= 1.5 ? 'met' : 'missed'}); the naive scan goes from ${fmt(base.naiveNs)} to ${fmt(top.naiveNs)} ns/event (${ratio(top.naiveNs / base.naiveNs, 0)}), so at 10,000 rules ours is ${ratio(top.naiveNs / top.oursNs, 0)} faster than the naive scan. The two always return the same rules and destinations.`,
-    'Why the work per event does not grow: the rules a type name selects are computed once per distinct type and cached (exact names from a map; wildcard and exclusion rules scanned only on the first sight of a type); within a type, rules whose `where` has an equality / any-of are indexed by (path, value), so an event evaluates only the rules of its own organization_id plus the unindexed global rules. Rules matched per event stay at ~1.6 at every size.',
-    `What grows is not work but memory traffic (diagnostic table): on the same 10,000-rule matcher, with the same operations per event, events that touch only 3 tenants cost ${fmt(hot3.ns)} ns (${ratio(hot3.ns / base.oursNs)} the 10-rule figure) and events spread over all ${fmt(top.tenants)} tenants ${fmt(hotAll.ns)} ns (${ratio(hotAll.ns / hot3.ns)} more). With thousands of tenants each event reads rule objects, \`where\` closures and index buckets that are no longer in the CPU caches; the smaller remainder at 3 tenants is most likely the larger tables and heap themselves (per-type indexes of ~5,000 keys instead of 3; not isolated further here). ${growth > 1.5 ? `That is why the 10,000-rule figure misses 1.5× (${ratio(growth)} in this run; the ratio is near the line and moves from run to run on this shared machine, see the spread column): it is cache misses on a working set that grows with the number of distinct tenants in the traffic, not a scan.` : `The 1.5× target holds in this run (${ratio(growth)}), near the line: the ratio moves from run to run on this shared machine (see the spread column).`} To lower it (not applied: src/ is not the benchmark's to change), make the per-event path touch less memory: key the (path, value) index by the scalar itself instead of building a \`typeof:value\` string per lookup (a Map already tells 1 from "1", and the equality test could reuse the lookup instead of recomputing the key), and keep each bucket's remaining conditions inline with the rule reference.`,
-    `One-time costs that do grow with the rule count: building the config (parseRouterConfig + Matcher) takes ${top.configBuildMs.toFixed(0)} ms at 10,000 rules vs ${base.configBuildMs.toFixed(1)} ms at 10, paid once per isolate on its first request and counted against that request\'s CPU time${top.configBuildMs > 10 ? ' (more than the Workers Free plan\'s 10 ms CPU limit per request)' : ''}; the first event of each type on a fresh Matcher costs ${fmt(top.coldUsPerType)} µs at 10,000 rules (a scan of every wildcard / exclusion rule) vs ${top.coldUsPerType > 0 ? base.coldUsPerType.toFixed(0) : '0'} µs at 10, i.e. up to ${fmt((top.coldUsPerType * 89) / 1000)} ms spread over the first events of an isolate.`,
-    `Where the design stops being flat (stress table): rules whose \`where\` has no equality / any-of condition (here a suffix filter per tenant) cannot be indexed and are evaluated for every event of their types, so the cost grows linearly again: ${fmt(ubase.oursNs)} → ${fmt(utop.oursNs)} ns/event from 10 to 10,000 rules (${ratio(utop.oursNs / ubase.oursNs, 0)}), still ${ratio(utop.naiveNs / utop.oursNs, 1)} faster than the naive scan because the type filtering is cached. Worth a line in the README: per-tenant rules should filter on an equality (organization_id, directory_id, …).`,
+    `Realistic mix: ours costs ${fmt(base.oursNs)} ns/event at 10 rules and ${fmt(top.oursNs)} ns/event at 10,000 (${ratio(growth)}, target ≤ ${GROWTH_TARGET}×: ${growth <= GROWTH_TARGET ? 'met' : 'missed'}); the naive scan goes from ${fmt(base.naiveNs)} to ${fmt(top.naiveNs)} ns/event (${ratio(top.naiveNs / base.naiveNs, 0)}), so at 10,000 rules ours is ${ratio(top.naiveNs / top.oursNs, 0)} faster than the naive scan. The two ${identical ? 'returned the same rules and destinations on every event' : 'DISAGREED on some events'}.`,
+    `Why the work per event does not grow: which rules a type name selects is computed once per distinct type and cached (one test per distinct pattern list, not per rule); rules whose \`where\` has an equality / any-of are indexed by (path, value) in one index shared by every type and keyed by the value itself, so the lookup is the equality test and an event evaluates only the remaining conditions of its own organization_id's rules, plus the type's unindexed rules. Rules matched per event stay between ${minMatched.toFixed(2)} and ${maxMatched.toFixed(2)} at every size.`,
+    `What growth remains is memory traffic, not work (diagnostic table, measured in its own rounds after the main table, so compare its rows with each other): on the same 10,000-rule matcher, with the same operations per event, events spread over all ${fmt(top.tenants)} tenants cost ${ratio(hotAll.ns / hot3.ns)} what events touching only 3 tenants cost (${fmt(hotAll.ns)} vs ${fmt(hot3.ns)} ns). With thousands of tenants, the hash slot, the index bucket (its packed key and rule records) and the matched rules an event reads are less often still in the CPU caches.${monotonic ? '' : ' (The rows do not rise steadily in this run: the machine\'s noise is of the same size as the effect.)'} ${growth <= GROWTH_TARGET ? `The ${GROWTH_TARGET}× target holds in this run (${ratio(growth)}); the ratio moves from run to run on this shared machine (see the spread column).` : `The 10,000-rule figure misses ${GROWTH_TARGET}× in this run (${ratio(growth)}): that growth, plus this shared machine's noise, which moves the ratio from run to run (see the spread column).`}`,
+    `Config build: ${top.configBuildMs.toFixed(1)} ms at 10,000 rules (and ${fmt(top.tenants)} destinations) vs ${base.configBuildMs.toFixed(1)} ms at 10, target ≤ ${BUILD_TARGET_MS} ms: ${buildMet ? 'met' : 'missed'}. It is all parseRouterConfig, paid once per isolate by its first request: every destination (a plain https URL is recognised by one pattern; any other URL goes through the URL parser) and every rule (name and duplicates; each distinct event pattern checked against the catalog once, not once per rule; destinations; \`where\` compiled: one test function per equality, one shared segments list per path, one shared test per repeated operator table; stale) are validated up front, so every problem is still reported at once, as \`npm run check\` reports it. new Matcher only keeps the rules. For scale, JSON.parse of the same config text takes ${top.jsonParseMs.toFixed(1)} ms on this machine (the build is ${ratio(top.configBuildMs / top.jsonParseMs, 1)} that).${buildMet ? '' : ` Why it misses: validating up front is one pass over 10,000 rules and ${fmt(top.tenants)} destinations in code that has barely run yet (an isolate's first request), on a shared 2-core machine where merely parsing the config's JSON costs ${top.jsonParseMs.toFixed(1)} ms; a config this large wants the Paid plan's CPU limit.`}`,
+    `Lazy work, after the build: the first event on a fresh Matcher builds its index in one pass over the rules (${top.firstMatchMs.toFixed(1)} ms at 10,000 rules vs ${base.firstMatchMs.toFixed(2)} ms at 10${top.firstMatchMs > BUILD_TARGET_MS ? `: also more than ${BUILD_TARGET_MS} ms, paid by the first request of the isolate that matches an event or lists a type\'s rules: a queue batch or a reconciliation run` : ''}); after that, the first event of each other type costs ${fmt(top.coldUsPerType, 1)} µs at 10,000 rules (testing each distinct pattern list once and listing the type's unindexed rules) vs ${fmt(base.coldUsPerType, 1)} µs at 10.`,
+    `Where the design stops being flat (stress table): rules whose \`where\` has no equality / any-of condition (here a suffix filter per tenant) cannot be indexed and are evaluated for every event of their types, so the cost grows linearly again: ${fmt(ubase.oursNs)} → ${fmt(utop.oursNs)} ns/event from 10 to 10,000 rules (${ratio(utop.oursNs / ubase.oursNs, 0)}), still ${ratio(utop.naiveNs / utop.oursNs, 1)} faster than the naive scan because the type filtering is cached. Per-tenant rules should filter on an equality (organization_id, directory_id, …).`,
   ];
   return { tables: [table, table3, table2], targets, findings, raw: { main, locality, unindexed, pool: POOL, globalRules: GLOBAL_RULES } };
 }

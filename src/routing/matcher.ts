@@ -321,12 +321,11 @@ export class Matcher<R extends MatcherRule> {
     const rules = this.rules;
     const n = rules.length;
     const selectors: Selector[] = [];
-    const selectorsByKey = new Map<string, Selector>();
+    const selectorsByKey: Trie<Selector> = { value: undefined, next: undefined };
     const destinations: string[] = [];
     const destIds = new Map<string, number>();
     const multiTo: Int32Array[] = [];
-    const shared = new Map<string, readonly CompiledCondition[]>();
-    const testIds = new Map<unknown, number>();
+    const shared: Trie<readonly CompiledCondition[]> = { value: undefined, next: undefined };
     const sel = new Int32Array(n);
     const to = new Int32Array(n);
     const conditions: (readonly CompiledCondition[])[] = new Array(n).fill(EMPTY);
@@ -362,7 +361,7 @@ export class Matcher<R extends MatcherRule> {
         }
       }
       if (eq === undefined) {
-        conditions[order] = share(where, shared, testIds);
+        conditions[order] = share(where, shared);
         unindexed.push(order);
         continue;
       }
@@ -370,7 +369,7 @@ export class Matcher<R extends MatcherRule> {
       if (where.length > 1) {
         const others: CompiledCondition[] = [];
         for (const cond of where) if (cond !== eq) others.push(cond);
-        const list = share(others, shared, testIds);
+        const list = share(others, shared);
         let id = restIds.get(list);
         if (id === undefined) {
           id = rests.length;
@@ -573,26 +572,42 @@ function restMatches(rest: readonly CompiledCondition[], event: UnknownEvent): b
 }
 
 /**
+ * A lookup by a sequence of keys (one Map per step, keys compared as a Map
+ * compares them), so a rule's pattern list or condition list is found without
+ * building a string key for it.
+ */
+interface Trie<V> {
+  value: V | undefined;
+  next: Map<unknown, Trie<V>> | undefined;
+}
+
+function step<V>(node: Trie<V>, key: unknown): Trie<V> {
+  let next = node.next?.get(key);
+  if (next === undefined) {
+    next = { value: undefined, next: undefined };
+    (node.next ??= new Map()).set(key, next);
+  }
+  return next;
+}
+
+/**
  * One shared list for every rule whose conditions are the same (same path
  * segments with the same test functions, in the same order: where.ts gives a
  * repeated filter one test function), so the hot path reads one copy instead
- * of one per rule.
+ * of one per rule. Looked up by (test, path) per condition; a list found that
+ * way is still compared (a hand-made condition's segments need not match its path).
  */
-function share(list: readonly CompiledCondition[], shared: Map<string, readonly CompiledCondition[]>, testIds: Map<unknown, number>): readonly CompiledCondition[] {
+function share(list: readonly CompiledCondition[], shared: Trie<readonly CompiledCondition[]>): readonly CompiledCondition[] {
   if (list.length === 0) return EMPTY;
-  let key = '';
-  for (const cond of list) {
-    let id = testIds.get(cond.test);
-    if (id === undefined) {
-      id = testIds.size;
-      testIds.set(cond.test, id);
-    }
-    key += `${id} ${cond.path}\n`;
+  let node = shared;
+  for (let i = 0; i < list.length; i++) {
+    const cond = list[i] as CompiledCondition;
+    node = step(step(node, cond.test), cond.path);
   }
-  const found = shared.get(key);
+  const found = node.value;
   if (found !== undefined && sameConditions(found, list)) return found;
   const own = list.slice();
-  if (found === undefined) shared.set(key, own);
+  if (found === undefined) node.value = own;
   return own;
 }
 
@@ -606,15 +621,15 @@ function sameConditions(a: readonly CompiledCondition[], b: readonly CompiledCon
   return true;
 }
 
-/** The selector of a pattern list: one per distinct list (same patterns, same order). */
-function selectorFor(events: readonly string[], selectors: Selector[], byKey: Map<string, Selector>): Selector {
-  // The key may be ambiguous only for patterns holding "\n"; the list is compared before reuse.
-  const key = events.length === 1 ? (events[0] as string) : events.join('\n');
-  const known = byKey.get(key);
-  if (known !== undefined && sameStrings(known.events, events)) return known;
+/** The selector of a pattern list: one per distinct list (same patterns, same order), looked up pattern by pattern. */
+function selectorFor(events: readonly string[], selectors: Selector[], byList: Trie<Selector>): Selector {
+  let node = byList;
+  for (let i = 0; i < events.length; i++) node = step(node, events[i]);
+  const known = node.value;
+  if (known !== undefined) return known;
   const selector = compileSelector(events, selectors.length);
   selectors.push(selector);
-  if (known === undefined) byKey.set(key, selector);
+  node.value = selector;
   return selector;
 }
 

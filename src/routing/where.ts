@@ -38,25 +38,52 @@ const OPERATORS = new Set(['prefix', 'suffix', 'exists', 'not']);
 const compiledTables = new Map<string, Compiled>();
 const COMPILED_TABLES_LIMIT = 1000;
 
-export function compileWhere(where: unknown, at: string): WhereCompileResult {
-  if (!isPlainObject(where)) return { ok: false, problems: [`${at}: must be a table of "path" = condition`] };
-  const problems: string[] = [];
+/**
+ * The segments of each valid path seen (bounded): thousands of rules filter
+ * on the same few paths, and share one (read-only) segments array per path.
+ */
+const pathSegments = new Map<string, string[]>();
+const PATH_SEGMENTS_LIMIT = 1000;
+const PATH = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+
+function segmentsOf(path: string): string[] | undefined {
+  const known = pathSegments.get(path);
+  if (known !== undefined) return known;
+  if (!PATH.test(path)) return undefined;
+  const segments = path.split('.');
+  if (pathSegments.size >= PATH_SEGMENTS_LIMIT) pathSegments.clear();
+  pathSegments.set(path, segments);
+  return segments;
+}
+
+/**
+ * Compiles a `where` table. `at` names it in problems (`rules[3].where`); it
+ * may be a function, called only when there is a problem to report.
+ */
+export function compileWhere(where: unknown, at: string | (() => string)): WhereCompileResult {
+  const name = typeof at === 'string' ? () => at : at;
+  if (!isPlainObject(where)) return { ok: false, problems: [`${name()}: must be a table of "path" = condition`] };
+  let problems: string[] | undefined;
   const conditions: CompiledCondition[] = [];
-  const entries = Object.entries(where);
-  if (entries.length === 0) problems.push(`${at}: must name at least one path`);
-  for (const [path, spec] of entries) {
-    const here = `${at}["${path}"]`;
-    if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(path)) {
-      problems.push(`${here}: path must be dot-separated field names, e.g. "data.organization_id"`);
+  const paths = Object.keys(where);
+  if (paths.length === 0) (problems ??= []).push(`${name()}: must name at least one path`);
+  for (let i = 0; i < paths.length; i++) {
+    const path = paths[i] as string;
+    const segments = segmentsOf(path);
+    if (segments === undefined) {
+      (problems ??= []).push(`${name()}["${path}"]: path must be dot-separated field names, e.g. "data.organization_id"`);
       continue;
     }
-    const compiled = compileCondition(spec, here, problems);
+    const spec = where[path];
+    // The common cases (a plain equality, an operator table seen before) need no problem list and no position.
+    const compiled = isScalar(spec) ? equality(spec) : (knownTable(spec) ?? compileCondition(spec, `${name()}["${path}"]`, (problems ??= [])));
     if (compiled === null) continue;
-    const condition: CompiledCondition = { path, segments: path.split('.'), test: compiled.test };
+    const condition: CompiledCondition = { path, segments, test: compiled.test };
     if (compiled.equalityValues !== undefined) condition.equalityValues = compiled.equalityValues;
     conditions.push(condition);
   }
-  return problems.length > 0 ? { ok: false, problems } : { ok: true, conditions };
+  // A copy of exactly its length (a list grown by push keeps room for 17; a large config keeps thousands of these).
+  return problems !== undefined && problems.length > 0 ? { ok: false, problems } : { ok: true, conditions: conditions.slice() };
 }
 
 interface Compiled {
@@ -64,14 +91,25 @@ interface Compiled {
   equalityValues?: Scalar[];
 }
 
+/**
+ * The compiled form of a one-operator table with a string argument seen
+ * before (`{ suffix = "@example.com" }`, `{ not = "inactive" }`: the filters
+ * thousands of per-tenant rules repeat), found without building its spec key.
+ * The same entry compileCondition caches under that key; undefined otherwise.
+ */
+const simpleTables = new Map<string, Map<string, Compiled>>();
+
+function knownTable(spec: unknown): Compiled | undefined {
+  if (!isPlainObject(spec)) return undefined;
+  const ops = Object.keys(spec);
+  if (ops.length !== 1) return undefined;
+  const op = ops[0] as string;
+  const arg = spec[op];
+  return typeof arg === 'string' ? simpleTables.get(op)?.get(arg) : undefined;
+}
+
 function compileCondition(spec: unknown, at: string, problems: string[]): Compiled | null {
-  if (isScalar(spec)) {
-    // Map/Set/=== keep types apart: "1" never equals 1. The matcher's index
-    // (a Map: SameValueZero) agrees with === on every scalar but NaN, which
-    // === never equals: a NaN condition is left to its test (never true).
-    const test = anyElement((v) => v === spec);
-    return Number.isNaN(spec) ? { test } : { test, equalityValues: [spec] };
-  }
+  if (isScalar(spec)) return equality(spec);
   if (Array.isArray(spec)) {
     if (spec.length === 0) {
       problems.push(`${at}: an "any of" list must not be empty`);
@@ -93,10 +131,31 @@ function compileCondition(spec: unknown, at: string, problems: string[]): Compil
   if (known !== undefined) return known;
   const compiled = compileTable(spec, at, problems);
   if (compiled !== null && key !== undefined) {
-    if (compiledTables.size >= COMPILED_TABLES_LIMIT) compiledTables.clear();
+    if (compiledTables.size >= COMPILED_TABLES_LIMIT) {
+      compiledTables.clear();
+      simpleTables.clear();
+    }
     compiledTables.set(key, compiled);
+    const ops = Object.keys(spec);
+    const arg = spec[ops[0] as string];
+    if (ops.length === 1 && typeof arg === 'string') {
+      let byArg = simpleTables.get(ops[0] as string);
+      if (byArg === undefined) simpleTables.set(ops[0] as string, (byArg = new Map()));
+      byArg.set(arg, compiled);
+    }
   }
   return compiled;
+}
+
+/**
+ * A plain equality. Map/Set/=== keep types apart: "1" never equals 1. The
+ * matcher's index (a Map: SameValueZero) agrees with === on every scalar but
+ * NaN, which === never equals: a NaN condition is left to its test (never
+ * true). A list field matches when an element does (indexOf compares with ===).
+ */
+function equality(spec: Scalar): Compiled {
+  const test = (v: unknown): boolean => v === spec || (Array.isArray(v) && v.indexOf(spec) >= 0);
+  return Number.isNaN(spec) ? { test } : { test, equalityValues: [spec] };
 }
 
 function compileTable(spec: Record<string, unknown>, at: string, problems: string[]): Compiled | null {

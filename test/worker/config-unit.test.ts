@@ -1,4 +1,5 @@
 import { env } from 'cloudflare:workers';
+import fc from 'fast-check';
 import { parse as parseToml } from 'smol-toml';
 import { describe, expect, it } from 'vitest';
 import {
@@ -7,6 +8,7 @@ import {
   type ConfigResult,
   type HttpDestination,
   type QueueDestination,
+  type Rule,
   type RouterConfig,
   type SlackDestination,
   DEFAULT_TIMEOUT_MS,
@@ -15,6 +17,7 @@ import {
   parseRouterConfig,
   suggest,
 } from '../../src/config/router-config';
+import { EVENT_TYPES } from '../../src/events/catalog';
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -1422,5 +1425,133 @@ describe('shared Slack webhooks', () => {
       'destinations: "b" and "a" post to the same Slack webhook; each is rate-limited separately, so together they may exceed Slack\'s 1 message/s',
     );
     expect(JSON.stringify(r.warnings)).not.toContain('very-secret');
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Shortcuts taken for large configs: each must give exactly what the plain
+// check gives (written here from the rules, not from router-config.ts).
+
+describe('parseRouterConfig: large-config shortcuts agree with the plain checks', () => {
+  /** What the URL parser says of a destination url (the plain check). */
+  function urlVerdict(url: string, allowHttp: boolean): string[] {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      return ['destinations[0].url: must be an absolute http(s) URL'];
+    }
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') return ['destinations[0].url: must be an absolute http(s) URL'];
+    const loopback = u.hostname === 'localhost' || u.hostname.endsWith('.localhost') || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(u.hostname) || u.hostname === '[::1]';
+    if (u.protocol === 'http:' && !allowHttp && !loopback) {
+      return ['destinations[0].url: must use https:// (http:// is allowed only for loopback hosts or with allow_http = true)'];
+    }
+    return [];
+  }
+
+  const label = fc.oneof(
+    fc.stringMatching(/^[a-z0-9-]{1,12}$/),
+    fc.constantFrom('xn--', 'xn--abc', 'xn--nxasmq6b', 'XN--abc', '0x1f', '0xzz', '123', '999', '1', 'a-', '-a', 'a--b', 'localhost', 'EXAMPLE', 'ex_ample', ''),
+  );
+  const host = fc.array(label, { minLength: 1, maxLength: 4 }).map((labels) => labels.join('.'));
+  const path = fc.oneof(
+    fc.constant(''),
+    fc.stringMatching(/^\/[A-Za-z0-9._~!$&'()*+,;=:@\/-]{0,20}$/),
+    fc.constantFrom('/a%20b', '/%zz', '/a b', '/a\\b', '?q=1', '#f', '/x?y#z', '/\u00e9', ':443/x', ':99999', ':8080', '.', './x'),
+  );
+  const scheme = fc.constantFrom('https://', 'http://', 'HTTPS://', 'https:/', 'https:', 'ftp://', 'https:///', ' https://');
+  const url = fc.oneof(
+    fc.tuple(scheme, host, path).map(([a, b, c]) => a + b + c),
+    fc.string({ maxLength: 40 }),
+    fc.tuple(fc.constantFrom('https://', 'http://'), fc.string({ maxLength: 30 })).map(([a, b]) => a + b),
+    fc.constantFrom(`https://${'a'.repeat(63)}.com/x`, `https://${'a'.repeat(64)}.com/x`, `https://a.b/${'p'.repeat(3000)}`, 'https://1.2.3.4/x', 'https://1.2.3/x', 'https://a.1/x', 'https://a.b1/x', 'https://a.0x1/x', 'https://a.b./x'),
+  );
+
+  it('2,000 runs: a destination url is accepted or refused exactly as the URL parser says', () => {
+    fc.assert(
+      fc.property(url, fc.boolean(), (u, allowHttp) => {
+        const dest = allowHttp ? { name: 'd', type: 'http', url: u, allow_http: true } : { name: 'd', type: 'http', url: u };
+        const want = urlVerdict(u, allowHttp);
+        const r = parse({ destinations: [dest] });
+        expect(r.ok ? [] : r.problems).toEqual(want);
+        if (r.ok) expect((r.config.destinations.get('d') as HttpDestination).url).toBe(u);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  /** The plain pattern check for one rule's events, written from README "Rules" and the warning texts. */
+  function patternFindings(events: string[], at: string): { problems: string[]; warnings: string[] } {
+    const problems: string[] = [];
+    const warnings: string[] = [];
+    events.forEach((p, i) => {
+      const pat = `${at}.events[${i}]`;
+      if (p === '' || p === '!') problems.push(`${pat}: empty pattern`);
+      else if (!/^!?[A-Za-z0-9_.*-]+$/.test(p)) problems.push(`${pat}: invalid pattern "${p}" (letters, digits, "_", ".", "-", "*", leading "!")`);
+      else {
+        const bare = p.startsWith('!') ? p.slice(1) : p;
+        if (!bare.includes('*')) {
+          if (!(EVENT_TYPES as readonly string[]).includes(bare)) warnings.push(`${pat}: "${bare}" is not a known WorkOS event type${suggest(bare, EVENT_TYPES)}`);
+        } else {
+          const re = new RegExp(`^${bare.split('*').map((x) => x.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
+          if (!EVENT_TYPES.some((t) => re.test(t))) warnings.push(`${pat}: pattern "${p}" matches no known WorkOS event type`);
+        }
+      }
+    });
+    return { problems, warnings };
+  }
+
+  const pattern = fc.constantFrom(
+    'user.created',
+    '!user.created',
+    'user.create',
+    '!dsync.group.updatd',
+    'dsync.*',
+    '!dsync.*',
+    'acme.*',
+    '!acme.*',
+    '*',
+    'acme.widget.exploded',
+    'user created',
+    '!',
+    '',
+    'a\nb',
+    '*.deleted',
+  );
+
+  it('300 runs: patterns repeated across many rules give each rule the same problems and warnings as checking it alone', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(pattern, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 30 }), (lists) => {
+        const rules = lists.map((events, i) => ({ name: `r${i}`, events, to: ['crm'] }));
+        const r = parse({ destinations: [{ name: 'crm', type: 'http', url: CRM }], rules });
+        const want = { problems: [] as string[], warnings: [] as string[] };
+        lists.forEach((events, i) => {
+          const f = patternFindings(events, `rules[${i}]`);
+          want.problems.push(...f.problems);
+          want.warnings.push(...f.warnings);
+        });
+        // (When every rule is refused, crm is also reported unused: not a pattern finding.)
+        expect({ problems: r.ok ? [] : r.problems, warnings: r.warnings.filter((w) => w.startsWith('rules[')) }).toEqual(want);
+        if (r.ok) expect(r.config.rules.map((x) => x.events)).toEqual(lists);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('rules filtering on the same path share one segments list; the parsed lists are independent of the input', () => {
+    const raw = {
+      destinations: [{ name: 'crm', type: 'http', url: CRM }],
+      rules: [
+        { name: 'a', events: ['user.created'], where: { 'data.organization_id': 'org_1' }, to: ['crm', 'crm'] },
+        { name: 'b', events: ['user.created'], where: { 'data.organization_id': ['org_2'] }, to: ['crm'] },
+      ],
+    };
+    const { config } = ok(raw);
+    const [a, b] = config.rules as [Rule, Rule];
+    expect(a.where[0]?.segments).toEqual(['data', 'organization_id']);
+    expect(b.where[0]?.segments).toBe(a.where[0]?.segments);
+    expect(a.to).toEqual(['crm']);
+    raw.rules[0]?.events.push('user.deleted');
+    expect(a.events).toEqual(['user.created']);
   });
 });

@@ -453,3 +453,39 @@ describe('matcher: construction is cheap (the index is built on first use)', () 
     expect(reads).toBe(afterFirst);
   });
 });
+
+describe('matcher: pattern lists and condition lists found step by step', () => {
+  it('lists that are prefixes of one another, or differ only in order, get their own selectors and conditions', () => {
+    const org = compiled({ 'data.org': 'o1' })[0] as CompiledCondition;
+    const [state] = compiled({ 'data.state': { not: 'inactive' } }) as [CompiledCondition];
+    const [email] = compiled({ 'data.email': { suffix: '@a.example' } }) as [CompiledCondition];
+    const rules: MatcherRule[] = [
+      { name: 'a', events: ['user.*'], where: [], to: ['d0'] },
+      { name: 'b', events: ['user.*', '!user.deleted'], where: [], to: ['d1'] },
+      { name: 'c', events: ['!user.deleted', 'user.*'], where: [], to: ['d2'] },
+      { name: 'd', events: ['user.*', '!user.deleted', '!user.updated'], where: [], to: ['d3'] },
+      { name: 'e', events: ['*'], where: [state], to: ['d0'] },
+      { name: 'f', events: ['*'], where: [state, email], to: ['d1'] },
+      { name: 'g', events: ['*'], where: [email, state], to: ['d2'] },
+      { name: 'h', events: ['*'], where: [org, state, email], to: ['d3'] },
+    ];
+    const specs: RuleSpec[] = [
+      { name: 'a', events: ['user.*'], to: ['d0'] },
+      { name: 'b', events: ['user.*', '!user.deleted'], to: ['d1'] },
+      { name: 'c', events: ['!user.deleted', 'user.*'], to: ['d2'] },
+      { name: 'd', events: ['user.*', '!user.deleted', '!user.updated'], to: ['d3'] },
+      { name: 'e', events: ['*'], where: { 'data.state': { not: 'inactive' } }, to: ['d0'] },
+      { name: 'f', events: ['*'], where: { 'data.state': { not: 'inactive' }, 'data.email': { suffix: '@a.example' } }, to: ['d1'] },
+      { name: 'g', events: ['*'], where: { 'data.email': { suffix: '@a.example' }, 'data.state': { not: 'inactive' } }, to: ['d2'] },
+      { name: 'h', events: ['*'], where: { 'data.org': 'o1', 'data.state': { not: 'inactive' }, 'data.email': { suffix: '@a.example' } }, to: ['d3'] },
+    ];
+    const m = new Matcher<MatcherRule>(rules);
+    for (const type of ['user.created', 'user.deleted', 'user.updated', 'dsync.user.created']) {
+      for (const data of [{}, { state: 'active' }, { state: 'active', email: 'x@a.example' }, { org: 'o1', state: 'active', email: 'x@a.example' }, { org: 'o1', state: 'inactive', email: 'x@a.example' }]) {
+        const ev = { id: 'e', event: type, data, created_at: 'x' } as UnknownEvent;
+        const got = m.match(ev);
+        expect({ rules: got.rules.map((r) => r.name), destinations: got.destinations }).toEqual(naiveMatch(specs, ev));
+      }
+    }
+  });
+});
