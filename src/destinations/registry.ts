@@ -6,6 +6,15 @@
  * outcomes once at its end, so the cost is two requests per batch whatever
  * the number of events or destinations.
  *
+ * Rows written are what SQLite storage bills, so a batch that only succeeded
+ * for a healthy destination (circuit closed, no failure streak) is not
+ * written at once: its counts and last success are added up in memory and
+ * written once per destination every `HEALTH_FLUSH_MS` (by the next report
+ * after that, or by the alarm), and before any read of health or counters.
+ * Anything about a failure, a probe or an open circuit is written at once. A
+ * restart of the object can lose at most that window of success counts —
+ * never an event, a failure or circuit state.
+ *
  * Circuit breaker: after `circuit.failures` consecutive retryable failures a
  * destination's circuit opens; its deliveries are then held exactly as when
  * paused (src/destinations/held.ts). Every cooldown the registry's alarm asks
@@ -68,6 +77,9 @@ type Row = {
   failed: number;
 };
 
+/** Success-only reports of healthy destinations are written at most this often (see the header). */
+export const HEALTH_FLUSH_MS = 10_000;
+
 /** Slots are spaced 5 % wider than 1/rate, so network jitter at the receiver stays under the rate. */
 const RATE_HEADROOM = 1.05;
 
@@ -80,6 +92,10 @@ export class DestinationRegistry extends DurableObject<Env> {
    */
   private readonly nextSlot = new Map<string, number>();
   private readonly startedAt = Date.now();
+  /** Success-only reports not yet written, per destination. */
+  private readonly unwritten = new Map<string, { delivered: number; last_success_at: number | null }>();
+  /** When the oldest of them must be written (null: none waiting). */
+  private flushDue: number | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -179,25 +195,71 @@ export class DestinationRegistry extends DurableObject<Env> {
 
   async report(reports: Record<string, DestinationReport>, circuits: Record<string, CircuitPolicy | null> = {}): Promise<void> {
     const now = Date.now();
-    for (const [name, r] of Object.entries(reports)) {
-      this.sql.exec(
-        `INSERT INTO destinations (name, last_success_at, last_failure_at, last_error, delivered, failed) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET
-           last_success_at = COALESCE(MAX(last_success_at, excluded.last_success_at), last_success_at, excluded.last_success_at),
-           last_failure_at = COALESCE(MAX(last_failure_at, excluded.last_failure_at), last_failure_at, excluded.last_failure_at),
-           last_error = CASE WHEN excluded.last_failure_at IS NOT NULL AND (last_failure_at IS NULL OR excluded.last_failure_at >= last_failure_at) THEN excluded.last_error ELSE last_error END,
-           delivered = delivered + excluded.delivered,
-           failed = failed + excluded.failed`,
-        name,
-        r.last_success_at ?? null,
-        r.last_failure_at ?? null,
-        r.last_error ?? null,
-        r.delivered,
-        r.failed,
-      );
+    for (const [name, report] of Object.entries(reports)) {
+      if (this.onlySuccess(name, report)) {
+        const waiting = this.unwritten.get(name) ?? { delivered: 0, last_success_at: null };
+        waiting.delivered += report.delivered;
+        if (report.last_success_at !== undefined) waiting.last_success_at = Math.max(waiting.last_success_at ?? 0, report.last_success_at);
+        this.unwritten.set(name, waiting);
+        continue;
+      }
+      // Written now, with what waited for it.
+      const waiting = this.unwritten.get(name);
+      this.unwritten.delete(name);
+      const r: DestinationReport =
+        waiting === undefined
+          ? report
+          : {
+              ...report,
+              delivered: report.delivered + waiting.delivered,
+              ...(waiting.last_success_at !== null ? { last_success_at: Math.max(report.last_success_at ?? 0, waiting.last_success_at) } : {}),
+            };
+      this.writeHealth(name, r);
       for (const [cls, n] of Object.entries(r.failure_classes ?? {})) this.bump(JSON.stringify(['delivery_failures_total', { destination: name, class: cls }]), n);
       await this.updateCircuit(name, r, circuits[name] ?? null, now);
     }
+    if (this.unwritten.size === 0) this.flushDue = null;
+    else if (this.flushDue === null) {
+      this.flushDue = now + HEALTH_FLUSH_MS;
+      await this.scheduleProbe(this.flushDue);
+    } else if (now >= this.flushDue) this.flushHealth();
+  }
+
+  /** A report that only says "delivered" for a destination already known, healthy and with its circuit closed. */
+  private onlySuccess(name: string, r: DestinationReport): boolean {
+    if (r.failed > 0 || (r.retryable_failures ?? 0) > 0 || r.probe !== undefined || r.last_failure_at !== undefined) return false;
+    if (Object.keys(r.failure_classes ?? {}).length > 0) return false;
+    const row = this.sql
+      .exec<{ circuit_open_at: number | null; consecutive_failures: number }>('SELECT circuit_open_at, consecutive_failures FROM destinations WHERE name = ?', name)
+      .toArray()[0];
+    return row !== undefined && row.circuit_open_at === null && row.consecutive_failures === 0;
+  }
+
+  /** Writes every success report still waiting (one row per destination). */
+  private flushHealth(): void {
+    for (const [name, w] of this.unwritten) {
+      this.writeHealth(name, { delivered: w.delivered, failed: 0, ...(w.last_success_at !== null ? { last_success_at: w.last_success_at } : {}) });
+    }
+    this.unwritten.clear();
+    this.flushDue = null;
+  }
+
+  private writeHealth(name: string, r: DestinationReport): void {
+    this.sql.exec(
+      `INSERT INTO destinations (name, last_success_at, last_failure_at, last_error, delivered, failed) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET
+         last_success_at = COALESCE(MAX(last_success_at, excluded.last_success_at), last_success_at, excluded.last_success_at),
+         last_failure_at = COALESCE(MAX(last_failure_at, excluded.last_failure_at), last_failure_at, excluded.last_failure_at),
+         last_error = CASE WHEN excluded.last_failure_at IS NOT NULL AND (last_failure_at IS NULL OR excluded.last_failure_at >= last_failure_at) THEN excluded.last_error ELSE last_error END,
+         delivered = delivered + excluded.delivered,
+         failed = failed + excluded.failed`,
+      name,
+      r.last_success_at ?? null,
+      r.last_failure_at ?? null,
+      r.last_error ?? null,
+      r.delivered,
+      r.failed,
+    );
   }
 
   /** Adds counters flushed by Worker isolates (src/metrics/counters.ts). */
@@ -207,6 +269,7 @@ export class DestinationRegistry extends DurableObject<Env> {
 
   /** Every stored counter: key (JSON [name, labels]) → value. */
   async counters(): Promise<Array<{ key: string; value: number }>> {
+    this.flushHealth();
     return this.sql.exec<{ key: string; value: number }>('SELECT key, value FROM counters').toArray();
   }
 
@@ -268,6 +331,7 @@ export class DestinationRegistry extends DurableObject<Env> {
   /** Probes every open circuit that is due; with nothing held there is nothing to probe with, and the circuit closes. */
   override async alarm(): Promise<void> {
     const now = Date.now();
+    this.flushHealth();
     const due = this.sql.exec<Row>('SELECT * FROM destinations WHERE circuit_open_at IS NOT NULL AND next_probe_at <= ?', now).toArray();
     for (const row of due) {
       try {
@@ -288,6 +352,7 @@ export class DestinationRegistry extends DurableObject<Env> {
   }
 
   async health(names: string[]): Promise<DestinationHealth[]> {
+    this.flushHealth();
     const rows = new Map(this.sql.exec<Row>('SELECT * FROM destinations').toArray().map((r) => [r.name, r]));
     const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
     return names.map((name) => {
