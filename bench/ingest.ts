@@ -20,7 +20,7 @@ import { type LoadFigures, runLoad } from './lib/load';
 import { ROOT } from './lib/machine';
 import { type Table, type Target, printTable, step } from './lib/report';
 import type { BenchContext, BenchOutput } from './lib/types';
-import { findWranglerGroup } from './lib/workerd';
+import { cpuDelta, findWranglerGroup, groupCpu } from './lib/workerd';
 import { fmt, pct, percentile, ratio, sleep } from './lib/stats';
 
 const PATH = '/webhooks/workos';
@@ -68,6 +68,8 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
   const pooled = new Map<LoadName, Pooled>();
   let acceptedUnique = 0;
   const drains: { backlog: number; delivered: number; ms: number }[] = [];
+  /** CPU (by process) the router spent delivering after each unique-event phase: the rest of those events' pipeline. */
+  const drainCpu: Record<string, number>[] = [];
   try {
     step('starting bench/workerd/bare and the router (wrangler dev each)');
     const bare = await startRouter({ timeoutMs: 60_000, config: resolve(ROOT, 'bench/workerd/bare/wrangler.toml'), vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET } });
@@ -102,17 +104,21 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
     const delivered = () => sink.requests.filter((r) => r.path.startsWith('/ingest')).length;
     const drain = async () => {
       // Let the consumer finish delivering before the next phase, so it does not take that phase's CPU.
+      const routerGroup = groups.get(router) ?? null;
+      const cpuBefore = routerGroup === null ? null : groupCpu(routerGroup);
       const started = Date.now();
       const before = delivered();
       const deadline = started + 25_000;
       while (delivered() < acceptedUnique && Date.now() < deadline) await sleep(100);
       drains.push({ backlog: acceptedUnique - before, delivered: delivered() - before, ms: Date.now() - started });
+      if (routerGroup !== null && cpuBefore !== null) drainCpu.push(cpuDelta(cpuBefore, groupCpu(routerGroup)));
     };
     for (const l of loads.slice(0, 3)) {
       const f = await run(l, warmupS, `${l.name} (warm-up)`);
       if (l.name === 'router: unique events') acceptedUnique += f.expectedBodies ?? 0;
     }
     await drain();
+    drainCpu.length = 0; // the warm-up's
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < loads.length; k++) {
         const l = loads[(k + r) % loads.length] as (typeof loads)[number];
@@ -162,8 +168,35 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
   };
   printTable(table);
 
+  // Issue 15, item 5: CPU per accepted event over the whole pipeline (webhook Worker, ledger, queue, consumer, delivery
+  // to the sink: the unique-event phases plus the drains that finish their deliveries) ÷ CPU per request of the bare
+  // worker, as an operator would read it from /proc, in the same run.
+  const uniquePhases = (pooled.get('router: unique events') as Pooled).phases;
+  const pipelineCpu = (k: string) =>
+    (uniquePhases.reduce((a, f) => a + (f.cpuMs[k] ?? 0), 0) + drainCpu.reduce((a, d) => a + (d[k] ?? 0), 0)) / Math.max(1, unique.expected);
+  const pipelineWorkerd = pipelineCpu('workerd');
+  const pipelineWithRelay = pipelineWorkerd + pipelineCpu('wrangler (node)');
+  const bareWorkerd = cpu(bare, 'workerd');
+  const bareWithRelay = bareWorkerd + cpu(bare, 'wrangler (node)');
+  const cpuTable: Table = {
+    title: 'CPU per accepted event, whole pipeline (accept, queue, consumer, delivery), vs CPU per request of the bare worker',
+    columns: ['', 'router ms/event', 'bare ms/request', 'ratio'],
+    rows: [
+      ['workerd', pipelineWorkerd.toFixed(2), bareWorkerd.toFixed(2), ratio(pipelineWorkerd / Math.max(0.001, bareWorkerd), 2)],
+      ['workerd + wrangler (its log relay)', pipelineWithRelay.toFixed(2), bareWithRelay.toFixed(2), ratio(pipelineWithRelay / Math.max(0.001, bareWithRelay), 2)],
+    ],
+    note: `From /proc/<pid>/stat of the processes wrangler dev started (utime + stime), during the unique-event phases and the drains after them that finish their deliveries, ÷ ${fmt(unique.expected)} events accepted; bare: during its phases ÷ its responses. Same run, same load shape.`,
+  };
+  printTable(cpuTable);
+
   const share = unique.reqPerSec / bare.reqPerSec;
   const targets: Target[] = [
+    {
+      what: 'CPU per accepted event, whole pipeline (workerd), ÷ CPU per bare request',
+      target: '≤ 2.0×',
+      measured: ratio(pipelineWorkerd / Math.max(0.001, bareWorkerd), 2),
+      met: pipelineWorkerd / Math.max(0.001, bareWorkerd) <= 2.0,
+    },
     { what: 'router unique-event req/s vs bare Hono on the same setup', target: '≥ 80%', measured: pct(share), met: share >= 0.8 },
     { what: 'non-2xx responses under load (all router loads)', target: '0', measured: fmt(unique.non2xx + dup.non2xx + steps.non2xx), met: unique.non2xx + dup.non2xx + steps.non2xx === 0 },
   ];
@@ -183,5 +216,5 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
     })(),
     `Noise: per-round req/s are in the table; rounds alternate servers so drift in the shared machine's load affects each alike, but ratios between rounds of the same server show the margin (bare: ${bare.perPhaseReqPerSec.map((v) => fmt(v)).join(' vs ')} req/s).`,
   ];
-  return { tables: [table], targets, findings, raw: { connections, phaseS, rounds, warmupS, results, drains } };
+  return { tables: [table, cpuTable], targets, findings, raw: { connections, phaseS, rounds, warmupS, results, drains, drainCpu } };
 }
