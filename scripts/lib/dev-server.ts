@@ -12,6 +12,8 @@ import { join, resolve } from 'node:path';
 export interface RouterProcess {
   url: string;
   port: number;
+  /** wrangler's DevTools inspector (CPU profiles of the Worker's isolate: bench/profile.ts). */
+  inspectorPort: number;
   /** Everything wrangler printed (stdout and stderr). */
   output: () => string;
   stop: () => Promise<void>;
@@ -101,7 +103,7 @@ export async function startRouter(opts: StartOptions = {}): Promise<RouterProces
     }
     try {
       const res = await fetch(`${url}/health`);
-      if (res.ok) return { url, port, output: () => output, stop };
+      if (res.ok) return { url, port, inspectorPort: inspector, output: () => output, stop };
     } catch {
       // not up yet
     }
