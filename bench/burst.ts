@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { type RouterProcess, startRouter } from '../scripts/lib/dev-server';
 import { type Sink, startSink } from '../scripts/lib/sink';
-import { BENCH_SECRET, EventSource, signedHeaders } from './lib/events';
+import { BENCH_SECRET, EventSource, postEvents } from './lib/events';
 import { type Table, type Target, Progress, printTable, step } from './lib/report';
 import type { BenchContext, BenchOutput } from './lib/types';
 import { fmt, sleep } from './lib/stats';
@@ -53,19 +53,11 @@ async function runOnce(label: string, events: number, limit: number | null, sink
     const started = Date.now();
     const progress = new Progress(`${label}: sending ${fmt(events)} at once`, events);
     // "At once": 100 requests in flight at a time, as fast as the router answers.
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 100 }, async () => {
-        while (next < events) {
-          next++;
-          const e = source.next();
-          ids.add(e.id);
-          const res = await fetch(`${r.url}/webhooks/workos`, { method: 'POST', headers: signedHeaders(e.body), body: e.body });
-          if ((await res.text()).includes('"accepted"')) accepted++;
-          if (next % 100 === 0) progress.update(next);
-        }
-      }),
-    );
+    await postEvents(r.url, source, events, 100, (e, answer, sent) => {
+      ids.add(e.id);
+      if (answer.includes('"accepted"')) accepted++;
+      if (sent % 100 === 0) progress.update(sent);
+    });
     progress.done(`${accepted} accepted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const arrived = () => sink.requests.filter((q) => q.path === path && q.status !== undefined && q.status < 300);
     const wait = new Progress(`${label}: waiting for the receiver`, accepted);

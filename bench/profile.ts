@@ -13,7 +13,7 @@ import { resolve } from 'node:path';
 import WebSocket from 'ws';
 import { startRouter } from '../scripts/lib/dev-server';
 import { startSink } from '../scripts/lib/sink';
-import { BENCH_SECRET, EventSource, routerToSink, signedHeaders } from './lib/events';
+import { BENCH_SECRET, EventSource, postEvents, routerToSink } from './lib/events';
 import { ROOT } from './lib/machine';
 import { sleep } from './lib/stats';
 
@@ -62,18 +62,7 @@ async function main(): Promise<void> {
   const router = await startRouter({ timeoutMs: 60_000, vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, ROUTER: routerToSink(sink.url, 1, '/p') } });
   try {
     const source = new EventSource();
-    const post = async (n: number) => {
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: 10 }, async () => {
-          while (next < n) {
-            next++;
-            const e = source.next();
-            await (await fetch(`${router.url}/webhooks/workos`, { method: 'POST', headers: signedHeaders(e.body), body: e.body })).text();
-          }
-        }),
-      );
-    };
+    const post = (n: number) => postEvents(router.url, source, n, 10);
     const delivered = () => sink.requests.filter((r) => r.path === '/p0').length;
     // Warm up (compile, create the objects), and let it drain.
     await post(200);

@@ -45,6 +45,31 @@ export function signedHeaders(body: string, secret = BENCH_SECRET): Record<strin
   return { 'content-type': 'application/json', 'workos-signature': workosSignature(body, secret) };
 }
 
+/**
+ * Sends `count` new signed events from `source` to the router's webhook
+ * endpoint, `inFlight` requests at a time, as fast as it answers; `each` sees
+ * every event with the answer's body and how many were sent so far.
+ */
+export async function postEvents(
+  routerUrl: string,
+  source: EventSource,
+  count: number,
+  inFlight: number,
+  each?: (event: { id: string; body: string }, answer: string, sent: number) => void,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < count) {
+        next++;
+        const e = source.next();
+        const res = await fetch(`${routerUrl}/webhooks/workos`, { method: 'POST', headers: signedHeaders(e.body), body: e.body });
+        each?.(e, await res.text(), next);
+      }
+    }),
+  );
+}
+
 /** ROUTER config: every event to `count` http destinations on the sink (paths /d0, /d1, …). */
 export function routerToSink(sinkUrl: string, count = 1, prefix = '/d', settings: Record<string, number> = {}): unknown {
   const destinations = Array.from({ length: count }, (_, k) => ({ name: `dest${k}`, type: 'http', url: `${sinkUrl}${prefix}${k}` }));
