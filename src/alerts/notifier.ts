@@ -25,7 +25,6 @@ import { outboxStub } from '../destinations/slack/outbox';
 import { ALERT_EVENT_TYPE } from '../destinations/slack/render';
 import { errorName, log } from '../log';
 
-export { ALERT_EVENT_TYPE };
 /** The subject of alerts about the router as a whole. */
 const ROUTER_SUBJECT = '(router)';
 

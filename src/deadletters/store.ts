@@ -20,7 +20,8 @@ import { errorName, log, logOnce } from '../log';
 import type { RouterMessage } from '../queue/message';
 import { Matcher } from '../routing/matcher';
 import { markDiscarded } from '../trace/client';
-import { ALERT_EVENT_TYPE, type AlertSignal, notifyAlerts } from '../alerts/notifier';
+import { type AlertSignal, notifyAlerts } from '../alerts/notifier';
+import { ALERT_EVENT_TYPE } from '../destinations/slack/render';
 import { type BulkAction, type BulkRequest, type DeadLetterFilter, type DeadLetterJob, type JobState, type StartResult, requestFingerprint } from '../admin/bulk';
 import { type ReplayOutcome, replayRecord, replaySubrequests } from '../admin/replay';
 
