@@ -107,7 +107,7 @@ function checkOne(view: WranglerView): boolean {
   const compared = env !== undefined ? compareWithTopLevel(top, view) : { problems: [], warnings: [] };
   const bindingProblems = [...compared.problems, ...queueProblems(view)];
 
-  for (const w of [...result.warnings, ...compared.warnings]) console.warn(`! warning: ${tag}${w}`);
+  for (const w of [...result.warnings, ...compared.warnings, ...sizeWarnings(view.router)]) console.warn(`! warning: ${tag}${w}`);
   const secretFiles = defaultSecretFiles(env).join('/');
   const putFlag = env !== undefined ? ` --env ${env}` : '';
   for (const name of view.missingSecrets) {
@@ -125,4 +125,20 @@ function checkOne(view: WranglerView): boolean {
   const bindings = env !== undefined ? '; Durable Objects, router queues and consumers match the top level' : '';
   console.log(`✓ ${label}: ROUTER is valid (${rules.length} rule(s), ${destinations.size} destination(s))${bindings}.`);
   return true;
+}
+
+/**
+ * Cloudflare's limits page lists 5 KB per environment variable
+ * (https://developers.cloudflare.com/workers/platform/limits/, "Environment
+ * variable size"); `ROUTER` is one, uploaded as JSON. Larger may be refused at
+ * deploy, so say so before then.
+ */
+function sizeWarnings(router: unknown): string[] {
+  const VAR_SIZE_LIMIT_BYTES = 5 * 1024;
+  if (router === undefined) return [];
+  const bytes = new TextEncoder().encode(typeof router === 'string' ? router : JSON.stringify(router)).length;
+  if (bytes <= VAR_SIZE_LIMIT_BYTES) return [];
+  return [
+    `ROUTER is ${(bytes / 1024).toFixed(1)} KB as uploaded (JSON); Cloudflare's limits page lists 5 KB per environment variable (developers.cloudflare.com/workers/platform/limits), so \`wrangler deploy\` may refuse it: shorten names, merge rules that share destinations, or list event types with patterns`,
+  ];
 }

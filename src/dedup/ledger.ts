@@ -22,7 +22,9 @@
  * per row. So every event is remembered for at least the retention after its
  * `created_at` — the same clock the reconciler's retention floor uses — and
  * at most a day more. The table `ledger` holds rows written by older releases
- * and is still read and swept row by row.
+ * and is still read and swept row by row — only while it holds any: an
+ * object learns that when it starts (every deploy restarts it) and again
+ * after each sweep, so a ledger with no old rows makes no lookup there.
  *
  * Admissions about one ordering key (or, without one, one event id) run one
  * after another inside the object, so concurrent copies of an event wait for
@@ -68,6 +70,8 @@ export class DedupLedger extends DurableObject<Env> {
   private alarmKnownSet = false;
   /** Day tables (`ledger_dYYYYMMDD`) → when they may be dropped; mirrors `ledger_days`. */
   private readonly days = new Map<string, number>();
+  /** Does the legacy `ledger` table hold rows (written by an older release)? Only this code's start and sweeps change that. */
+  private legacyRows: boolean;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -104,6 +108,11 @@ export class DedupLedger extends DurableObject<Env> {
     // The day tables and when each may be dropped (one row per day, written when the day's first event is).
     this.sql.exec('CREATE TABLE IF NOT EXISTS ledger_days (name TEXT PRIMARY KEY, drop_at INTEGER NOT NULL) WITHOUT ROWID');
     for (const r of this.sql.exec<{ name: string; drop_at: number }>('SELECT name, drop_at FROM ledger_days')) this.days.set(r.name, r.drop_at);
+    this.legacyRows = this.hasLegacyRows();
+  }
+
+  private hasLegacyRows(): boolean {
+    return this.sql.exec<{ e: number }>('SELECT EXISTS (SELECT 1 FROM ledger) AS e').one().e === 1;
   }
 
   /** The day table of an event (by its `created_at`; an unparseable one counts as now). */
@@ -126,13 +135,14 @@ export class DedupLedger extends DurableObject<Env> {
     this.days.set(name, Math.max(known ?? 0, dropAt));
   }
 
-  /** The row about `id`: in its day table when the day is known, else in any (newest first), else in the legacy table. */
+  /** The row about `id`: in its day table when the day is known, else in any (newest first), else in the legacy table (when it holds any). */
   private find<T>(columns: string, id: string, day?: string): T | undefined {
     const tables = day !== undefined ? (this.days.has(day) ? [day] : []) : [...this.days.keys()].sort().reverse();
     for (const t of tables) {
       const row = this.sql.exec<T & Record<string, SqlStorageValue>>(`SELECT ${columns} FROM ${t} WHERE id = ?`, id).toArray()[0];
       if (row !== undefined) return row;
     }
+    if (!this.legacyRows) return undefined;
     return this.sql.exec<T & Record<string, SqlStorageValue>>(`SELECT ${columns} FROM ledger WHERE id = ?`, id).toArray()[0];
   }
 
@@ -190,7 +200,8 @@ export class DedupLedger extends DurableObject<Env> {
       this.days.delete(name);
       days += 1;
     }
-    const removed = this.sql.exec('DELETE FROM ledger WHERE expires_at <= ?', now).rowsWritten;
+    const removed = this.legacyRows ? this.sql.exec('DELETE FROM ledger WHERE expires_at <= ?', now).rowsWritten : 0;
+    this.legacyRows = this.legacyRows && this.hasLegacyRows();
     const bodies = this.sql.exec('DELETE FROM bodies WHERE expires_at <= ?', now).rowsWritten;
     const objects = this.sql.exec('DELETE FROM objects WHERE expires_at <= ?', now).rowsWritten;
     // Keep sweeping while anything is left in any table: replay bodies and
@@ -259,8 +270,8 @@ export class DedupLedger extends DurableObject<Env> {
       req.source,
       large ? null : req.body,
     );
-    // A claim an older release left for this id (crash) is superseded.
-    if (row !== undefined) this.sql.exec('DELETE FROM ledger WHERE id = ?', req.id);
+    // A claim an older release left for this id (crash) is superseded (day tables hold committed rows only).
+    if (row !== undefined && this.legacyRows) this.sql.exec('DELETE FROM ledger WHERE id = ?', req.id);
     this.writeOrder(req, order, now);
     await this.ensureAlarm(now);
     return order.stale ? { status: 'accepted', stale: true } : { status: 'accepted' };

@@ -294,6 +294,12 @@ ${rule('users', '["user.*"]', '["crm"]')}`),
       ],
     },
     {
+      name: 'ROUTER larger than the 5 KB Cloudflare allows a variable: a warning, still valid',
+      toml: () => config(`${CRM}${Array.from({ length: 60 }, (_, i) => rule(`users-of-a-rather-long-tenant-name-${i}`, '["user.created", "user.updated"]', '["crm"]')).join('')}`),
+      code: 0,
+      warnings: ["! warning: ROUTER is ", "KB as uploaded (JSON); Cloudflare's limits page lists 5 KB per environment variable"],
+    },
+    {
       name: 'unused destination: a warning',
       toml: () => config(`${CRM}${AUDIT}${rule('users', '["user.*"]', '["crm"]')}`),
       code: 0,

@@ -6,6 +6,7 @@ import worker from '../../src/index';
 import { DedupLedger } from '../../src/dedup/ledger';
 import { shardKeyOf, shardName, shardOf } from '../../src/dedup/shard';
 import type { RouterMessage } from '../../src/queue/message';
+import { asOlderRelease } from '../helpers/older-release';
 import { SECRET, URL_BASE, postWebhook, sampleEvent as baseSample, signatureHeader, webhookRequest } from '../helpers/webhook';
 
 afterEach(() => {
@@ -226,13 +227,8 @@ describe('dedup ledger', () => {
   it('a live uncommitted claim answers 409 in_progress; after its lease it can be taken over', async () => {
     const event = sampleEvent();
     const id = event.id as string;
-    await runInDurableObject(ledgerFor(id), (_i, state) => {
-      state.storage.sql.exec(
-        "INSERT INTO ledger (id, state, lease_until, expires_at, source) VALUES (?, 'pending', ?, ?, 'webhook')",
-        id,
-        Date.now() + 60_000,
-        Date.now() + 60_000,
-      );
+    await asOlderRelease(ledgerFor(id), (sql) => {
+      sql.exec("INSERT INTO ledger (id, state, lease_until, expires_at, source) VALUES (?, 'pending', ?, ?, 'webhook')", id, Date.now() + 60_000, Date.now() + 60_000);
     });
     await expectError(await postWebhook(event), 409, 'in_progress');
     await runInDurableObject(ledgerFor(id), (_i, state) => {

@@ -5,8 +5,9 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type DedupLedger, SWEEP_INTERVAL_MS } from '../../src/dedup/ledger';
+import { asOlderRelease } from '../helpers/older-release';
 
 function fresh(): DurableObjectStub<DedupLedger> {
   return env.DEDUP_LEDGER.get(env.DEDUP_LEDGER.idFromName(`ledger-housekeeping-${crypto.randomUUID()}`)) as DurableObjectStub<DedupLedger>;
@@ -37,14 +38,13 @@ describe('ledger sweep', () => {
   });
 
   it('sweeps ordering records and crash-left claims once they expire', async () => {
-    const stub = fresh();
-    await runInDurableObject(stub, async (_i, state) => {
-      const past = Date.now() - 1;
-      state.storage.sql.exec('INSERT INTO objects (key, newest_ms, deleted, expires_at) VALUES (?, ?, ?, ?)', 'user:u1', 1, 0, past);
-      state.storage.sql.exec('INSERT INTO objects (key, newest_ms, deleted, expires_at) VALUES (?, ?, ?, ?)', 'user:u2', 1, 0, Date.now() + 86_400_000);
-      state.storage.sql.exec("INSERT INTO ledger (id, state, lease_until, expires_at, source) VALUES ('event_crashed', 'pending', ?, ?, 'webhook')", past, past);
-      await state.storage.setAlarm(Date.now() + 60_000);
+    const past = Date.now() - 1;
+    const stub = await asOlderRelease(fresh(), (sql) => {
+      sql.exec('INSERT INTO objects (key, newest_ms, deleted, expires_at) VALUES (?, ?, ?, ?)', 'user:u1', 1, 0, past);
+      sql.exec('INSERT INTO objects (key, newest_ms, deleted, expires_at) VALUES (?, ?, ?, ?)', 'user:u2', 1, 0, Date.now() + 86_400_000);
+      sql.exec("INSERT INTO ledger (id, state, lease_until, expires_at, source) VALUES ('event_crashed', 'pending', ?, ?, 'webhook')", past, past);
     });
+    await runInDurableObject(stub, (_i, state) => state.storage.setAlarm(Date.now() + 60_000));
     await runDurableObjectAlarm(stub);
     const c = await counts(stub);
     expect(c).toMatchObject({ ledger: 0, objects: 1 });
@@ -89,14 +89,37 @@ describe('ledger day tables', () => {
   });
 
   it('still honours rows an older release wrote to the single `ledger` table', async () => {
-    const stub = fresh();
-    await runInDurableObject(stub, (_i, state) => {
-      const later = Date.now() + 86_400_000;
-      state.storage.sql.exec("INSERT INTO ledger (id, state, lease_until, expires_at, source, body) VALUES ('event_old_release', 'committed', 0, ?, 'webhook', 'old body')", later);
-    });
+    const later = Date.now() + 86_400_000;
+    const stub = await asOlderRelease(fresh(), (sql) =>
+      sql.exec("INSERT INTO ledger (id, state, lease_until, expires_at, source, body) VALUES ('event_old_release', 'committed', 0, ?, 'webhook', 'old body')", later),
+    );
     expect(await stub.admit(req('event_old_release', new Date().toISOString()))).toEqual({ status: 'duplicate' });
     expect(await stub.isCommitted('event_old_release')).toBe(true);
     expect(await stub.getBody('event_old_release')).toBe('old body');
+  });
+
+  it('looks in the old `ledger` table only while it holds rows: none after a fresh start, none once the sweep has emptied it', async () => {
+    /** The SQL of one admission, observed on the object's own storage. */
+    const statementsOf = (stub: DurableObjectStub<DedupLedger>, id: string) =>
+      runInDurableObject(stub, async (instance, state) => {
+        const exec = vi.spyOn(state.storage.sql, 'exec');
+        try {
+          expect(await instance.admit(req(id, new Date().toISOString()))).toEqual({ status: 'accepted' });
+          return exec.mock.calls.map((c) => String(c[0]));
+        } finally {
+          exec.mockRestore();
+        }
+      });
+    const readsOld = (sql: string[]) => sql.some((q) => /\bFROM ledger\b/.test(q));
+    expect(readsOld(await statementsOf(fresh(), 'event_new_only'))).toBe(false);
+    const past = Date.now() - 1;
+    const stub = await asOlderRelease(fresh(), (sql) =>
+      sql.exec("INSERT INTO ledger (id, state, lease_until, expires_at, source) VALUES ('event_old_claim', 'pending', ?, ?, 'webhook')", past, past),
+    );
+    expect(readsOld(await statementsOf(stub, 'event_while_old'))).toBe(true);
+    await runDurableObjectAlarm(stub);
+    expect(await counts(stub)).toMatchObject({ ledger: 0 });
+    expect(readsOld(await statementsOf(stub, 'event_after_sweep'))).toBe(false);
   });
 
   it('drops a day once its retention has passed, keeps the others, and stops sweeping when nothing is left', async () => {

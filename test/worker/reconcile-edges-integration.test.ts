@@ -18,6 +18,7 @@ import type { RouterMessage } from '../../src/queue/message';
 import { MAX_EVENT_ATTEMPTS, type RunReport, reconcilerStub } from '../../src/reconcile/reconciler';
 import { makeEvent } from '../fixtures/events';
 import { postWebhook } from '../helpers/webhook';
+import { asOlderRelease } from '../helpers/older-release';
 
 const API = 'https://api.workos.com/events';
 const ADMIN = { Authorization: 'Bearer test-admin-token' };
@@ -197,8 +198,8 @@ async function queueFor(event: ApiEvent, failing: Set<string> = new Set()) {
 
 /** Another delivery holds `event`'s claim in its ledger shard until `leaseUntil`. */
 async function claim(event: ApiEvent, leaseUntil: number): Promise<void> {
-  await runInDurableObject(ledgerOf(event), (_i, state) => {
-    state.storage.sql.exec(
+  await asOlderRelease(ledgerOf(event), (sql) => {
+    sql.exec(
       "INSERT OR REPLACE INTO ledger (id, state, lease_until, expires_at, source) VALUES (?, 'pending', ?, ?, 'webhook')",
       event.id,
       leaseUntil,
