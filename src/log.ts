@@ -4,7 +4,20 @@
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+const RANK: Readonly<Record<LogLevel, number>> = { debug: 0, info: 1, warn: 2, error: 3 };
+let minRank = RANK.info;
+
+/**
+ * The least severe level written (ROUTER `log_level`, applied by every
+ * `loadConfig`): `warn` drops the per-event `info` lines (accepted,
+ * delivered, …), which is most of the lines and of their CPU.
+ */
+export function setLogLevel(level: LogLevel): void {
+  minRank = RANK[level];
+}
+
 export function log(level: LogLevel, msg: string, fields: Record<string, unknown> = {}): void {
+  if (RANK[level] < minRank) return;
   const line = JSON.stringify({ level, msg, ...fields });
   if (level === 'error') console.error(line);
   else if (level === 'warn') console.warn(line);

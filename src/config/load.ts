@@ -1,9 +1,9 @@
 /**
  * Per-isolate config: validated once for each `env` object the runtime hands
- * us, with the problems logged once.
+ * us, with the problems logged once; its `log_level` applied on every call.
  */
 import { bindingNamed, routerVar } from '../env';
-import { log, logOnce } from '../log';
+import { log, logOnce, setLogLevel } from '../log';
 import { type ConfigResult, parseRouterConfig } from './router-config';
 
 const cache = new WeakMap<object, ConfigResult>();
@@ -19,6 +19,8 @@ export function loadConfig(env: Env): ConfigResult {
       logOnce(`config-warn:${result.warnings.join('|')}`, 'warn', 'config_warnings', { warnings: result.warnings });
     }
   }
+  // Every call, not only the first: the level follows the config of the env at hand.
+  if (result.ok) setLogLevel(result.config.settings.logLevel);
   return result;
 }
 

@@ -31,9 +31,14 @@ export interface RouterSettings {
   consoleShowPayloads: boolean;
   /** Optional allowlist of webhook source IPs (`CF-Connecting-IP`); null: no check. */
   sourceAllowlist: SourceAllowlist | null;
+  /** The least severe log lines written (`info`: every line). */
+  logLevel: ConfigLogLevel;
   /** ISO time the first reconciliation starts from (default: the first run's time). */
   reconcileSince?: string;
 }
+
+export type ConfigLogLevel = 'info' | 'warn' | 'error';
+const LOG_LEVELS: readonly ConfigLogLevel[] = ['info', 'warn', 'error'];
 
 export interface SourceAllowlist {
   /** `log`: requests from elsewhere are logged and counted, then verified as usual; `enforce`: refused with 403. */
@@ -147,7 +152,7 @@ export type ConfigResult =
 
 interface IntSpec {
   key: string;
-  field: Exclude<keyof RouterSettings, 'reconcileSince' | 'consoleShowPayloads' | 'sourceAllowlist'>;
+  field: Exclude<keyof RouterSettings, 'reconcileSince' | 'consoleShowPayloads' | 'sourceAllowlist' | 'logLevel'>;
   def: number;
   min: number;
   max: number;
@@ -178,7 +183,7 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_DIGEST_WINDOW_SECONDS = 10;
 export const DEFAULT_SLACK_MAX_PENDING = 10_000;
 
-const TOP_KEYS = new Set(['destinations', 'rules', 'alerts', 'reconcile_since', 'console_show_payloads', 'allowed_source_ips', 'source_ip_mode', ...SETTINGS_SPEC.map((s) => s.key)]);
+const TOP_KEYS = new Set(['destinations', 'rules', 'alerts', 'reconcile_since', 'console_show_payloads', 'allowed_source_ips', 'source_ip_mode', 'log_level', ...SETTINGS_SPEC.map((s) => s.key)]);
 const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds', 'circuit'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
   queue: new Set([...COMMON_DEST_KEYS, 'queue', 'max_per_second']),
@@ -247,6 +252,12 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
   if (root.console_show_payloads !== undefined) {
     if (typeof root.console_show_payloads !== 'boolean') problems.push('console_show_payloads: must be true or false');
     else settings.consoleShowPayloads = root.console_show_payloads;
+  }
+  settings.logLevel = 'info';
+  if (root.log_level !== undefined) {
+    const level = LOG_LEVELS.find((l) => l === root.log_level);
+    if (level === undefined) problems.push('log_level: must be "info", "warn" or "error"');
+    else settings.logLevel = level;
   }
   if (root.reconcile_since !== undefined) {
     const since = root.reconcile_since;

@@ -87,6 +87,7 @@ const DEFAULT_SETTINGS = {
   traceRetentionDays: 7,
   traceShards: 1,
   consoleShowPayloads: false,
+  logLevel: 'info',
   sourceAllowlist: null,
 };
 
@@ -351,6 +352,16 @@ describe('parseRouterConfig: settings knobs', () => {
       const r = parseRouterConfig({ console_show_payloads: bad }, () => undefined);
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.problems).toContain('console_show_payloads: must be true or false');
+    }
+  });
+
+  it('log_level: "info" by default; "info", "warn" or "error" only', () => {
+    expect(ok({}).config.settings.logLevel).toBe('info');
+    for (const level of ['info', 'warn', 'error'] as const) expect(ok({ log_level: level }).config.settings.logLevel).toBe(level);
+    for (const bad of ['debug', 'WARN', 'warning', 2, true, null, '']) {
+      const r = parseRouterConfig({ log_level: bad }, () => undefined);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.problems).toEqual(['log_level: must be "info", "warn" or "error"']);
     }
   });
 

@@ -1,0 +1,85 @@
+/**
+ * ROUTER `log_level`: "warn" drops the per-event `info` lines (accepted,
+ * delivered) and keeps every warning and error. Each "no line" check follows
+ * a positive signal that the work it would have logged is done (the webhook
+ * answered "accepted", the sink received the delivery), and the same steps
+ * under the default level show the lines, so the checks can fail.
+ */
+import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import worker from '../../src/index';
+import { loadConfig } from '../../src/config/load';
+import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { Sink } from '../helpers/sink';
+import { sampleEvent, webhookRequest } from '../helpers/webhook';
+
+const CRM = 'https://crm.log-level.test/hooks';
+const routerWith = (level?: string) => ({
+  ...(level === undefined ? {} : { log_level: level }),
+  destinations: [{ name: 'crm', type: 'http', url: CRM, max_attempts: 3 }],
+  rules: [{ name: 'everything', events: ['*'], to: ['crm'] }],
+});
+
+/** Every structured line written to the console while `fn` runs, parsed. */
+async function linesDuring(fn: () => Promise<void>): Promise<Array<{ level: string; msg: string; event_id?: string }>> {
+  const spies = (['log', 'warn', 'error'] as const).map((m) => vi.spyOn(console, m));
+  try {
+    await fn();
+    return spies.flatMap((s) => s.mock.calls.map((c) => JSON.parse(String(c[0])) as { level: string; msg: string; event_id?: string }));
+  } finally {
+    for (const s of spies) s.mockRestore();
+  }
+}
+
+async function post(event: Record<string, unknown>, runEnv: Env, opts: { secret?: string } = {}): Promise<Response> {
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(await webhookRequest(event, opts), runEnv, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+describe('log_level', () => {
+  const sink = new Sink();
+  beforeEach(() => sink.install());
+  afterEach(() => {
+    vi.restoreAllMocks();
+    sink.reset();
+    loadConfig(env); // the suite's own config (and its level) again
+  });
+
+  it('"info" (the default): the accepted webhook and the delivery each write a line', async () => {
+    const runEnv = testEnv(routerWith());
+    const event = sampleEvent();
+    const lines = await linesDuring(async () => {
+      expect(await (await post(event, runEnv)).json()).toEqual({ status: 'accepted', id: event.id });
+      await runBatch([routerMessage(event)], runEnv);
+      expect(sink.about(event.id as string, CRM)).toHaveLength(1);
+    });
+    expect(lines.filter((l) => l.event_id === event.id).map((l) => `${l.level} ${l.msg}`)).toEqual(['info webhook', 'info delivered']);
+  });
+
+  it('"warn": neither writes a line, while a refused webhook and a failed delivery still do', async () => {
+    const runEnv = testEnv(routerWith('warn'));
+    const event = sampleEvent();
+    const quiet = await linesDuring(async () => {
+      expect(await (await post(event, runEnv)).json()).toEqual({ status: 'accepted', id: event.id });
+      await runBatch([routerMessage(event)], runEnv);
+      expect(sink.about(event.id as string, CRM)).toHaveLength(1);
+    });
+    expect(quiet).toEqual([]);
+
+    const failing = sampleEvent();
+    sink.on(CRM, () => new Response('down', { status: 503 }));
+    const loud = await linesDuring(async () => {
+      expect((await post(failing, runEnv, { secret: 'whsec_not_the_right_one' })).status).toBe(401);
+      const { result } = await runBatch([routerMessage(failing)], runEnv);
+      expect(result.retryMessages.length + result.explicitAcks.length).toBeGreaterThan(0);
+      expect(sink.about(failing.id as string, CRM)).toHaveLength(1);
+    });
+    const msgs = loud.map((l) => `${l.level} ${l.msg}`);
+    expect(msgs).toContain('warn webhook');
+    expect(msgs).toContain('warn delivery_failed');
+    expect(loud.every((l) => l.level !== 'info')).toBe(true);
+  });
+});
