@@ -71,7 +71,7 @@ export async function postEvents(
 }
 
 /** ROUTER config: every event to `count` http destinations on the sink (paths /d0, /d1, …). */
-export function routerToSink(sinkUrl: string, count = 1, prefix = '/d', settings: Record<string, number> = {}): unknown {
+export function routerToSink(sinkUrl: string, count = 1, prefix = '/d', settings: Record<string, number | string> = {}): unknown {
   const destinations = Array.from({ length: count }, (_, k) => ({ name: `dest${k}`, type: 'http', url: `${sinkUrl}${prefix}${k}` }));
   return { ...settings, destinations, rules: [{ name: 'everything', events: ['*'], to: destinations.map((d) => d.name) }] };
 }
