@@ -215,7 +215,17 @@ function traceRowsWritten(r: RunFigures): number {
 
 /** USD per million accepted events over their whole life: accept, deliver, expire and sweep, log lines. */
 function wholeLife(r: RunFigures): number {
-  return r.costs.total + (r.expiry.rowsWritten + r.expiry.traceRowsExpired) * PRICES.sqliteRowsWrittenPerM + r.logLinesPerEvent * PRICES.workersLogsPerM;
+  return r.costs.total + (r.expiry.rowsWritten + r.expiry.traceRowsExpired) * PRICES.sqliteRowsWrittenPerM + logEventsPerEvent(r) * PRICES.workersLogsPerM;
+}
+
+/**
+ * Workers Logs events per accepted event: the structured lines, plus one
+ * invocation log per Worker invocation (the webhook request, each consumer
+ * batch), as the Workers Logs page counts them. Invocations of the Durable
+ * Objects are left out: the page does not say whether they write one.
+ */
+function logEventsPerEvent(r: RunFigures): number {
+  return r.logLinesPerEvent + r.perEvent.workerRequests + r.perEvent.consumerInvocations;
 }
 
 /** SQLite rows written per accepted event over its whole life (accept, deliver, expire), the delivery trace aside. */
@@ -370,6 +380,7 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
       ['  of which the delivery trace (written + removed with its bucket)', ...runs.map((r) => f(traceRowsWritten(r) + r.expiry.traceRowsExpired)), 'DO storage'],
       ['SQLite rows written, whole life, trace aside (trace_retention_days = 0)', ...runs.map((r) => f(rowsWholeLifeWithoutTrace(r))), 'DO storage'],
       ['structured log lines', ...runs.map((r) => f(r.logLinesPerEvent)), 'Workers Logs (per line past the included volume)'],
+      ['  + invocation logs (webhook request, consumer batches)', ...runs.map((r) => f(r.perEvent.workerRequests + r.perEvent.consumerInvocations)), 'Workers Logs'],
       ['SQLite rows read', ...runs.map((r) => f(r.perEvent.sqlRowsRead)), 'DO storage'],
       ['Durable Object active wall time (ms)', ...runs.map((r) => f(r.perEvent.doActiveMs)), 'DO duration (GB-s)'],
       ['local workerd CPU (ms, whole pipeline)', ...runs.map((r) => f(r.perEvent.localCpuMs)), 'proxy for Workers CPU'],
@@ -422,7 +433,7 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
       ['Durable Object duration (active wall time × 128 MB)', ...runs.map((r) => money(r.costs.doDuration))],
       ['SQLite rows written + read (accept and deliver)', ...runs.map((r) => money(r.costs.sqlite))],
       ['SQLite rows written at expiry (sweeps, trace buckets)', ...runs.map((r) => money((r.expiry.rowsWritten + r.expiry.traceRowsExpired) * PRICES.sqliteRowsWrittenPerM))],
-      ['Workers Logs lines', ...runs.map((r) => money(r.logLinesPerEvent * PRICES.workersLogsPerM))],
+      ['Workers Logs (structured lines and invocation logs)', ...runs.map((r) => money(logEventsPerEvent(r) * PRICES.workersLogsPerM))],
       ['Queues operations', ...runs.map((r) => money(r.costs.queues))],
       ['total', ...runs.map((r) => money(r.costs.total))],
       ['total, whole life (expiry and log lines included)', ...runs.map((r) => money(wholeLife(r)))],
@@ -487,6 +498,7 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
       const ratio = (r: RunFigures, gw: number) => `${fmt(gw / Math.max(1e-9, wholeLife(r)), 1)}×`;
       return `Against hosted gateways at the same volume (list prices per event or message, plan fees apart; see the note under the cost table for sources and their dates): Hookdeck bills one event per destination a webhook reaches, $10 per million at list ($3.30 at its lowest rate): ${money(GATEWAYS.hookdeckPerM)} and ${money(5 * GATEWAYS.hookdeckPerM)} per million webhooks for 1 and 5 destinations, ${ratio(one, GATEWAYS.hookdeckPerM)} and ${ratio(five, 5 * GATEWAYS.hookdeckPerM)} ours with the trace on (${money(wholeLife(one))}, ${money(wholeLife(five))}), plus $39/month for its Team plan; Svix bills $100 per million messages (${ratio(one, GATEWAYS.svixPerM)} ours with 1 destination) plus $490/month for Professional, and is built for sending webhooks rather than receiving them. Hookdeck dedups within a window of at most an hour, neither reconciles from the WorkOS Events API, and both see every payload.`;
     })(),
+    `Log events: ${f(logEventsPerEvent(one))} per accepted event with 1 destination and ${f(logEventsPerEvent(five))} with 5 (the structured lines — the webhook's and one per delivery — plus an invocation log per webhook request and per consumer batch), ${money(logEventsPerEvent(one) * PRICES.workersLogsPerM)} and ${money(logEventsPerEvent(five) * PRICES.workersLogsPerM)} per million past Workers Logs' included 20 million a month. ROUTER log_level = "warn" drops the structured lines of every event that is accepted and delivered (${money(one.logLinesPerEvent * PRICES.workersLogsPerM)} / ${money(five.logLinesPerEvent * PRICES.workersLogsPerM)} per million; warnings and errors are still written), and wrangler.toml's [observability.logs] invocation_logs = false the invocation logs.`,
     `Queue consumer invocations: ${f(one.perEvent.consumerInvocations, 3)} per event (mean batch ${fmt(1 / Math.max(1e-9, one.perEvent.consumerInvocations), 1)}). The Workers pricing page bills inbound requests and CPU time and is not explicit about consumer invocations, so the table prices them as requests, an upper bound; they scale with batches, not destinations.`,
     `CPU and duration are upper-bound estimates: "local workerd CPU" is the whole local workerd process's CPU time per event (${f(one.perEvent.localCpuMs)} ms with 1 destination, ${f(five.perEvent.localCpuMs)} ms with 5), which includes the runtime's HTTP handling, the local queue broker and SQLite I/O that production does not bill as Worker CPU; Durable Object duration is the objects' measured active wall time (${f(one.perEvent.doActiveMs)} ms per event locally). Even as upper bounds they are small next to the rows written.`,
     `A duplicate costs one Worker request and one Durable Object request (one SELECT: ${f(one.perDuplicate.sqlRowsRead)} row read, nothing written), no queue message and no delivery.`,
