@@ -172,6 +172,12 @@ export function writeBenchmarksMd(order: readonly { name: string; title: string 
     const met = r === undefined ? '' : `${r.targets.filter((t) => t.met === true).length}/${r.targets.length}`;
     parts.push(`| [\`${name}\`](#${name}) | ${title} | ${r === undefined ? 'not run yet' : r.machine.date.slice(0, 16).replace('T', ' ')} | ${met} |`);
   }
+  // Hand-kept: how figures moved across changes (each run above only knows its own).
+  const history = resolve(ROOT, 'bench/before-after.md');
+  if (existsSync(history)) {
+    parts.push('');
+    parts.push(readFileSync(history, 'utf8').trim());
+  }
   for (const { name, title } of order) {
     parts.push('');
     parts.push(`## ${name}`);

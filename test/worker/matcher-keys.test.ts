@@ -2,8 +2,8 @@
  * The matcher's (path, value) index keys equality / any-of values by the
  * value itself: strings through a hash table that compares the key it finds,
  * numbers, booleans and null through a Map. These properties check, against
- * a naive per-rule scan written here from README "Rules" (not from
- * matcher.ts / where.ts), that keying never merges or separates values the
+ * a naive per-rule scan written from README "Rules" (not from matcher.ts /
+ * where.ts: test/helpers/rules.ts), that keying never merges or separates values the
  * conditions themselves would not:
  *
  *  - value = equal with === ("1" is not 1, true is not "true", null is not
@@ -22,78 +22,15 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseRouterConfig } from '../../src/config/router-config';
 import type { UnknownEvent } from '../../src/events/catalog';
 import { Matcher, type MatcherRule } from '../../src/routing/matcher';
 import { type CompiledCondition, compileWhere } from '../../src/routing/where';
+import { MISSING_FIELD as MISSING, type RuleSpec, type ScalarValue as Value, type Spec, check as checkAgainstScan, configMatcher, directMatcher, naiveMatch } from '../helpers/rules';
 
 const TIMEOUT = 120_000;
 
 // ---------------------------------------------------------------------------
-// The naive scan.
-
-type Value = string | number | boolean | null;
-type Spec = Value | Value[] | { prefix?: string; suffix?: string; exists?: boolean; not?: Value | Value[] };
-
-const MISSING = Symbol('missing');
-
-function fieldAt(event: unknown, path: string): unknown {
-  let cur: unknown = event;
-  for (const seg of path.split('.')) {
-    if (typeof cur !== 'object' || cur === null || !Object.prototype.hasOwnProperty.call(cur, seg)) return MISSING;
-    cur = (cur as Record<string, unknown>)[seg];
-  }
-  return cur;
-}
-
-const sameValueZero = (a: unknown, b: unknown): boolean => a === b || (Number.isNaN(a) && Number.isNaN(b));
-const anyElement = (field: unknown, test: (v: unknown) => boolean): boolean => (Array.isArray(field) ? field.some(test) : test(field));
-
-function holds(spec: Spec, field: unknown): boolean {
-  if (spec === null || typeof spec !== 'object') return anyElement(field, (v) => v === spec);
-  if (Array.isArray(spec)) return anyElement(field, (v) => spec.some((s) => sameValueZero(s, v)));
-  let ok = true;
-  if (spec.prefix !== undefined) {
-    const p = spec.prefix;
-    ok &&= anyElement(field, (v) => typeof v === 'string' && v.slice(0, p.length) === p);
-  }
-  if (spec.suffix !== undefined) {
-    const s = spec.suffix;
-    ok &&= anyElement(field, (v) => typeof v === 'string' && v.length >= s.length && v.slice(v.length - s.length) === s);
-  }
-  if (spec.exists !== undefined) ok &&= (field !== MISSING && field !== null) === spec.exists;
-  if (spec.not !== undefined) ok &&= !holds(spec.not, field);
-  return ok;
-}
-
-interface RuleSpec {
-  name: string;
-  events: string[];
-  where?: Record<string, Spec>;
-  to: string[];
-}
-
-function namesSelect(patterns: readonly string[], type: string): boolean {
-  const re = (p: string) => new RegExp(`^${p.split('*').map((x) => x.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
-  const includes = patterns.filter((p) => p[0] !== '!');
-  const excludes = patterns.filter((p) => p[0] === '!').map((p) => p.slice(1));
-  return (includes.length === 0 || includes.some((p) => re(p).test(type))) && !excludes.some((p) => re(p).test(type));
-}
-
-function naiveMatch(rules: readonly RuleSpec[], event: UnknownEvent): { rules: string[]; destinations: string[] } {
-  const hit: string[] = [];
-  const destinations: string[] = [];
-  for (const r of rules) {
-    if (!namesSelect(r.events, event.event)) continue;
-    if (!Object.entries(r.where ?? {}).every(([path, spec]) => holds(spec, fieldAt(event, path)))) continue;
-    hit.push(r.name);
-    for (const d of r.to) if (!destinations.includes(d)) destinations.push(d);
-  }
-  return { rules: hit, destinations };
-}
-
-// ---------------------------------------------------------------------------
-// Building matchers the two ways the Worker does.
+// Rule sets are checked against the naive scan of test/helpers/rules.ts.
 
 function compiled(where: Record<string, unknown> | undefined): CompiledCondition[] {
   if (where === undefined) return [];
@@ -102,18 +39,9 @@ function compiled(where: Record<string, unknown> | undefined): CompiledCondition
   return w.conditions;
 }
 
-function directMatcher(rules: readonly RuleSpec[]): Matcher<MatcherRule> {
-  return new Matcher(rules.map((r) => ({ name: r.name, events: r.events, where: compiled(r.where), to: r.to })));
-}
+const check = (matchers: readonly Matcher<MatcherRule>[], rules: readonly RuleSpec[], event: UnknownEvent): void => checkAgainstScan(matchers, rules, event, show);
 
 const DESTINATIONS = ['d0', 'd1', 'd2', 'd3'];
-
-function configMatcher(rules: readonly RuleSpec[]): Matcher<MatcherRule> {
-  const destinations = DESTINATIONS.map((name) => ({ name, type: 'http', url: `https://hooks.example/${name}` }));
-  const result = parseRouterConfig({ destinations, rules }, () => undefined);
-  if (!result.ok) throw new Error(`invalid config:\n${result.problems.join('\n')}`);
-  return result.config.matcher as unknown as Matcher<MatcherRule>;
-}
 
 function show(v: unknown): string {
   return JSON.stringify(v, (_k, x) => {
@@ -122,17 +50,6 @@ function show(v: unknown): string {
     if (typeof x === 'string' && x.length > 40) return `<${x.length} chars: ${x.slice(0, 8)}…${x.slice(-8)}>`;
     return x;
   });
-}
-
-function check(matchers: readonly Matcher<MatcherRule>[], rules: readonly RuleSpec[], event: UnknownEvent): void {
-  const want = naiveMatch(rules, event);
-  for (const [i, m] of matchers.entries()) {
-    const got = m.match(event);
-    const view = { rules: got.rules.map((r) => r.name), destinations: got.destinations };
-    if (JSON.stringify(view) !== JSON.stringify(want)) {
-      throw new Error(`matcher #${i} disagrees with the naive scan\n  rules: ${show(rules)}\n  event: ${show(event)}\n  got:   ${JSON.stringify(view)}\n  want:  ${JSON.stringify(want)}`);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------

@@ -7,21 +7,8 @@
  * real catalog names in EVENT_TYPES and from random names; `where` conditions
  * of every kind the README lists) and generated streams of events, the
  * matcher returns exactly the rules — and the destinations — that a naive
- * per-rule scan returns, in the same order. The scan below is written from
- * README "Rules", not from matcher.ts:
- *
- *  - `*` matches any run of characters (dots included, also none); a leading
- *    `!` excludes; anything else is an exact name; a list of only exclusions
- *    matches every other name;
- *  - `where`: every path must hold; a path reads the event's own fields only;
- *    value = equal (strict: "1" is not 1); list = equal to any; prefix /
- *    suffix = a string starting / ending with one of them; exists = present
- *    and not null (false: absent or null); not = the inner condition does not
- *    hold. An event field that is a list matches a value, list, prefix or
- *    suffix condition when any element does; `exists` judges the field itself
- *    (a list is present). Several operators in one table must all hold;
- *  - the result is the matching rules in config order, and their destinations
- *    each once, in rule order.
+ * per-rule scan returns, in the same order. The scan (test/helpers/rules.ts)
+ * is written from README "Rules", not from matcher.ts.
  *
  * Both ways the Worker can build a matcher are checked (`new Matcher(rules)`
  * and `parseRouterConfig(...).config.matcher`), and each stream is matched
@@ -31,10 +18,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Rule, parseRouterConfig } from '../../src/config/router-config';
 import { EVENT_TYPES, type UnknownEvent } from '../../src/events/catalog';
 import { Matcher, type MatcherRule } from '../../src/routing/matcher';
-import { compileWhere } from '../../src/routing/where';
+import { type RuleSpec, type ScalarValue, type Spec, check, configMatcher, directMatcher, naiveMatch, naiveNames, namesSelect, ruleNames } from '../helpers/rules';
 
 const RUNS = 3_000;
 const CACHE_RUNS = 1_500;
@@ -42,141 +28,9 @@ const CACHE_RUNS = 1_500;
 const TIMEOUT = 120_000;
 
 // ---------------------------------------------------------------------------
-// The naive scan (README semantics), independent of matcher.ts / where.ts.
-
-/** `*` = any run of UTF-16 code units (none included); everything else literal. Greedy with backtracking. */
-function globMatches(pattern: string, name: string): boolean {
-  let p = 0;
-  let n = 0;
-  let star = -1;
-  let mark = 0;
-  while (n < name.length) {
-    if (p < pattern.length && pattern[p] === '*') {
-      star = p++;
-      mark = n;
-    } else if (p < pattern.length && pattern[p] === name[n]) {
-      p++;
-      n++;
-    } else if (star >= 0) {
-      p = star + 1;
-      n = ++mark;
-    } else return false;
-  }
-  while (p < pattern.length && pattern[p] === '*') p++;
-  return p === pattern.length;
-}
-
-function namesSelect(patterns: readonly string[], type: string): boolean {
-  const includes = patterns.filter((p) => p[0] !== '!');
-  const excludes = patterns.filter((p) => p[0] === '!').map((p) => p.slice(1));
-  if (excludes.some((p) => globMatches(p, type))) return false;
-  return includes.length === 0 || includes.some((p) => globMatches(p, type));
-}
-
-const MISSING_FIELD = Symbol('missing');
-
-/** The event's own field at a dotted path, or MISSING_FIELD. */
-function fieldAt(event: unknown, path: string): unknown {
-  let cur: unknown = event;
-  for (const seg of path.split('.')) {
-    if (typeof cur !== 'object' || cur === null) return MISSING_FIELD;
-    if (!Object.prototype.hasOwnProperty.call(cur, seg)) return MISSING_FIELD;
-    cur = (cur as { [k: string]: unknown })[seg];
-  }
-  return cur;
-}
-
-function anyElement(field: unknown, test: (v: unknown) => boolean): boolean {
-  return Array.isArray(field) ? field.some(test) : test(field);
-}
-
-type ScalarValue = string | number | boolean | null;
-type Spec =
-  | ScalarValue
-  | ScalarValue[]
-  | { prefix?: string | string[]; suffix?: string | string[]; exists?: boolean; not?: Spec };
-
-function holds(spec: Spec, field: unknown): boolean {
-  if (spec === null || typeof spec !== 'object') return anyElement(field, (v) => v === spec);
-  if (Array.isArray(spec)) return anyElement(field, (v) => spec.some((s) => s === v));
-  let ok = true;
-  if (spec.prefix !== undefined) {
-    const list = typeof spec.prefix === 'string' ? [spec.prefix] : spec.prefix;
-    ok &&= anyElement(field, (v) => typeof v === 'string' && list.some((s) => v.slice(0, s.length) === s));
-  }
-  if (spec.suffix !== undefined) {
-    const list = typeof spec.suffix === 'string' ? [spec.suffix] : spec.suffix;
-    ok &&= anyElement(field, (v) => typeof v === 'string' && list.some((s) => v.length >= s.length && v.slice(v.length - s.length) === s));
-  }
-  if (spec.exists !== undefined) ok &&= (field !== MISSING_FIELD && field !== null) === spec.exists;
-  if (spec.not !== undefined) ok &&= !holds(spec.not, field);
-  return ok;
-}
-
-interface RuleSpec {
-  name: string;
-  events: string[];
-  where?: Record<string, Spec>;
-  to: string[];
-}
-
-function naiveMatch(rules: readonly RuleSpec[], event: UnknownEvent): { rules: string[]; destinations: string[] } {
-  const hit: string[] = [];
-  const destinations: string[] = [];
-  for (const r of rules) {
-    if (!namesSelect(r.events, event.event)) continue;
-    if (!Object.entries(r.where ?? {}).every(([path, spec]) => holds(spec, fieldAt(event, path)))) continue;
-    hit.push(r.name);
-    for (const d of r.to) if (!destinations.includes(d)) destinations.push(d);
-  }
-  return { rules: hit, destinations };
-}
-
-function naiveNames(rules: readonly RuleSpec[], type: string): string[] {
-  return rules.filter((r) => namesSelect(r.events, type)).map((r) => r.name);
-}
-
-// ---------------------------------------------------------------------------
-// Building matchers the two ways the Worker does.
-
-function directMatcher(rules: readonly RuleSpec[]): Matcher<MatcherRule> {
-  return new Matcher(
-    rules.map((r) => {
-      let where: MatcherRule['where'] = [];
-      if (r.where !== undefined) {
-        const w = compileWhere(r.where, `${r.name}.where`);
-        if (!w.ok) throw new Error(`generated an invalid where: ${w.problems.join('; ')}`);
-        where = w.conditions;
-      }
-      return { name: r.name, events: r.events, where, to: r.to };
-    }),
-  );
-}
+// Rule sets are checked against the naive scan of test/helpers/rules.ts (README semantics, independent of matcher.ts / where.ts).
 
 const DESTINATIONS = ['d0', 'd1', 'd2', 'd3'];
-
-function configMatcher(rules: readonly RuleSpec[]): Matcher<Rule> {
-  const destinations = DESTINATIONS.map((name) => ({ name, type: 'http', url: `https://hooks.example/${name}` }));
-  const result = parseRouterConfig({ destinations, rules }, () => undefined);
-  if (!result.ok) throw new Error(`generated an invalid config:\n${result.problems.join('\n')}`);
-  return result.config.matcher;
-}
-
-const ruleNames = (rules: readonly { name: string }[]): string[] => rules.map((r) => r.name);
-
-function check(matchers: readonly Matcher<MatcherRule>[], rules: readonly RuleSpec[], event: UnknownEvent): void {
-  const want = naiveMatch(rules, event);
-  for (const [i, m] of matchers.entries()) {
-    const got = m.match(event);
-    const gotView = { rules: ruleNames(got.rules), destinations: got.destinations };
-    if (JSON.stringify(gotView) !== JSON.stringify(want)) {
-      throw new Error(
-        `matcher #${i} (${i === 0 ? 'new Matcher' : 'parseRouterConfig'}) disagrees with the naive scan\n` +
-          `  event: ${JSON.stringify(event)}\n  got:   ${JSON.stringify(gotView)}\n  want:  ${JSON.stringify(want)}`,
-      );
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Generators

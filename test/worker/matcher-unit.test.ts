@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { type Rule, parseRouterConfig } from '../../src/config/router-config';
 import { EVENT_TYPES, type UnknownEvent } from '../../src/events/catalog';
 import { Matcher, type MatcherRule, globToRegExp, whereMatches } from '../../src/routing/matcher';
+import { parseRouterConfig } from '../../src/config/router-config';
 import { type CompiledCondition, compileWhere } from '../../src/routing/where';
+import { type RuleSpec as RuleSpec_, configMatcher, directMatcher } from '../helpers/rules';
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -11,32 +12,13 @@ function ev(type: string, data: Record<string, unknown> = {}, extra: Record<stri
   return { id: 'event_TEST', event: type, created_at: '2026-11-20T10:00:00.000Z', data, ...extra } as UnknownEvent;
 }
 
-interface RuleSpec {
-  name: string;
-  events: string[];
-  where?: Record<string, unknown>;
-  to: string[];
-}
-
-/** A matcher built the way the Worker builds it: through parseRouterConfig, with http destinations. */
-function configMatcher(rules: RuleSpec[]): Matcher<Rule> {
-  const names = [...new Set(rules.flatMap((r) => r.to))];
-  const destinations = names.map((name) => ({ name, type: 'http', url: `https://x.example/${name}` }));
-  const result = parseRouterConfig({ destinations, rules }, () => undefined);
-  if (!result.ok) throw new Error(`config problems:\n${result.problems.join('\n')}`);
-  return result.config.matcher;
-}
+type RuleSpec = RuleSpec_<unknown>;
 
 function compile(where: Record<string, unknown> | undefined): CompiledCondition[] {
   if (where === undefined) return [];
   const w = compileWhere(where, 'where');
   if (!w.ok) throw new Error(w.problems.join('\n'));
   return w.conditions;
-}
-
-/** A matcher built directly from compiled rules. */
-function directMatcher(rules: RuleSpec[]): Matcher<MatcherRule> {
-  return new Matcher(rules.map((r) => ({ name: r.name, events: r.events, where: compile(r.where), to: r.to })));
 }
 
 const names = (rules: readonly { name: string }[]) => rules.map((r) => r.name);
