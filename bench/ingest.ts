@@ -252,11 +252,29 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
 function profileFinding(): string {
   const path = resolve(ROOT, 'bench/results/profile.json');
   if (!existsSync(path)) return 'Where the CPU goes: run `npx tsx bench/profile.ts` (a CPU profile of the Worker isolate through wrangler dev\'s inspector).';
-  type Row = { name: string; ms_per_event: number; share: number };
-  const p = JSON.parse(readFileSync(path, 'utf8')) as { date: string; events: number; isolate_busy_ms_per_event: number; by_file: Row[]; by_function: Row[] };
-  const native = p.by_file.find((r) => r.name === '(runtime / native)');
-  const named = (fn: string) => p.by_function.filter((r) => r.name === `${fn} (runtime / native)`).reduce((a, r) => a + r.share, 0);
-  const js = p.by_function.filter((r) => !r.name.includes('(runtime / native)'));
-  const topJs = js.slice(0, 4).map((r) => `${r.name.replace(/ index\.js:\d+$/, '')} ${(100 * r.share).toFixed(1)} %`).join(', ');
-  return `Where the CPU goes (\`npx tsx bench/profile.ts\`, ${p.date.slice(0, 16).replace('T', ' ')} UTC: a sampled CPU profile of the Worker isolate through wrangler dev's inspector over ${p.events.toLocaleString('en-US')} accepted and delivered events; the webhook Worker, its Durable Objects and the consumer share that isolate locally, the queue broker does not): the isolate is busy ${p.isolate_busy_ms_per_event.toFixed(2)} ms per event, ${(100 * (native?.share ?? 0)).toFixed(0)} % of it in the runtime outside JavaScript — SQLite statements (\`exec\`) ${(100 * named('exec')).toFixed(1)} %, the runtime's own work between calls (\`(program)\`) ${(100 * named('(program)')).toFixed(1)} %, native callbacks of RPC, queue and fetch I/O (\`(anonymous)\`) ${(100 * named('(anonymous)')).toFixed(1)} %, garbage collection ${(100 * named('(garbage collector)')).toFixed(1)} % — and the rest in JavaScript spread thin, no function above ${(100 * (js[0]?.share ?? 0)).toFixed(1)} % (${topJs}). So the ratio does not come from a hot spot to optimise: it is the number of runtime crossings per event (one Durable Object RPC carrying the body, three or four SQLite statements, a queue send and receive, a delivery fetch, a trace and registry call per batch, two log lines). Going to ≤ 2× means removing crossings (for example the trace, \`trace_retention_days = 0\`), not faster JavaScript. One cheap win applied: \`keep_names = false\` (esbuild's keepNames wrapped every function created at run time in \`__name\`, 2.6 % of the isolate).`;
+  type Row = { name: string; ms_per_event: number; share: number; js_ms_per_event?: number; runtime_ms_per_event?: number };
+  const p = JSON.parse(readFileSync(path, 'utf8')) as { date: string; events: number; isolate_busy_ms_per_event: number; by_caller?: Row[]; by_file: Row[]; by_function: Row[] };
+  const head = `Where the CPU goes (\`npx tsx bench/profile.ts\`, ${p.date.slice(0, 16).replace('T', ' ')} UTC: a sampled CPU profile of the Worker isolate through wrangler dev's inspector over ${p.events.toLocaleString('en-US')} accepted and delivered events, default log level; the webhook Worker, its Durable Objects and the consumer share that isolate locally, miniflare's queue broker does not): the isolate is busy ${p.isolate_busy_ms_per_event.toFixed(2)} ms per event.`;
+  const LABELS: Record<string, string> = {
+    'src/dedup': 'the ledger (src/dedup: its SQLite statements and its queue send)',
+    'src/log.ts': 'the structured log lines (src/log.ts: console.log)',
+    'node_modules/hono': 'Hono (routing, request and response objects)',
+    'src/webhook': 'the webhook steps (src/webhook: body read, signature, envelope)',
+    'src/queue': 'the consumer (src/queue)',
+    'src/ingest': 'the admit call (src/ingest: the ledger RPC)',
+    'src/destinations': 'deliveries and the registry (src/destinations)',
+    'src/trace': 'the delivery trace (src/trace)',
+    'node_modules/wrangler': "wrangler dev's middleware (local only)",
+  };
+  if (p.by_caller === undefined) return `${head} (Re-run the profile for a breakdown by source.)`;
+  const rows = p.by_caller.filter((r) => r.share >= 0.01);
+  const list = rows
+    .map((r) => {
+      const label = r.name.startsWith('(runtime, no JavaScript caller: ')
+        ? `the runtime with no JavaScript caller, ${r.name.slice('(runtime, no JavaScript caller: '.length, -1)}`
+        : (LABELS[r.name] ?? r.name);
+      return `${label} ${r.ms_per_event.toFixed(2)} ms (${(100 * r.share).toFixed(0)} %)`;
+    })
+    .join('; ');
+  return `${head} By the code that caused it — its own JavaScript plus the runtime work it called (SQLite, RPC, queue, fetch, crypto, console) — ${list}. So there is no hot spot in our JavaScript to optimise: the time is the runtime work each step asks for (one Durable Object RPC carrying the body, three or four SQLite statements, a queue send and receive, a delivery fetch, a trace and registry call per batch, the log lines) and the runtime's own work between calls. The largest levers left are the log lines (\`log_level = "warn"\`, measured above) and the trace (\`trace_retention_days = 0\`). Applied earlier: \`keep_names = false\` (esbuild's keepNames wrapped every function created at run time in \`__name\`, 2.6 % of the isolate).`;
 }
