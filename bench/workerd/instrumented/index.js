@@ -284,6 +284,13 @@ export class DestinationRegistry extends BaseRegistry {
   report(reports, circuits) {
     return timed(this.#clock, 'DestinationRegistry.report', () => super.report(reports, circuits));
   }
+  /** The webhook Worker's counters, flushed at most once per 10 s per isolate. */
+  addCounters(entries) {
+    return timed(this.#clock, 'DestinationRegistry.addCounters', () => super.addCounters(entries));
+  }
+  alarm(info) {
+    return timed(this.#clock, 'DestinationRegistry.alarm', () => super.alarm(info));
+  }
 }
 
 export class DeliveryTrace extends BaseTrace {
