@@ -187,6 +187,8 @@ interface RunFigures {
   destinations: number;
   /** consumer_subrequest_budget when set in ROUTER (else the default). */
   budget: number | null;
+  /** The lean settings: trace_retention_days = 0 and log_level = "warn". */
+  lean: boolean;
   events: number;
   accepted: number;
   duplicates: number;
@@ -236,15 +238,19 @@ function rowsWholeLifeWithoutTrace(r: RunFigures): number {
 async function runOnce(
   destinations: number,
   budget: number | null,
+  lean: boolean,
   events: number,
   duplicates: number,
   sinkUrl: string,
   sinkCount: (prefix: string) => number,
 ): Promise<RunFigures> {
   const cfg = copyWranglerConfig({ main: 'bench/workerd/instrumented/index.js' });
-  const prefix = `/cost${destinations}${budget === null ? '' : `b${budget}`}/d`;
-  const settings: Record<string, number> = budget === null ? {} : { consumer_subrequest_budget: budget };
-  step(`${destinations} destination(s)${budget === null ? '' : `, consumer_subrequest_budget ${budget}`}: starting the instrumented router`);
+  const prefix = `/cost${destinations}${budget === null ? '' : `b${budget}`}${lean ? 'l' : ''}/d`;
+  const settings: Record<string, number | string> = {
+    ...(budget === null ? {} : { consumer_subrequest_budget: budget }),
+    ...(lean ? { trace_retention_days: 0, log_level: 'warn' } : {}),
+  };
+  step(`${destinations} destination(s)${budget === null ? '' : `, consumer_subrequest_budget ${budget}`}${lean ? ', trace off, log_level warn' : ''}: starting the instrumented router`);
   let r: RouterProcess;
   try {
     r = await startRouter({ timeoutMs: 60_000, config: cfg.path, vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, ROUTER: routerToSink(sinkUrl, destinations, prefix, settings) } });
@@ -309,6 +315,7 @@ async function runOnce(
     return {
       destinations,
       budget,
+      lean,
       events,
       accepted,
       duplicates: dupAnswers,
@@ -345,19 +352,20 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
   const sinkCount = (prefix: string) => sink.requests.filter((q) => q.path.startsWith(prefix)).length;
   const runs: RunFigures[] = [];
   try {
-    for (const [d, budget] of [
-      [1, null],
-      [5, null],
-      [5, 100],
+    for (const [d, budget, lean] of [
+      [1, null, false],
+      [5, null, false],
+      [5, 100, false],
+      [1, null, true],
     ] as const) {
-      runs.push(await runOnce(d, budget, events, duplicates, sink.url, sinkCount));
+      runs.push(await runOnce(d, budget, lean, events, duplicates, sink.url, sinkCount));
     }
   } finally {
     await sink.close();
   }
 
   const colName = (r: RunFigures) =>
-    `${r.destinations} destination${r.destinations > 1 ? 's' : ''}${r.budget === null ? '' : `, budget ${r.budget}`}`;
+    `${r.destinations} destination${r.destinations > 1 ? 's' : ''}${r.budget === null ? '' : `, budget ${r.budget}`}${r.lean ? ', lean' : ''}`;
   const f = (n: number, digits = 2) => (Number.isInteger(n) ? fmt(n) : n.toFixed(digits));
   const opsTable: Table = {
     title: `Operations per accepted event (${events} unique events per run, at 100 events/s)`,
@@ -385,7 +393,7 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
       ['Durable Object active wall time (ms)', ...runs.map((r) => f(r.perEvent.doActiveMs)), 'DO duration (GB-s)'],
       ['local workerd CPU (ms, whole pipeline)', ...runs.map((r) => f(r.perEvent.localCpuMs)), 'proxy for Workers CPU'],
     ],
-    note: 'Counted by the instrumented entry over the unique-event phase only (counter snapshots before and after). Subrequests are limited per invocation but not billed. "budget 100" = the same 5 destinations with ROUTER consumer_subrequest_budget = 100 instead of the default 45.',
+    note: 'Counted by the instrumented entry over the unique-event phase only (counter snapshots before and after). Subrequests are limited per invocation but not billed. "budget 100" = the same 5 destinations with ROUTER consumer_subrequest_budget = 100 instead of the default 45. "lean" = 1 destination with trace_retention_days = 0 (no delivery trace, so no console history) and log_level = "warn".',
   };
   const first = runs[0] as RunFigures;
   const sqlTable: Table = {
@@ -445,7 +453,7 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
   for (const t of [opsTable, sqlTable, dupTable, checkTable, costTable]) printTable(t);
 
   const targets: Target[] = [];
-  for (const r of runs.filter((x) => x.budget === null)) {
+  for (const r of runs.filter((x) => x.budget === null && !x.lean)) {
     targets.push({
       // Issue 15: ≤ 1 + (Slack destinations ÷ batch size). These destinations are http, so ≤ 1. What the consumer adds per
       // batch (the registry's read and report, the trace write) is in the findings.
@@ -469,7 +477,7 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
       met: r.perEvent.internalQueueMessages <= 1.0001,
     });
   }
-  const [one, five, fiveBudget] = runs as [RunFigures, RunFigures, RunFigures];
+  const [one, five, fiveBudget, lean] = runs as [RunFigures, RunFigures, RunFigures, RunFigures];
   const stmt = Object.entries(one.counters.sqlByStatement ?? {}).map(([sql, v]) => ({ sql, w: v.rowsWritten / one.accepted, calls: v.calls / one.accepted }));
   const written = (prefix: string) => stmt.filter((x) => x.sql.startsWith(prefix)).reduce((acc, x) => acc + x.w, 0);
   const perCall = (prefix: string) => {
@@ -499,6 +507,7 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
       return `Against hosted gateways at the same volume (list prices per event or message, plan fees apart; see the note under the cost table for sources and their dates): Hookdeck bills one event per destination a webhook reaches, $10 per million at list ($3.30 at its lowest rate): ${money(GATEWAYS.hookdeckPerM)} and ${money(5 * GATEWAYS.hookdeckPerM)} per million webhooks for 1 and 5 destinations, ${ratio(one, GATEWAYS.hookdeckPerM)} and ${ratio(five, 5 * GATEWAYS.hookdeckPerM)} ours with the trace on (${money(wholeLife(one))}, ${money(wholeLife(five))}), plus $39/month for its Team plan; Svix bills $100 per million messages (${ratio(one, GATEWAYS.svixPerM)} ours with 1 destination) plus $490/month for Professional, and is built for sending webhooks rather than receiving them. Hookdeck dedups within a window of at most an hour, neither reconciles from the WorkOS Events API, and both see every payload.`;
     })(),
     `Log events: ${f(logEventsPerEvent(one))} per accepted event with 1 destination and ${f(logEventsPerEvent(five))} with 5 (the structured lines — the webhook's and one per delivery — plus an invocation log per webhook request and per consumer batch), ${money(logEventsPerEvent(one) * PRICES.workersLogsPerM)} and ${money(logEventsPerEvent(five) * PRICES.workersLogsPerM)} per million past Workers Logs' included 20 million a month. ROUTER log_level = "warn" drops the structured lines of every event that is accepted and delivered (${money(one.logLinesPerEvent * PRICES.workersLogsPerM)} / ${money(five.logLinesPerEvent * PRICES.workersLogsPerM)} per million; warnings and errors are still written), and wrangler.toml's [observability.logs] invocation_logs = false the invocation logs.`,
+    `Lean configuration, measured (1 destination, trace_retention_days = 0, log_level = "warn"): ${f(lean.perEvent.doRequests)} Durable Object requests per event (the trace write gone: the registry's read and report per batch remain), ${f(lean.perEvent.sqlRowsWritten + lean.expiry.rowsWritten)} SQLite rows written over the whole life, ${f(lean.logLinesPerEvent)} structured log lines, ${money(wholeLife(lean))} per million events whole life against ${money(wholeLife(one))} with the defaults. What it gives up: the console's delivery history and \`GET /admin/events\`, and the per-event lines in the logs (warnings and errors stay).`,
     `Queue consumer invocations: ${f(one.perEvent.consumerInvocations, 3)} per event (mean batch ${fmt(1 / Math.max(1e-9, one.perEvent.consumerInvocations), 1)}). The Workers pricing page bills inbound requests and CPU time and is not explicit about consumer invocations, so the table prices them as requests, an upper bound; they scale with batches, not destinations.`,
     `CPU and duration are upper-bound estimates: "local workerd CPU" is the whole local workerd process's CPU time per event (${f(one.perEvent.localCpuMs)} ms with 1 destination, ${f(five.perEvent.localCpuMs)} ms with 5), which includes the runtime's HTTP handling, the local queue broker and SQLite I/O that production does not bill as Worker CPU; Durable Object duration is the objects' measured active wall time (${f(one.perEvent.doActiveMs)} ms per event locally). Even as upper bounds they are small next to the rows written.`,
     `A duplicate costs one Worker request and one Durable Object request (one SELECT: ${f(one.perDuplicate.sqlRowsRead)} row read, nothing written), no queue message and no delivery.`,
