@@ -123,7 +123,7 @@ function checkOne(view: WranglerView): boolean {
   if (!result.ok || bindingProblems.length > 0) return false;
   const { rules, destinations } = result.config;
   const bindings = env !== undefined ? '; Durable Objects, router queues and consumers match the top level' : '';
-  console.log(`✓ ${label}: ROUTER is valid (${rules.length} rule(s), ${destinations.size} destination(s))${bindings}.`);
+  console.log(`✓ ${label}: ROUTER is valid (${rules.length} rule(s), ${destinations.size} destination(s); ${(routerBytes(view.router) / 1024).toFixed(1)} KB of the 5 KB a variable may hold)${bindings}.`);
   return true;
 }
 
@@ -133,10 +133,15 @@ function checkOne(view: WranglerView): boolean {
  * variable size"); `ROUTER` is one, uploaded as JSON. Larger may be refused at
  * deploy, so say so before then.
  */
+/** ROUTER's size as uploaded: the JSON string as given, or a table serialised as wrangler sends it. */
+function routerBytes(router: unknown): number {
+  return router === undefined ? 0 : new TextEncoder().encode(typeof router === 'string' ? router : JSON.stringify(router)).length;
+}
+
 function sizeWarnings(router: unknown): string[] {
   const VAR_SIZE_LIMIT_BYTES = 5 * 1024;
   if (router === undefined) return [];
-  const bytes = new TextEncoder().encode(typeof router === 'string' ? router : JSON.stringify(router)).length;
+  const bytes = routerBytes(router);
   if (bytes <= VAR_SIZE_LIMIT_BYTES) return [];
   return [
     `ROUTER is ${(bytes / 1024).toFixed(1)} KB as uploaded (JSON); Cloudflare's limits page lists 5 KB per environment variable (developers.cloudflare.com/workers/platform/limits), so \`wrangler deploy\` may refuse it: shorten names, merge rules that share destinations, or list event types with patterns`,

@@ -76,7 +76,7 @@ describe('npm run check across environments', () => {
   it('--env production passes', async () => {
     const r = await npmRun('check', ['--env', 'production']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/✓ wrangler\.toml --env production: ROUTER is valid \(\d+ rule\(s\), \d+ destination\(s\)\); Durable Objects, router queues and consumers match the top level\./);
+    expect(r.stdout).toMatch(/✓ wrangler\.toml --env production: ROUTER is valid \(\d+ rule\(s\), \d+ destination\(s\); \d+\.\d KB of the 5 KB a variable may hold\); Durable Objects, router queues and consumers match the top level\./);
     expect(r.stdout).not.toContain('staging');
     expect(r.stderr).not.toContain('✗');
     // Per-environment secrets: the hint names the environment.
