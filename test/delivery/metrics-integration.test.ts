@@ -49,9 +49,20 @@ describe('GET /admin/metrics', () => {
     const domain = sampleEvent({ event: 'organization_domain.verified', data: { id: `org_domain_${crypto.randomUUID()}`, object: 'organization_domain' } });
     expect((await postWebhook(domain)).status).toBe(200);
     await until(async () => (await deadLettersFor(domain.id as string)).length === 1, 'the warehouse dead letter', 20_000);
+    // A batch writes its dead letters before it reports its outcomes to the registry: wait for the report too
+    // (at least the expected counts; the exact checks below catch any extra).
+    const since = (m: Awaited<ReturnType<typeof metrics>>, name: string, labels: Record<string, string>) => value(m, name, labels) - value(before, name, labels);
+    await until(
+      async () => {
+        const m = await metrics();
+        return since(m, 'delivery_failures_total', { destination: 'warehouse', class: 'http_5xx' }) >= 3 && since(m, 'deliveries_total', { destination: 'warehouse', result: 'failed' }) >= 3;
+      },
+      "the failing batches' reports",
+      20_000,
+    );
 
     const after = await metrics();
-    const delta = (name: string, labels: Record<string, string>) => value(after, name, labels) - value(before, name, labels);
+    const delta = (name: string, labels: Record<string, string>) => since(after, name, labels);
     expect(delta('webhook_requests_total', { outcome: 'accepted' })).toBe(4);
     expect(delta('webhook_requests_total', { outcome: 'duplicate' })).toBe(1);
     expect(delta('webhook_requests_total', { outcome: 'signature_mismatch' })).toBe(2);
