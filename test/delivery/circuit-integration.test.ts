@@ -25,6 +25,7 @@ interface Item {
   circuit_opened_at: string | null;
   next_probe_at: string | null;
   consecutive_failures: number;
+  failed: number;
   held: number;
   dead_letters: number;
 }
@@ -44,9 +45,12 @@ const ok = (r: { url: string }) => r.url === FLAKY;
 describe('circuit breaker', () => {
   it('4xx answers dead-letter as before and never open the circuit', async () => {
     sink.on(FLAKY, () => new Response('bad', { status: 422 }));
+    const failedBefore = (await flaky()).failed;
     const events = Array.from({ length: 25 }, invitation);
     for (const e of events) expect((await postWebhook(e)).status).toBe(200);
     await until(async () => (await Promise.all(events.map((e) => deadLettersFor(e.id as string)))).every((d) => d.length === 1), 'all 25 dead-lettered', 20_000);
+    // The batches report after writing their dead letters: the 25 failures counted is the sign they all have.
+    await until(async () => (await flaky()).failed - failedBefore >= 25, 'the 25 failures reported', 20_000);
     const item = await flaky();
     expect(item).toMatchObject({ circuit: 'closed', consecutive_failures: 0 });
   });
