@@ -10,7 +10,7 @@
  *   failed attempt never happened; a crash after the enqueue and before the
  *   record means the retry is enqueued again (at-least-once), exactly as a
  *   crash between a persisted claim and its commit would (a claim only made
- *   the retry wait for its lease; test/worker/ledger-crash-integration.test.ts).
+ *   the retry wait for its lease; test/delivery/ledger-crash-integration.test.ts).
  *   Rows in the `pending` state are only found in ledgers written by an older
  *   release: they are honoured until their lease runs out.
  *

@@ -15,16 +15,25 @@
  *   "50 simultaneous deliveries of one id" test.
  *
  * The crash is the runtime's own: `ctx.abort()` resets the object mid-request,
- * losing its memory and every write it had not made yet.
+ * losing its memory and every write it had not made yet. The queue send is
+ * stubbed only to place that crash (or, once, a failed send) around it; what
+ * was enqueued is counted where it ends up: the router's own consumer takes
+ * it from the real local queue and delivers it to crm (played by the sink).
+ * A count that must not grow is read after a later sentinel event has been
+ * delivered.
  */
 import { runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { DedupLedger } from '../../src/dedup/ledger';
 import { shardKeyOf, shardName, shardOf } from '../../src/dedup/shard';
 import type { RouterMessage } from '../../src/queue/message';
+import { Sink } from '../helpers/sink';
 import { postWebhook, sampleEvent as baseSample } from '../helpers/webhook';
+import { CRM } from './router';
 
+const sink = new Sink();
+beforeEach(() => sink.reset().install());
 afterEach(() => vi.restoreAllMocks());
 
 function sampleEvent(): Record<string, unknown> {
@@ -46,59 +55,64 @@ function rowsAbout(sql: SqlStorage, id: string): { state: string }[] {
 }
 
 /**
- * Spies on the queue binding the event's shard sends through (one binding
- * object, shared by the object's instances) and counts its messages about the
- * event; `crash` decides, per send, whether the object is reset before it
- * ('before') or right after it succeeded ('after').
+ * Crashes the event's ledger shard around its first send about the event:
+ * just before it ('before') or right after it succeeded ('after'). Every
+ * other send goes through to the real queue untouched.
  */
-async function watchSends(event: Record<string, unknown>, crash: (n: number) => 'before' | 'after' | null) {
-  const sent: RouterMessage[] = [];
+async function crashAroundFirstSend(event: Record<string, unknown>, when: 'before' | 'after'): Promise<void> {
   await runInDurableObject(ledgerFor(event), (instance, state) => {
     const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
     const send = queue.send.bind(queue);
-    let n = 0;
+    let crashed = false;
     vi.spyOn(queue, 'send').mockImplementation(async (body, options) => {
-      const message = body as RouterMessage;
-      if (message.id !== event.id) return send(body, options);
-      n += 1;
-      const when = crash(n);
+      if ((body as RouterMessage).id !== event.id || crashed) return send(body, options);
+      crashed = true;
       if (when === 'before') state.abort('simulated crash before the enqueue');
       const result = await send(body, options);
-      sent.push(message);
-      if (when === 'after') state.abort('simulated crash after the enqueue');
+      state.abort('simulated crash after the enqueue');
       return result;
     });
   });
-  return sent;
+}
+
+/** The event's deliveries to crm: one per message the ledger enqueued about it. */
+const atCrm = (event: Record<string, unknown>) => sink.about(event.id as string, CRM).length;
+
+/** Waits until `n` messages about the event have been delivered, then until a later event has been too (so no more are coming). */
+async function deliveredExactly(event: Record<string, unknown>, n: number): Promise<void> {
+  await sink.until(() => atCrm(event) >= n, `${n} deliveries of the event`, 20_000);
+  const later = sampleEvent();
+  expect((await postWebhook(later)).status).toBe(200);
+  await sink.until(() => atCrm(later) === 1, 'the sentinel event at crm', 20_000);
+  expect(atCrm(event)).toBe(n);
 }
 
 describe('ledger: one row per accepted event, written after the enqueue', () => {
   it('crash after the enqueue, before the row: the retry is enqueued again (at-least-once), and the next copy is a duplicate', async () => {
     const event = sampleEvent();
-    const sent = await watchSends(event, (n) => (n === 1 ? 'after' : null));
+    await crashAroundFirstSend(event, 'after');
     const first = await postWebhook(event);
     expect(first.status).toBe(503);
     expect(await first.json()).toMatchObject({ error: 'temporarily_unavailable' });
-    expect(sent).toHaveLength(1);
     expect(await ledgerRows(event)).toEqual([]);
+    await sink.until(() => atCrm(event) === 1, 'the message enqueued before the crash, delivered', 20_000);
 
     expect(await (await postWebhook(event)).json()).toEqual({ status: 'accepted', id: event.id });
-    expect(sent).toHaveLength(2);
     expect(await ledgerRows(event)).toEqual([{ state: 'committed' }]);
     expect(await (await postWebhook(event)).json()).toEqual({ status: 'duplicate', id: event.id });
-    expect(sent).toHaveLength(2);
+    await deliveredExactly(event, 2);
   });
 
   it('crash before the enqueue: nothing was written, the retry is accepted at once and enqueued once', async () => {
     const event = sampleEvent();
-    const sent = await watchSends(event, (n) => (n === 1 ? 'before' : null));
+    await crashAroundFirstSend(event, 'before');
     expect((await postWebhook(event)).status).toBe(503);
-    expect(sent).toHaveLength(0);
     expect(await ledgerRows(event)).toEqual([]);
     expect(await (await postWebhook(event)).json()).toEqual({ status: 'accepted', id: event.id });
-    expect(sent).toHaveLength(1);
     // One row, in its final state: nothing was written before the enqueue, nothing after but the record.
     expect(await ledgerRows(event)).toEqual([{ state: 'committed' }]);
+    // One message: the crashed attempt enqueued nothing.
+    await deliveredExactly(event, 1);
   });
 
   it('a failed enqueue leaves no row and no stored body', async () => {
@@ -113,5 +127,6 @@ describe('ledger: one row per accepted event, written after the enqueue', () => 
       bodies: state.storage.sql.exec('SELECT 1 FROM bodies WHERE id = ?', event.id as string).toArray().length,
     }));
     expect(left).toEqual({ ledger: 0, bodies: 0 });
+    await deliveredExactly(event, 0);
   });
 });
