@@ -34,6 +34,15 @@ export interface RuleSpec<W = Spec> {
   to: string[];
 }
 
+/** Generated rule bodies named in config order (`r0`, `r1`, …), with `where` only when there is one. */
+export function namedRules<W>(list: readonly { events: string[]; where?: Record<string, W> | undefined; to: string[] }[], prefix = 'r'): RuleSpec<W>[] {
+  return list.map((r, i) => {
+    const rule: RuleSpec<W> = { name: `${prefix}${i}`, events: r.events, to: r.to };
+    if (r.where !== undefined) rule.where = r.where;
+    return rule;
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Building matchers the two ways the Worker does.
 

@@ -25,7 +25,7 @@ import { describe, expect, it } from 'vitest';
 import type { UnknownEvent } from '../../src/events/catalog';
 import { Matcher, type MatcherRule } from '../../src/routing/matcher';
 import { type CompiledCondition, compileWhere } from '../../src/routing/where';
-import { MISSING_FIELD as MISSING, type RuleSpec, type ScalarValue as Value, type Spec, check as checkAgainstScan, configMatcher, directMatcher, naiveMatch } from '../helpers/rules';
+import { MISSING_FIELD as MISSING, type RuleSpec, type ScalarValue as Value, type Spec, check as checkAgainstScan, configMatcher, directMatcher, naiveMatch, namedRules } from '../helpers/rules';
 
 const TIMEOUT = 120_000;
 
@@ -123,13 +123,7 @@ const rulesArb: fc.Arbitrary<RuleSpec[]> = fc
     }),
     { minLength: 1, maxLength: 12 },
   )
-  .map((list) =>
-    list.map((r, i) => {
-      const rule: RuleSpec = { name: `r${i}`, events: r.events, to: r.to };
-      if (r.where !== undefined) rule.where = r.where;
-      return rule;
-    }),
-  );
+  .map((list) => namedRules(list));
 
 /** A field: a value (often), a list of values (with repeats), an object, or absent. */
 const fieldArb: fc.Arbitrary<unknown> = fc.oneof(

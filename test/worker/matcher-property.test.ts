@@ -20,7 +20,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EVENT_TYPES, type UnknownEvent } from '../../src/events/catalog';
 import { Matcher, type MatcherRule } from '../../src/routing/matcher';
-import { type RuleSpec, type ScalarValue, type Spec, check, configMatcher, directMatcher, naiveMatch, naiveNames, namesSelect, ruleNames } from '../helpers/rules';
+import { type RuleSpec, type ScalarValue, type Spec, check, configMatcher, directMatcher, naiveMatch, naiveNames, namedRules, namesSelect, ruleNames } from '../helpers/rules';
 
 const RUNS = 3_000;
 const CACHE_RUNS = 1_500;
@@ -139,13 +139,7 @@ function rulesArb(vocab: readonly string[], maxRules: number): fc.Arbitrary<Rule
       }),
       { minLength: 0, maxLength: maxRules },
     )
-    .map((list) =>
-      list.map((r, i) => {
-        const rule: RuleSpec = { name: `r${i}`, events: r.events, to: r.to };
-        if (r.where !== undefined) rule.where = r.where;
-        return rule;
-      }),
-    );
+    .map((list) => namedRules(list));
 }
 
 /** A field value: a scalar, a list of scalars, an object, or absent (undefined = leave the key out). */
@@ -308,13 +302,7 @@ const tenantScenarioArb = fc
           }),
           { minLength: 1, maxLength: 10 },
         )
-        .map((list) =>
-          list.map((r, i) => {
-            const rule: RuleSpec = { name: `t${i}`, events: r.events, to: r.to };
-            if (r.where !== undefined) rule.where = r.where as Record<string, Spec>;
-            return rule;
-          }),
-        ),
+        .map((list) => namedRules(list as { events: string[]; where?: Record<string, Spec>; to: string[] }[], 't')),
       // Values at the path: scalars (1 vs "1", null vs absent, true vs "true"), lists, objects, absent.
       values: fc.array(fc.oneof({ weight: 5, arbitrary: scalarArb }, { weight: 2, arbitrary: fieldValueArb }), { minLength: 1, maxLength: 6 }),
       picks: fc.array(fc.tuple(fc.nat(), fc.nat(), fc.constantFrom('active', 'inactive', undefined)), { minLength: 4, maxLength: 30 }),
