@@ -421,14 +421,11 @@ function parseDestination(
     if (!DEST_KEYS[type].has(key)) problems.push(`${at}.${key}: unknown field for a ${type} destination${suggest(key, DEST_KEYS[type])}`);
   }
   const retry: RetryPolicy = {
-    maxAttempts: d.max_attempts === undefined ? RETRY_DEFAULTS.maxAttempts : readInt(d.max_attempts, `${at}.max_attempts`, RETRY_DEFAULTS.maxAttempts, 1, 100, problems),
-    retryDelaySeconds:
-      d.retry_delay_seconds === undefined
-        ? RETRY_DEFAULTS.retryDelaySeconds
-        : readInt(d.retry_delay_seconds, `${at}.retry_delay_seconds`, RETRY_DEFAULTS.retryDelaySeconds, 1, 43_200, problems),
+    maxAttempts: readInt(d.max_attempts, () => `${at}.max_attempts`, RETRY_DEFAULTS.maxAttempts, 1, 100, problems),
+    retryDelaySeconds: readInt(d.retry_delay_seconds, () => `${at}.retry_delay_seconds`, RETRY_DEFAULTS.retryDelaySeconds, 1, 43_200, problems),
   };
   const circuit = parseCircuit(d.circuit, `${at}.circuit`, problems);
-  const maxPerSecond = d.max_per_second === undefined ? null : readInt(d.max_per_second, `${at}.max_per_second`, 1, 1, 1000, problems);
+  const maxPerSecond = d.max_per_second === undefined ? null : readInt(d.max_per_second, () => `${at}.max_per_second`, 1, 1, 1000, problems);
   const n = name as string;
   if (type === 'queue') {
     if (typeof d.queue !== 'string' || d.queue === '') {
@@ -444,7 +441,7 @@ function parseDestination(
     return problems.length > before ? null : { name: n, type, queue: d.queue as string, retry, circuit, maxPerSecond };
   }
   const url = resolveUrl(d, at, lookup, checkBindings, problems);
-  const timeoutMs = d.timeout_ms === undefined ? DEFAULT_TIMEOUT_MS : readInt(d.timeout_ms, `${at}.timeout_ms`, DEFAULT_TIMEOUT_MS, 100, 60_000, problems);
+  const timeoutMs = readInt(d.timeout_ms, () => `${at}.timeout_ms`, DEFAULT_TIMEOUT_MS, 100, 60_000, problems);
   if (type === 'http') {
     let signingSecret: string | undefined;
     if (d.signing_secret !== undefined) {
@@ -664,11 +661,12 @@ function patternVerdict(p: string, seen: Map<string, PatternVerdict>): PatternVe
   return verdict;
 }
 
-function readInt(v: unknown, at: string, def: number, min: number, max: number, problems: string[]): number {
+/** `at` may be given as a function: the path is then spelled out only for a problem (thousands of destinations have none). */
+function readInt(v: unknown, at: string | (() => string), def: number, min: number, max: number, problems: string[]): number {
   if (v === undefined) return def;
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
-    problems.push(`${at}: must be a whole number from ${min} to ${max}`);
+    problems.push(`${typeof at === 'string' ? at : at()}: must be a whole number from ${min} to ${max}`);
     return def;
   }
   return n;
