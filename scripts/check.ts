@@ -27,6 +27,9 @@ import {
   viewOf,
 } from './wrangler-config';
 
+/** The size Cloudflare's limits page allows each environment variable, `ROUTER` included. */
+const VAR_SIZE_LIMIT_BYTES = 5 * 1024;
+
 const TOOL: Tool = {
   name: 'check',
   usage: `usage: npm run check -- [wrangler.toml] [--config wrangler.toml] [--env <name>] [--list-envs]
@@ -127,20 +130,18 @@ function checkOne(view: WranglerView): boolean {
   return true;
 }
 
+/** ROUTER's size as uploaded: the JSON string as given, or a table serialised as wrangler sends it. */
+function routerBytes(router: unknown): number {
+  return router === undefined ? 0 : new TextEncoder().encode(typeof router === 'string' ? router : JSON.stringify(router)).length;
+}
+
 /**
  * Cloudflare's limits page lists 5 KB per environment variable
  * (https://developers.cloudflare.com/workers/platform/limits/, "Environment
  * variable size"); `ROUTER` is one, uploaded as JSON. Larger may be refused at
  * deploy, so say so before then.
  */
-/** ROUTER's size as uploaded: the JSON string as given, or a table serialised as wrangler sends it. */
-function routerBytes(router: unknown): number {
-  return router === undefined ? 0 : new TextEncoder().encode(typeof router === 'string' ? router : JSON.stringify(router)).length;
-}
-
 function sizeWarnings(router: unknown): string[] {
-  const VAR_SIZE_LIMIT_BYTES = 5 * 1024;
-  if (router === undefined) return [];
   const bytes = routerBytes(router);
   if (bytes <= VAR_SIZE_LIMIT_BYTES) return [];
   return [
