@@ -162,7 +162,7 @@ export class Matcher<R extends MatcherRule> {
         if (at >= 0) {
           const end = at + 1 + (cells[at] as number) * REC;
           for (let o = at + 1; o < end; o += REC) {
-            if (selects[cells[o + R_SEL] as number] === 1 && restMatches(rests[cells[o + R_REST] as number] as readonly CompiledCondition[], event)) {
+            if (selects[cells[o + R_SEL] as number] === 1 && whereMatches(rests[cells[o + R_REST] as number] as readonly CompiledCondition[], event)) {
               this.hit(cells[o + R_ORDER] as number, o);
             }
           }
@@ -178,7 +178,7 @@ export class Matcher<R extends MatcherRule> {
             if (
               selects[cells[o + R_SEL] as number] === 1 &&
               !this.listed(before, order) &&
-              restMatches(rests[cells[o + R_REST] as number] as readonly CompiledCondition[], event)
+              whereMatches(rests[cells[o + R_REST] as number] as readonly CompiledCondition[], event)
             ) {
               this.hit(order, o);
             }
@@ -192,7 +192,7 @@ export class Matcher<R extends MatcherRule> {
     const beforeScan = this.hitCount;
     for (let k = 0; k < scanned.length; k++) {
       const order = scanned[k] as number;
-      if (restMatches(c.conditions[order] as readonly CompiledCondition[], event)) this.hit(order, -1);
+      if (whereMatches(c.conditions[order] as readonly CompiledCondition[], event)) this.hit(order, -1);
     }
     if (this.hitCount > beforeScan) sources++;
     if (this.hitCount === 0) return entry.base;
@@ -563,13 +563,6 @@ function grown(a: Int32Array): Int32Array {
   return b;
 }
 
-function restMatches(rest: readonly CompiledCondition[], event: UnknownEvent): boolean {
-  for (let i = 0; i < rest.length; i++) {
-    const c = rest[i] as CompiledCondition;
-    if (!c.test(readPath(event, c.segments))) return false;
-  }
-  return true;
-}
 
 /**
  * A lookup by a sequence of keys (one Map per step, keys compared as a Map
@@ -667,8 +660,12 @@ function selectorPicks(s: Selector, type: string): boolean {
   return included && !s.excludes.some((re) => re.test(type));
 }
 
+/** Does every condition hold for the event? (A rule's whole `where`, or what remains of it after its indexed equality.) */
 export function whereMatches(where: readonly CompiledCondition[], event: UnknownEvent): boolean {
-  for (const c of where) if (!c.test(readPath(event, c.segments))) return false;
+  for (let i = 0; i < where.length; i++) {
+    const c = where[i] as CompiledCondition;
+    if (!c.test(readPath(event, c.segments))) return false;
+  }
   return true;
 }
 
