@@ -157,8 +157,10 @@ async function main(): Promise<void> {
       fileAgg.set(file, (fileAgg.get(file) ?? 0) + ms);
       const area = areaOf(file);
       areaAgg.set(area, (areaAgg.get(area) ?? 0) + ms);
-      const caller = o.url === '' ? jsCaller(id) : n;
-      const key = caller === undefined ? `(runtime, no JavaScript caller: ${n.callFrame.functionName || '(anonymous)'})` : areaOf(where(origin(caller.callFrame, maps).url));
+      // JavaScript is its own caller; runtime work is credited to the nearest JavaScript frame above it.
+      const caller = o.url === '' ? jsCaller(id) : undefined;
+      const key =
+        o.url !== '' ? area : caller === undefined ? `(runtime, no JavaScript caller: ${n.callFrame.functionName || '(anonymous)'})` : areaOf(where(origin(caller.callFrame, maps).url));
       const c = callerAgg.get(key) ?? { js: 0, native: 0 };
       if (o.url === '') c.native += ms;
       else c.js += ms;
