@@ -5,6 +5,10 @@
  *   bare            bench/workerd/bare: Hono answering 200 after reading the body (the ceiling),
  *                   and on another path the router's Worker-side steps from src/ (capped body
  *                   read, signature check, envelope parse, log line) without the durable accept
+ *   skeleton        bench/workerd/skeleton: the floor of the router's design, the same hops per
+ *                   event (body read, signature check, one Durable Object RPC with a SQLite
+ *                   lookup, a queue send and one row; a consumer POSTing each body to the sink)
+ *                   and nothing else
  *   router          the project's wrangler.toml, one http destination on a loopback sink;
  *                   loaded with unique events (new id each, signed at send time), and
  *                   separately with duplicates only (one accepted event resent, fresh signatures)
@@ -27,9 +31,12 @@ import { fmt, pct, percentile, ratio, sleep } from './lib/stats';
 const PATH = '/webhooks/workos';
 
 const QUIET = 'router, log_level = "warn": unique events';
-type LoadName = 'bare' | 'worker steps only (no DO, no queue)' | 'router: unique events' | 'router: duplicates only' | typeof QUIET;
+const SKELETON = 'skeleton (same hops, nothing else): unique events';
+type LoadName = 'bare' | 'worker steps only (no DO, no queue)' | 'router: unique events' | 'router: duplicates only' | typeof QUIET | typeof SKELETON;
 /** Loads of unique events: each is followed by a drain that finishes its deliveries, counted in its pipeline CPU. */
-const UNIQUE: readonly LoadName[] = ['router: unique events', QUIET];
+const UNIQUE: readonly LoadName[] = ['router: unique events', QUIET, SKELETON];
+/** Where each unique-event load's deliveries arrive on the sink. */
+const SINK_PATH: Partial<Record<LoadName, string>> = { 'router: unique events': '/ingest', [QUIET]: '/quiet', [SKELETON]: '/skeleton' };
 
 interface Pooled {
   name: LoadName;
@@ -76,7 +83,7 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
   /** CPU (by process) each router spent delivering after each of its unique-event phases: the rest of those events' pipeline. */
   const drainCpu = new Map<LoadName, Record<string, number>[]>(UNIQUE.map((n) => [n, []]));
   try {
-    step('starting bench/workerd/bare and the router (wrangler dev each)');
+    step('starting bench/workerd/bare, bench/workerd/skeleton and the router (wrangler dev each)');
     const bare = await startRouter({ timeoutMs: 60_000, config: resolve(ROOT, 'bench/workerd/bare/wrangler.toml'), vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET } });
     servers.push(bare);
     const router = await startRouter({ timeoutMs: 60_000, vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, ROUTER: routerToSink(sink.url, 1, '/ingest') } });
@@ -84,6 +91,13 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
     // The same router writing only warnings and errors: what the per-event log lines cost.
     const quiet = await startRouter({ timeoutMs: 60_000, vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, ROUTER: routerToSink(sink.url, 1, '/quiet', { log_level: 'warn' }) } });
     servers.push(quiet);
+    // The design's floor: the same hops per event, none of the router's features.
+    const skeleton = await startRouter({
+      timeoutMs: 60_000,
+      config: resolve(ROOT, 'bench/workerd/skeleton/wrangler.toml'),
+      vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, SINK_URL: `${sink.url}/skeleton` },
+    });
+    servers.push(skeleton);
 
     const dup = source.next().body;
     const first = await fetch(`${router.url}${PATH}`, { method: 'POST', headers: signedHeaders(dup), body: dup });
@@ -96,8 +110,9 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
       { name: 'worker steps only (no DO, no queue)', server: bare, path: `${PATH}/worker-steps`, body: () => source.next().body, expect: '"accepted"' },
       { name: 'router: duplicates only', server: router, path: PATH, body: () => dup, expect: '"duplicate"' },
       { name: QUIET, server: quiet, path: PATH, body: () => source.next().body, expect: '"accepted"' },
+      { name: SKELETON, server: skeleton, path: PATH, body: () => source.next().body, expect: '"accepted"' },
     ];
-    const sinkPrefix = (n: LoadName) => (n === QUIET ? '/quiet' : '/ingest');
+    const sinkPrefix = (n: LoadName) => SINK_PATH[n] ?? '/ingest';
     const groups = new Map(servers.map((s) => [s, findWranglerGroup(s.port)]));
     const run = (l: (typeof loads)[number], durationS: number, label: string) =>
       runLoad({
@@ -154,8 +169,15 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
     await sink.close();
   }
 
-  const results = (['bare', 'worker steps only (no DO, no queue)', 'router: unique events', 'router: duplicates only', QUIET] as LoadName[]).map((n) => pool(pooled.get(n) as Pooled));
-  const [bare, steps, unique, dup, quiet] = results as [ReturnType<typeof pool>, ReturnType<typeof pool>, ReturnType<typeof pool>, ReturnType<typeof pool>, ReturnType<typeof pool>];
+  const results = (['bare', 'worker steps only (no DO, no queue)', 'router: unique events', 'router: duplicates only', QUIET, SKELETON] as LoadName[]).map((n) => pool(pooled.get(n) as Pooled));
+  const [bare, steps, unique, dup, quiet, skel] = results as [
+    ReturnType<typeof pool>,
+    ReturnType<typeof pool>,
+    ReturnType<typeof pool>,
+    ReturnType<typeof pool>,
+    ReturnType<typeof pool>,
+    ReturnType<typeof pool>,
+  ];
   const cpu = (x: ReturnType<typeof pool>, k: string) => x.cpuMsPerReq[k] ?? 0;
   const bench = 'load generator + sink (bench process)';
   const table: Table = {
@@ -194,18 +216,22 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
   const pipelineWithRelay = pipelineWorkerd + pipelineCpu('router: unique events', 'wrangler (node)');
   const quietWorkerd = pipelineCpu(QUIET, 'workerd');
   const quietWithRelay = quietWorkerd + pipelineCpu(QUIET, 'wrangler (node)');
+  const skelWorkerd = pipelineCpu(SKELETON, 'workerd');
+  const skelWithRelay = skelWorkerd + pipelineCpu(SKELETON, 'wrangler (node)');
   const bareWorkerd = cpu(bare, 'workerd');
   const bareWithRelay = bareWorkerd + cpu(bare, 'wrangler (node)');
+  const over = (a: number, b: number) => ratio(a / Math.max(0.001, b), 2);
   const cpuTable: Table = {
-    title: 'CPU per accepted event, whole pipeline (accept, queue, consumer, delivery), vs CPU per request of the bare worker',
-    columns: ['', 'router ms/event', 'bare ms/request', 'ratio'],
+    title: 'CPU per accepted event, whole pipeline (accept, queue, consumer, delivery), vs CPU per request of the bare worker and per event of the skeleton',
+    columns: ['', 'ms/event', 'bare ms/request', '÷ bare', 'skeleton ms/event', '÷ skeleton'],
     rows: [
-      ['workerd', pipelineWorkerd.toFixed(2), bareWorkerd.toFixed(2), ratio(pipelineWorkerd / Math.max(0.001, bareWorkerd), 2)],
-      ['workerd + wrangler (its log relay)', pipelineWithRelay.toFixed(2), bareWithRelay.toFixed(2), ratio(pipelineWithRelay / Math.max(0.001, bareWithRelay), 2)],
-      ['workerd, log_level = "warn"', quietWorkerd.toFixed(2), bareWorkerd.toFixed(2), ratio(quietWorkerd / Math.max(0.001, bareWorkerd), 2)],
-      ['workerd + wrangler, log_level = "warn"', quietWithRelay.toFixed(2), bareWithRelay.toFixed(2), ratio(quietWithRelay / Math.max(0.001, bareWithRelay), 2)],
+      ['router, workerd', pipelineWorkerd.toFixed(2), bareWorkerd.toFixed(2), over(pipelineWorkerd, bareWorkerd), skelWorkerd.toFixed(2), over(pipelineWorkerd, skelWorkerd)],
+      ['router, workerd + wrangler (its log relay)', pipelineWithRelay.toFixed(2), bareWithRelay.toFixed(2), over(pipelineWithRelay, bareWithRelay), skelWithRelay.toFixed(2), over(pipelineWithRelay, skelWithRelay)],
+      ['router, log_level = "warn", workerd', quietWorkerd.toFixed(2), bareWorkerd.toFixed(2), over(quietWorkerd, bareWorkerd), skelWorkerd.toFixed(2), over(quietWorkerd, skelWorkerd)],
+      ['router, log_level = "warn", workerd + wrangler', quietWithRelay.toFixed(2), bareWithRelay.toFixed(2), over(quietWithRelay, bareWithRelay), skelWithRelay.toFixed(2), over(quietWithRelay, skelWithRelay)],
+      ['skeleton (the same hops, nothing else), workerd', skelWorkerd.toFixed(2), bareWorkerd.toFixed(2), over(skelWorkerd, bareWorkerd), '—', '—'],
     ],
-    note: `From /proc/<pid>/stat of the processes wrangler dev started (utime + stime), during the unique-event phases and the drains after them that finish their deliveries, ÷ ${fmt(unique.expected)} events accepted (${fmt(quiet.expected)} for the router with log_level = "warn", a second wrangler dev with the same code and only that setting changed); bare: during its phases ÷ its responses. Same run, same load shape.`,
+    note: `From /proc/<pid>/stat of the processes wrangler dev started (utime + stime), during the unique-event phases and the drains after them that finish their deliveries, ÷ ${fmt(unique.expected)} events accepted (${fmt(quiet.expected)} for the router with log_level = "warn", a second wrangler dev with the same code and only that setting changed; ${fmt(skel.expected)} for the skeleton); bare: during its phases ÷ its responses. Same run, same load shape. The skeleton (bench/workerd/skeleton) makes the router's runtime hops per event — body read and signature check, one Durable Object RPC carrying the body with a SQLite lookup, a queue send and one row, a consumer batch, one HTTP delivery — and nothing else: the floor of this design on this setup.`,
   };
   printTable(cpuTable);
 
@@ -225,6 +251,7 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
     },
     { what: 'router unique-event req/s vs bare Hono on the same setup', target: '≥ 80%', measured: pct(share), met: share >= 0.8 },
     { what: 'non-2xx responses under load (all router loads)', target: '0', measured: fmt(unique.non2xx + dup.non2xx + steps.non2xx + quiet.non2xx), met: unique.non2xx + dup.non2xx + steps.non2xx + quiet.non2xx === 0 },
+    { what: 'non-2xx responses from the skeleton (its figures count only if it accepted everything)', target: '0', measured: fmt(skel.non2xx + skel.errors), met: skel.non2xx + skel.errors === 0 },
   ];
   const routerCpu = cpu(unique, 'workerd') + cpu(unique, 'wrangler (node)');
   const stepsCpu = cpu(steps, 'workerd') + cpu(steps, 'wrangler (node)');
@@ -234,6 +261,7 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
     `What bounds ours is CPU on this 2-core machine, where everything runs together: per request, workerd + wrangler spent ${routerCpu.toFixed(2)} CPU ms for the router against ${bareCpu.toFixed(2)} ms for the bare worker (${ratio(routerCpu / Math.max(0.001, bareCpu), 1)}), and req/s fall in about the same proportion. Beyond reading the body, each accepted event costs: the HMAC check (a few µs in workerd, see \`verify\`: negligible), the envelope parse, one Durable Object RPC (a cross-isolate call with serialised arguments, carrying the whole body), SQLite writes in the objects (see \`cost\`: about 4 rows with the delivery trace), a queue send from the object to miniflare's local queue broker (itself a Durable Object in the same workerd), the consumer's batch handling and HTTP delivery, and two or three log lines that wrangler's Node process parses and re-prints (wrangler: ${cpu(unique, 'wrangler (node)').toFixed(2)} ms/req for the router vs ${cpu(bare, 'wrangler (node)').toFixed(2)} for bare). Locally, all of it is billed to the same two cores as the ingest path.`,
     `Whole pipeline: ${pipelineWorkerd.toFixed(2)} workerd CPU ms per accepted event (accept, queue, consumer, delivery: the unique-event phases plus the drains that finished their deliveries) against ${bareWorkerd.toFixed(2)} ms per bare request: ${ratio(pipelineWorkerd / Math.max(0.001, bareWorkerd), 2)} (target ≤ 2.0×: ${pipelineWorkerd / Math.max(0.001, bareWorkerd) <= 2 ? 'met' : 'missed'}); ${ratio(pipelineWithRelay / Math.max(0.001, bareWithRelay), 2)} with wrangler's log relay counted.`,
     `The per-event log lines are a large share of it: the same router with log_level = "warn" (no \`webhook\` accepted or \`delivered\` line; warnings and errors still written) spends ${quietWorkerd.toFixed(2)} workerd CPU ms per accepted event instead of ${pipelineWorkerd.toFixed(2)} (${pct(1 - quietWorkerd / Math.max(0.001, pipelineWorkerd))} less; ${ratio(quietWorkerd / Math.max(0.001, bareWorkerd), 2)} the bare request, target ≤ 2.0×: ${quietWorkerd / Math.max(0.001, bareWorkerd) <= 2 ? 'met' : 'missed'}), and ${quietWithRelay.toFixed(2)} instead of ${pipelineWithRelay.toFixed(2)} with wrangler's relay; it accepts ${fmt(quiet.reqPerSec)} req/s against ${fmt(unique.reqPerSec)}. A console.log in workerd serialises the line for the inspector wrangler listens on (in production, for Workers Logs), so each line is CPU as well as a billed log event.`,
+    `The floor of this design: the skeleton (bench/workerd/skeleton) makes the same runtime hops per event as the router — the body read and signature check, one Durable Object RPC carrying the body, a SQLite lookup, a queue send and one row in the object, a consumer batch, one HTTP delivery — and has none of its features (configuration, rules, retries and dead letters, ordering, the trace, the registry, counters, log lines). It spends ${skelWorkerd.toFixed(2)} workerd CPU ms per event, ${over(skelWorkerd, bareWorkerd)} the bare request (target for the router ≤ 2.0×: ${skelWorkerd / Math.max(0.001, bareWorkerd) <= 2 ? 'the floor is under it' : 'the floor itself is above it, so no implementation of this design can meet it on this setup'}). Each hop is a runtime crossing that costs about as much CPU as the whole bare request: workerd's own work for an RPC, a queue message or a fetch, not JavaScript. The router costs ${over(pipelineWorkerd, skelWorkerd)} the skeleton by default and ${over(quietWorkerd, skelWorkerd)} with log_level = "warn": that is what its features cost above the floor.`,
     profileFinding(),
     `The router's Worker-side steps alone (the same src/ code for the capped body read, signature check, envelope parse and log line, served by the bare worker, with no Durable Object and no queue) run at ${fmt(steps.reqPerSec)} req/s, ${pct(steps.reqPerSec / bare.reqPerSec)} of bare, at ${stepsCpu.toFixed(2)} CPU ms/req against ${bareCpu.toFixed(2)}; of that difference ${(cpu(steps, 'wrangler (node)') - cpu(bare, 'wrangler (node)')).toFixed(2)} ms is wrangler relaying the one log line, a local-only cost. The router reaches ${pct(unique.reqPerSec / steps.reqPerSec)} of the steps-only rate: the rest of the gap is the durable accept (the ledger RPC carrying the body, its SQLite check and one row, the queue send) and, locally, the consumer's deliveries and their log lines, all on the same cores. In production the object, the queue and the consumer run on other machines and the webhook Worker pays only its own steps plus the wait for one RPC, so the deployed endpoint has more headroom than this ratio suggests; locally the ≥ 80% target cannot be reached while the durable accept and its downstream share two cores with the load generator.`,
     `Duplicates only: ${fmt(dup.reqPerSec)} req/s (${pct(dup.reqPerSec / bare.reqPerSec)} of bare), p50 ${dup.p50.toFixed(1)} ms, p99 ${dup.p99.toFixed(1)} ms; ${fmt(dup.expected)} of ${fmt(dup.requests)} answered "duplicate". A duplicate costs the verification and one Durable Object RPC (a single SELECT, no queue send, no delivery); every copy of one id goes to the same ledger shard, so this load also measures one Durable Object serving ${connections} concurrent callers.`,
@@ -245,7 +273,12 @@ export async function runIngest(ctx: BenchContext): Promise<BenchOutput> {
     })(),
     `Noise: per-round req/s are in the table; rounds alternate servers so drift in the shared machine's load affects each alike, but ratios between rounds of the same server show the margin (bare: ${bare.perPhaseReqPerSec.map((v) => fmt(v)).join(' vs ')} req/s).`,
   ];
-  return { tables: [table, cpuTable], targets, findings, raw: { connections, phaseS, rounds, warmupS, results, drains, drainCpu: Object.fromEntries(drainCpu) } };
+  return {
+    tables: [table, cpuTable],
+    targets,
+    findings,
+    raw: { connections, phaseS, rounds, warmupS, results, drains, drainCpu: Object.fromEntries(drainCpu), cpuPerEvent: { bareWorkerd, pipelineWorkerd, quietWorkerd, skelWorkerd } },
+  };
 }
 
 /** What bench/profile.ts last found (bench/results/profile.json), as a finding. */
@@ -253,8 +286,17 @@ function profileFinding(): string {
   const path = resolve(ROOT, 'bench/results/profile.json');
   if (!existsSync(path)) return 'Where the CPU goes: run `npx tsx bench/profile.ts` (a CPU profile of the Worker isolate through wrangler dev\'s inspector).';
   type Row = { name: string; ms_per_event: number; share: number; js_ms_per_event?: number; runtime_ms_per_event?: number };
-  const p = JSON.parse(readFileSync(path, 'utf8')) as { date: string; events: number; isolate_busy_ms_per_event: number; by_caller?: Row[]; by_file: Row[]; by_function: Row[] };
-  const head = `Where the CPU goes (\`npx tsx bench/profile.ts\`, ${p.date.slice(0, 16).replace('T', ' ')} UTC: a sampled CPU profile of the Worker isolate through wrangler dev's inspector over ${p.events.toLocaleString('en-US')} accepted and delivered events, default log level; the webhook Worker, its Durable Objects and the consumer share that isolate locally, miniflare's queue broker does not): the isolate is busy ${p.isolate_busy_ms_per_event.toFixed(2)} ms per event.`;
+  const p = JSON.parse(readFileSync(path, 'utf8')) as {
+    date: string;
+    events: number;
+    log_level?: string;
+    isolate_busy_ms_per_event: number;
+    by_caller?: Row[];
+    by_file: Row[];
+    by_function: Row[];
+  };
+  const level = p.log_level === undefined || p.log_level === 'info' ? 'default log level' : `log_level = "${p.log_level}"`;
+  const head = `Where the CPU goes (\`npx tsx bench/profile.ts\`, ${p.date.slice(0, 16).replace('T', ' ')} UTC: a sampled CPU profile of the Worker isolate through wrangler dev's inspector over ${p.events.toLocaleString('en-US')} accepted and delivered events, ${level}; the webhook Worker, its Durable Objects and the consumer share that isolate locally, miniflare's queue broker does not): the isolate is busy ${p.isolate_busy_ms_per_event.toFixed(2)} ms per event.`;
   const LABELS: Record<string, string> = {
     'src/dedup': 'the ledger (src/dedup: its SQLite statements and its queue send)',
     'src/log.ts': 'the structured log lines (src/log.ts: console.log)',

@@ -7,7 +7,8 @@
  * and delivered, and reports self time by function and by source file —
  * mapped back to src/ (and to each package) through the source map wrangler
  * writes next to the bundle it serves. Writes bench/results/profile.json. Not part of `npm run bench`: a
- * diagnostic for the `ingest` CPU ratio.
+ * diagnostic for the `ingest` CPU ratio. `PROFILE_LOG_LEVEL=warn` profiles
+ * the router with `log_level = "warn"` (ingest's second router).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -96,9 +97,10 @@ function where(url: string): string {
 
 async function main(): Promise<void> {
   const events = Number(process.argv[2] ?? '') || 2000;
+  const logLevel = process.env.PROFILE_LOG_LEVEL ?? 'info';
   const sink = await startSink();
   sink.respond('/p0', () => ({ status: 204 }));
-  const router = await startRouter({ timeoutMs: 60_000, vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, ROUTER: routerToSink(sink.url, 1, '/p') } });
+  const router = await startRouter({ timeoutMs: 60_000, vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, ROUTER: routerToSink(sink.url, 1, '/p', { log_level: logLevel }) } });
   try {
     const source = new EventSource();
     const post = (n: number) => postEvents(router.url, source, n, 10);
@@ -147,6 +149,8 @@ async function main(): Promise<void> {
     const areaAgg = new Map<string, number>();
     /** By area, JavaScript self time plus the runtime work (SQLite, RPC, I/O, crypto…) called from it. */
     const callerAgg = new Map<string, { js: number; native: number }>();
+    /** Runtime work by what it is and the line of ours (or a package's) that asked for it. */
+    const siteAgg = new Map<string, number>();
     for (const [id, ms] of self) {
       const n = byId.get(id) as ProfileNode;
       if (n.callFrame.functionName === '(idle)') continue;
@@ -161,6 +165,11 @@ async function main(): Promise<void> {
       const caller = o.url === '' ? jsCaller(id) : undefined;
       const key =
         o.url !== '' ? area : caller === undefined ? `(runtime, no JavaScript caller: ${n.callFrame.functionName || '(anonymous)'})` : areaOf(where(origin(caller.callFrame, maps).url));
+      if (o.url === '' && caller !== undefined) {
+        const co = origin(caller.callFrame, maps);
+        const site = `${n.callFrame.functionName || '(anonymous)'} ← ${caller.callFrame.functionName || '(anonymous)'} ${where(co.url)}:${co.line}`;
+        siteAgg.set(site, (siteAgg.get(site) ?? 0) + ms);
+      }
       const c = callerAgg.get(key) ?? { js: 0, native: 0 };
       if (o.url === '') c.native += ms;
       else c.js += ms;
@@ -171,6 +180,7 @@ async function main(): Promise<void> {
     const out = {
       date: new Date().toISOString(),
       events,
+      log_level: logLevel,
       wall_ms: wallMs,
       isolate_busy_ms_per_event: +(busy / events).toFixed(3),
       source_maps: maps.size,
@@ -178,6 +188,7 @@ async function main(): Promise<void> {
         .sort((a, b) => b[1].js + b[1].native - (a[1].js + a[1].native))
         .slice(0, 25)
         .map(([name, v]) => ({ name, ms_per_event: +((v.js + v.native) / events).toFixed(4), share: +((v.js + v.native) / busy).toFixed(3), js_ms_per_event: +(v.js / events).toFixed(4), runtime_ms_per_event: +(v.native / events).toFixed(4) })),
+      runtime_by_call_site: top(siteAgg, 30),
       by_area: top(areaAgg, 25),
       by_file: top(fileAgg, 25),
       by_function: top(fnAgg, 40),
@@ -186,6 +197,8 @@ async function main(): Promise<void> {
     writeFileSync(resolve(ROOT, 'bench/results/profile.json'), `${JSON.stringify(out, null, 2)}\n`);
     console.log(`isolate busy ${out.isolate_busy_ms_per_event} ms per event over ${events} events (wall ${wallMs} ms)`);
     for (const r of out.by_caller) console.log(`${r.ms_per_event.toFixed(3).padStart(8)} ms  ${(100 * r.share).toFixed(1).padStart(5)} %  ${r.name} (js ${r.js_ms_per_event.toFixed(3)}, runtime ${r.runtime_ms_per_event.toFixed(3)})`);
+    console.log('--');
+    for (const r of out.runtime_by_call_site) console.log(`${r.ms_per_event.toFixed(3).padStart(8)} ms  ${(100 * r.share).toFixed(1).padStart(5)} %  ${r.name}`);
     console.log('--');
     for (const r of out.by_area) console.log(`${r.ms_per_event.toFixed(3).padStart(8)} ms  ${(100 * r.share).toFixed(1).padStart(5)} %  ${r.name}`);
     console.log('--');

@@ -39,7 +39,7 @@ export const BENCHMARKS: BenchDefinition[] = [
     name: 'ingest',
     title: 'Webhook ingest throughput and latency on local workerd vs a bare Hono worker (the ceiling), and duplicate-only load',
     method:
-      'wrangler dev on loopback; autocannon (programmatic) sends unique, freshly signed events for a fixed duration after a warm-up; the bare worker (bench/workerd/bare) answers 200 after reading the body, on the same setup, in the same run.',
+      'wrangler dev on loopback; autocannon (programmatic) sends unique, freshly signed events for a fixed duration after a warm-up; the bare worker (bench/workerd/bare) answers 200 after reading the body, and the skeleton (bench/workerd/skeleton) makes the router\'s hops per event with none of its features (the design\'s floor), on the same setup, in the same run.',
     run: runIngest,
   },
   {
