@@ -11,6 +11,8 @@ export interface Delivery {
   attempts: number;
   /** True when a newer event for the same object was already routed. */
   stale?: boolean;
+  /** Sent again by an operator (dead-letter or event replay): delivered even if this destination had it before. */
+  replay?: boolean;
 }
 
 export type DeliveryOutcome =

@@ -376,8 +376,8 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       if (dest === undefined) {
         return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } };
       }
-      if (isBlocked(ctx.blocked, name, body)) {
-        // Paused or circuit open: held in storage with its attempts untouched; nothing reaches the destination.
+      /** Held in storage with its attempts untouched: nothing more reaches the destination until it is released. */
+      const hold = (): Promise<Result> => {
         const held: HeldDelivery = {
           event_id: body.id,
           event_type: body.type,
@@ -396,8 +396,10 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
             return { name, state, outcome: 'hold_failed' };
           },
         );
-      }
-      const delivery = { event, raw, rules: state.rules, attempts: state.attempts, stale: body.stale === true };
+      };
+      // Paused or circuit open.
+      if (isBlocked(ctx.blocked, name, body)) return hold();
+      const delivery = { event, raw, rules: state.rules, attempts: state.attempts, stale: body.stale === true, replay: body.replay === true };
       const slot = w.slots?.[name];
       if (slot !== undefined && slot > Date.now()) await new Promise((r) => setTimeout(r, slot - Date.now()));
       // Past its slot (a busy invocation): sending now would crowd the next slots; try again later, attempts untouched.
@@ -410,6 +412,9 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       const ended = Date.now();
       record(ctx, name, outcome, started, ended, body.probe === name);
       ctx.analytics.add(name, body.type, outcome.ok ? 'delivered' : 'failed', ended - body.accepted_at);
+      // A failed probe: the circuit stays open (the registry doubles the cooldown), so the delivery goes back
+      // on hold, attempts untouched, instead of being retried past the open circuit until dead-lettered.
+      if (body.probe === name && !outcome.ok && outcome.retryable) return hold();
       return { name, state, outcome, started, ended };
     }),
   );
@@ -478,7 +483,9 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
   if (owed.length > 0) {
     const firstDue = Math.min(...owed.map((n) => next[n]?.not_before ?? now));
     const delaySeconds = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil((firstDue - now) / 1000)));
-    plan.followUp = { body: { ...body, pending: next }, delaySeconds };
+    // A follow-up is never a probe: only the held store sends those, one at a time.
+    const { probe: _probe, ...rest } = body;
+    plan.followUp = { body: { ...rest, pending: next }, delaySeconds };
     const deferred = owed.filter((n) => pending[n] !== undefined && !attempt.includes(n) && next[n] === pending[n]);
     if (deferred.length > 0) log('info', 'deliveries_deferred', { event_id: body.id, deferred: deferred.length, in_s: delaySeconds });
   }

@@ -2,7 +2,8 @@
  * The circuit breaker (destination health issue): consecutive retryable
  * failures open a destination's circuit; its deliveries are then held (no
  * request, attempts untouched, nothing dead-lettered); a probe after the
- * cooldown closes it, or doubles the cooldown; then every held delivery
+ * cooldown closes it, or doubles the cooldown and goes back on hold (never
+ * retried past the open circuit); then every held delivery
  * arrives once, in acceptance order. 4xx never open it.
  */
 import { env, exports } from 'cloudflare:workers';
@@ -80,6 +81,9 @@ describe('circuit breaker', () => {
       return i.next_probe_at !== null && Date.parse(i.next_probe_at) - (probe?.at ?? 0) >= 3_500;
     }, 'the doubled cooldown');
     expect((await flaky()).circuit).toBe('open');
+    // The failed probe's delivery is held again, its attempts untouched, not retried past the open circuit.
+    await until(async () => (await flaky()).held === 20, 'the probed delivery held again', 10_000);
+    const secondProbeAt = Date.parse((await flaky()).next_probe_at as string);
 
     // The service is back: the next probe closes the circuit; everything held drains, once each.
     sink.on(FLAKY, () => new Response(null, { status: 204 }));
@@ -89,6 +93,8 @@ describe('circuit breaker', () => {
     const after = (id: string) => sink.about(id, FLAKY).filter((r) => r.at > (probe?.at ?? 0) + 1000);
     for (const e of events) expect(after(e.id as string), e.id as string).toHaveLength(1);
     for (const e of events) expect(await deadLettersFor(e.id as string)).toEqual([]);
+    // Between the two probes nothing reached it.
+    expect(sink.received.filter((r) => ok(r) && r.at > (probe?.at ?? 0) + 500 && r.at < secondProbeAt - 50)).toEqual([]);
     expect(logs.records().filter((r) => r.msg === 'circuit_open')).toHaveLength(1);
     expect(logs.records().find((r) => r.msg === 'circuit_closed')).toMatchObject({ destination: 'flaky' });
   });

@@ -1,15 +1,16 @@
 /**
  * The consumer hands a batch's events to each Slack outbox in one request,
  * and a redelivered batch is not counted twice (submission is idempotent per
- * event id).
+ * event id); a replay is not a redelivery, and reaches Slack again.
  */
-import { env } from 'cloudflare:workers';
+import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { outboxStub } from '../../src/destinations/slack/outbox';
 import { routerMessage, runBatch } from '../helpers/consumer';
+import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
-import { sampleEvent } from '../helpers/webhook';
+import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
 import { ONCALL } from './router';
 
 const sink = new Sink();
@@ -43,5 +44,28 @@ describe('Slack hand-offs per batch', () => {
     // One digest of all ten (handed over one by one, the first would have gone out alone).
     expect(posted).toHaveLength(1);
     expect(countOf(posted[0]?.body ?? '')).toBe(10);
+  });
+
+  it('a dead letter the outbox wrote (Slack refused the message) is posted again when replayed, then leaves the store', async () => {
+    sink.on(ONCALL, () => new Response('no_service', { status: 404 }));
+    const event = sampleEvent({ event: 'authentication.mfa_failed', data: { type: 'mfa', status: 'failed', email: 'replay@example.com', user_id: null } });
+    const id = event.id as string;
+    expect((await postWebhook(event)).status).toBe(200);
+    const oncall = async () => (await deadLettersFor(id)).filter((r) => r.destination === 'oncall');
+    await until(async () => (await oncall()).length === 1, 'the oncall dead letter', 20_000, 200);
+    const [record] = await oncall();
+    expect(record).toMatchObject({ event_type: 'authentication.mfa_failed', last_status: 404, rules: ['mfa'] });
+    expect(sink.about(id, ONCALL)).toHaveLength(1); // the refused POST
+
+    // Slack is fixed; the operator replays the dead letter. The outbox has seen this id, but a replay is not a redelivery.
+    sink.on(ONCALL, () => new Response('ok'));
+    const res = await exports.default.fetch(
+      new Request(`${URL_BASE}/admin/dead-letters/${record?.seq}/replay`, { method: 'POST', headers: { Authorization: 'Bearer test-admin-token' } }),
+    );
+    expect(res.status).toBe(200);
+    await sink.until(() => sink.about(id, ONCALL).length === 2, 'the replayed event at Slack', 20_000);
+    await until(async () => (await outboxStub(env, 'oncall').pending()) === 0, 'the oncall outbox drained');
+    expect(sink.about(id, ONCALL)).toHaveLength(2);
+    expect(await oncall()).toEqual([]);
   });
 });

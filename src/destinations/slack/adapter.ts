@@ -23,6 +23,7 @@ export class SlackHandOff extends HandOffBatch<{ dest: SlackDestination; item: O
 
 export async function deliverSlack(dest: SlackDestination, delivery: Delivery, env: Env, handOff?: SlackHandOff): Promise<DeliveryOutcome> {
   const item: OutboxItem = { event_id: delivery.event.id, event_type: delivery.event.event, rules: delivery.rules, raw: delivery.raw };
+  if (delivery.replay === true) item.replay = true;
   let outcome: SubmitOutcome;
   try {
     outcome = await (handOff !== undefined ? handOff.submit(dest.name, { dest, item }) : outboxStub(env, dest.name).submit(dest, item));

@@ -14,7 +14,8 @@
  * - Operational alerts that waited together go out as one message listing
  *   each of them, never counted inside an event digest.
  * - Submission is idempotent per event id (for the dedup retention): a
- *   consumer redelivery never counts an event twice.
+ *   consumer redelivery never counts an event twice. A replay is not a
+ *   redelivery: it is posted again, whatever the outbox saw before.
  * - At most `max_pending` events wait; beyond that, the outbox refuses new
  *   ones and the consumer dead-letters each individually
  *   (`slack_backlog_full`), visibly, with its body.
@@ -42,6 +43,12 @@ export interface OutboxItem {
   raw: string;
   /** An operational alert (src/alerts/notifier.ts): its mrkdwn text, already escaped, instead of an event to format. */
   alert?: string;
+  /**
+   * Sent again by an operator (a dead-letter or event replay): posted even
+   * though this outbox has seen the id (its first copy may have been
+   * dead-lettered, or posted and asked for again).
+   */
+  replay?: true;
 }
 
 export type SubmitOutcome = 'accepted' | 'duplicate' | 'full';
@@ -124,7 +131,7 @@ export class SlackOutbox extends DurableObject<Env> {
     const seenUntil = now + this.seenRetentionMs();
     let waiting = this.count();
     const outcomes = items.map((item): SubmitOutcome => {
-      if (this.sql.exec('SELECT 1 FROM seen WHERE event_id = ?', item.event_id).toArray().length > 0) return 'duplicate';
+      if (item.replay !== true && this.sql.exec('SELECT 1 FROM seen WHERE event_id = ?', item.event_id).toArray().length > 0) return 'duplicate';
       if (waiting >= dest.maxPending) return 'full';
       const entry = item.alert !== undefined ? renderAlert(item.alert) : renderEntry(dest, parseEvent(item), item.rules);
       this.sql.exec(
