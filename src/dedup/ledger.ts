@@ -16,11 +16,14 @@
  *
  * Rows live in one table per UTC day of the event's `created_at`
  * (`ledger_dYYYYMMDD`; every copy of an event carries the same `created_at`,
- * so a lookup reads one table). A day's table is dropped whole once
+ * so a lookup reads one table). An event whose `created_at` is not an ISO
+ * 8601 time (WorkOS always sends one) is filed under the day it arrived, and
+ * its copies are looked for in every day table: a copy arriving on a later
+ * day is still a duplicate. A day's table is dropped whole once
  * `dedup_retention_days` have passed since that day ended: dropping a table
  * writes no rows, where deleting its rows one by one writes (and bills) one
  * per row. So every event is remembered for at least the retention after its
- * `created_at` — the same clock the reconciler's retention floor uses — and
+ * `created_at` (after its arrival, when undated) — the same clock the reconciler's retention floor uses — and
  * at most a day more. The table `ledger` holds rows written by older releases
  * and is still read and swept row by row — only while it holds any: an
  * object learns that when it starts (every deploy restarts it) and again
@@ -115,10 +118,14 @@ export class DedupLedger extends DurableObject<Env> {
     return this.sql.exec<{ e: number }>('SELECT EXISTS (SELECT 1 FROM ledger) AS e').one().e === 1;
   }
 
-  /** The day table of an event (by its `created_at`; an unparseable one counts as now). */
+  /** Does this `created_at` date the event (an ISO 8601 time)? Else it is filed under the day it arrived. */
+  static dated(createdAt: string): boolean {
+    return ISO_TIME.test(createdAt) && !Number.isNaN(Date.parse(createdAt));
+  }
+
+  /** The day table of an event (by its `created_at`; one that does not date it counts as now). */
   static dayTable(createdAt: string, now: number): string {
-    const ms = Date.parse(createdAt);
-    const d = new Date(Number.isNaN(ms) ? now : ms);
+    const d = new Date(DedupLedger.dated(createdAt) ? Date.parse(createdAt) : now);
     return `ledger_d${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}${String(d.getUTCDate()).padStart(2, '0')}`;
   }
 
@@ -233,7 +240,8 @@ export class DedupLedger extends DurableObject<Env> {
   private async admitNow(req: AdmitRequest): Promise<AdmitResult> {
     const now = Date.now();
     const day = DedupLedger.dayTable(req.created_at, now);
-    const row = this.find<{ state: string; lease_until: number }>('state, lease_until', req.id, day);
+    // Undated: filed under its arrival day, so an earlier copy may sit in any day's table.
+    const row = this.find<{ state: string; lease_until: number }>('state, lease_until', req.id, DedupLedger.dated(req.created_at) ? day : undefined);
     if (row !== undefined) {
       if (row.state === 'committed') return { status: 'duplicate' };
       // A claim written by an older release (this one writes none): honoured until its lease runs out.
@@ -312,6 +320,9 @@ export class DedupLedger extends DurableObject<Env> {
     this.alarmKnownSet = true;
   }
 }
+
+/** An ISO 8601 date and time, as WorkOS writes `created_at` (`2026-11-29T01:02:03.456Z`). */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
 
 /** When the UTC day of a `ledger_dYYYYMMDD` table ends (ms). */
 function dayEnd(table: string): number {

@@ -6,7 +6,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
-import { type DedupLedger, SWEEP_INTERVAL_MS } from '../../src/dedup/ledger';
+import { DedupLedger, SWEEP_INTERVAL_MS } from '../../src/dedup/ledger';
 import { asOlderRelease } from '../helpers/older-release';
 
 function fresh(): DurableObjectStub<DedupLedger> {
@@ -86,6 +86,22 @@ describe('ledger day tables', () => {
       { name: 'ledger_d20261128', drop_at: Date.UTC(2026, 10, 29) + 30 * 86_400_000 },
     ]);
     expect(await stub.getBody('event_day_b')).toContain('event_day_b');
+  });
+
+  it('an event whose created_at is not an ISO time is filed under its arrival day, and a copy arriving on a later day is still a duplicate', async () => {
+    for (const created_at of ['not a date', '1', 'Sun, 29 Nov 2026 01:00:00 GMT']) {
+      const id = `event_undated_${crypto.randomUUID()}`;
+      let stub = fresh();
+      expect(await stub.admit(req(id, created_at))).toEqual({ status: 'accepted' });
+      const today = DedupLedger.dayTable(created_at, Date.now());
+      expect(today).toBe(DedupLedger.dayTable(new Date().toISOString(), Date.now()));
+      // A day passes: its row now sits in yesterday's table (the object restarts, as it does between days).
+      stub = await asOlderRelease(stub, (sql) => {
+        sql.exec(`ALTER TABLE ${today} RENAME TO ledger_d20000101`);
+        sql.exec("UPDATE ledger_days SET name = 'ledger_d20000101' WHERE name = ?", today);
+      });
+      expect(await stub.admit(req(id, created_at)), created_at).toEqual({ status: 'duplicate' });
+    }
   });
 
   it('still honours rows an older release wrote to the single `ledger` table', async () => {
