@@ -24,6 +24,18 @@ export function log(level: LogLevel, msg: string, fields: Record<string, unknown
   else console.log(line);
 }
 
+/**
+ * The audit trail: what an operator did (paused, resumed, replayed, deleted,
+ * discarded, viewed a payload, signed in). Always written, whatever
+ * `log_level` says: operator actions are rare, and a cost setting must not
+ * erase the record of them. Identifiers and counts only, like every line.
+ */
+export function audit(msg: string, fields: Record<string, unknown> = {}, level: 'info' | 'warn' = 'info'): void {
+  const line = JSON.stringify({ level, msg, audit: true, ...fields });
+  if (level === 'warn') console.warn(line);
+  else console.log(line);
+}
+
 const onceKeys = new Set<string>();
 const ONCE_LIMIT = 1000;
 

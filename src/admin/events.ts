@@ -10,7 +10,7 @@ import type { RouterConfig } from '../config/router-config';
 import { loadConfig } from '../config/load';
 import { ledgerStubByName } from '../dedup/shard';
 import { ApiError } from '../http/errors';
-import { log } from '../log';
+import { audit, log } from '../log';
 import { type RouterMessage, chunkForSendBatch, fitsInline, utf8Length } from '../queue/message';
 import { listEvents, lookupEvent } from '../trace/client';
 import { DELIVERY_STATES, type DeliveryState, NO_DESTINATION, type TraceAttempt, type TraceItem, type TraceQuery } from '../trace/store';
@@ -324,7 +324,7 @@ export async function replayEvents(env: Env, req: EventReplayRequest): Promise<E
       }
       result.replayed += chunk.length;
     }
-    log('info', 'events_replayed', { to: req.to, replayed: result.replayed, not_replayable: result.not_replayable.length });
+    audit('events_replayed', { to: req.to, replayed: result.replayed, not_replayable: result.not_replayable.length });
   } else result.replayable = messages.length;
   return result;
 }

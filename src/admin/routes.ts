@@ -12,7 +12,7 @@ import { sameSecret } from '../http/same-secret';
 import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { stringBinding } from '../env';
-import { log } from '../log';
+import { audit } from '../log';
 import { type DeadLetterJob, parseBulkRequest, parseIdempotencyKey } from './bulk';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
@@ -151,7 +151,7 @@ adminRoutes.get('/dead-letters/jobs/:id', async (c) => {
 adminRoutes.delete('/dead-letters/:seq', async (c) => {
   const seq = parseSeq(c.req.param('seq'));
   if (!(await deadLetterStub(c.env).remove(seq))) throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
-  log('info', 'dead_letter_deleted', { seq });
+  audit('dead_letter_deleted', { seq });
   return c.json({ status: 'deleted', seq });
 });
 

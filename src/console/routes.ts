@@ -14,7 +14,7 @@ import { deadLetterStub } from '../deadletters/store';
 import { ledgerStubByName } from '../dedup/shard';
 import { ApiError } from '../http/errors';
 import { sameSecret } from '../http/same-secret';
-import { errorName, log } from '../log';
+import { audit, errorName, log } from '../log';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { countStates, lookupEvent } from '../trace/client';
 import { authenticate, consoleMode, sameOriginPost } from './auth';
@@ -80,7 +80,7 @@ consoleRoutes.post('/login', async (c) => {
     return send(c, pages.loginPage({ failed: true, ...(next !== '/console' ? { next } : {}) }), 401);
   }
   const { value } = await createSession(mode.token, Date.now(), SESSION_TTL_SECONDS);
-  log('info', 'console_signed_in', {});
+  audit('console_signed_in', {});
   const res = redirect(c, next);
   res.headers.append('Set-Cookie', sessionCookie(value, SESSION_TTL_SECONDS));
   res.headers.append('Set-Cookie', csrfCookie(newCsrfToken(), SESSION_TTL_SECONDS));
@@ -220,7 +220,7 @@ consoleRoutes.get('/events/:id', async (c) => {
     if (body === null) missing = true;
     else {
       shown = pretty(body);
-      log('info', 'console_payload_viewed', { event_id: id, who: c.get('who') ?? 'admin-token' });
+      audit('console_payload_viewed', { event_id: id, who: c.get('who') ?? 'admin-token' });
     }
   }
   return send(c, pages.eventPage(frame(c, 'events', noticeOf(c)), view, { allowed, shown, missing }));
@@ -322,7 +322,7 @@ consoleRoutes.post('/dead-letters/selected', async (c) => {
     else problems.push(`#${seq}: ${outcome.status}`);
   }
   const verb = action === 'discard' ? 'Discarded' : 'Replayed';
-  log('info', action === 'discard' ? 'dead_letters_discarded' : 'dead_letters_replayed', { selected: seqs.length, done, source: 'console' });
+  audit(action === 'discard' ? 'dead_letters_discarded' : 'dead_letters_replayed', { selected: seqs.length, done, source: 'console' });
   return redirect(c, '/console/dead-letters', `${verb} ${done} of ${seqs.length}.${problems.length > 0 ? ` Kept: ${problems.join(', ')}.` : ''}`, problems.length > 0);
 });
 

@@ -16,7 +16,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { loadConfig } from '../config/load';
 import { type RouterSettings, SETTINGS_SPEC } from '../config/router-config';
 import { routerVar } from '../env';
-import { errorName, log, logOnce } from '../log';
+import { audit, errorName, log, logOnce } from '../log';
 import type { RouterMessage } from '../queue/message';
 import { Matcher } from '../routing/matcher';
 import { markDiscarded } from '../trace/client';
@@ -334,7 +334,7 @@ export class DeadLetterStore extends DurableObject<Env> {
     const outcome = await this.replayInFlight(seq, record, loaded.config.settings);
     if (outcome.status === 'replayed' || outcome.status === 'duplicate') {
       this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
-      log('info', 'dead_letter_replayed', { seq, event_id: record.event_id, destination: record.destination, status: outcome.status });
+      audit('dead_letter_replayed', { seq, event_id: record.event_id, destination: record.destination, status: outcome.status });
       return { status: outcome.status, event_id: record.event_id, destination: record.destination };
     }
     if (outcome.status === 'not_replayable') return { status: 'not_replayable', reason: record.reason };
@@ -571,8 +571,9 @@ export class DeadLetterStore extends DurableObject<Env> {
     if (row === undefined) return;
     const job = toJob(row);
     const fields = { job_id: job.id, state: job.state, matched: job.matched, failed: job.failed, filter: job.filter, ...(job.error !== undefined ? { error: job.error } : {}) };
-    if (job.action === 'discard') log('info', 'dead_letters_discarded', { ...fields, discarded: job.done });
-    else log(state === 'done' ? 'info' : 'warn', 'dead_letters_replayed', { ...fields, replayed: job.done, uncertain: job.uncertain });
+    if (job.action === 'discard') audit('dead_letters_discarded', { ...fields, discarded: job.done });
+    else if (state === 'done') audit('dead_letters_replayed', { ...fields, replayed: job.done, uncertain: job.uncertain });
+    else audit('dead_letters_replayed', { ...fields, replayed: job.done, uncertain: job.uncertain }, 'warn');
   }
 
   /**

@@ -25,7 +25,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { type CircuitPolicy, MAX_CIRCUIT_COOLDOWN_SECONDS } from '../config/router-config';
-import { errorName, log } from '../log';
+import { audit, errorName, log } from '../log';
 import { heldStub } from './held';
 import { notifyAlerts } from '../alerts/notifier';
 
@@ -175,7 +175,7 @@ export class DestinationRegistry extends DurableObject<Env> {
     );
     const at = this.sql.exec<{ paused_at: number }>('SELECT paused_at FROM destinations WHERE name = ?', name).one().paused_at;
     if (at === now) {
-      log('warn', 'destination_paused', { destination: name });
+      audit('destination_paused', { destination: name }, 'warn');
       await notifyAlerts(this.env, [{ kind: 'paused', destination: name }]);
     }
     return at;
@@ -186,7 +186,7 @@ export class DestinationRegistry extends DurableObject<Env> {
   async resume(name: string): Promise<{ was: boolean; circuitOpen: boolean }> {
     const was = this.sql.exec('UPDATE destinations SET paused_at = NULL WHERE name = ? AND paused_at IS NOT NULL', name).rowsWritten > 0;
     if (was) {
-      log('info', 'destination_resumed', { destination: name });
+      audit('destination_resumed', { destination: name });
       await notifyAlerts(this.env, [{ kind: 'resumed', destination: name }]);
     }
     const open = this.sql.exec<{ o: number | null }>('SELECT circuit_open_at AS o FROM destinations WHERE name = ?', name).toArray()[0]?.o ?? null;

@@ -1,6 +1,7 @@
 /**
  * ROUTER `log_level`: "warn" drops the per-event `info` lines (accepted,
- * delivered) and keeps every warning and error. Each "no line" check follows
+ * delivered) and keeps every warning and error, and the audit trail of
+ * operator actions. Each "no line" check follows
  * a positive signal that the work it would have logged is done (the webhook
  * answered "accepted", the sink received the delivery), and the same steps
  * under the default level show the lines, so the checks can fail.
@@ -10,9 +11,11 @@ import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import worker from '../../src/index';
 import { loadConfig } from '../../src/config/load';
+import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
-import { sampleEvent, webhookRequest } from '../helpers/webhook';
+import { URL_BASE, sampleEvent, webhookRequest } from '../helpers/webhook';
 
 const CRM = 'https://crm.log-level.test/hooks';
 const routerWith = (level?: string) => ({
@@ -81,5 +84,29 @@ describe('log_level', () => {
     expect(msgs).toContain('warn webhook');
     expect(msgs).toContain('warn delivery_failed');
     expect(loud.every((l) => l.level !== 'info')).toBe(true);
+  });
+
+  it('"warn" keeps the audit trail: a deleted dead letter, a pause and a resume are logged, while an accepted webhook is not', async () => {
+    const runEnv = testEnv(routerWith('warn'));
+    const admin = async (path: string, method: string) => {
+      const ctx = createExecutionContext();
+      const res = await worker.fetch(new Request(`${URL_BASE}/admin${path}`, { method, headers: { Authorization: 'Bearer test-admin-token' } }), runEnv, ctx);
+      await waitOnExecutionContext(ctx);
+      return res;
+    };
+    const id = `event_audit_${crypto.randomUUID()}`;
+    await deadLetterStub(env).add([deadLetterRecord({ event_id: id, event_type: 'user.created', destination: 'crm', reason: 'http_500', body: '{}' })]);
+    const seq = (await deadLettersFor(id))[0]?.seq;
+    const event = sampleEvent();
+    const lines = await linesDuring(async () => {
+      expect(await (await post(event, runEnv)).json()).toEqual({ status: 'accepted', id: event.id });
+      expect((await admin(`/dead-letters/${seq}`, 'DELETE')).status).toBe(200);
+      expect((await admin('/destinations/crm/pause', 'POST')).status).toBe(200);
+      expect((await admin('/destinations/crm/resume', 'POST')).status).toBe(200);
+    });
+    const msgs = lines.map((l) => `${l.level} ${l.msg}`);
+    expect(msgs).not.toContain('info webhook');
+    expect(msgs).toEqual(expect.arrayContaining(['info dead_letter_deleted', 'warn destination_paused', 'info destination_resumed']));
+    expect(lines.filter((l) => l.msg.startsWith('dead_letter') || l.msg.startsWith('destination_')).every((l) => (l as { audit?: boolean }).audit === true)).toBe(true);
   });
 });
