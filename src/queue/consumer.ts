@@ -749,14 +749,20 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
       log('error', 'dead_letter_store_failed', { count: records.length, error: errorName(err) });
     }
   }
-  try {
-    await env.EVENTS_DLQ.sendBatch(batch.messages.map((m) => ({ body: m.body, contentType: 'json' as const, delaySeconds: 300 })));
-    batch.ackAll();
-    log('warn', 'dead_letters_requeued', { count: batch.messages.length, retry_in_s: 300 });
-  } catch (err) {
-    log('error', 'dead_letter_requeue_failed', { count: batch.messages.length, error: errorName(err) });
-    batch.retryAll({ delaySeconds: 60 });
+  // Back to the DLQ as fresh messages (their retry count starts again), in chunks a sendBatch takes
+  // (a batch of large events exceeds one call's limit); each message acked or retried on its own chunk.
+  let requeued = 0;
+  for (const chunk of chunkForSendBatch(batch.messages, (m) => m.body as RouterMessage)) {
+    try {
+      await env.EVENTS_DLQ.sendBatch(chunk.map((m) => ({ body: m.body, contentType: 'json' as const, delaySeconds: 300 })));
+      for (const m of chunk) m.ack();
+      requeued += chunk.length;
+    } catch (err) {
+      log('error', 'dead_letter_requeue_failed', { count: chunk.length, error: errorName(err) });
+      for (const m of chunk) m.retry({ delaySeconds: 60 });
+    }
   }
+  if (requeued > 0) log('warn', 'dead_letters_requeued', { count: requeued, retry_in_s: 300 });
 }
 
 /** The trace learns that the platform gave up on these messages: each owed delivery is dead-lettered. */

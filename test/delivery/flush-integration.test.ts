@@ -128,20 +128,37 @@ describe('the platform dead-letter queue consumer never discards', () => {
     const e = sampleEvent({ event: 'user.created' });
     vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ add: () => Promise.reject(new Error('store down')) } as never);
     const dlqSend = vi.spyOn(env.EVENTS_DLQ, 'sendBatch');
-    const { result } = await runBatch([routerMessage(e)], env, 'workos-router-events-dlq', 100);
-    expect(result.ackAll).toBe(true);
+    const { batch, result } = await runBatch([routerMessage(e)], env, 'workos-router-events-dlq', 100);
+    expect(result.explicitAcks).toEqual(batch.messages.map((m) => m.id));
     const resent = sentBy(dlqSend);
     expect(resent.map((m) => m.body.id)).toEqual([e.id]);
     expect(resent[0]?.delaySeconds).toBe(300);
   });
 
-  it('when the DLQ cannot take them back either, the batch is retried (not acked)', async () => {
+  it('when the DLQ cannot take them back either, each message is retried (not acked)', async () => {
     const e = sampleEvent({ event: 'user.created' });
     vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ add: () => Promise.reject(new Error('store down')) } as never);
     vi.spyOn(env.EVENTS_DLQ, 'sendBatch').mockRejectedValue(new Error('queue down'));
-    const { result } = await runBatch([routerMessage(e)], env, 'workos-router-events-dlq', 100);
+    const { batch, result } = await runBatch([routerMessage(e)], env, 'workos-router-events-dlq', 100);
     expect(result.ackAll).toBe(false);
-    expect(result.retryBatch.retry).toBe(true);
+    expect(result.explicitAcks).toEqual([]);
+    expect(result.retryMessages.map((r: { msgId: string }) => r.msgId)).toEqual(batch.messages.map((m) => m.id));
+  });
+
+  it('a batch of large events goes back in chunks a sendBatch takes, every message acked', async () => {
+    // Three inline events of ~100 KB each: together more than one sendBatch may carry.
+    const events = [0, 1, 2].map(() => bigEvent('connection.activated', 100_000));
+    vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ add: () => Promise.reject(new Error('store down')) } as never);
+    const dlqSend = vi.spyOn(env.EVENTS_DLQ, 'sendBatch');
+    const { batch, result } = await runBatch(events.map((e) => routerMessage(e)), env, 'workos-router-events-dlq', 100);
+    expect(dlqSend.mock.calls.length).toBeGreaterThan(1);
+    for (const call of dlqSend.mock.calls) {
+      const bytes = (call[0] as Sent[]).reduce((n, m) => n + messageBytes(m.body), 0);
+      expect(bytes).toBeLessThanOrEqual(256_000);
+    }
+    expect(sentBy(dlqSend).map((m) => m.body.id).sort()).toEqual(events.map((e) => e.id as string).sort());
+    expect(result.explicitAcks.sort()).toEqual(batch.messages.map((m) => m.id).sort());
+    expect(result.retryMessages).toEqual([]);
   });
 
 });
