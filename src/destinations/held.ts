@@ -29,6 +29,8 @@ export interface HeldDelivery {
   rules: string[];
   /** The raw event body. */
   body: string;
+  /** Sent again by an operator (a dead-letter or event replay): still a replay when it drains. */
+  replay?: boolean;
 }
 
 export const HOLD_LIMIT_DAYS = 14;
@@ -50,6 +52,7 @@ type Row = {
   rules: string;
   body: string;
   held_at: number;
+  replay: number | null;
 };
 
 export class HeldDeliveries extends DurableObject<Env> {
@@ -74,6 +77,9 @@ export class HeldDeliveries extends DurableObject<Env> {
       );
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `);
+    // Added in place for stores created before: whether a held delivery is an operator's replay.
+    const cols = this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('held')").toArray();
+    if (!cols.some((c) => c.name === 'replay')) this.sql.exec('ALTER TABLE held ADD COLUMN replay INTEGER');
   }
 
   /** Keeps deliveries for `destination`. When the destination was resumed meanwhile, they drain at once. */
@@ -82,7 +88,7 @@ export class HeldDeliveries extends DurableObject<Env> {
     this.ctx.storage.kv.put('destination', destination);
     for (const d of items) {
       this.sql.exec(
-        'INSERT INTO held (event_id, event_type, created_at, source, stale, accepted_at, attempts, rules, body, held_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO held (event_id, event_type, created_at, source, stale, accepted_at, attempts, rules, body, held_at, replay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         d.event_id,
         d.event_type,
         d.created_at,
@@ -93,6 +99,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         JSON.stringify(d.rules),
         d.body,
         now,
+        d.replay === true ? 1 : null,
       );
     }
     log('info', 'deliveries_held', { destination, count: items.length });
@@ -164,6 +171,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         pending: { [destination]: { attempts: r.attempts, rules: JSON.parse(r.rules) as string[] } },
       };
       if (r.stale === 1) m.stale = true;
+      if (r.replay === 1) m.replay = true;
       if (probe) m.probe = destination;
       if (fitsInline(m, r.body, utf8Length(r.body))) m.body = r.body;
       else {

@@ -376,8 +376,8 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       if (dest === undefined) {
         return { name, state, outcome: { ok: false, retryable: false, status: null, reason: 'destination_removed' } };
       }
-      /** Held in storage with its attempts untouched: nothing more reaches the destination until it is released. */
-      const hold = (): Promise<Result> => {
+      /** Held in storage (attempts untouched, unless a failed probe used one): nothing more reaches the destination until it is released. */
+      const hold = (attempts = state.attempts): Promise<Result> => {
         const held: HeldDelivery = {
           event_id: body.id,
           event_type: body.type,
@@ -385,10 +385,11 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
           source: body.source,
           stale: body.stale === true,
           accepted_at: body.accepted_at,
-          attempts: state.attempts,
+          attempts,
           rules: state.rules,
           body: raw,
         };
+        if (body.replay === true) held.replay = true;
         return ctx.held.submit(name, held).then(
           (): Result => ({ name, state, outcome: 'held' }),
           (err: unknown): Result => {
@@ -412,9 +413,10 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       const ended = Date.now();
       record(ctx, name, outcome, started, ended, body.probe === name);
       ctx.analytics.add(name, body.type, outcome.ok ? 'delivered' : 'failed', ended - body.accepted_at);
-      // A failed probe: the circuit stays open (the registry doubles the cooldown), so the delivery goes back
-      // on hold, attempts untouched, instead of being retried past the open circuit until dead-lettered.
-      if (body.probe === name && !outcome.ok && outcome.retryable) return hold();
+      // A failed probe: the circuit stays open (the registry doubles the cooldown), so the delivery goes back on
+      // hold instead of being retried past the open circuit. The probe counts as an attempt: a delivery the
+      // destination always fails reaches max_attempts and is dead-lettered below, so it cannot be the probe for ever.
+      if (body.probe === name && !outcome.ok && outcome.retryable && state.attempts + 1 < dest.retry.maxAttempts) return hold(state.attempts + 1);
       return { name, state, outcome, started, ended };
     }),
   );

@@ -13,7 +13,7 @@ import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
 import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
 import { registryStub } from '../../src/destinations/registry';
-import { FLAKY } from './router';
+import { FLAKY, FRAGILE } from './router';
 
 const sink = new Sink();
 beforeEach(() => sink.reset().install());
@@ -31,11 +31,12 @@ interface Item {
   dead_letters: number;
 }
 
-async function flaky(): Promise<Item> {
+async function destination(name: string): Promise<Item> {
   const res = await exports.default.fetch(new Request(`${URL_BASE}/admin/destinations`, { headers: { Authorization: 'Bearer test-admin-token' } }));
   expect(res.status).toBe(200);
-  return ((await res.json()) as { items: Item[] }).items.find((i) => i.name === 'flaky') as Item;
+  return ((await res.json()) as { items: Item[] }).items.find((i) => i.name === name) as Item;
 }
+const flaky = () => destination('flaky');
 
 function invitation(): Record<string, unknown> {
   return sampleEvent({ event: 'invitation.created', data: { id: `invitation_${crypto.randomUUID()}`, object: 'invitation', email: 'new@example.test' } });
@@ -98,6 +99,29 @@ describe('circuit breaker', () => {
     expect(logs.records().filter((r) => r.msg === 'circuit_open')).toHaveLength(1);
     expect(logs.records().find((r) => r.msg === 'circuit_closed')).toMatchObject({ destination: 'flaky' });
   });
+
+  it('a delivery the destination always fails cannot keep the circuit open: each failed probe is an attempt, at max_attempts it is dead-lettered, and the next probe closes it', async () => {
+    // fragile: circuit after 3 failures, cooldown 3 s (doubling), max_attempts 3.
+    const events = Array.from({ length: 3 }, () =>
+      sampleEvent({ event: 'email_verification.created', data: { id: `email_verification_${crypto.randomUUID()}`, object: 'email_verification', email: 'v@example.test' } }),
+    );
+    const poison = events[0]?.id as string;
+    sink.on(FRAGILE, () => new Response('down', { status: 503 }));
+    for (const e of events) expect((await postWebhook(e)).status).toBe(200);
+    await until(async () => (await destination('fragile')).circuit === 'open', 'the circuit open', 20_000);
+    await until(async () => (await destination('fragile')).held === 3, 'all 3 held', 20_000);
+    // The service is back, except for the oldest held event (the first probe), which it always fails.
+    sink.on(FRAGILE, (req) => (req.headers.get('x-workos-event-id') === poison ? new Response('still no', { status: 503 }) : new Response(null, { status: 204 })));
+    await until(async () => (await destination('fragile')).circuit === 'closed', 'the circuit closed', 40_000);
+    const [dead] = await deadLettersFor(poison);
+    expect(dead).toMatchObject({ destination: 'fragile', attempts: 3, last_status: 503 });
+    expect(dead?.reason).toMatch(/^attempts_exhausted/);
+    for (const e of events.slice(1)) {
+      await sink.until(() => sink.about(e.id as string, FRAGILE).some((r) => r.headers.get('x-workos-event-id') === e.id && r.at > 0), `${e.id} delivered`, 15_000);
+      expect(await deadLettersFor(e.id as string)).toEqual([]);
+    }
+    await until(async () => (await destination('fragile')).held === 0, 'nothing held');
+  }, 70_000);
 
   it('the streak counts retryable failures after the last success only; circuit = false never opens', async () => {
     const reg = registryStub(env);

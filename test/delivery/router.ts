@@ -15,6 +15,7 @@ export const FLAKY = 'https://flaky.example.test/in';
 export const METERED = 'https://metered.example.test/in';
 export const BRITTLE = 'https://brittle.example.test/in';
 export const ALERTS = 'https://hooks.slack.test/services/T000/B000/ALERTS';
+export const FRAGILE = 'https://fragile.example.test/in';
 
 /** Event families the ordering tests use. */
 const ORDERED = ['organization.*', 'organization_membership.*', 'group.*', 'role.*', 'organization_role.*', 'dsync.group.user_*'];
@@ -34,6 +35,7 @@ export const DELIVERY_ROUTER = {
     { name: 'ops-alerts', type: 'slack', url: ALERTS, digest_window_seconds: 1 },
     { name: 'metered', type: 'http', url: METERED, max_per_second: 20, max_attempts: 3, retry_delay_seconds: 1 },
     { name: 'flaky', type: 'http', url: FLAKY, max_attempts: 6, retry_delay_seconds: 1, circuit: { failures: 20, cooldown_seconds: 2 } },
+    { name: 'fragile', type: 'http', url: FRAGILE, max_attempts: 3, retry_delay_seconds: 1, circuit: { failures: 3, cooldown_seconds: 3 } },
   ],
   rules: [
     { name: 'users', events: ['user.*'], to: ['crm', 'ops'] },
@@ -48,6 +50,7 @@ export const DELIVERY_ROUTER = {
     { name: 'invitations', events: ['invitation.*'], to: ['flaky'] },
     { name: 'magic', events: ['magic_auth.*'], to: ['metered'] },
     { name: 'resets', events: ['password_reset.*'], to: ['brittle'] },
+    { name: 'verifications', events: ['email_verification.*'], to: ['fragile'] },
   ],
   alerts: { to: ['ops-alerts'], min_interval_seconds: 30 },
 };

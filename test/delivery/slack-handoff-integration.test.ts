@@ -68,4 +68,28 @@ describe('Slack hand-offs per batch', () => {
     expect(sink.about(id, ONCALL)).toHaveLength(2);
     expect(await oncall()).toEqual([]);
   });
+
+  it('a replay held because the destination is paused is still a replay when it resumes: Slack gets it again', async () => {
+    const admin = (path: string, method = 'POST') =>
+      exports.default.fetch(new Request(`${URL_BASE}/admin${path}`, { method, headers: { Authorization: 'Bearer test-admin-token' } }));
+    const oncallHeld = async () => ((await (await admin('/destinations', 'GET')).json()) as { items: { name: string; held: number }[] }).items.find((i) => i.name === 'oncall')?.held;
+    sink.on(ONCALL, () => new Response('no_service', { status: 404 }));
+    const event = sampleEvent({ event: 'authentication.mfa_failed', data: { type: 'mfa', status: 'failed', email: 'paused-replay@example.com', user_id: null } });
+    const id = event.id as string;
+    expect((await postWebhook(event)).status).toBe(200);
+    const oncall = async () => (await deadLettersFor(id)).filter((r) => r.destination === 'oncall');
+    await until(async () => (await oncall()).length === 1, 'the oncall dead letter', 20_000, 200);
+    const [record] = await oncall();
+
+    // Paused while Slack is fixed; the replay is held, then drains on resume.
+    expect((await admin('/destinations/oncall/pause')).status).toBe(200);
+    sink.on(ONCALL, () => new Response('ok'));
+    expect((await admin(`/dead-letters/${record?.seq}/replay`)).status).toBe(200);
+    await until(async () => (await oncallHeld()) === 1, 'the replay held', 20_000);
+    expect(sink.about(id, ONCALL)).toHaveLength(1); // only the refused POST so far
+    expect((await admin('/destinations/oncall/resume')).status).toBe(200);
+    await sink.until(() => sink.about(id, ONCALL).length === 2, 'the replayed event at Slack after the resume', 20_000);
+    await until(async () => (await oncallHeld()) === 0, 'nothing held');
+    expect(await oncall()).toEqual([]);
+  });
 });
