@@ -12,11 +12,12 @@
  * - A record the router itself could not route (`(router)`) is routed again
  *   by the rules in force when the consumer reads it.
  * - Any other record goes to its own destination only, with its rules, its
- *   `stale` mark and its `source`.
+ *   `stale` mark and its `source` — when the configuration still has that
+ *   destination (else the consumer could only dead-letter it again).
  * - A body too large for a queue message is kept in the event's ledger shard
  *   and the message carries a reference.
  */
-import type { RouterSettings } from '../config/router-config';
+import type { RouterConfig } from '../config/router-config';
 import { RECONCILE_ENQUEUE_FAILED, ROUTER_DESTINATION, type DeadLetterRecord } from '../deadletters/store';
 import { ledgerStub, shardKeyOf } from '../dedup/shard';
 import type { UnknownEvent } from '../events/catalog';
@@ -30,19 +31,23 @@ export type ReplayOutcome =
   | { status: 'replayed' }
   /** Admitted through the ledger, which already had the event: nothing to deliver; the record can leave the store. */
   | { status: 'duplicate' }
-  /** The record holds no event to replay (no body, a body that is not a WorkOS event): keep it; delete it instead. */
-  | { status: 'not_replayable' }
+  /**
+   * Keep the record: it holds no event to replay (no body, a body that is not
+   * a WorkOS event), or its destination is no longer configured.
+   */
+  | { status: 'not_replayable'; why: 'no_event' | 'destination_removed' }
   /** The queue or the ledger failed: keep the record; try again later. `error` is a class name, never a payload. */
   | { status: 'unavailable'; error: string };
 
-export async function replayRecord(env: Env, settings: RouterSettings, record: DeadLetterRecord): Promise<ReplayOutcome> {
+export async function replayRecord(env: Env, config: RouterConfig, record: DeadLetterRecord): Promise<ReplayOutcome> {
+  const settings = config.settings;
   let parsed: unknown;
   try {
     parsed = JSON.parse(record.body);
   } catch {
-    return { status: 'not_replayable' };
+    return { status: 'not_replayable', why: 'no_event' };
   }
-  if (envelopeProblem(parsed) !== null) return { status: 'not_replayable' };
+  if (envelopeProblem(parsed) !== null) return { status: 'not_replayable', why: 'no_event' };
   const event = parsed as UnknownEvent;
   const bodyBytes = utf8Length(record.body);
   if (record.reason === RECONCILE_ENQUEUE_FAILED) {
@@ -51,6 +56,7 @@ export async function replayRecord(env: Env, settings: RouterSettings, record: D
     if (result.status === 'duplicate') return { status: 'duplicate' };
     return { status: 'unavailable', error: result.status };
   }
+  if (record.destination !== ROUTER_DESTINATION && !config.destinations.has(record.destination)) return { status: 'not_replayable', why: 'destination_removed' };
   try {
     const message: RouterMessage = {
       v: 1,

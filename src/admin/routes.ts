@@ -100,7 +100,13 @@ adminRoutes.post('/dead-letters/:seq/replay', async (c) => {
     case 'busy':
       throw new ApiError(409, 'in_progress', 'A bulk replay job is enqueuing this dead letter right now; list it again in a moment.');
     case 'not_replayable':
-      throw new ApiError(409, 'not_replayable', `This dead letter has no event body to replay (reason: ${outcome.reason}); delete it instead.`);
+      throw new ApiError(
+        409,
+        'not_replayable',
+        outcome.why === 'destination_removed'
+          ? 'This dead letter\'s destination is no longer in the configuration; add it back to replay, or delete the dead letter.'
+          : `This dead letter has no event body to replay (reason: ${outcome.reason}); delete it instead.`,
+      );
     case 'config_invalid':
       throw new ApiError(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
     case 'unavailable':
@@ -150,7 +156,9 @@ adminRoutes.get('/dead-letters/jobs/:id', async (c) => {
 /** Deletes one dead letter without replaying it. */
 adminRoutes.delete('/dead-letters/:seq', async (c) => {
   const seq = parseSeq(c.req.param('seq'));
-  if (!(await deadLetterStub(c.env).remove(seq))) throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
+  const removed = await deadLetterStub(c.env).remove(seq);
+  if (removed === 'not_found') throw new ApiError(404, 'not_found', 'No dead letter with that seq.');
+  if (removed === 'busy') throw new ApiError(409, 'in_progress', 'A replay of this dead letter is being enqueued right now; list it again in a moment.');
   audit('dead_letter_deleted', { seq });
   return c.json({ status: 'deleted', seq });
 });

@@ -313,13 +313,15 @@ consoleRoutes.post('/dead-letters/selected', async (c) => {
   const problems: string[] = [];
   for (const seq of seqs) {
     if (action === 'discard') {
-      if (await store.remove(seq)) done++;
+      const removed = await store.remove(seq);
+      if (removed === 'deleted') done++;
+      else if (removed === 'busy') problems.push(`#${seq}: being replayed`);
       continue;
     }
     if (action !== 'replay') return redirect(c, '/console/dead-letters', 'Unknown action.', true);
     const outcome = await store.replayOne(seq);
     if (outcome.status === 'replayed' || outcome.status === 'duplicate') done++;
-    else problems.push(`#${seq}: ${outcome.status}`);
+    else problems.push(`#${seq}: ${outcome.status === 'not_replayable' && outcome.why === 'destination_removed' ? 'destination removed' : outcome.status}`);
   }
   const verb = action === 'discard' ? 'Discarded' : 'Replayed';
   audit(action === 'discard' ? 'dead_letters_discarded' : 'dead_letters_replayed', { selected: seqs.length, done, source: 'console' });

@@ -14,7 +14,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { loadConfig } from '../config/load';
-import { type RouterSettings, SETTINGS_SPEC } from '../config/router-config';
+import { type RouterConfig, type RouterSettings, SETTINGS_SPEC } from '../config/router-config';
 import { routerVar } from '../env';
 import { audit, errorName, log, logOnce } from '../log';
 import type { RouterMessage } from '../queue/message';
@@ -288,12 +288,17 @@ export class DeadLetterStore extends DurableObject<Env> {
     return this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM dead_letters').one().n;
   }
 
-  /** Deletes one record; false when there is none with that seq. The trace marks its delivery `discarded`. */
-  async remove(seq: number): Promise<boolean> {
+  /**
+   * Deletes one record; `not_found` when there is none with that seq, `busy`
+   * while a replay of it is being enqueued (deleting it then would not stop
+   * the delivery). The trace marks its delivery `discarded`.
+   */
+  async remove(seq: number): Promise<'deleted' | 'not_found' | 'busy'> {
+    if (this.inflight.has(seq)) return 'busy';
     const row = this.sql.exec<{ event_id: string; destination: string }>('DELETE FROM dead_letters WHERE seq = ? RETURNING event_id, destination', seq).toArray()[0];
-    if (row === undefined) return false;
+    if (row === undefined) return 'not_found';
     await this.traceDiscarded([row]);
-    return true;
+    return 'deleted';
   }
 
   /** Tells the trace these deliveries were discarded (best effort: the trace is observability). */
@@ -320,7 +325,7 @@ export class DeadLetterStore extends DurableObject<Env> {
     seq: number,
   ): Promise<
     | { status: 'replayed' | 'duplicate'; event_id: string; destination: string }
-    | { status: 'not_replayable'; reason: string }
+    | { status: 'not_replayable'; reason: string; why: 'no_event' | 'destination_removed' }
     | { status: 'unavailable'; error: string }
     | { status: 'busy' }
     | { status: 'not_found' }
@@ -331,13 +336,13 @@ export class DeadLetterStore extends DurableObject<Env> {
     if (record === undefined) return { status: 'not_found' };
     const loaded = loadConfig(this.env);
     if (!loaded.ok) return { status: 'config_invalid' };
-    const outcome = await this.replayInFlight(seq, record, loaded.config.settings);
+    const outcome = await this.replayInFlight(seq, record, loaded.config);
     if (outcome.status === 'replayed' || outcome.status === 'duplicate') {
       this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
       audit('dead_letter_replayed', { seq, event_id: record.event_id, destination: record.destination, status: outcome.status });
       return { status: outcome.status, event_id: record.event_id, destination: record.destination };
     }
-    if (outcome.status === 'not_replayable') return { status: 'not_replayable', reason: record.reason };
+    if (outcome.status === 'not_replayable') return { status: 'not_replayable', reason: record.reason, why: outcome.why };
     return { status: 'unavailable', error: outcome.error };
   }
 
@@ -534,13 +539,13 @@ export class DeadLetterStore extends DurableObject<Env> {
       }
       subrequests += cost;
       this.sql.exec('UPDATE dead_letter_jobs SET inflight_seq = ?, cursor_seq = ? WHERE id = ?', seq, seq, job.id);
-      const outcome = await this.replayInFlight(seq, record, settings);
+      const outcome = await this.replayInFlight(seq, record, loaded.config);
       if (outcome.status === 'replayed' || outcome.status === 'duplicate') {
         this.sql.exec('DELETE FROM dead_letters WHERE seq = ?', seq);
         this.sql.exec('UPDATE dead_letter_jobs SET done = done + 1, inflight_seq = NULL, retries = 0, error = NULL WHERE id = ?', job.id);
       } else if (outcome.status === 'not_replayable') {
         this.sql.exec('UPDATE dead_letter_jobs SET failed = failed + 1, inflight_seq = NULL WHERE id = ?', job.id);
-        log('warn', 'dead_letter_not_replayable', { job_id: job.id, seq, event_id: record.event_id, destination: record.destination, reason: record.reason });
+        log('warn', 'dead_letter_not_replayable', { job_id: job.id, seq, event_id: record.event_id, destination: record.destination, reason: record.reason, why: outcome.why });
       } else {
         const now = Date.now();
         const retries = (this.jobRow(job.id)?.retries ?? 0) + 1;
@@ -639,10 +644,10 @@ export class DeadLetterStore extends DurableObject<Env> {
   }
 
   /** Replays a record while it stays in the store, marked in flight (so no other replay takes it meanwhile). */
-  private async replayInFlight(seq: number, record: DeadLetterRecord, settings: RouterSettings): Promise<ReplayOutcome> {
+  private async replayInFlight(seq: number, record: DeadLetterRecord, config: RouterConfig): Promise<ReplayOutcome> {
     this.inflight.add(seq);
     try {
-      return await replayRecord(this.env, settings, record);
+      return await replayRecord(this.env, config, record);
     } catch (err) {
       return { status: 'unavailable', error: errorName(err).split(':')[0] ?? 'Error' };
     } finally {

@@ -573,6 +573,19 @@ describe('POST /admin/dead-letters/replay', () => {
     expect(await taggedIds(tag)).toEqual([]);
   });
 
+  it('a dead letter whose destination is no longer configured is not replayable: 409, kept under its seq; a bulk replay counts it failed', async () => {
+    const tag = newTag();
+    const gone = record(tag, { destination: 'gone-destination' });
+    await deadLetterStub(env).add([gone]);
+    const seq = (await all()).find((r) => r.event_id === gone.event_id)?.seq;
+    await expectError(await admin(`/dead-letters/${seq}/replay`, { method: 'POST' }), 409, 'not_replayable', /no longer in the configuration/);
+    expect((await all()).find((r) => r.event_id === gone.event_id)?.seq).toBe(seq);
+    const res = await bulk('replay', { filter: { reason: `${tag}*` } });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ matched: 1, replayed: 0, failed: 1 });
+    expect(await taggedIds(tag)).toEqual([gone.event_id]);
+  });
+
   it('a restart of the store mid-job: no record replayed twice, none lost — the one in flight is kept and reported', { timeout: 20_000 }, async () => {
     const tag = newTag();
     const store = deadLetterStub(env);
@@ -593,6 +606,8 @@ describe('POST /admin/dead-letters/replay', () => {
     await vi.waitFor(() => expect(sends).toContain(stuck.event_id));
     // Meanwhile the record in flight cannot be taken by a single replay.
     await expectError(await admin(`/dead-letters/${seqs.get(stuck.event_id)}/replay`, { method: 'POST' }), 409, 'in_progress');
+    // Nor deleted: the delete would not stop the delivery being enqueued.
+    await expectError(await admin(`/dead-letters/${seqs.get(stuck.event_id)}`, { method: 'DELETE' }), 409, 'in_progress', /being enqueued/);
     const id = (await store.jobs()).find((j) => j.filter.reason === `${tag}*`)!.id;
     await abortAllDurableObjects();
     void request; // the request that started the job dies with the store (never answered here)

@@ -100,9 +100,9 @@ describe('dead-letter store', () => {
     const b = record();
     await stub.add([a, b]);
     const [first] = await stub.list(1, 0);
-    expect(await stub.remove(first!.seq)).toBe(true);
-    expect(await stub.remove(first!.seq)).toBe(false);
-    expect(await stub.remove(123_456_789)).toBe(false);
+    expect(await stub.remove(first!.seq)).toBe('deleted');
+    expect(await stub.remove(first!.seq)).toBe('not_found');
+    expect(await stub.remove(123_456_789)).toBe('not_found');
     expect(await idsIn(stub)).toEqual([b.event_id]);
     expect(await stub.count()).toBe(1);
   });
