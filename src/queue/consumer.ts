@@ -775,9 +775,21 @@ async function traceDeadLetters(env: Env, config: RouterConfig, batch: MessageBa
   for (const r of records) {
     const b = byId.get(r.event_id);
     if (b === undefined) continue;
-    trace.add({ ...traceBase(b, b.body_ref?.shard ?? null), destination: r.destination, rules: r.rules ?? [], state: 'dead_lettered' });
+    // Where the ledger keeps the body (an inline message's body is kept in its event's shard): event replays read it there.
+    const shard = b.body_ref?.shard ?? bodyShardOf(r.body, config.settings.dedupShards);
+    trace.add({ ...traceBase(b, shard), destination: r.destination, rules: r.rules ?? [], state: 'dead_lettered' });
   }
   await trace.flush();
+}
+
+/** The ledger shard of the event in `raw`, or null when it is not an event. */
+function bodyShardOf(raw: string, shards: number): string | null {
+  try {
+    const event = JSON.parse(raw) as UnknownEvent;
+    return typeof event === 'object' && event !== null && typeof event.id === 'string' ? ledgerShardOf(event, shards) : null;
+  } catch {
+    return null;
+  }
 }
 
 function safeStringify(v: unknown): string {

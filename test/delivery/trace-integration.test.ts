@@ -226,6 +226,21 @@ describe('event replay', () => {
     expect(body.not_replayable).toContainEqual({ id: e.id, reason: 'body_expired' });
   });
 
+  it('an event only the platform dead-letter queue traced is still replayable: its body is read from its ledger shard', async () => {
+    const e = userEvent();
+    const since = new Date(Date.now() - 1000).toISOString();
+    const raw = JSON.stringify(e);
+    // Accepted (its body kept in its ledger shard), then never handled by the main consumer: the platform gave up on it.
+    await ledgerStubByName(env, ledgerShardOf(e as unknown as UnknownEvent, 16)).storeBody(e.id as string, raw, Date.now() + 86_400_000);
+    await runBatch([routerMessage(e)], env, 'workos-router-events-dlq', 100);
+    await traceWhen(e.id as string, (v) => v.deliveries.length === 2 && v.deliveries.every((d) => d.state === 'dead_lettered'), 'dead-lettered by the DLQ consumer');
+    const res = await admin('/events/replay', { method: 'POST', body: { filter: { event_type: 'user.created', since, state: 'dead_lettered' }, to: 'crm', dry_run: true, limit: 500 } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { replayable: number; not_replayable: Array<{ id: string; reason: string }> };
+    expect(body.not_replayable.map((n) => n.id)).not.toContain(e.id);
+    expect(body.replayable).toBeGreaterThanOrEqual(1);
+  });
+
   it('error paths: unknown destination 404, bad requests 400', async () => {
     const unknown = await admin('/events/replay', { method: 'POST', body: { filter: {}, to: 'nope' } });
     expect(unknown.status).toBe(404);
