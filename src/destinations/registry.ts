@@ -125,13 +125,16 @@ export class DestinationRegistry extends DurableObject<Env> {
 
   /**
    * Send slots for rate-limited destinations, for one consumer batch: for
-   * each, up to `count` slot times (ms) within the next `horizonMs`, spaced
-   * 1/rate apart across every batch; `next` is when the first slot not
-   * granted would be (the caller defers the rest until then).
+   * each, up to `count` slots within the next `horizonMs`, spaced 1/rate
+   * apart across every batch; `next` is when the first slot not granted would
+   * be (the caller defers the rest until then). Both are given in ms from
+   * now, not as clock times: the caller adds them to the time the answer
+   * reached it, so the trip back (long when this object sits far from the
+   * consumer) does not make every first slot late.
    */
-  async reserve(requests: Record<string, { count: number; perSecond: number }>, horizonMs: number): Promise<Record<string, { slots: number[]; next: number }>> {
+  async reserve(requests: Record<string, { count: number; perSecond: number }>, horizonMs: number): Promise<Record<string, { slotsInMs: number[]; nextInMs: number }>> {
     const now = Date.now();
-    const out: Record<string, { slots: number[]; next: number }> = {};
+    const out: Record<string, { slotsInMs: number[]; nextInMs: number }> = {};
     for (const [name, { count, perSecond }] of Object.entries(requests)) {
       const spacing = (1000 / perSecond) * RATE_HEADROOM;
       let t = Math.max(now, this.nextSlot.get(name) ?? this.startedAt + 1000);
@@ -141,7 +144,7 @@ export class DestinationRegistry extends DurableObject<Env> {
         t += spacing;
       }
       this.nextSlot.set(name, t);
-      out[name] = { slots, next: t };
+      out[name] = { slotsInMs: slots.map((s) => s - now), nextInMs: t - now };
     }
     return out;
   }

@@ -240,7 +240,10 @@ async function takeSendSlots(work: MessageWork[], config: RouterConfig, env: Env
   if (Object.keys(requests).length === 0) return;
   let granted: Record<string, { slots: number[]; next: number }>;
   try {
-    granted = await registryStub(env).reserve(requests, RATE_HORIZON_MS);
+    const answer = await registryStub(env).reserve(requests, RATE_HORIZON_MS);
+    // Slots come as offsets from the registry's "now": counted from when the answer arrived here.
+    const at = Date.now();
+    granted = Object.fromEntries(Object.entries(answer).map(([n, g]) => [n, { slots: g.slotsInMs.map((o) => at + o), next: at + g.nextInMs }]));
   } catch (err) {
     // No slots: defer every rate-limited delivery a little rather than risk exceeding the limit.
     log('warn', 'rate_slots_unavailable', { error: errorName(err) });

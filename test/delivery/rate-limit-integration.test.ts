@@ -3,7 +3,9 @@
  * reaches the destination at no more than the limit in any one-second window
  * (measured where the requests arrive), nothing is dropped, the backlog drains.
  */
+import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { routerMessage, runBatch } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { postWebhook, sampleEvent } from '../helpers/webhook';
@@ -48,3 +50,35 @@ describe('max_per_second', () => {
     expect(maxInWindow([], 1000)).toBe(0);
   });
 });
+
+describe('max_per_second with a registry far from the consumer', () => {
+  it('a slot is counted from when the answer arrives: a slow trip back does not make it late (it used to defer the delivery, again and again)', async () => {
+    sink.on(METERED, () => new Response(null, { status: 204 }));
+    // A registry of its own, whose answers take 60 ms to come back (more than the 40 ms a slot may be missed by).
+    const name = `registry-far-${crypto.randomUUID()}`;
+    const far = {
+      idFromName: () => env.DESTINATIONS.idFromName(name),
+      get: (id: DurableObjectId) => {
+        const stub = env.DESTINATIONS.get(id);
+        return {
+          blocked: () => stub.blocked(),
+          report: (...args: Parameters<typeof stub.report>) => stub.report(...args),
+          reserve: async (...args: Parameters<typeof stub.reserve>) => {
+            const answer = await stub.reserve(...args);
+            await new Promise((r) => setTimeout(r, 60));
+            return answer;
+          },
+        };
+      },
+    };
+    const runEnv = { ...env, DESTINATIONS: far } as unknown as Env;
+    // A destination idle for a while: its next slot is "now" when the registry answers.
+    await env.DESTINATIONS.get(env.DESTINATIONS.idFromName(name)).reserve({ metered: { count: 1, perSecond: 20 } }, 5_000);
+    await new Promise((r) => setTimeout(r, 1_200));
+    const e = sampleEvent({ event: 'magic_auth.created', data: { id: `magic_auth_${crypto.randomUUID()}`, object: 'magic_auth', email: 'far@example.test' } });
+    const { result } = await runBatch([routerMessage(e)], runEnv);
+    expect(sink.about(e.id as string, METERED)).toHaveLength(1);
+    expect(result.retryMessages).toEqual([]);
+  });
+});
+
