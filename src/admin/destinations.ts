@@ -14,6 +14,7 @@ import type { RouterConfig } from '../config/router-config';
 import { deadLetterStub } from '../deadletters/store';
 import { heldStub } from '../destinations/held';
 import { registryStub } from '../destinations/registry';
+import { outboxStub } from '../destinations/slack/outbox';
 import { ApiError } from '../http/errors';
 
 export const destinationRoutes = new Hono<{ Bindings: Env }>();
@@ -47,15 +48,20 @@ export async function destinationList(env: Env) {
 }
 
 export async function pauseDestination(env: Env, param: string): Promise<{ name: string; state: 'paused'; paused_at: string }> {
-  const name = known(configOf(env), param);
+  const config = configOf(env);
+  const name = known(config, param);
   const at = await registryStub(env).pause(name);
   await heldStub(env, name).pause(name);
+  // A Slack destination's outbox keeps what it buffered (and what alerts add) until the resume.
+  if (config.destinations.get(name)?.type === 'slack') await outboxStub(env, name).pause();
   return { name, state: 'paused', paused_at: new Date(at).toISOString() };
 }
 
 export async function resumeDestination(env: Env, param: string): Promise<{ name: string; state: 'active'; held: number }> {
-  const name = known(configOf(env), param);
+  const config = configOf(env);
+  const name = known(config, param);
   const { circuitOpen } = await registryStub(env).resume(name);
+  if (config.destinations.get(name)?.type === 'slack') await outboxStub(env, name).resume();
   // With its circuit open, the held deliveries wait for the circuit to close.
   const held = circuitOpen ? await heldStub(env, name).count() : await heldStub(env, name).resume(name);
   return { name, state: 'active', held };

@@ -180,6 +180,21 @@ export class SlackOutbox extends DurableObject<Env> {
     return this.count();
   }
 
+  /**
+   * The destination is paused (`POST /admin/destinations/<name>/pause`):
+   * the buffer is kept — nothing is posted, retried or dead-lettered —
+   * and what is submitted meanwhile (alerts included) waits with it.
+   */
+  async pause(): Promise<void> {
+    this.ctx.storage.kv.put('paused', true);
+  }
+
+  /** Resumed: the buffer goes out again, at the destination's pace. */
+  async resume(): Promise<void> {
+    this.ctx.storage.kv.delete('paused');
+    if (this.count() > 0) await this.scheduleAt(Date.now());
+  }
+
   /** When the next message may start: a window after the previous POST completed, and not before a Retry-After. */
   private nextAllowed(dest: SlackDestination): number {
     return Math.max(this.meta('last_sent_at') + dest.digestWindowSeconds * 1000, this.meta('blocked_until'));
@@ -188,6 +203,8 @@ export class SlackOutbox extends DurableObject<Env> {
   private async flush(): Promise<void> {
     const now = Date.now();
     this.sweepSeen(now);
+    // Paused: nothing goes out until `resume` (which schedules the next send).
+    if (this.ctx.storage.kv.get<boolean>('paused') === true) return;
     const first = this.sql
       .exec<{ seq: number; received_at: number; event_type: string }>('SELECT seq, received_at, event_type FROM entries ORDER BY seq LIMIT 1')
       .toArray()[0];
