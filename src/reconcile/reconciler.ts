@@ -58,6 +58,8 @@ export interface RunCounts {
   recovered: number;
   /** Events older than the dedup retention, not admitted. */
   skipped_expired: number;
+  /** Items of a page that are not events the router can take (logged `reconcile_item_skipped`), not admitted. */
+  skipped_malformed: number;
   /** Events given up on (could not be enqueued after `MAX_EVENT_ATTEMPTS`). */
   dead_lettered: number;
   /** Events that could not be enqueued this run; retried on the next. */
@@ -200,7 +202,7 @@ function safeEnd(seq: readonly Seen[], disorderAt: number): number {
 }
 
 function emptyCounts(): RunCounts {
-  return { pages: 0, read: 0, reread: 0, recovered: 0, skipped_expired: 0, dead_lettered: 0, retrying: 0, in_progress: 0 };
+  return { pages: 0, read: 0, reread: 0, recovered: 0, skipped_expired: 0, skipped_malformed: 0, dead_lettered: 0, retrying: 0, in_progress: 0 };
 }
 
 export class Reconciler extends DurableObject<Env> {
@@ -350,6 +352,10 @@ export class Reconciler extends DurableObject<Env> {
         return failure;
       }
       report.pages += 1;
+      for (const item of result.skipped) {
+        report.skipped_malformed += 1;
+        log('warn', 'reconcile_item_skipped', { event_id: item.id, problem: item.problem });
+      }
       const handled = await this.admitPage(result.events, settings, floorMs, report);
       for (const [i, e] of result.events.entries()) {
         const mark: Mark = { id: e.event.id, ms: e.createdAtMs };
@@ -380,9 +386,9 @@ export class Reconciler extends DurableObject<Env> {
       }
       // An event another delivery holds: the position waits before it; read on next run.
       if (handled.some((h) => !h)) return null;
-      const last = result.events[result.events.length - 1];
-      if (last === undefined || result.events.length < PAGE_SIZE || result.after === null) return null;
-      window = { after: last.event.id };
+      const lastId = result.lastId ?? result.events[result.events.length - 1]?.event.id;
+      if (lastId === undefined || result.items < PAGE_SIZE || result.after === null) return null;
+      window = { after: lastId };
     }
   }
 

@@ -27,8 +27,25 @@ export interface ApiEvent {
   createdAtMs: number;
 }
 
+/** An item of a page that is not an event the router can take (so it is skipped, not the whole page). */
+export interface SkippedItem {
+  /** Its `id` when it has a printable one. */
+  id: string | null;
+  problem: string;
+}
+
 export type EventsPage =
-  | { ok: true; events: ApiEvent[]; after: string | null }
+  | {
+      ok: true;
+      events: ApiEvent[];
+      after: string | null;
+      /** Items skipped (not an event envelope, or a `created_at` that is not a time). */
+      skipped: SkippedItem[];
+      /** How many items the page held, skipped ones included. */
+      items: number;
+      /** The `id` of the page's last item (skipped or not), when it has one: where the next page starts. */
+      lastId: string | null;
+    }
   | {
       ok: false;
       kind: 'unauthorized' | 'rate_limited' | 'server_error' | 'client_error' | 'malformed' | 'network';
@@ -94,16 +111,32 @@ export async function fetchEventsPage(baseUrl: string, apiKey: string, q: Events
   }
   const list = body as { data: unknown[]; list_metadata?: { after?: unknown } };
   const events: ApiEvent[] = [];
+  const skipped: SkippedItem[] = [];
+  let lastId: string | null = null;
+  // One bad item is skipped (and reported), not the whole page: a page refused for it would be refused on every run.
   for (const item of list.data) {
+    const id = itemId(item);
+    if (id !== null) lastId = id;
     const problem = envelopeProblem(item);
-    if (problem !== null) return { ok: false, kind: 'malformed', status: res.status, message: `An event in the answer is malformed: ${problem}` };
+    if (problem !== null) {
+      skipped.push({ id, problem });
+      continue;
+    }
     const event = item as UnknownEvent;
     const createdAtMs = Date.parse(event.created_at);
     if (Number.isNaN(createdAtMs)) {
-      return { ok: false, kind: 'malformed', status: res.status, message: 'An event in the answer is malformed: its "created_at" is not an ISO 8601 time.' };
+      skipped.push({ id, problem: 'its "created_at" is not an ISO 8601 time' });
+      continue;
     }
     events.push({ event, raw: JSON.stringify(item), createdAtMs });
   }
   const after = list.list_metadata?.after;
-  return { ok: true, events, after: typeof after === 'string' && after !== '' ? after : null };
+  return { ok: true, events, after: typeof after === 'string' && after !== '' ? after : null, skipped, items: list.data.length, lastId };
+}
+
+/** An item's `id`, when it is a printable string an `after` cursor can carry (0x21–0x7E, at most 256 characters). */
+function itemId(item: unknown): string | null {
+  if (typeof item !== 'object' || item === null) return null;
+  const id = (item as { id?: unknown }).id;
+  return typeof id === 'string' && /^[\x21-\x7E]{1,256}$/.test(id) ? id : null;
 }

@@ -153,7 +153,6 @@ describe('reconciliation', () => {
   it.each([
     ['a body that is not JSON', () => new Response('<html>', { status: 200 })],
     ['no data list', () => Response.json({ object: 'list' })],
-    ['a malformed event', () => page([{ id: 'event_x', event: 'user.created' }])],
   ])('skips the run without moving the cursor on %s', async (_name, answer) => {
     const good = events(3);
     answers.push(() => page(good));
@@ -163,6 +162,33 @@ describe('reconciliation', () => {
     answers.push(() => page([]));
     await reconcile();
     expectResumesFrom(requests.at(-1)!, good[2]!);
+  });
+
+  it('skips a malformed item of a page (logged and counted) and takes the events around it, on this run and the next', async () => {
+    const warn = vi.spyOn(console, 'warn');
+    const good = events(3);
+    const bad = [
+      { id: 'event_no_data', event: 'user.created', created_at: new Date().toISOString() },
+      { ...good[0], id: 'event_bad_time', created_at: 'yesterday' },
+    ];
+    answers.push(() => page([good[0]!, bad[0]!, good[1]!, bad[1]!, good[2]!]));
+    const sends = await spyAllShards();
+    expect(await (await reconcile()).json()).toMatchObject({ status: 'completed', pages: 1, read: 3, recovered: 3, skipped_malformed: 2 });
+    expect(sends.count()).toBe(3);
+    const skipped = warn.mock.calls.map((c) => JSON.parse(String(c[0])) as { msg: string; event_id?: string }).filter((l) => l.msg === 'reconcile_item_skipped');
+    expect(skipped.map((l) => l.event_id)).toEqual(['event_no_data', 'event_bad_time']);
+    // The next run moves on from the last good event: the bad items do not hold it back.
+    answers.push(() => page([]));
+    expect(await (await reconcile()).json()).toMatchObject({ status: 'completed' });
+    expectResumesFrom(requests.at(-1)!, good[2]!);
+  });
+
+  it('a full page that ends with a skipped item: the next page starts after that item', async () => {
+    const all = events(99);
+    const tail = { id: 'event_tail_bad', event: 'user.created' };
+    answers.push(() => page([...all, tail], 'event_tail_bad'), () => page([]));
+    expect(await (await reconcile()).json()).toMatchObject({ status: 'completed', pages: 2, read: 99, skipped_malformed: 1 });
+    expect(requests[1]!.searchParams.get('after')).toBe('event_tail_bad');
   });
 
   it('backfills from range_start on request', async () => {
