@@ -62,7 +62,9 @@ export type StartResult =
   | { kind: 'dry_run'; matched: number }
   | { kind: 'started'; job: DeadLetterJob }
   | { kind: 'existing'; job: DeadLetterJob }
-  | { kind: 'key_reused'; job_id: string };
+  | { kind: 'key_reused'; job_id: string }
+  /** A new replay job was refused: `ROUTER` is invalid (a repeated key still gets its job). */
+  | { kind: 'config_invalid' };
 
 /** Patterns as rules accept them (src/config/router-config.ts): letters, digits, `_ . - *`, an optional leading `!`. */
 const PATTERN = /^!?[A-Za-z0-9_.*-]+$/;

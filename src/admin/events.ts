@@ -10,7 +10,7 @@ import type { RouterConfig } from '../config/router-config';
 import { loadConfig } from '../config/load';
 import { ledgerStubByName } from '../dedup/shard';
 import { ApiError } from '../http/errors';
-import { audit, log } from '../log';
+import { audit, errorName, log } from '../log';
 import { type RouterMessage, chunkForSendBatch, fitsInline, utf8Length } from '../queue/message';
 import { listEvents, lookupEvent } from '../trace/client';
 import { DELIVERY_STATES, type DeliveryState, NO_DESTINATION, type TraceAttempt, type TraceItem, type TraceQuery } from '../trace/store';
@@ -285,12 +285,18 @@ export async function replayEvents(env: Env, req: EventReplayRequest): Promise<E
     if (item.body_shard !== null) byShard.set(item.body_shard, [...(byShard.get(item.body_shard) ?? []), item.id]);
   }
   const bodies = new Map<string, { body: string; shard: string }>();
-  await Promise.all(
-    [...byShard].map(async ([shard, ids]) => {
-      const found = await ledgerStubByName(env, shard).getBodies(ids);
-      for (const [id, body] of Object.entries(found)) bodies.set(id, { body, shard });
-    }),
-  );
+  try {
+    await Promise.all(
+      [...byShard].map(async ([shard, ids]) => {
+        const found = await ledgerStubByName(env, shard).getBodies(ids);
+        for (const [id, body] of Object.entries(found)) bodies.set(id, { body, shard });
+      }),
+    );
+  } catch (err) {
+    // Nothing was sent yet: the whole request can be retried.
+    log('warn', 'event_replay_bodies_unavailable', { to: req.to, error: errorName(err) });
+    throw new ApiError(503, 'temporarily_unavailable', 'The stored event bodies could not be read; nothing was sent. Retry shortly.');
+  }
   const messages: RouterMessage[] = [];
   const now = Date.now();
   for (const item of unique.values()) {

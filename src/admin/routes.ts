@@ -129,10 +129,10 @@ for (const action of ['replay', 'discard'] as const) {
   adminRoutes.post(`/dead-letters/${action}`, async (c) => {
     const key = parseIdempotencyKey(c.req.header('idempotency-key'));
     const request = parseBulkRequest(await c.req.text());
-    if (action === 'replay' && !request.dry_run && !loadConfig(c.env).ok) {
-      throw new ApiError(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
-    }
-    const result = await deadLetterStub(c.env).startJob(action, request, request.dry_run ? null : key);
+    // No new replay job while ROUTER is invalid; a repeated key still gets its first job.
+    const refuseNew = action === 'replay' && !request.dry_run && !loadConfig(c.env).ok;
+    const result = await deadLetterStub(c.env).startJob(action, request, request.dry_run ? null : key, refuseNew);
+    if (result.kind === 'config_invalid') throw new ApiError(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
     const verb = action === 'replay' ? 'replayed' : 'discarded';
     if (result.kind === 'dry_run') return c.json({ action, dry_run: true, matched: result.matched, [verb]: 0 });
     if (result.kind === 'key_reused') {

@@ -356,6 +356,7 @@ consoleRoutes.post('/dead-letters/bulk', async (c) => {
   if (action === 'replay' && !loadConfig(c.env).ok) return redirect(c, back, 'The configuration is invalid: fix it before replaying.', true);
   const key = one(fields.key);
   const started = await store.startJob(action, { filter, dry_run: false }, /^[0-9a-f-]{36}$/.test(key) ? `console:${key}` : null);
+  if (started.kind === 'config_invalid') return redirect(c, back, 'The configuration is invalid: fix it before replaying.', true);
   if (started.kind === 'dry_run' || started.kind === 'key_reused') return redirect(c, back, 'This confirmation was already used; start again.', true);
   const { job } = started;
   const verb = action === 'replay' ? 'replayed' : 'discarded';

@@ -363,9 +363,11 @@ export class DeadLetterStore extends DurableObject<Env> {
    * now (records added later are never part of it), or counts them
    * (`dry_run`). With an idempotency key, a request already seen returns its
    * job instead (or `key_reused` when the key came with another request).
-   * The first slice runs before this returns: a small set is done at once.
+   * With `refuseNew`, no new job is started (`config_invalid`), while a
+   * repeated key still gets its job. The first slice runs before this
+   * returns: a small set is done at once.
    */
-  async startJob(action: BulkAction, request: BulkRequest, idempotencyKey: string | null): Promise<StartResult> {
+  async startJob(action: BulkAction, request: BulkRequest, idempotencyKey: string | null, refuseNew = false): Promise<StartResult> {
     const now = Date.now();
     if (request.dry_run) return { kind: 'dry_run', matched: this.selection(request.filter, this.maxSeq()).matched };
     const fingerprint = requestFingerprint(action, request.filter);
@@ -373,6 +375,7 @@ export class DeadLetterStore extends DurableObject<Env> {
       const seen = this.sql.exec<JobRow>('SELECT * FROM dead_letter_jobs WHERE idempotency_key = ?', idempotencyKey).toArray()[0];
       if (seen !== undefined) return seen.fingerprint === fingerprint ? { kind: 'existing', job: toJob(seen) } : { kind: 'key_reused', job_id: seen.id };
     }
+    if (refuseNew) return { kind: 'config_invalid' };
     // Everything up to here is synchronous: two requests with one key cannot both start a job.
     const maxSeq = this.maxSeq();
     const { matched, types } = this.selection(request.filter, maxSeq);

@@ -251,6 +251,21 @@ describe('event replay', () => {
       expect(await errorOf(res), body).toBe('invalid_request');
     }
   });
+
+  it('error path: a ledger shard that cannot give the bodies back answers 503 temporarily_unavailable, and nothing is sent', async () => {
+    const e = userEvent();
+    const since = new Date(Date.now() - 1000).toISOString();
+    expect((await postWebhook(e)).status).toBe(200);
+    await traceWhen(e.id as string, (v) => v.deliveries.length === 2 && v.deliveries.every((d) => d.state === 'delivered'), 'delivered');
+    const before = sink.about(e.id as string, OPS).length;
+    const send = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    vi.spyOn(env.DEDUP_LEDGER, 'get').mockReturnValue({ getBodies: () => Promise.reject(new Error('ledger down')) } as never);
+    const res = await admin('/events/replay', { method: 'POST', body: { filter: { event_type: 'user.created', since }, to: 'ops', limit: 500 } });
+    expect(res.status).toBe(503);
+    expect(await errorOf(res)).toBe('temporarily_unavailable');
+    expect(send).not.toHaveBeenCalled();
+    expect(sink.about(e.id as string, OPS)).toHaveLength(before);
+  });
 });
 
 describe('the console shows the trace; payloads only when allowed and asked for', () => {

@@ -255,6 +255,31 @@ describe('errors besides validation', () => {
     expect(await taggedIds(tag)).toEqual([]);
   });
 
+  it('a replay repeated with its Idempotency-Key while ROUTER has become invalid gets its first job, not 500', async () => {
+    const tag = newTag();
+    await deadLetterStub(env).add([record(tag)]);
+    const key = crypto.randomUUID();
+    const first = await bulk('replay', { filter: { reason: `${tag}*` } }, { 'Idempotency-Key': key });
+    expect(first.status).toBe(200);
+    const job = ((await first.json()) as BulkResponse).job;
+    const { default: worker } = await import('../../src/index');
+    const broken = { ...env, ROUTER: '{not json' } as unknown as Env;
+    const again = await worker.fetch(
+      new Request('https://router.test/admin/dead-letters/replay', { method: 'POST', headers: { ...AUTH, 'Idempotency-Key': key }, body: JSON.stringify({ filter: { reason: `${tag}*` } }) }),
+      broken,
+      createExecutionContext(),
+    );
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ repeated: true, job: { id: job?.id } });
+    // A new key is still refused while ROUTER is invalid.
+    const fresh = await worker.fetch(
+      new Request('https://router.test/admin/dead-letters/replay', { method: 'POST', headers: { ...AUTH, 'Idempotency-Key': crypto.randomUUID() }, body: JSON.stringify({ filter: { reason: `${tag}*` } }) }),
+      broken,
+      createExecutionContext(),
+    );
+    await expectError(fresh, 500, 'config_invalid');
+  });
+
   it('422 idempotency_key_reused: one key, another request (other filter or other action)', async () => {
     const tag = newTag();
     await deadLetterStub(env).add([record(tag)]);
