@@ -202,6 +202,7 @@ const RESERVED_HEADERS = new Set([
   'x-workos-event-id',
   'x-workos-event',
   'x-workos-stale',
+  'x-workos-replay',
   'user-agent',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

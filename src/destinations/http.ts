@@ -19,6 +19,8 @@ export async function deliverHttp(dest: HttpDestination, delivery: Delivery): Pr
     'Idempotency-Key': delivery.event.id,
   };
   if (delivery.stale === true) headers['X-WorkOS-Stale'] = 'true';
+  // An operator's replay (same Idempotency-Key): a receiver that drops repeats by key can let it through.
+  if (delivery.replay === true) headers['X-WorkOS-Replay'] = 'true';
   if (dest.signingSecret !== undefined) headers['WorkOS-Signature'] = await signWorkOSPayload(dest.signingSecret, delivery.raw);
   const sent = await fetchWithTimeout(dest.url, { method: 'POST', headers, body: delivery.raw }, dest.timeoutMs);
   if (!sent.ok) return sent.outcome;

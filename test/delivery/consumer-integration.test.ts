@@ -93,6 +93,7 @@ describe('queue consumer', () => {
     expect(req.headers.get('x-workos-event')).toBe('user.updated');
     expect(req.headers.get('idempotency-key')).toBe(event.id);
     expect(req.headers.get('x-team')).toBe('growth');
+    expect(req.headers.get('x-workos-replay')).toBeNull(); // a first delivery, not an operator's replay
     const sig = req.headers.get('workos-signature') as string;
     const workos = new WorkOS('sk_test_dummy');
     const verified = await workos.webhooks.constructEvent({ payload: JSON.parse(raw), sigHeader: sig, secret: 'crm-secret' });

@@ -64,6 +64,7 @@ describe('platform DLQ → dead-letter store → replay', () => {
     expect(got[0]?.body === raw).toBe(true);
     expect(got[0]?.headers.get('x-workos-event')).toBe('connection.activated');
     expect(got[0]?.headers.get('x-workos-stale')).toBe('true'); // replay keeps the stale mark
+    expect(got[0]?.headers.get('x-workos-replay')).toBe('true');
     expect(await deadLettersFor(id)).toEqual([]);
   });
 

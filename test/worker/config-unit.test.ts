@@ -871,6 +871,7 @@ describe('parseRouterConfig: http destinations', () => {
     ['X-WorkOS-Event-Id'],
     ['X-WORKOS-EVENT'],
     ['x-workos-stale'],
+    ['X-WorkOS-Replay'],
   ])('reports a reserved header %j (set by the router)', (h) => {
     expect(destProblems(http('crm', { headers: { [h]: 'x' } }))).toEqual([`destinations[0].headers["${h}"]: set by the router; cannot be overridden`]);
   });
