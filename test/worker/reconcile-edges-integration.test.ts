@@ -555,6 +555,33 @@ describe('reconciliation: the overlap window', () => {
     expect(q2.searchParams.get('after')).toBe(visible[99]!.id);
   });
 
+  it('an event dated in the future does not move the window past events still to come: the overlap counts back from now', async () => {
+    const now = Date.now();
+    const a = ev(now - 50 * SECOND);
+    const ahead = ev(now + 10 * 60 * SECOND); // a clock ten minutes ahead
+    visible = [a, ahead];
+    expect(await run('admin', new Date(now - 60 * SECOND).toISOString())).toMatchObject({ read: 2 });
+    // Missed by the webhooks, created after the first run read: still inside the window.
+    const b = ev(now + 30 * SECOND);
+    visible = [a, b, ahead];
+    const before = Date.now();
+    const report = await run();
+    expect(Date.parse(requests.at(-1)!.searchParams.get('range_start')!)).toBeLessThanOrEqual(before - 120 * SECOND + 1000);
+    expect(report).toMatchObject({ status: 'completed', recovered: 1 });
+    expect(await ledgerOf(b).isCommitted(b.id)).toBe(true);
+  });
+
+  it('with reconcile_overlap_seconds = 0 and a position older than the retention, starts from the retention floor', async () => {
+    await reconcilerSettings({ reconcile_overlap_seconds: 0 });
+    const old = ev(Date.now() - 40 * DAY);
+    await runInDurableObject(reconciler(), (_i, state) => state.storage.kv.put('position', { id: old.id, created_at: old.created_at }));
+    visible = [];
+    await run();
+    const q = requests.at(-1)!;
+    expect(q.searchParams.get('after')).toBeNull();
+    expect(Date.parse(q.searchParams.get('range_start')!)).toBeGreaterThan(Date.now() - 31 * DAY);
+  });
+
   it('with reconcile_overlap_seconds = 0, reads strictly after the last id', async () => {
     await reconcilerSettings({ reconcile_overlap_seconds: 0 });
     const t = Date.now() - 100 * SECOND;
