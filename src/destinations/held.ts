@@ -39,6 +39,8 @@ const DAY_MS = 86_400_000;
 const DRAIN_SLICE = 50;
 const DRAIN_STEP_MS = 1_000;
 const EXPIRY_CHECK_MS = 6 * 60 * 60 * 1000;
+/** Expired deliveries go to the dead-letter store in slices of at most 200, and of at most this many body bytes (one call each: far below a call's size limit). */
+export const EXPIRE_SLICE_BYTES = 8 * 1024 * 1024;
 
 type Row = {
   seq: number;
@@ -208,8 +210,19 @@ export class HeldDeliveries extends DurableObject<Env> {
   private async expire(destination: string): Promise<void> {
     const cutoff = Date.now() - HOLD_LIMIT_DAYS * DAY_MS;
     for (;;) {
-      const rows = this.sql.exec<Row>('SELECT * FROM held WHERE held_at <= ? ORDER BY seq LIMIT 200', cutoff).toArray();
-      if (rows.length === 0) return;
+      // Sizes first: 200 large bodies (a directory sync's 600 KB events) would not fit one call, nor memory.
+      const sizes = this.sql
+        .exec<{ seq: number; bytes: number }>('SELECT seq, length(CAST(body AS BLOB)) AS bytes FROM held WHERE held_at <= ? ORDER BY seq LIMIT 200', cutoff)
+        .toArray();
+      if (sizes.length === 0) return;
+      const seqs: number[] = [];
+      let bytes = 0;
+      for (const s of sizes) {
+        if (seqs.length > 0 && bytes + s.bytes > EXPIRE_SLICE_BYTES) break;
+        seqs.push(s.seq);
+        bytes += s.bytes;
+      }
+      const rows = this.sql.exec<Row>(`SELECT * FROM held WHERE seq IN (${seqs.map(() => '?').join(',')}) ORDER BY seq`, ...seqs).toArray();
       const records = rows.map((r) =>
         deadLetterRecord({
           event_id: r.event_id,

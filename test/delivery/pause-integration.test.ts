@@ -7,7 +7,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { type HeldDeliveries, heldStub } from '../../src/destinations/held';
+import { deadLetterStub } from '../../src/deadletters/store';
+import { EXPIRE_SLICE_BYTES, type HeldDeliveries, heldStub } from '../../src/destinations/held';
 import { routerMessage, runBatch } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
@@ -111,6 +112,39 @@ describe('pause and resume', () => {
     expect(await deadLettersFor(e.id as string)).toMatchObject([{ destination: 'warehouse', reason: 'held_too_long', rules: ['domains'] }]);
     expect((await admin('/destinations/warehouse/resume')).status).toBe(200);
   });
+
+  it('large held deliveries expire in slices the dead-letter store can take in one call each', async () => {
+    const store = heldStub(env, `large-${crypto.randomUUID()}`);
+    const big = (i: number) => {
+      const e = sampleEvent({ event: 'organization_domain.verified', data: { id: `org_domain_${i}`, object: 'organization_domain', blob: 'x'.repeat(1_500_000) } });
+      return { event_id: e.id as string, event_type: 'organization_domain.verified', created_at: e.created_at as string, source: 'webhook' as const, stale: false, accepted_at: Date.now(), attempts: 0, rules: ['domains'], body: JSON.stringify(e) };
+    };
+    const items = [0, 1, 2, 3, 4, 5, 6].map(big); // 7 × 1.5 MB (a row holds at most 2 MB)
+    await store.hold('warehouse', items);
+    await runInDurableObject(store, (_i, state) => {
+      state.storage.sql.exec('UPDATE held SET held_at = held_at - ?', 15 * 24 * HOUR);
+    });
+    const dl = env.DEAD_LETTERS;
+    const realGet = dl.get.bind(dl);
+    const calls: number[] = [];
+    vi.spyOn(dl, 'get').mockImplementation((id) => {
+      const stub = realGet(id);
+      return {
+        add: (records: { body: string }[]) => {
+          calls.push(records.reduce((n, r) => n + r.body.length, 0));
+          return stub.add(records as never);
+        },
+      } as never;
+    });
+    await runDurableObjectAlarm(store);
+    expect(await store.count()).toBe(0);
+    expect(calls.length).toBeGreaterThan(1);
+    for (const bytes of calls) expect(bytes).toBeLessThanOrEqual(EXPIRE_SLICE_BYTES);
+    vi.restoreAllMocks();
+    for (const it of items) expect(await deadLettersFor(it.event_id)).toMatchObject([{ destination: 'warehouse', reason: 'held_too_long' }]);
+    // Not left for the other tests' listings.
+    for (const it of items) for (const r of await deadLettersFor(it.event_id)) await deadLetterStub(env).remove(r.seq);
+  }, 60_000);
 
   it('error paths: unknown destination 404, no token 401', async () => {
     for (const action of ['pause', 'resume']) {
