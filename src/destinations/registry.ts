@@ -82,6 +82,8 @@ export const HEALTH_FLUSH_MS = 10_000;
 
 /** Slots are spaced 5 % wider than 1/rate, so network jitter at the receiver stays under the rate. */
 const RATE_HEADROOM = 1.05;
+/** How long a probe may take to report before another is sent (they would otherwise pile up during a backlog). */
+export const PROBE_REPORT_WAIT_MS = 10 * 60 * 1000;
 
 export class DestinationRegistry extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -343,8 +345,9 @@ export class DestinationRegistry extends DurableObject<Env> {
           await this.close(row, now);
           continue;
         }
-        // Until the probe reports: if it never does (lost), probe again after another cooldown.
-        this.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', now + (row.cooldown_ms ?? 60_000), row.name);
+        // One probe at a time: its report sets the next one (sooner); only if it never reports (a queue
+        // backlog, an invalid ROUTER holding it) is another sent, after PROBE_REPORT_WAIT_MS at least.
+        this.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', now + Math.max(row.cooldown_ms ?? 60_000, PROBE_REPORT_WAIT_MS), row.name);
       } catch (err) {
         log('error', 'circuit_probe_unavailable', { destination: row.name, error: errorName(err) });
         this.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', now + 30_000, row.name);
