@@ -206,9 +206,18 @@ export class HeldDeliveries extends DurableObject<Env> {
     return sent === rows.length ? (await this.count()) > 0 : true;
   }
 
-  /** Dead-letters deliveries held longer than the limit, a slice at a time. */
+  /**
+   * Dead-letters deliveries held longer than the limit (`held_too_long`) —
+   * or all of them (`destination_removed`) once a valid ROUTER no longer has
+   * the destination: nothing could resume them, and the dead-letter store is
+   * where they can be listed, exported, and replayed if it comes back. A
+   * slice at a time.
+   */
   private async expire(destination: string): Promise<void> {
-    const cutoff = Date.now() - HOLD_LIMIT_DAYS * DAY_MS;
+    const loaded = loadConfig(this.env);
+    const removed = loaded.ok && destination !== '(unknown)' && !loaded.config.destinations.has(destination);
+    const cutoff = removed ? Number.MAX_SAFE_INTEGER : Date.now() - HOLD_LIMIT_DAYS * DAY_MS;
+    const reason = removed ? 'destination_removed' : 'held_too_long';
     for (;;) {
       // Sizes first: 200 large bodies (a directory sync's 600 KB events) would not fit one call, nor memory.
       const sizes = this.sql
@@ -229,7 +238,7 @@ export class HeldDeliveries extends DurableObject<Env> {
           event_type: r.event_type,
           destination,
           rules: JSON.parse(r.rules) as string[],
-          reason: 'held_too_long',
+          reason,
           attempts: r.attempts,
           body: r.body,
           stale: r.stale === 1,

@@ -146,6 +146,22 @@ describe('pause and resume', () => {
     for (const it of items) for (const r of await deadLettersFor(it.event_id)) await deadLetterStub(env).remove(r.seq);
   }, 60_000);
 
+  it('deliveries held for a destination ROUTER no longer has go to dead letters (destination_removed) at the next check, not after 14 days', async () => {
+    const name = `removed-${crypto.randomUUID()}`;
+    const store = heldStub(env, name);
+    const events = [sampleEvent(), sampleEvent()];
+    await store.hold(
+      name,
+      events.map((e) => ({ event_id: e.id as string, event_type: e.event as string, created_at: e.created_at as string, source: 'webhook' as const, stale: false, accepted_at: Date.now(), attempts: 2, rules: ['gone'], body: JSON.stringify(e) })),
+    );
+    await runDurableObjectAlarm(store);
+    expect(await store.count()).toBe(0);
+    for (const e of events) {
+      expect(await deadLettersFor(e.id as string)).toMatchObject([{ destination: name, reason: 'destination_removed', attempts: 2, rules: ['gone'] }]);
+      for (const r of await deadLettersFor(e.id as string)) await deadLetterStub(env).remove(r.seq);
+    }
+  });
+
   it('error paths: unknown destination 404, no token 401', async () => {
     for (const action of ['pause', 'resume']) {
       const res = await admin(`/destinations/nope/${action}`);
