@@ -329,9 +329,12 @@ export class Reconciler extends DurableObject<Env> {
     kv.delete('continue_after');
     let window: Pick<EventsPageQuery, 'after' | 'rangeStart'>;
     if (startPos !== null && continueAfter !== undefined) window = { after: continueAfter };
-    // The overlap counts back from the position, or from now when the position's created_at lies in the
-    // future (a clock ahead at WorkOS): else the window would start past events still to come.
-    else if (startPos !== null && startMark !== null && overlapMs > 0) window = { rangeStart: iso(Math.max(Math.min(startMark.ms, started) - overlapMs, floorMs)) };
+    // The overlap counts back from the position, or from when the last run ended when the position's
+    // created_at lies later (a clock ahead at WorkOS): else the window would start past events still to come.
+    else if (startPos !== null && startMark !== null && overlapMs > 0) {
+      const lastRunAt = kv.get<number>('last_run_at') ?? started;
+      window = { rangeStart: iso(Math.max(Math.min(startMark.ms, lastRunAt) - overlapMs, floorMs)) };
+    }
     // A position older than the retention floor (the Events API may no longer serve it): start from the floor.
     else if (startPos !== null && startMark !== null && startMark.ms < floorMs) window = { rangeStart: iso(floorMs) };
     else if (startPos !== null) window = { after: startPos.id };

@@ -571,6 +571,19 @@ describe('reconciliation: the overlap window', () => {
     expect(await ledgerOf(b).isCommitted(b.id)).toBe(true);
   });
 
+  it('after an event dated in the future, a gap between runs longer than the overlap is still read (the window counts back from the last run)', async () => {
+    const now = Date.now();
+    const ahead = ev(now + 10 * 60 * SECOND);
+    visible = [ahead];
+    expect(await run('admin', new Date(now - 60 * SECOND).toISOString())).toMatchObject({ read: 1 });
+    // The last run ended ten minutes ago (a backoff, an invalid ROUTER); an event created five minutes ago was missed by its webhook.
+    await runInDurableObject(reconciler(), (_i, state) => state.storage.kv.put('last_run_at', now - 10 * 60 * SECOND));
+    const gap = ev(now - 5 * 60 * SECOND);
+    visible = [gap, ahead];
+    expect(await run()).toMatchObject({ status: 'completed', recovered: 1 });
+    expect(await ledgerOf(gap).isCommitted(gap.id)).toBe(true);
+  });
+
   it('with reconcile_overlap_seconds = 0 and a position older than the retention, starts from the retention floor', async () => {
     await reconcilerSettings({ reconcile_overlap_seconds: 0 });
     const old = ev(Date.now() - 40 * DAY);
