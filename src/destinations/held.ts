@@ -162,6 +162,11 @@ export class HeldDeliveries extends DurableObject<Env> {
     const loaded = loadConfig(this.env);
     const settings = loaded.ok ? loaded.config.settings : undefined;
     const messages: RouterMessage[] = [];
+    // Each body too large for a message is one more call (to the ledger): within the subrequest budget,
+    // keeping room for the sendBatch chunks; the rest wait for the next step.
+    const storeCalls = Math.max(1, (settings?.consumerSubrequestBudget ?? 45) - 5);
+    let stored = 0;
+    const taken: Row[] = [];
     for (const r of rows) {
       const m: RouterMessage = {
         v: 1,
@@ -177,6 +182,8 @@ export class HeldDeliveries extends DurableObject<Env> {
       if (probe) m.probe = destination;
       if (fitsInline(m, r.body, utf8Length(r.body))) m.body = r.body;
       else {
+        if (stored >= storeCalls) break;
+        stored += 1;
         const until = Date.now() + (settings?.dedupRetentionDays ?? 30) * DAY_MS;
         const { name, stub } = ledgerStub(this.env, r.event_id, settings?.dedupShards ?? 16);
         try {
@@ -188,6 +195,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         m.body_ref = { shard: name, until };
       }
       messages.push(m);
+      taken.push(r);
     }
     // One sendBatch per slice (at most 50 messages); split when large.
     let sent = 0;
@@ -198,12 +206,12 @@ export class HeldDeliveries extends DurableObject<Env> {
         log('error', 'held_drain_failed', { destination, error: errorName(err) });
         break;
       }
-      const seqs = rows.slice(sent, sent + chunk.length).map((r) => r.seq);
+      const seqs = taken.slice(sent, sent + chunk.length).map((r) => r.seq);
       this.sql.exec(`DELETE FROM held WHERE seq IN (${seqs.map(() => '?').join(',')})`, ...seqs);
       sent += chunk.length;
     }
     if (sent > 0) log('info', probe ? 'circuit_probe_sent' : 'held_drained', { destination, count: sent });
-    return sent === rows.length ? (await this.count()) > 0 : true;
+    return sent === taken.length ? (await this.count()) > 0 : true;
   }
 
   /**
