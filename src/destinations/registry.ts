@@ -82,6 +82,8 @@ export const HEALTH_FLUSH_MS = 10_000;
 
 /** Slots are spaced 5 % wider than 1/rate, so network jitter at the receiver stays under the rate. */
 const RATE_HEADROOM = 1.05;
+/** How soon a held store that could not be told to hold or drain is told again. */
+const HELD_SYNC_RETRY_MS = 30_000;
 /** How long a probe may take to report before another is sent (they would otherwise pile up during a backlog). */
 export const PROBE_REPORT_WAIT_MS = 10 * 60 * 1000;
 
@@ -311,8 +313,8 @@ export class DestinationRegistry extends DurableObject<Env> {
         name,
       );
       log('warn', 'circuit_open', { destination: name, consecutive_failures: consecutive, probe_in_s: policy.cooldownSeconds });
+      await this.syncHeld(name);
       await notifyAlerts(this.env, [{ kind: 'circuit_open', destination: name, detail: `${consecutive} failures in a row` }]);
-      await heldStub(this.env, name).pause(name);
       await this.scheduleProbe(now + cooldown);
       return;
     }
@@ -321,11 +323,34 @@ export class DestinationRegistry extends DurableObject<Env> {
 
   private async close(row: Row, now: number): Promise<void> {
     this.sql.exec('UPDATE destinations SET consecutive_failures = 0, circuit_open_at = NULL, cooldown_ms = NULL, next_probe_at = NULL WHERE name = ?', row.name);
-    const held = await heldStub(this.env, row.name).count();
+    // The held deliveries drain now (unless paused meanwhile: they wait for the resume).
+    const held = await this.syncHeld(row.name);
     log('info', 'circuit_closed', { destination: row.name, open_for_s: Math.round((now - (row.circuit_open_at ?? now)) / 1000), held });
-    await notifyAlerts(this.env, [{ kind: 'circuit_closed', destination: row.name, detail: `${held} held` }]);
-    // Paused meanwhile: the held deliveries wait for the resume.
-    if (row.paused_at === null) await heldStub(this.env, row.name).resume(row.name);
+    await notifyAlerts(this.env, [{ kind: 'circuit_closed', destination: row.name, detail: held === null ? 'held deliveries drain shortly' : `${held} held` }]);
+  }
+
+  /**
+   * Makes the destination's held store hold (paused, or circuit open) or
+   * drain, as this registry's row says now (read just before the call, so a
+   * pause that landed meanwhile wins). Returns how many are held when it
+   * drained them. When the held store cannot be reached, the sync is owed:
+   * the alarm tries again every 30 s until it succeeds, so deliveries are
+   * neither stranded after a circuit closed nor drained into an open one.
+   */
+  private async syncHeld(name: string): Promise<number | null> {
+    const row = this.sql.exec<Row>('SELECT * FROM destinations WHERE name = ?', name).toArray()[0];
+    const hold = row !== undefined && (row.paused_at !== null || row.circuit_open_at !== null);
+    try {
+      const held = heldStub(this.env, name);
+      const n = hold ? (await held.pause(name), null) : await held.resume(name);
+      this.ctx.storage.kv.delete(`held_sync_owed:${name}`);
+      return n;
+    } catch (err) {
+      log('error', 'held_sync_failed', { destination: name, hold, error: errorName(err) });
+      this.ctx.storage.kv.put(`held_sync_owed:${name}`, true);
+      await this.scheduleProbe(Date.now() + HELD_SYNC_RETRY_MS);
+      return null;
+    }
   }
 
   private async scheduleProbe(at: number): Promise<void> {
@@ -337,6 +362,7 @@ export class DestinationRegistry extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.flushHealth();
+    for (const [key] of [...this.ctx.storage.kv.list<boolean>({ prefix: 'held_sync_owed:' })]) await this.syncHeld(key.slice('held_sync_owed:'.length));
     const due = this.sql.exec<Row>('SELECT * FROM destinations WHERE circuit_open_at IS NOT NULL AND next_probe_at <= ?', now).toArray();
     for (const row of due) {
       try {
@@ -353,8 +379,10 @@ export class DestinationRegistry extends DurableObject<Env> {
         this.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', now + 30_000, row.name);
       }
     }
-    const next = this.sql.exec<{ at: number | null }>('SELECT MIN(next_probe_at) AS at FROM destinations WHERE circuit_open_at IS NOT NULL').one().at;
-    if (next !== null) await this.ctx.storage.setAlarm(Math.max(next, now + 1_000));
+    const probeAt = this.sql.exec<{ at: number | null }>('SELECT MIN(next_probe_at) AS at FROM destinations WHERE circuit_open_at IS NOT NULL').one().at;
+    const owed = [...this.ctx.storage.kv.list({ prefix: 'held_sync_owed:' })].length > 0;
+    const next = Math.min(probeAt ?? Number.POSITIVE_INFINITY, owed ? now + HELD_SYNC_RETRY_MS : Number.POSITIVE_INFINITY);
+    if (next !== Number.POSITIVE_INFINITY) await this.ctx.storage.setAlarm(Math.max(next, now + 1_000));
   }
 
   async health(names: string[]): Promise<DestinationHealth[]> {

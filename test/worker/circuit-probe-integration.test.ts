@@ -7,7 +7,7 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { heldStub } from '../../src/destinations/held';
 import { PROBE_REPORT_WAIT_MS, registryStub } from '../../src/destinations/registry';
 import { sampleEvent } from '../helpers/webhook';
@@ -36,4 +36,37 @@ describe('circuit probes', () => {
     await runDurableObjectAlarm(reg);
     expect(await held.count()).toBe(1);
   });
+
+  it('a held store that cannot be told to drain when the circuit closes is told again by the alarm: nothing stays stranded', async () => {
+    const name = `sync-${crypto.randomUUID()}`;
+    const reg = registryStub(env);
+    const policy = { [name]: { failures: 1, cooldownSeconds: 60 } };
+    await reg.report({ [name]: { delivered: 0, failed: 1, retryable_failures: 1, trailing_failures: 1 } }, policy);
+    const held = heldStub(env, name);
+    const e = sampleEvent();
+    await held.hold(name, [{ event_id: e.id as string, event_type: e.event as string, created_at: e.created_at as string, source: 'webhook', stale: false, accepted_at: Date.now(), attempts: 1, rules: ['r'], body: JSON.stringify(e) }]);
+    // The probe succeeded; telling the held store to drain fails once.
+    const ns = env.HELD_DELIVERIES;
+    const realGet = ns.get.bind(ns);
+    let failed = 0;
+    const spy = vi.spyOn(ns, 'get').mockImplementation((id) => {
+      const stub = realGet(id);
+      return {
+        count: () => stub.count(),
+        pause: (n: string) => stub.pause(n),
+        resume: (n: string) => (failed++ === 0 ? Promise.reject(new Error('held store reset')) : stub.resume(n)),
+      } as never;
+    });
+    await reg.report({ [name]: { delivered: 1, failed: 0, probe: 'ok' } }, policy);
+    expect((await reg.health([name]))[0]).toMatchObject({ circuit: 'closed' });
+    expect(await runInDurableObject(reg, (_i, state) => state.storage.kv.get(`held_sync_owed:${name}`))).toBe(true);
+    // The registry's alarm tells it again; the held store drains.
+    await runDurableObjectAlarm(reg);
+    spy.mockRestore();
+    expect(failed).toBe(2);
+    expect(await runInDurableObject(reg, (_i, state) => state.storage.kv.get(`held_sync_owed:${name}`))).toBeUndefined();
+    await runDurableObjectAlarm(held);
+    expect(await held.count()).toBe(0);
+  });
 });
+
