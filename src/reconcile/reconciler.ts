@@ -221,7 +221,7 @@ export class Reconciler extends DurableObject<Env> {
     const kv = this.ctx.storage.kv;
     const started = Date.now();
     if (opts.trigger === 'cron' && (kv.get<number>('backoff_until') ?? 0) > started) return idle('backing_off');
-    const floorMs = started - settings.dedupRetentionDays * DAY_MS + RETENTION_MARGIN_MS;
+    const floorMs = this.retentionFloor(started, settings.dedupRetentionDays) + RETENTION_MARGIN_MS;
 
     let clamp: SinceClamp | undefined;
     if (opts.rangeStart !== undefined) {
@@ -535,6 +535,30 @@ export class Reconciler extends DurableObject<Env> {
   }
 
   /** The stored start, re-clamped if it has aged past the floor since it was stored. */
+  /**
+   * The oldest `created_at` the ledger surely remembers: now − retention;
+   * and, until the new retention has passed since `dedup_retention_days` was
+   * raised, no older than what the shorter one in force before still keeps
+   * (the days the ledger filed under it are dropped on its schedule).
+   */
+  private retentionFloor(now: number, days: number): number {
+    const kv = this.ctx.storage.kv;
+    type Seen = { days: number; raised_at?: number; previous_days?: number };
+    const seen = kv.get<Seen>('retention');
+    let next: Seen = seen ?? { days };
+    if (seen !== undefined && days !== seen.days) {
+      // Raised: remember the shortest retention still in effect for older days; lowered: now − days is stricter anyway.
+      next = days > seen.days ? { days, raised_at: now, previous_days: Math.min(seen.days, seen.previous_days ?? seen.days) } : { days };
+    }
+    let floor = now - days * DAY_MS;
+    if (next.raised_at !== undefined && next.previous_days !== undefined) {
+      if (now - days * DAY_MS >= next.raised_at) next = { days };
+      else floor = Math.max(floor, Math.min(next.raised_at, now - next.previous_days * DAY_MS));
+    }
+    if (seen === undefined || JSON.stringify(seen) !== JSON.stringify(next)) kv.put('retention', next);
+    return floor;
+  }
+
   private effectiveSince(floorMs: number, settings: RouterSettings): string {
     const kv = this.ctx.storage.kv;
     const since = kv.get<string>('since') ?? iso(Date.now());

@@ -389,6 +389,21 @@ describe('reconciliation: back-off and status', () => {
 });
 
 describe('reconciliation: the dedup retention', () => {
+  it('right after dedup_retention_days is raised, a backfill is clamped to what the shorter retention still keeps', async () => {
+    await reconcilerSettings({ dedup_retention_days: 7 });
+    visible = [];
+    await run();
+    await restoreReconcilerEnv?.();
+    await reconcilerSettings({ dedup_retention_days: 30 });
+    const before = Date.now();
+    const report = await run('admin', new Date(Date.now() - 20 * DAY).toISOString());
+    // The ledger may already have dropped days older than 7 days: the backfill starts there.
+    expect(report.clamped_since).toBeDefined();
+    const used = Date.parse(requests.at(-1)!.searchParams.get('range_start')!);
+    expect(used).toBeGreaterThanOrEqual(before - 7 * DAY + HOUR - 1000);
+    expect(used).toBeLessThanOrEqual(Date.now() - 7 * DAY + HOUR);
+  });
+
   it('clamps a backfill older than the retention to now − retention + 1 hour, warns once, and shows it on status', async () => {
     const warn = vi.spyOn(console, 'warn');
     const requested = new Date(Date.now() - 40 * DAY).toISOString();
