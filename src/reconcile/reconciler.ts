@@ -325,10 +325,14 @@ export class Reconciler extends DurableObject<Env> {
     let newest = newestAtStart;
     const overlapMs = settings.reconcileOverlapSeconds * 1000;
     // The last run stopped at its page limit: carry on right after the last event it read (its window was read).
-    const continueAfter = kv.get<string>('continue_after');
+    // (An id alone was stored by an older release.)
+    const stored = kv.get<string | { id: string; ms: number }>('continue_after');
     kv.delete('continue_after');
+    const continueAfter = typeof stored === 'string' ? { id: stored, ms: null } : stored;
     let window: Pick<EventsPageQuery, 'after' | 'rangeStart'>;
-    if (startPos !== null && continueAfter !== undefined) window = { after: continueAfter };
+    // Older than the retention floor (reconciliation stopped for weeks): the API may no longer serve it; start at the floor.
+    if (startPos !== null && continueAfter !== undefined && continueAfter.ms !== null && continueAfter.ms < floorMs) window = { rangeStart: iso(floorMs) };
+    else if (startPos !== null && continueAfter !== undefined) window = { after: continueAfter.id };
     // The overlap counts back from the position, or from when the last run ended when the position's
     // created_at lies later (a clock ahead at WorkOS): else the window would start past events still to come.
     else if (startPos !== null && startMark !== null && overlapMs > 0) {
@@ -349,7 +353,7 @@ export class Reconciler extends DurableObject<Env> {
       if (page >= cap && (page >= hardCap || Date.now() - started >= CATCH_UP_MS)) {
         report.behind = true;
         const last = seq[seq.length - 1];
-        if (last !== undefined) kv.put('continue_after', last.id);
+        if (last !== undefined) kv.put('continue_after', { id: last.id, ms: last.ms });
         return null;
       }
       const result = await fetchEventsPage(base, apiKey, { events: types, limit: PAGE_SIZE, ...window });

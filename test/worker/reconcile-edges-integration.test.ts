@@ -489,7 +489,9 @@ describe('reconciliation: catching up', { timeout: 30_000 }, () => {
     expect(await status()).toMatchObject({ behind: true, cursor: { id: old[3999]!.id } });
 
     const second = await run('cron');
-    expect(requests[40]!.searchParams.get('after')).toBe(old[3999]!.id);
+    // It carries on from the retention floor: the last event read is older than the API may still serve.
+    expect(requests[40]!.searchParams.get('after')).toBeNull();
+    expect(Date.parse(requests[40]!.searchParams.get('range_start')!)).toBeGreaterThan(Date.now() - 30 * DAY);
     expect(second).toMatchObject({ status: 'completed', pages: 1, recovered: 5, behind: false });
     expect(await status()).toMatchObject({ behind: false, cursor: { id: fresh[4]!.id } });
   });
@@ -597,6 +599,19 @@ describe('reconciliation: the overlap window', () => {
     visible = [gap, ahead];
     expect(await run()).toMatchObject({ status: 'completed', recovered: 1 });
     expect(await ledgerOf(gap).isCommitted(gap.id)).toBe(true);
+  });
+
+  it('a continuation left by a run that stopped behind, then weeks without reconciliation: starts from the retention floor', async () => {
+    const old = ev(Date.now() - 40 * DAY);
+    await runInDurableObject(reconciler(), (_i, state) => {
+      state.storage.kv.put('position', { id: old.id, created_at: old.created_at });
+      state.storage.kv.put('continue_after', { id: old.id, ms: Date.parse(old.created_at) });
+    });
+    visible = [];
+    await run();
+    const q = requests.at(-1)!;
+    expect(q.searchParams.get('after')).toBeNull();
+    expect(Date.parse(q.searchParams.get('range_start')!)).toBeGreaterThan(Date.now() - 31 * DAY);
   });
 
   it('with reconcile_overlap_seconds = 0 and a position older than the retention, starts from the retention floor', async () => {
