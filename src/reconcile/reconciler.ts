@@ -130,6 +130,8 @@ const MAX_BACKOFF_MS = 15 * 60 * 1000;
 export const MAX_EVENT_ATTEMPTS = 5;
 /** Starts are clamped to now − retention + this, so no event the ledger may have forgotten is read. */
 export const RETENTION_MARGIN_MS = 60 * 60 * 1000;
+/** A catch-up that stops this close to real time owes the next overlap window the time before where it stopped. */
+const OWED_WINDOW_MS = 15 * 60 * 1000;
 /** A run continues past `reconcile_max_pages` while it has run less than this... */
 export const CATCH_UP_MS = 20_000;
 /** ...and read fewer than this many times `reconcile_max_pages` pages... */
@@ -228,6 +230,7 @@ export class Reconciler extends DurableObject<Env> {
       this.setPosition(null);
       kv.delete('newest');
       kv.delete('continue_after');
+      kv.delete('owed_from');
       clamp = this.setSince(opts.rangeStart, floorMs, settings, false);
     } else if (kv.get<string>('since') === undefined) {
       clamp = this.setSince(settings.reconcileSince ?? iso(started), floorMs, settings, false);
@@ -335,9 +338,13 @@ export class Reconciler extends DurableObject<Env> {
     else if (startPos !== null && continueAfter !== undefined) window = { after: continueAfter.id };
     // The overlap counts back from the position, or from when the last run ended when the position's
     // created_at lies later (a clock ahead at WorkOS): else the window would start past events still to come.
+    // A catch-up that stopped close to real time skipped the overlap before where it stopped (`owed_from`):
+    // the first run after it reads from there.
     else if (startPos !== null && startMark !== null && overlapMs > 0) {
       const lastRunAt = kv.get<number>('last_run_at') ?? started;
-      window = { rangeStart: iso(Math.max(Math.min(startMark.ms, lastRunAt) - overlapMs, floorMs)) };
+      const owedFrom = kv.get<number>('owed_from') ?? Number.POSITIVE_INFINITY;
+      kv.delete('owed_from');
+      window = { rangeStart: iso(Math.max(Math.min(Math.min(startMark.ms, lastRunAt) - overlapMs, owedFrom), floorMs)) };
     }
     // A position older than the retention floor (the Events API may no longer serve it): start from the floor.
     else if (startPos !== null && startMark !== null && startMark.ms < floorMs) window = { rangeStart: iso(floorMs) };
@@ -353,7 +360,12 @@ export class Reconciler extends DurableObject<Env> {
       if (page >= cap && (page >= hardCap || Date.now() - started >= CATCH_UP_MS)) {
         report.behind = true;
         const last = seq[seq.length - 1];
-        if (last !== undefined) kv.put('continue_after', { id: last.id, ms: last.ms });
+        if (last !== undefined) {
+          kv.put('continue_after', { id: last.id, ms: last.ms });
+          // Stopped close to real time: an event created just before `last` may still become visible, and the
+          // continuation reads only after it. The first run that reads an overlap again starts this far back.
+          if (overlapMs > 0 && last.ms > started - OWED_WINDOW_MS) kv.put('owed_from', Math.min(kv.get<number>('owed_from') ?? Number.POSITIVE_INFINITY, last.ms - overlapMs));
+        }
         return null;
       }
       const result = await fetchEventsPage(base, apiKey, { events: types, limit: PAGE_SIZE, ...window });

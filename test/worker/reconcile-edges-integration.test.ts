@@ -496,6 +496,22 @@ describe('reconciliation: catching up', { timeout: 30_000 }, () => {
     expect(await status()).toMatchObject({ behind: false, cursor: { id: fresh[4]!.id } });
   });
 
+  it('a catch-up that stops close to real time: the first run after it re-reads the overlap before where it stopped', async () => {
+    await reconcilerSettings({ reconcile_max_pages: 1 }); // 8 pages a run at most
+    const t = Date.now() - 1100 * SECOND;
+    const all = evs(1100, t); // one a second, up to now
+    visible = all;
+    expect(await run('admin', new Date(t - SECOND).toISOString())).toMatchObject({ pages: 8, behind: true });
+    const stop = all[799]!; // about 300 s ago: more than an overlap before the newest event
+    // Created 5 s before where the catch-up stopped, visible only now; its webhook never came.
+    const late = ev(Date.parse(stop.created_at) - 5 * SECOND);
+    visible = [...all, late];
+    expect(await run()).toMatchObject({ behind: false }); // carries on after `stop`: does not see `late`
+    const report = await run(); // reads an overlap again, from before `stop`
+    expect(report).toMatchObject({ status: 'completed', recovered: 1 });
+    expect(await ledgerOf(late).isCommitted(late.id)).toBe(true);
+  });
+
   it('makes progress when the overlap window alone holds more than a run can read', async () => {
     await reconcilerSettings({ reconcile_max_pages: 1 });
     const t = Date.now() - 5 * MINUTE;
