@@ -26,6 +26,22 @@ function countOf(body: string): number {
   return m ? Number((m[1] as string).replace(/,/g, '')) : 1;
 }
 
+function admin(path: string, method = 'POST'): Promise<Response> {
+  return exports.default.fetch(new Request(`${URL_BASE}/admin${path}`, { method, headers: { Authorization: 'Bearer test-admin-token' } }));
+}
+
+/** An mfa_failed event Slack refuses at `oncall` (404 no_service): waits for the outbox's dead letter. */
+async function refusedAtOncall(email: string) {
+  sink.on(ONCALL, () => new Response('no_service', { status: 404 }));
+  const event = sampleEvent({ event: 'authentication.mfa_failed', data: { type: 'mfa', status: 'failed', email, user_id: null } });
+  const id = event.id as string;
+  expect((await postWebhook(event)).status).toBe(200);
+  const oncall = async () => (await deadLettersFor(id)).filter((r) => r.destination === 'oncall');
+  await until(async () => (await oncall()).length === 1, 'the oncall dead letter', 20_000, 200);
+  const [record] = await oncall();
+  return { id, record, oncall };
+}
+
 describe('Slack hand-offs per batch', () => {
   it('ten events of one batch reach the outbox together, and the same batch redelivered adds nothing', async () => {
     const events = Array.from({ length: 10 }, (_, i) =>
@@ -50,22 +66,13 @@ describe('Slack hand-offs per batch', () => {
   });
 
   it('a dead letter the outbox wrote (Slack refused the message) is posted again when replayed, then leaves the store', async () => {
-    sink.on(ONCALL, () => new Response('no_service', { status: 404 }));
-    const event = sampleEvent({ event: 'authentication.mfa_failed', data: { type: 'mfa', status: 'failed', email: 'replay@example.com', user_id: null } });
-    const id = event.id as string;
-    expect((await postWebhook(event)).status).toBe(200);
-    const oncall = async () => (await deadLettersFor(id)).filter((r) => r.destination === 'oncall');
-    await until(async () => (await oncall()).length === 1, 'the oncall dead letter', 20_000, 200);
-    const [record] = await oncall();
+    const { id, record, oncall } = await refusedAtOncall('replay@example.com');
     expect(record).toMatchObject({ event_type: 'authentication.mfa_failed', last_status: 404, rules: ['mfa'] });
     expect(sink.about(id, ONCALL)).toHaveLength(1); // the refused POST
 
     // Slack is fixed; the operator replays the dead letter. The outbox has seen this id, but a replay is not a redelivery.
     sink.on(ONCALL, () => new Response('ok'));
-    const res = await exports.default.fetch(
-      new Request(`${URL_BASE}/admin/dead-letters/${record?.seq}/replay`, { method: 'POST', headers: { Authorization: 'Bearer test-admin-token' } }),
-    );
-    expect(res.status).toBe(200);
+    expect((await admin(`/dead-letters/${record?.seq}/replay`)).status).toBe(200);
     await sink.until(() => sink.about(id, ONCALL).length === 2, 'the replayed event at Slack', 20_000);
     await until(async () => (await outboxStub(env, 'oncall').pending()) === 0, 'the oncall outbox drained');
     expect(sink.about(id, ONCALL)).toHaveLength(2);
@@ -73,16 +80,8 @@ describe('Slack hand-offs per batch', () => {
   });
 
   it('a replay held because the destination is paused is still a replay when it resumes: Slack gets it again', async () => {
-    const admin = (path: string, method = 'POST') =>
-      exports.default.fetch(new Request(`${URL_BASE}/admin${path}`, { method, headers: { Authorization: 'Bearer test-admin-token' } }));
     const oncallHeld = async () => ((await (await admin('/destinations', 'GET')).json()) as { items: { name: string; held: number }[] }).items.find((i) => i.name === 'oncall')?.held;
-    sink.on(ONCALL, () => new Response('no_service', { status: 404 }));
-    const event = sampleEvent({ event: 'authentication.mfa_failed', data: { type: 'mfa', status: 'failed', email: 'paused-replay@example.com', user_id: null } });
-    const id = event.id as string;
-    expect((await postWebhook(event)).status).toBe(200);
-    const oncall = async () => (await deadLettersFor(id)).filter((r) => r.destination === 'oncall');
-    await until(async () => (await oncall()).length === 1, 'the oncall dead letter', 20_000, 200);
-    const [record] = await oncall();
+    const { id, record, oncall } = await refusedAtOncall('paused-replay@example.com');
 
     // Paused while Slack is fixed; the replay is held, then drains on resume.
     expect((await admin('/destinations/oncall/pause')).status).toBe(200);
@@ -97,7 +96,6 @@ describe('Slack hand-offs per batch', () => {
   });
 
   it('a paused Slack destination\'s outbox posts nothing, retries nothing and dead-letters nothing until it is resumed', async () => {
-    const admin = (path: string) => exports.default.fetch(new Request(`${URL_BASE}/admin${path}`, { method: 'POST', headers: { Authorization: 'Bearer test-admin-token' } }));
     const outbox = outboxStub(env, 'oncall');
     const config = loadConfig(env);
     if (!config.ok) throw new Error('the delivery config is invalid');
