@@ -348,7 +348,11 @@ export class Reconciler extends DurableObject<Env> {
     }
     // A position older than the retention floor (the Events API may no longer serve it): start from the floor.
     else if (startPos !== null && startMark !== null && startMark.ms < floorMs) window = { rangeStart: iso(floorMs) };
-    else if (startPos !== null) window = { after: startPos.id };
+    // No overlap, and the position dated after the last run ended (a clock ahead at WorkOS): reading `after`
+    // it would skip what was created before that time; read from when the last run ended instead.
+    else if (startPos !== null && startMark !== null && startMark.ms > (kv.get<number>('last_run_at') ?? started)) {
+      window = { rangeStart: iso(Math.max(kv.get<number>('last_run_at') ?? started, floorMs)) };
+    } else if (startPos !== null) window = { after: startPos.id };
     else window = { rangeStart: this.effectiveSince(floorMs, settings) };
 
     const cap = settings.reconcileMaxPages;

@@ -630,6 +630,19 @@ describe('reconciliation: the overlap window', () => {
     expect(Date.parse(q.searchParams.get('range_start')!)).toBeGreaterThan(Date.now() - 31 * DAY);
   });
 
+  it('with reconcile_overlap_seconds = 0, after an event dated in the future, reads from when the last run ended instead of after it', async () => {
+    await reconcilerSettings({ reconcile_overlap_seconds: 0 });
+    const now = Date.now();
+    const ahead = ev(now + 10 * 60 * SECOND);
+    visible = [ahead];
+    expect(await run('admin', new Date(now - 60 * SECOND).toISOString())).toMatchObject({ read: 1 });
+    const b = ev(Date.now() + 30 * SECOND); // created after that run, before the future time
+    visible = [b, ahead];
+    expect(await run()).toMatchObject({ status: 'completed', recovered: 1 });
+    expect(requests.at(-1)!.searchParams.get('after')).toBeNull();
+    expect(await ledgerOf(b).isCommitted(b.id)).toBe(true);
+  });
+
   it('with reconcile_overlap_seconds = 0 and a position older than the retention, starts from the retention floor', async () => {
     await reconcilerSettings({ reconcile_overlap_seconds: 0 });
     const old = ev(Date.now() - 40 * DAY);
