@@ -207,7 +207,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         break;
       }
       const seqs = taken.slice(sent, sent + chunk.length).map((r) => r.seq);
-      this.sql.exec(`DELETE FROM held WHERE seq IN (${seqs.map(() => '?').join(',')})`, ...seqs);
+      this.sql.exec(`DELETE FROM held WHERE seq IN (${placeholders(seqs.length)})`, ...seqs);
       sent += chunk.length;
     }
     if (sent > 0) log('info', probe ? 'circuit_probe_sent' : 'held_drained', { destination, count: sent });
@@ -239,7 +239,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         seqs.push(s.seq);
         bytes += s.bytes;
       }
-      const rows = this.sql.exec<Row>(`SELECT * FROM held WHERE seq IN (${seqs.map(() => '?').join(',')}) ORDER BY seq`, ...seqs).toArray();
+      const rows = this.sql.exec<Row>(`SELECT * FROM held WHERE seq IN (${placeholders(seqs.length)}) ORDER BY seq`, ...seqs).toArray();
       const records = rows.map((r) =>
         deadLetterRecord({
           event_id: r.event_id,
@@ -259,7 +259,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         log('error', 'dead_letter_store_failed', { destination, count: records.length, error: errorName(err) });
         return;
       }
-      this.sql.exec(`DELETE FROM held WHERE seq IN (${rows.map(() => '?').join(',')})`, ...rows.map((r) => r.seq));
+      this.sql.exec(`DELETE FROM held WHERE seq IN (${placeholders(seqs.length)})`, ...seqs);
       await this.traceExpired(destination, rows);
     }
   }
@@ -303,4 +303,9 @@ export class HeldHandOff extends HandOffBatch<HeldDelivery, void> {
       return items.map(() => undefined);
     });
   }
+}
+
+/** `?, ?, …` for an `IN (…)` list of `n` values. */
+function placeholders(n: number): string {
+  return Array.from({ length: n }, () => '?').join(',');
 }

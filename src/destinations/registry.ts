@@ -82,6 +82,8 @@ export const HEALTH_FLUSH_MS = 10_000;
 
 /** Slots are spaced 5 % wider than 1/rate, so network jitter at the receiver stays under the rate. */
 const RATE_HEADROOM = 1.05;
+/** What `syncHeld` did: told the held store to drain (and how many it holds), to hold, or could not (retried by the alarm). */
+type HeldSync = { state: 'draining'; held: number } | { state: 'holding' } | { state: 'owed' };
 /** How soon a held store that could not be told to hold or drain is told again. */
 const HELD_SYNC_RETRY_MS = 30_000;
 /** How long a probe may take to report before another is sent (they would otherwise pile up during a backlog). */
@@ -324,32 +326,36 @@ export class DestinationRegistry extends DurableObject<Env> {
   private async close(row: Row, now: number): Promise<void> {
     this.sql.exec('UPDATE destinations SET consecutive_failures = 0, circuit_open_at = NULL, cooldown_ms = NULL, next_probe_at = NULL WHERE name = ?', row.name);
     // The held deliveries drain now (unless paused meanwhile: they wait for the resume).
-    const held = await this.syncHeld(row.name);
+    const sync = await this.syncHeld(row.name);
+    const held = sync.state === 'draining' ? sync.held : null;
+    const detail = sync.state === 'draining' ? `${sync.held} held` : sync.state === 'holding' ? 'held until the destination is resumed' : 'held deliveries drain shortly';
     log('info', 'circuit_closed', { destination: row.name, open_for_s: Math.round((now - (row.circuit_open_at ?? now)) / 1000), held });
-    await notifyAlerts(this.env, [{ kind: 'circuit_closed', destination: row.name, detail: held === null ? 'held deliveries drain shortly' : `${held} held` }]);
+    await notifyAlerts(this.env, [{ kind: 'circuit_closed', destination: row.name, detail }]);
   }
 
   /**
    * Makes the destination's held store hold (paused, or circuit open) or
    * drain, as this registry's row says now (read just before the call, so a
-   * pause that landed meanwhile wins). Returns how many are held when it
-   * drained them. When the held store cannot be reached, the sync is owed:
+   * pause that landed meanwhile wins), and says which it did (with how many
+   * it drains). When the held store cannot be reached, the sync is owed:
    * the alarm tries again every 30 s until it succeeds, so deliveries are
    * neither stranded after a circuit closed nor drained into an open one.
    */
-  private async syncHeld(name: string): Promise<number | null> {
+  private async syncHeld(name: string): Promise<HeldSync> {
     const row = this.sql.exec<Row>('SELECT * FROM destinations WHERE name = ?', name).toArray()[0];
     const hold = row !== undefined && (row.paused_at !== null || row.circuit_open_at !== null);
     try {
       const held = heldStub(this.env, name);
-      const n = hold ? (await held.pause(name), null) : await held.resume(name);
+      let sync: HeldSync = { state: 'holding' };
+      if (hold) await held.pause(name);
+      else sync = { state: 'draining', held: await held.resume(name) };
       this.ctx.storage.kv.delete(`held_sync_owed:${name}`);
-      return n;
+      return sync;
     } catch (err) {
       log('error', 'held_sync_failed', { destination: name, hold, error: errorName(err) });
       this.ctx.storage.kv.put(`held_sync_owed:${name}`, true);
       await this.scheduleProbe(Date.now() + HELD_SYNC_RETRY_MS);
-      return null;
+      return { state: 'owed' };
     }
   }
 

@@ -332,6 +332,7 @@ export class Reconciler extends DurableObject<Env> {
     const stored = kv.get<string | { id: string; ms: number }>('continue_after');
     kv.delete('continue_after');
     const continueAfter = typeof stored === 'string' ? { id: stored, ms: null } : stored;
+    const lastRunAt = kv.get<number>('last_run_at') ?? started;
     let window: Pick<EventsPageQuery, 'after' | 'rangeStart'>;
     // Older than the retention floor (reconciliation stopped for weeks): the API may no longer serve it; start at the floor.
     if (startPos !== null && continueAfter !== undefined && continueAfter.ms !== null && continueAfter.ms < floorMs) window = { rangeStart: iso(floorMs) };
@@ -341,7 +342,6 @@ export class Reconciler extends DurableObject<Env> {
     // A catch-up that stopped close to real time skipped the overlap before where it stopped (`owed_from`):
     // the first run after it reads from there.
     else if (startPos !== null && startMark !== null && overlapMs > 0) {
-      const lastRunAt = kv.get<number>('last_run_at') ?? started;
       const owedFrom = kv.get<number>('owed_from') ?? Number.POSITIVE_INFINITY;
       kv.delete('owed_from');
       window = { rangeStart: iso(Math.max(Math.min(Math.min(startMark.ms, lastRunAt) - overlapMs, owedFrom), floorMs)) };
@@ -350,9 +350,8 @@ export class Reconciler extends DurableObject<Env> {
     else if (startPos !== null && startMark !== null && startMark.ms < floorMs) window = { rangeStart: iso(floorMs) };
     // No overlap, and the position dated after the last run ended (a clock ahead at WorkOS): reading `after`
     // it would skip what was created before that time; read from when the last run ended instead.
-    else if (startPos !== null && startMark !== null && startMark.ms > (kv.get<number>('last_run_at') ?? started)) {
-      window = { rangeStart: iso(Math.max(kv.get<number>('last_run_at') ?? started, floorMs)) };
-    } else if (startPos !== null) window = { after: startPos.id };
+    else if (startPos !== null && startMark !== null && startMark.ms > lastRunAt) window = { rangeStart: iso(Math.max(lastRunAt, floorMs)) };
+    else if (startPos !== null) window = { after: startPos.id };
     else window = { rangeStart: this.effectiveSince(floorMs, settings) };
 
     const cap = settings.reconcileMaxPages;
