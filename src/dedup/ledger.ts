@@ -2,7 +2,8 @@
  * The dedup ledger: a SQLite-backed Durable Object, one of `dedup_shards`
  * shards, chosen by the event's ordering key (else its id; see `shardKeyOf`).
  *
- * `admit()` is the whole accept path in one Durable Object request:
+ * `admit()` is the whole accept path in one Durable Object request
+ * (`admitMany()` takes several, for reconciliation):
  *   check → enqueue to the router's queue → record (ONE row, kept for the
  *   retention window, written with the object's ordering record in the same
  *   synchronous step). Nothing is written before the enqueue: on enqueue
@@ -155,6 +156,23 @@ export class DedupLedger extends DurableObject<Env> {
 
   async admit(req: AdmitRequest): Promise<AdmitResult> {
     return this.inLane(req.ordering?.key ?? `id:${req.id}`, () => this.admitNow(req));
+  }
+
+  /**
+   * Several admissions in one request (a reconciliation page's events for
+   * this shard). Each goes through its lane as `admit` would, in the order
+   * given, so two events about one object are judged one after the other;
+   * one that fails answers `unavailable` without failing the others.
+   */
+  async admitMany(reqs: AdmitRequest[]): Promise<AdmitResult[]> {
+    return Promise.all(
+      reqs.map((req) =>
+        this.admit(req).catch((err: unknown): AdmitResult => {
+          log('error', 'ledger_admit_failed', { event_id: req.id, error: errorName(err) });
+          return { status: 'unavailable' };
+        }),
+      ),
+    );
   }
 
   /** An accepted event's body (kept with its ledger row, or apart when large), or null when unknown or expired. */

@@ -1,14 +1,44 @@
 /**
  * The one accept path shared by webhooks and reconciliation: route the event
  * to its ledger shard, which checks the id and ordering, enqueues and
- * records it in a single Durable Object request.
+ * records it in a single Durable Object request. Reconciliation hands a
+ * page's events to each shard in one request (`admitEvents`).
  */
 import type { RouterSettings } from '../config/router-config';
-import type { AdmitResult } from '../dedup/ledger';
-import { ledgerStub, orderingKeyOf, shardKeyOf } from '../dedup/shard';
+import type { AdmitRequest, AdmitResult } from '../dedup/ledger';
+import { ledgerShardOf, ledgerStubByName, orderingKeyOf } from '../dedup/shard';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
 import type { RouterMessage } from '../queue/message';
+
+/** An event to admit: the parsed event and the exact text it came as. */
+export interface Admission {
+  event: UnknownEvent;
+  text: string;
+  bodyBytes: number;
+}
+
+/** Bodies carried by one ledger request of `admitEvents` at most (well under an RPC message's limit). */
+export const ADMIT_CALL_BYTES = 4 * 1024 * 1024;
+
+function admitRequestOf(settings: RouterSettings, a: Admission, source: RouterMessage['source']): AdmitRequest {
+  const { event } = a;
+  const createdAtMs = Date.parse(event.created_at);
+  const ordering = orderingKeyOf(event);
+  return {
+    id: event.id,
+    type: event.event,
+    created_at: event.created_at,
+    body: a.text,
+    bodyBytes: a.bodyBytes,
+    source,
+    shard: ledgerShardOf(event, settings.dedupShards),
+    retentionMs: settings.dedupRetentionDays * 86_400_000,
+    ...(ordering !== undefined && !Number.isNaN(createdAtMs)
+      ? { ordering: { ...ordering, createdAtMs, deletion: event.event.endsWith('.deleted') } }
+      : {}),
+  };
+}
 
 export async function admitEvent(
   env: Env,
@@ -18,25 +48,58 @@ export async function admitEvent(
   bodyBytes: number,
   source: RouterMessage['source'],
 ): Promise<AdmitResult> {
-  const { name: shard, stub } = ledgerStub(env, shardKeyOf(event), settings.dedupShards);
-  const createdAtMs = Date.parse(event.created_at);
-  const ordering = orderingKeyOf(event);
+  const req = admitRequestOf(settings, { event, text, bodyBytes }, source);
   try {
-    return await stub.admit({
-      id: event.id,
-      type: event.event,
-      created_at: event.created_at,
-      body: text,
-      bodyBytes,
-      source,
-      shard,
-      retentionMs: settings.dedupRetentionDays * 86_400_000,
-      ...(ordering !== undefined && !Number.isNaN(createdAtMs)
-        ? { ordering: { ...ordering, createdAtMs, deletion: event.event.endsWith('.deleted') } }
-        : {}),
-    });
+    return await ledgerStubByName(env, req.shard).admit(req);
   } catch (err) {
     log('error', 'ledger_unavailable', { event_id: event.id, error: errorName(err) });
     return { status: 'unavailable' };
   }
+}
+
+/**
+ * Admits several events with one ledger request per shard (more only when
+ * their bodies pass `ADMIT_CALL_BYTES`), the requests running side by side.
+ * Results come back in the order given; a request that fails answers
+ * `unavailable` for each of its events. Events about one object keep the
+ * order given. `onCall` is told of each ledger request made.
+ */
+export async function admitEvents(
+  env: Env,
+  settings: RouterSettings,
+  admissions: readonly Admission[],
+  source: RouterMessage['source'],
+  onCall: () => void = () => {},
+): Promise<AdmitResult[]> {
+  type Call = { at: number[]; reqs: AdmitRequest[]; bytes: number };
+  const byShard = new Map<string, Call[]>();
+  for (const [i, a] of admissions.entries()) {
+    const req = admitRequestOf(settings, a, source);
+    const calls = byShard.get(req.shard) ?? [];
+    byShard.set(req.shard, calls);
+    let call = calls.at(-1);
+    if (call === undefined || call.bytes + a.bodyBytes > ADMIT_CALL_BYTES) {
+      call = { at: [], reqs: [], bytes: 0 };
+      calls.push(call);
+    }
+    call.at.push(i);
+    call.reqs.push(req);
+    call.bytes += a.bodyBytes;
+  }
+  const results: AdmitResult[] = admissions.map(() => ({ status: 'unavailable' }));
+  // Shards side by side; one shard's requests one after another, so its events keep their order.
+  await Promise.all(
+    [...byShard].map(async ([shard, calls]) => {
+      for (const call of calls) {
+        onCall();
+        try {
+          const answers = await ledgerStubByName(env, shard).admitMany(call.reqs);
+          for (const [k, i] of call.at.entries()) results[i] = answers[k] ?? { status: 'unavailable' };
+        } catch (err) {
+          log('error', 'ledger_unavailable', { shard, events: call.reqs.length, error: errorName(err) });
+        }
+      }
+    }),
+  );
+  return results;
 }

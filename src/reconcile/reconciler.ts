@@ -4,9 +4,9 @@
  *
  * Each run reads `GET /events` (every catalog type some rule routes,
  * `limit=100`, `order=asc`) and sends every event through the same
- * dedup-and-enqueue path as a webhook: one that already arrived is a
- * duplicate; one the webhooks missed is delivered once and counted as
- * recovered.
+ * dedup-and-enqueue path as a webhook (a page's events in one request to
+ * each ledger shard): one that already arrived is a duplicate; one the
+ * webhooks missed is delivered once and counted as recovered.
  *
  * - Position: (id, created_at) of the last event read that is safely behind
  *   us. A run starts `reconcile_overlap_seconds` before its created_at
@@ -18,7 +18,9 @@
  *   resume are skipped, so nothing the ledger may have forgotten is delivered
  *   again as "recovered".
  * - Catch-up: `reconcile_max_pages` pages per run, continued while more pages
- *   remain, up to ~20 s and 8× that many pages; `behind` says a run stopped
+ *   remain, up to ~20 s and 8× that many pages (45 at most, and fewer when
+ *   the run's requests to Cloudflare services would pass
+ *   `SERVICE_CALL_BUDGET`: a run fits Workers Free); `behind` says a run stopped
  *   with more to read, and the next run carries on right after the last event
  *   read (not from the overlap window, which a busy minute could fill).
  * - Failures: the position never moves past an event that could not be
@@ -36,7 +38,7 @@ import type { RouterSettings } from '../config/router-config';
 import { RECONCILE_ENQUEUE_FAILED, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import type { AdmitResult } from '../dedup/ledger';
 import { EVENT_TYPES } from '../events/catalog';
-import { admitEvent } from '../ingest/admit';
+import { admitEvents } from '../ingest/admit';
 import { stringBinding } from '../env';
 import { errorName, log } from '../log';
 import { type ApiEvent, type EventsPageQuery, fetchEventsPage } from './workos-api';
@@ -122,7 +124,6 @@ export interface ReconcileStatus {
 const PAGE_SIZE = 100;
 /** Reconciliation this far behind (and still catching up) is alerted on (`reconcile_lag`). */
 const LAG_ALERT_SECONDS = 3600;
-const ADMIT_CONCURRENCY = 10;
 const DAY_MS = 86_400_000;
 const BASE_BACKOFF_MS = 60_000;
 const MAX_BACKOFF_MS = 15 * 60 * 1000;
@@ -136,8 +137,16 @@ const OWED_WINDOW_MS = 15 * 60 * 1000;
 export const CATCH_UP_MS = 20_000;
 /** ...and read fewer than this many times `reconcile_max_pages` pages... */
 export const CATCH_UP_FACTOR = 8;
-/** ...and never more pages than this (about 100 subrequests a page). */
-export const MAX_PAGES_PER_RUN = 80;
+/**
+ * ...and never more pages than this. A run keeps within Workers Free's
+ * limits per invocation (50 requests to the Internet, 1,000 to Cloudflare
+ * services; Paid allows 10,000): one Events API request a page, and at most
+ * one ledger request per shard holding the page's events plus one to the
+ * dead-letter store.
+ */
+export const MAX_PAGES_PER_RUN = 45;
+/** Requests to Cloudflare services (ledger shards, the dead-letter store, alerts) one run makes at most. */
+export const SERVICE_CALL_BUDGET = 900;
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 const FAIL_PREFIX = 'evfail:';
 const DEAD_PREFIX = 'dead:';
@@ -209,6 +218,8 @@ function emptyCounts(): RunCounts {
 
 export class Reconciler extends DurableObject<Env> {
   private running = false;
+  /** Requests to Cloudflare services this run has made (see `SERVICE_CALL_BUDGET`). */
+  private serviceCalls = 0;
 
   async run(opts: RunOptions): Promise<RunReport> {
     const idle = (status: RunReport['status']): RunReport => ({ status, ...emptyCounts(), behind: false });
@@ -237,6 +248,7 @@ export class Reconciler extends DurableObject<Env> {
     }
 
     this.running = true;
+    this.serviceCalls = 0;
     const report: RunReport = { ...idle('completed'), ...(clamp !== undefined ? { clamped_since: clamp } : {}) };
     try {
       this.prune(started, floorMs, settings);
@@ -359,8 +371,11 @@ export class Reconciler extends DurableObject<Env> {
     const seq: Seen[] = [];
     let maxMs = -Infinity;
     let disorderAt = -1;
+    // The most service requests one page can take: one per shard holding its events, one for dead letters.
+    const pageCalls = Math.min(PAGE_SIZE, settings.dedupShards) + 1;
     for (let page = 0; ; page++) {
-      if (page >= cap && (page >= hardCap || Date.now() - started >= CATCH_UP_MS)) {
+      const outOfBudget = page > 0 && this.serviceCalls + pageCalls > SERVICE_CALL_BUDGET;
+      if (outOfBudget || (page >= cap && (page >= hardCap || Date.now() - started >= CATCH_UP_MS))) {
         report.behind = true;
         const last = seq[seq.length - 1];
         if (last !== undefined) {
@@ -442,17 +457,17 @@ export class Reconciler extends DurableObject<Env> {
         handled[i] = true;
       } else todo.push(i);
     }
-    const outcomes: [number, AdmitResult][] = [];
-    for (let k = 0; k < todo.length; k += ADMIT_CONCURRENCY) {
-      const slice = todo.slice(k, k + ADMIT_CONCURRENCY);
-      const results = await Promise.all(
-        slice.map((i) => {
-          const e = events[i] as ApiEvent;
-          return admitEvent(this.env, settings, e.event, e.raw, utf8.encode(e.raw).byteLength, 'reconcile');
-        }),
-      );
-      for (const [j, i] of slice.entries()) outcomes.push([i, results[j] as AdmitResult]);
-    }
+    const results = await admitEvents(
+      this.env,
+      settings,
+      todo.map((i) => {
+        const e = events[i] as ApiEvent;
+        return { event: e.event, text: e.raw, bodyBytes: utf8.encode(e.raw).byteLength };
+      }),
+      'reconcile',
+      () => (this.serviceCalls += 1),
+    );
+    const outcomes = todo.map((i, k): [number, AdmitResult] => [i, results[k] as AdmitResult]);
 
     const now = Date.now();
     const leaseMs = settings.claimLeaseSeconds * 1000;
@@ -497,6 +512,7 @@ export class Reconciler extends DurableObject<Env> {
       });
     });
     try {
+      this.serviceCalls += 1;
       await deadLetterStub(this.env).add(records);
     } catch (err) {
       log('error', 'reconcile_dead_letter_failed', { events: records.length, error: errorName(err) });

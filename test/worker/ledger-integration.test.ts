@@ -157,3 +157,58 @@ describe('ledger day tables', () => {
     expect(c.alarm).toBeNull();
   });
 });
+
+describe('ledger admitMany (a reconciliation page for one shard)', () => {
+  const about = (id: string, type: string, createdAtMs: number) => ({
+    id,
+    type,
+    created_at: new Date(createdAtMs).toISOString(),
+    body: JSON.stringify({ id, event: type, created_at: new Date(createdAtMs).toISOString(), data: { id: 'user_many' } }),
+    bodyBytes: 96,
+    source: 'reconcile' as const,
+    shard: 'ledger-admit-many',
+    retentionMs: 30 * 86_400_000,
+    ordering: { key: 'user:user_many', kind: 'object' as const, createdAtMs, deletion: type.endsWith('.deleted') },
+  });
+
+  it('judges events about one object in the order given, answers each, and a copy within the call is a duplicate', async () => {
+    const stub = fresh();
+    const t = Date.now() - 60_000;
+    const results = await stub.admitMany([
+      about('event_many_1', 'user.created', t),
+      about('event_many_2', 'user.updated', t + 1_000),
+      about('event_many_3', 'user.deleted', t + 2_000),
+      about('event_many_2', 'user.updated', t + 1_000),
+      about('event_many_4', 'user.updated', t + 3_000),
+    ]);
+    expect(results).toEqual([
+      { status: 'accepted' },
+      { status: 'accepted' },
+      { status: 'accepted' },
+      { status: 'duplicate' },
+      { status: 'accepted', stale: true }, // after the deletion
+    ]);
+    for (const id of ['event_many_1', 'event_many_2', 'event_many_3', 'event_many_4']) expect(await stub.isCommitted(id)).toBe(true);
+  });
+
+  it('answers unavailable for an event whose enqueue fails, and accepts the others', async () => {
+    const stub = fresh();
+    const t = Date.now() - 60_000;
+    await runInDurableObject(stub, (instance) => {
+      const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+      const original = queue.send.bind(queue);
+      vi.spyOn(queue, 'send').mockImplementation(async (message, options) => {
+        if ((message as { id: string }).id === 'event_many_fail') throw new Error('queue unavailable');
+        return original(message, options);
+      });
+    });
+    const results = await stub.admitMany([
+      { ...about('event_many_ok', 'user.created', t), ordering: undefined },
+      { ...about('event_many_fail', 'user.created', t), ordering: undefined },
+    ]);
+    vi.restoreAllMocks();
+    expect(results).toEqual([{ status: 'accepted' }, { status: 'unavailable' }]);
+    expect(await stub.isCommitted('event_many_ok')).toBe(true);
+    expect(await stub.isCommitted('event_many_fail')).toBe(false);
+  });
+});

@@ -556,6 +556,54 @@ describe('reconciliation: catching up', { timeout: 30_000 }, () => {
   });
 });
 
+/** Counts the ledger stubs the reconciler asks for: one per request it makes to a ledger shard. */
+async function countLedgerRequests(): Promise<{ count: () => number }> {
+  let n = 0;
+  await runInDurableObject(reconciler(), (instance) => {
+    const ns = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
+    const original = ns.get.bind(ns);
+    vi.spyOn(ns, 'get').mockImplementation((id, options) => {
+      n += 1;
+      return original(id, options);
+    });
+  });
+  return { count: () => n };
+}
+
+describe('reconciliation: requests per run', { timeout: 60_000 }, () => {
+  it('admits a page with one request to each ledger shard its events meet, and reads the overlap again the same way', async () => {
+    const t = Date.now() - 10 * MINUTE;
+    const all = evs(100, t);
+    const shardsMet = new Set(all.map((e) => shardKeyOf(e as unknown as UnknownEvent)).map((k) => ledgerStub(env, k, shards()).name)).size;
+    const ledger = await countLedgerRequests();
+    answers.push(() => page(all));
+    expect(await run()).toMatchObject({ status: 'completed', pages: 1, recovered: 100 });
+    expect(ledger.count()).toBe(shardsMet);
+    expect(ledger.count()).toBeLessThanOrEqual(shards());
+    // The next run reads them again in its overlap: duplicates, one request per shard again.
+    answers.push(() => page(all));
+    expect(await run()).toMatchObject({ status: 'completed', reread: 100, recovered: 0 });
+    expect(ledger.count()).toBe(2 * shardsMet);
+    // Every event was admitted, in its own shard.
+    for (const e of all) expect(await ledgerOf(e).isCommitted(e.id)).toBe(true);
+  });
+
+  it('keeps a run within Workers Free (1,000 requests to Cloudflare services) with many shards, reports behind, and the next runs read the rest', async () => {
+    await reconcilerSettings({ dedup_shards: 200, reconcile_max_pages: 40 }); // up to 101 requests a page
+    const all = evs(1500, Date.now() - 2 * HOUR); // 15 full pages
+    visible = all;
+    const ledger = await countLedgerRequests();
+    const first = await run('admin', new Date(Date.parse(all[0]!.created_at) - SECOND).toISOString());
+    expect(first).toMatchObject({ status: 'completed', behind: true });
+    expect(first.pages).toBeLessThan(15);
+    expect(ledger.count() + 1).toBeLessThanOrEqual(900); // its ledger requests and one to the alert notifier
+    let recovered = first.recovered;
+    for (let i = 0; i < 3 && recovered < all.length; i++) recovered += (await run('cron')).recovered;
+    expect(recovered).toBe(all.length);
+    expect(await status()).toMatchObject({ behind: false, cursor: { id: all[1499]!.id } });
+  });
+});
+
 describe('reconciliation: the overlap window', () => {
   it('re-reads the last reconcile_overlap_seconds on every run and recovers an event that became visible late', async () => {
     const t = Date.now() - 100 * SECOND;
