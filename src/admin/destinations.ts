@@ -50,8 +50,8 @@ export async function destinationList(env: Env) {
 export async function pauseDestination(env: Env, param: string): Promise<{ name: string; state: 'paused'; paused_at: string }> {
   const config = configOf(env);
   const name = known(config, param);
+  // The registry pauses the destination's held store too (it alone tells it to hold or drain).
   const at = await registryStub(env).pause(name);
-  await heldStub(env, name).pause(name);
   // A Slack destination's outbox keeps what it buffered (and what alerts add) until the resume.
   if (config.destinations.get(name)?.type === 'slack') await outboxStub(env, name).pause();
   return { name, state: 'paused', paused_at: new Date(at).toISOString() };
@@ -60,10 +60,10 @@ export async function pauseDestination(env: Env, param: string): Promise<{ name:
 export async function resumeDestination(env: Env, param: string): Promise<{ name: string; state: 'active'; held: number }> {
   const config = configOf(env);
   const name = known(config, param);
-  const { circuitOpen } = await registryStub(env).resume(name);
+  // The registry tells the held store to drain, unless the circuit is open: then they wait for it to close.
+  const { held: sync } = await registryStub(env).resume(name);
   if (config.destinations.get(name)?.type === 'slack') await outboxStub(env, name).resume();
-  // With its circuit open, the held deliveries wait for the circuit to close.
-  const held = circuitOpen ? await heldStub(env, name).count() : await heldStub(env, name).resume(name);
+  const held = sync.state === 'draining' ? sync.held : await heldStub(env, name).count();
   return { name, state: 'active', held };
 }
 

@@ -83,7 +83,7 @@ export const HEALTH_FLUSH_MS = 10_000;
 /** Slots are spaced 5 % wider than 1/rate, so network jitter at the receiver stays under the rate. */
 const RATE_HEADROOM = 1.05;
 /** What `syncHeld` did: told the held store to drain (and how many it holds), to hold, or could not (retried by the alarm). */
-type HeldSync = { state: 'draining'; held: number } | { state: 'holding' } | { state: 'owed' };
+export type HeldSync = { state: 'draining'; held: number } | { state: 'holding' } | { state: 'owed' };
 /** How soon a held store that could not be told to hold or drain is told again. */
 const HELD_SYNC_RETRY_MS = 30_000;
 /** How long a probe may take to report before another is sent (they would otherwise pile up during a backlog). */
@@ -97,6 +97,8 @@ export class DestinationRegistry extends DurableObject<Env> {
    * limit is never exceeded across one.
    */
   private readonly nextSlot = new Map<string, number>();
+  /** Per destination, the last call telling its held store to hold or drain (they go one after another). */
+  private readonly heldLanes = new Map<string, Promise<HeldSync>>();
   private readonly startedAt = Date.now();
   /** Success-only reports not yet written, per destination. */
   private readonly unwritten = new Map<string, { delivered: number; last_success_at: number | null }>();
@@ -174,7 +176,7 @@ export class DestinationRegistry extends DurableObject<Env> {
     return this.sql.exec<{ name: string }>('SELECT name FROM destinations WHERE paused_at IS NOT NULL').toArray().map((r) => r.name);
   }
 
-  /** Pauses a destination (idempotent); returns when it was paused. */
+  /** Pauses a destination (idempotent) and its held store; returns when it was paused. */
   async pause(name: string): Promise<number> {
     const now = Date.now();
     this.sql.exec(
@@ -187,19 +189,23 @@ export class DestinationRegistry extends DurableObject<Env> {
       audit('destination_paused', { destination: name }, 'warn');
       await notifyAlerts(this.env, [{ kind: 'paused', destination: name }]);
     }
+    await this.syncHeld(name);
     return at;
   }
 
-  /** Resumes a destination (idempotent); true when it was paused. */
-  /** Resumes a destination (idempotent); `circuitOpen`: its held deliveries must keep waiting for the circuit to close. */
-  async resume(name: string): Promise<{ was: boolean; circuitOpen: boolean }> {
+  /**
+   * Resumes a destination (idempotent) and tells its held store to drain,
+   * unless its circuit is open: then they keep waiting for it to close.
+   * `was`: it was paused; `held`: what the store does now.
+   */
+  async resume(name: string): Promise<{ was: boolean; circuitOpen: boolean; held: HeldSync }> {
     const was = this.sql.exec('UPDATE destinations SET paused_at = NULL WHERE name = ? AND paused_at IS NOT NULL', name).rowsWritten > 0;
     if (was) {
       audit('destination_resumed', { destination: name });
       await notifyAlerts(this.env, [{ kind: 'resumed', destination: name }]);
     }
     const open = this.sql.exec<{ o: number | null }>('SELECT circuit_open_at AS o FROM destinations WHERE name = ?', name).toArray()[0]?.o ?? null;
-    return { was, circuitOpen: open !== null };
+    return { was, circuitOpen: open !== null, held: await this.syncHeld(name) };
   }
 
   async report(reports: Record<string, DestinationReport>, circuits: Record<string, CircuitPolicy | null> = {}): Promise<void> {
@@ -335,13 +341,26 @@ export class DestinationRegistry extends DurableObject<Env> {
 
   /**
    * Makes the destination's held store hold (paused, or circuit open) or
-   * drain, as this registry's row says now (read just before the call, so a
-   * pause that landed meanwhile wins), and says which it did (with how many
-   * it drains). When the held store cannot be reached, the sync is owed:
-   * the alarm tries again every 30 s until it succeeds, so deliveries are
-   * neither stranded after a circuit closed nor drained into an open one.
+   * drain, as this registry's row says when the call is made, and says which
+   * it did (with how many it drains). The registry is the only one that
+   * tells a held store to hold or drain, and one destination's calls go one
+   * after another: a pause that lands while a circuit-close's drain call is
+   * on its way makes the next call, which arrives after it and holds. When
+   * the held store cannot be reached, the sync is owed: the alarm tries
+   * again every 30 s until it succeeds, so deliveries are neither stranded
+   * after a circuit closed nor drained into an open one.
    */
-  private async syncHeld(name: string): Promise<HeldSync> {
+  private syncHeld(name: string): Promise<HeldSync> {
+    const before = this.heldLanes.get(name) ?? Promise.resolve();
+    const mine = before.then(() => this.syncHeldNow(name));
+    this.heldLanes.set(name, mine);
+    void mine.finally(() => {
+      if (this.heldLanes.get(name) === mine) this.heldLanes.delete(name);
+    });
+    return mine;
+  }
+
+  private async syncHeldNow(name: string): Promise<HeldSync> {
     const row = this.sql.exec<Row>('SELECT * FROM destinations WHERE name = ?', name).toArray()[0];
     const hold = row !== undefined && (row.paused_at !== null || row.circuit_open_at !== null);
     try {

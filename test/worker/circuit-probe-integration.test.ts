@@ -67,5 +67,46 @@ describe('circuit probes', () => {
     await runDurableObjectAlarm(held);
     expect(await held.count()).toBe(0);
   });
-});
 
+  it('a pause that lands while the circuit-close drain call is on its way leaves the held store holding', async () => {
+    const name = `race-${crypto.randomUUID()}`;
+    const reg = registryStub(env);
+    const policy = { [name]: { failures: 1, cooldownSeconds: 60 } };
+    await reg.report({ [name]: { delivered: 0, failed: 1, retryable_failures: 1, trailing_failures: 1 } }, policy);
+    const held = heldStub(env, name);
+    const e = sampleEvent();
+    await held.hold(name, [{ event_id: e.id as string, event_type: e.event as string, created_at: e.created_at as string, source: 'webhook', stale: false, accepted_at: Date.now(), attempts: 1, rules: ['r'], body: JSON.stringify(e) }]);
+    // The call telling the held store to drain is slow on its way: it reaches the store only after the pause.
+    const ns = env.HELD_DELIVERIES;
+    const realGet = ns.get.bind(ns);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const calls: string[] = [];
+    const spy = vi.spyOn(ns, 'get').mockImplementation((id) => {
+      const stub = realGet(id);
+      return {
+        count: () => stub.count(),
+        pause: (n: string) => (calls.push('pause'), stub.pause(n)),
+        resume: async (n: string) => {
+          calls.push('resume');
+          await gate;
+          return stub.resume(n);
+        },
+      } as never;
+    });
+    const closing = reg.report({ [name]: { delivered: 1, failed: 0, probe: 'ok' } }, policy);
+    await vi.waitFor(() => expect(calls).toEqual(['resume']));
+    const pausing = reg.pause(name);
+    // The pause has landed in the registry (the positive signal) while the drain call is still on its way.
+    await vi.waitFor(async () => expect(await reg.paused()).toContain(name));
+    release();
+    await Promise.all([closing, pausing]);
+    spy.mockRestore();
+    expect(calls).toEqual(['resume', 'pause']);
+    // (A slice it drained in between goes back to the queue, where the consumer holds it again: paused.)
+    expect(await runInDurableObject(held, (_i, state) => state.storage.kv.get('active'))).toBe(false);
+    // Resumed: the registry tells it to drain.
+    expect((await reg.resume(name)).held).toMatchObject({ state: 'draining' });
+    expect(await runInDurableObject(held, (_i, state) => state.storage.kv.get('active'))).toBe(true);
+  });
+});
