@@ -60,6 +60,7 @@ export const GATEWAY_SOURCES =
 
 type Counters = {
   fetchInvocations: Record<string, number>;
+  scheduledInvocations: number;
   queueInvocations: Record<string, number>;
   queueMessagesReceived: Record<string, number>;
   doCalls: Record<string, number>;
@@ -74,6 +75,9 @@ type Counters = {
   sqlStatements: number;
   doActiveMs: number;
   traceRowsExpired: number;
+  /** storage.kv put/delete and get calls by object kind (folded into sqlRowsWritten / sqlRowsRead and sqlByStatement). */
+  kvWrites: Record<string, number>;
+  kvReads: Record<string, number>;
   /** storage.setAlarm() calls by object kind (also folded into sqlRowsWritten and sqlByStatement: billed as a row written each). */
   setAlarms: Record<string, number>;
   sqlByStatement: Record<string, { calls: number; rowsRead: number; rowsWritten: number }>;
@@ -206,6 +210,46 @@ interface RunFigures {
   perEvent: PerEvent;
   perDuplicate: PerEvent;
   costs: Costs;
+  /** Reconciliation reading these events back from the Events API (the first run only). */
+  reconcile: ReconcileFigures | null;
+}
+
+/** What reading the accepted events back from the Events API costs (every event already in the ledger: duplicates). */
+interface ReconcileFigures {
+  runs: number;
+  /** Events read over all runs (each run reads every accepted event). */
+  reads: number;
+  pages: number;
+  recovered: number;
+  /** Per run: requests and rows the run pays whatever it reads. */
+  perRun: { doRequests: number; kvRowsWritten: number };
+  /** Per event read. */
+  perRead: {
+    doRequests: number;
+    ledgerRequests: number;
+    sqlRowsRead: number;
+    sqlRowsWritten: number;
+    eventsApiRequests: number;
+    queueMessages: number;
+    doActiveMs: number;
+    localCpuMs: number;
+  };
+}
+
+/** Events API reads per event at the defaults: once new, then in each run whose 120 s overlap still covers it (one run a minute). */
+const READS_PER_EVENT_AT_DEFAULTS = 3;
+
+/** USD per million events: reading each `reads` times. */
+function reconcileCost(rc: ReconcileFigures, reads = READS_PER_EVENT_AT_DEFAULTS): number {
+  const p = rc.perRead;
+  return (
+    reads *
+    (p.doRequests * PRICES.doRequestPerM +
+      (p.doActiveMs / 1000) * PRICES.doMemoryGb * PRICES.doGbSecondPerM +
+      p.sqlRowsWritten * PRICES.sqliteRowsWrittenPerM +
+      p.sqlRowsRead * PRICES.sqliteRowsReadPerM +
+      p.localCpuMs * PRICES.workersCpuMsPerM)
+  );
 }
 
 /** Rows the delivery trace wrote per accepted event (its statements name a trace table). */
@@ -243,17 +287,29 @@ async function runOnce(
   duplicates: number,
   sinkUrl: string,
   sinkCount: (prefix: string) => number,
+  api: { events: object[] } | null = null,
 ): Promise<RunFigures> {
   const cfg = copyWranglerConfig({ main: 'bench/workerd/instrumented/index.js' });
   const prefix = `/cost${destinations}${budget === null ? '' : `b${budget}`}${lean ? 'l' : ''}/d`;
   const settings: Record<string, number | string> = {
     ...(budget === null ? {} : { consumer_subrequest_budget: budget }),
     ...(lean ? { trace_retention_days: 0, log_level: 'warn' } : {}),
+    // Reconciliation reads every event the run sends, on each run (an overlap longer than the run).
+    ...(api !== null ? { reconcile_overlap_seconds: 3600, reconcile_since: new Date(Date.now() - 60_000).toISOString() } : {}),
   };
   step(`${destinations} destination(s)${budget === null ? '' : `, consumer_subrequest_budget ${budget}`}${lean ? ', trace off, log_level warn' : ''}: starting the instrumented router`);
   let r: RouterProcess;
   try {
-    r = await startRouter({ timeoutMs: 60_000, config: cfg.path, vars: { WORKOS_WEBHOOK_SECRET: BENCH_SECRET, ROUTER: routerToSink(sinkUrl, destinations, prefix, settings) } });
+    r = await startRouter({
+      timeoutMs: 60_000,
+      config: cfg.path,
+      ...(api !== null ? { args: ['--test-scheduled'] } : {}),
+      vars: {
+        WORKOS_WEBHOOK_SECRET: BENCH_SECRET,
+        ROUTER: routerToSink(sinkUrl, destinations, prefix, settings),
+        ...(api !== null ? { WORKOS_API_KEY: 'sk_bench_reconcile', WORKOS_API_BASE_URL: sinkUrl } : {}),
+      },
+    });
   } catch (err) {
     cfg.cleanup();
     throw err;
@@ -302,11 +358,13 @@ async function runOnce(
     }
     await sleep(500);
     const afterDup = await readCounters(r.url);
+    const reconcile = api === null ? null : await measureReconcile(r, pgrp, bodies, api, afterDup.total, accepted);
+    const beforeExpiry = reconcile === null ? afterDup : await readCounters(r.url);
     // The rest of each event's life: its rows expire and the sweeps delete them.
     const day = new Date().toISOString().slice(0, 10);
     await fetch(`${r.url}/__bench/expire?shards=16&bucket=trace:${day}:0`);
     const afterExpiry = await readCounters(r.url);
-    const expiryCounters = diff(afterExpiry.total, afterDup.total);
+    const expiryCounters = diff(afterExpiry.total, beforeExpiry.total);
     const logLines = (output.match(/\{"level":"/g) ?? []).length;
     const counters = diff(afterUnique.total, before.total);
     const duplicateCounters = diff(afterDup.total, afterUnique.total);
@@ -335,11 +393,70 @@ async function runOnce(
       perEvent: pe,
       perDuplicate: perEvent(duplicateCounters, Math.max(1, dupAnswers), 0),
       costs: costs(pe),
+      reconcile,
     };
   } finally {
     await r.stop();
     cfg.cleanup();
   }
+}
+
+/**
+ * Reconciliation over the events just accepted: the loopback Events API
+ * serves them all (as WorkOS would, ascending), and two cron runs read every
+ * one (the overlap covers the whole run), each a duplicate in the ledger.
+ * Counted from the runs' start to their `reconcile_run` log lines.
+ */
+async function measureReconcile(
+  r: RouterProcess,
+  pgrp: number | null,
+  bodies: string[],
+  api: { events: object[] },
+  before: Counters,
+  accepted: number,
+): Promise<ReconcileFigures> {
+  api.events = bodies
+    .map((b) => ({ object: 'event', ...(JSON.parse(b) as { id: string; created_at: string }) }))
+    .sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at) || (a.id < b.id ? -1 : 1));
+  const runs = 2;
+  const cpuBefore = pgrp === null ? {} : groupCpu(pgrp);
+  const reports: { pages: number; read: number; reread: number; recovered: number }[] = [];
+  for (let i = 0; i < runs; i++) {
+    const from = r.output().length;
+    await fetch(`${r.url}/__scheduled`);
+    const deadline = Date.now() + 60_000;
+    let line: string | undefined;
+    while (line === undefined && Date.now() < deadline) {
+      line = r.output().slice(from).split('\n').find((l) => l.includes('"msg":"reconcile_run"'));
+      if (line === undefined) await sleep(100);
+    }
+    if (line === undefined) throw new Error('reconciliation run did not finish within 60 s');
+    reports.push(JSON.parse(line.slice(line.indexOf('{'))) as (typeof reports)[number]);
+  }
+  const cpu = pgrp === null ? {} : cpuDelta(cpuBefore, groupCpu(pgrp));
+  const c = diff((await readCounters(r.url)).total, before);
+  const reads = reports.reduce((a, x) => a + x.read + x.reread, 0);
+  if (reads !== runs * accepted) throw new Error(`reconciliation read ${reads} events, expected ${runs * accepted}`);
+  const reconcilerRows = c.kvWrites?.reconciler ?? 0;
+  const ledgerRequests = sum(c.doIncoming, (k) => k.startsWith('DedupLedger.admit'));
+  const perRunRequests = sum(c.doIncoming, (k) => k.startsWith('Reconciler.')) + sum(c.doCalls, (k) => k.startsWith('reconciler DO: ALERTS'));
+  return {
+    runs,
+    reads,
+    pages: reports.reduce((a, x) => a + x.pages, 0),
+    recovered: reports.reduce((a, x) => a + x.recovered, 0),
+    perRun: { doRequests: perRunRequests / runs, kvRowsWritten: reconcilerRows / runs },
+    perRead: {
+      doRequests: ledgerRequests / reads,
+      ledgerRequests: ledgerRequests / reads,
+      sqlRowsRead: c.sqlRowsRead / reads,
+      sqlRowsWritten: (c.sqlRowsWritten - reconcilerRows) / reads,
+      eventsApiRequests: sum(c.httpSubrequests, (k) => k.endsWith('/events')) / reads,
+      queueMessages: sum(c.queueMessagesSent) / reads,
+      doActiveMs: c.doActiveMs / reads,
+      localCpuMs: (cpu.workerd ?? 0) / reads,
+    },
+  };
 }
 
 export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
@@ -350,6 +467,28 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
   const duplicates = ctx.quick ? 20 : 50;
   const sink = await startSink();
   const sinkCount = (prefix: string) => sink.requests.filter((q) => q.path.startsWith(prefix)).length;
+  // The WorkOS Events API, played by the sink: `range_start` / `after` / `limit` over the events the run accepted.
+  const api = { events: [] as object[] };
+  sink.respond('/events', (req) => {
+    const q = new URL(req.path, 'http://x').searchParams;
+    const list = api.events as { id: string; created_at: string }[];
+    const after = q.get('after');
+    const rangeStart = q.get('range_start');
+    let from = 0;
+    if (after !== null) from = list.findIndex((e) => e.id === after) + 1;
+    else if (rangeStart !== null) {
+      from = list.findIndex((e) => Date.parse(e.created_at) >= Date.parse(rangeStart));
+      if (from < 0) from = list.length;
+    }
+    const limit = Number(q.get('limit'));
+    const data = list.slice(from, from + limit);
+    const more = from + limit < list.length;
+    return {
+      status: 200,
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ object: 'list', data, list_metadata: { before: null, after: more ? (data[data.length - 1]?.id ?? null) : null } }),
+    };
+  });
   const runs: RunFigures[] = [];
   try {
     for (const [d, budget, lean] of [
@@ -358,7 +497,7 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
       [5, 100, false],
       [1, null, true],
     ] as const) {
-      runs.push(await runOnce(d, budget, lean, events, duplicates, sink.url, sinkCount));
+      runs.push(await runOnce(d, budget, lean, events, duplicates, sink.url, sinkCount, runs.length === 0 ? api : null));
     }
   } finally {
     await sink.close();
@@ -450,7 +589,29 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
     ],
     note: `Prices: ${PRICE_SOURCES.join(' · ')}. Quoted from stored copies of those pages (their "last updated" dates above; looked up on ${new Date().toISOString().slice(0, 10)} without live access, so a page may have changed since); the $5/month Workers Paid minimum and the monthly included usage are not subtracted. Hosted gateways (list price per event or message, before plan fees): ${GATEWAY_SOURCES}.`,
   };
-  for (const t of [opsTable, sqlTable, dupTable, checkTable, costTable]) printTable(t);
+  const rc = (runs[0] as RunFigures).reconcile;
+  const reconcileTable: Table | null =
+    rc === null
+      ? null
+      : {
+          title: `Reconciliation (WORKOS_API_KEY set): per event read back from the Events API (${rc.runs} cron runs reading all ${fmt(rc.reads / rc.runs)} accepted events, ${rc.pages} pages; 1 destination)`,
+          columns: ['per event read', 'measured', 'billed as'],
+          rows: [
+            ['Durable Object requests (ledger: one per shard a page meets)', f(rc.perRead.ledgerRequests, 3), 'DO request'],
+            ['Events API requests (one per 100 events)', f(rc.perRead.eventsApiRequests, 3), 'not billed (subrequest)'],
+            ['SQLite rows read', f(rc.perRead.sqlRowsRead), 'DO storage'],
+            ['SQLite rows written', f(rc.perRead.sqlRowsWritten, 3), 'DO storage'],
+            ['queue messages (events recovered)', f(rc.perRead.queueMessages, 3), 'Queues operation'],
+            ['Durable Object active wall time (ms)', f(rc.perRead.doActiveMs, 3), 'DO duration (GB-s)'],
+            ['local workerd CPU (ms)', f(rc.perRead.localCpuMs, 3), 'proxy for Workers CPU'],
+            ['per run, whatever it reads: Durable Object requests (the reconciler, alerts)', f(rc.perRun.doRequests), 'DO request'],
+            ['per run: the reconciler\'s own rows written (position, totals, last run)', f(rc.perRun.kvRowsWritten), 'DO storage'],
+            [`cost per million events, each read ${READS_PER_EVENT_AT_DEFAULTS} times`, money(reconcileCost(rc)), 'USD'],
+          ],
+          note: `Every event read was already accepted by its webhook (a duplicate in the ledger: ${rc.recovered} recovered). At the defaults (a cron run a minute, reconcile_overlap_seconds = 120) each event is read about ${READS_PER_EVENT_AT_DEFAULTS} times: once new, then by the runs whose overlap still covers it. Full pages of 100 events: at low volume a page meets fewer shards but holds fewer events, so a read costs up to one ledger request.`,
+        };
+  const tables = [opsTable, sqlTable, dupTable, checkTable, costTable, ...(reconcileTable !== null ? [reconcileTable] : [])];
+  for (const t of tables) printTable(t);
 
   const targets: Target[] = [];
   for (const r of runs.filter((x) => x.budget === null && !x.lean)) {
@@ -510,10 +671,15 @@ export async function runCost(ctx: BenchContext): Promise<BenchOutput> {
     `Lean configuration, measured (1 destination, trace_retention_days = 0, log_level = "warn"): ${f(lean.perEvent.doRequests)} Durable Object requests per event (the trace write gone: the registry's read and report per batch remain), ${f(lean.perEvent.sqlRowsWritten + lean.expiry.rowsWritten)} SQLite rows written over the whole life, ${f(lean.logLinesPerEvent)} structured log lines, ${money(wholeLife(lean))} per million events whole life against ${money(wholeLife(one))} with the defaults. What it gives up: the console's delivery history and \`GET /admin/events\`, and the per-event lines in the logs (warnings and errors stay).`,
     `Queue consumer invocations: ${f(one.perEvent.consumerInvocations, 3)} per event (mean batch ${fmt(1 / Math.max(1e-9, one.perEvent.consumerInvocations), 1)}). The Workers pricing page bills inbound requests and CPU time and is not explicit about consumer invocations, so the table prices them as requests, an upper bound; they scale with batches, not destinations.`,
     `CPU and duration are upper-bound estimates: "local workerd CPU" is the whole local workerd process's CPU time per event (${f(one.perEvent.localCpuMs)} ms with 1 destination, ${f(five.perEvent.localCpuMs)} ms with 5), which includes the runtime's HTTP handling, the local queue broker and SQLite I/O that production does not bill as Worker CPU; Durable Object duration is the objects' measured active wall time (${f(one.perEvent.doActiveMs)} ms per event locally). Even as upper bounds they are small next to the rows written.`,
+    ...(rc === null
+      ? []
+      : [
+          `Reconciliation, when on (WORKOS_API_KEY set), reads every event back from the Events API, about ${READS_PER_EVENT_AT_DEFAULTS} times at the defaults. A page's events now go to the ledger in one request per shard they fall in: ${f(rc.perRead.ledgerRequests, 3)} Durable Object requests per event read here (full pages, 16 shards), where each event read was one request before (one admit RPC per event, by construction). At ${READS_PER_EVENT_AT_DEFAULTS} reads that adds ${money(reconcileCost(rc))} per million events (${pct(reconcileCost(rc) / Math.max(1e-9, wholeLife(one)))} of the whole-life total with 1 destination); one request per event read would have added ${money(READS_PER_EVENT_AT_DEFAULTS * PRICES.doRequestPerM)} in requests alone. Each run also costs ${f(rc.perRun.doRequests)} Durable Object request(s) and ${f(rc.perRun.kvRowsWritten)} rows written whatever it reads, plus a cron invocation: about ${money(43_200 * (rc.perRun.doRequests * PRICES.doRequestPerM + rc.perRun.kvRowsWritten * PRICES.sqliteRowsWrittenPerM + PRICES.workersRequestPerM) / 1e6)} a month at one run a minute.`,
+        ]),
     `A duplicate costs one Worker request and one Durable Object request (one SELECT: ${f(one.perDuplicate.sqlRowsRead)} row read, nothing written), no queue message and no delivery.`,
   ];
   return {
-    tables: [opsTable, sqlTable, costTable, dupTable, checkTable],
+    tables: [opsTable, sqlTable, costTable, ...(reconcileTable !== null ? [reconcileTable] : []), dupTable, checkTable],
     targets,
     findings,
     raw: { events, duplicates, prices: PRICES, priceSources: PRICE_SOURCES, gateways: GATEWAYS, gatewaySources: GATEWAY_SOURCES, runs },

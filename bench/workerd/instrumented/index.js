@@ -15,7 +15,13 @@
  * GET /__bench/counters returns the counters, merged across isolates (the
  * Durable Objects are asked over RPC; those calls are not counted).
  */
-import router, { DedupLedger as BaseLedger, DeadLetterStore as BaseDeadLetters, DestinationRegistry as BaseRegistry, DeliveryTrace as BaseTrace } from '../../../src/index.ts';
+import router, {
+  DedupLedger as BaseLedger,
+  DeadLetterStore as BaseDeadLetters,
+  DestinationRegistry as BaseRegistry,
+  DeliveryTrace as BaseTrace,
+  Reconciler as BaseReconciler,
+} from '../../../src/index.ts';
 
 // Every other export of the router (Durable Object classes added later included)
 // passes through unchanged; the local class exports below take precedence.
@@ -29,6 +35,7 @@ function freshCounters() {
   return {
     fetchInvocations: {},
     queueInvocations: {},
+    scheduledInvocations: 0,
     queueMessagesReceived: {},
     doCalls: {},
     doIncoming: {},
@@ -45,6 +52,9 @@ function freshCounters() {
     traceRowsExpired: 0,
     /** storage.setAlarm() calls by object kind: each is billed as one row written. */
     setAlarms: {},
+    /** Synchronous KV API calls (storage.kv) by object kind: a put or delete writes a row, a get reads one. */
+    kvWrites: {},
+    kvReads: {},
   };
 }
 
@@ -182,6 +192,19 @@ function countSetAlarm(storage, kind) {
   };
 }
 
+/** The synchronous KV API of a SQLite-backed object: its rows are billed as SQLite rows (a list's rows are not counted). */
+function countKv(kv, kind) {
+  for (const [method, map] of [['put', 'kvWrites'], ['delete', 'kvWrites'], ['get', 'kvReads']]) {
+    const real = kv[method];
+    kv[method] = (...args) => {
+      const result = Reflect.apply(real, kv, args);
+      // A delete writes a row only when the key was there (it answers whether it was).
+      if (method !== 'delete' || result === true) inc(counters[map], kind);
+      return result;
+    };
+  }
+}
+
 function wrapSql(sql) {
   return new Proxy(sql, {
     get(target, prop) {
@@ -228,8 +251,21 @@ export class DedupLedger extends BaseLedger {
     super(ctx, wrapEnv(env, 'ledger DO'));
     this.sql = wrapSql(ctx.storage.sql);
   }
+  /** Set while admitMany hands its events to admit (synchronously): those are not requests of their own. */
+  #inMany = false;
   admit(req) {
+    if (this.#inMany) return super.admit(req);
     return timed(this.#clock, 'DedupLedger.admit', () => super.admit(req));
+  }
+  admitMany(reqs) {
+    return timed(this.#clock, 'DedupLedger.admitMany', () => {
+      this.#inMany = true;
+      try {
+        return super.admitMany(reqs);
+      } finally {
+        this.#inMany = false;
+      }
+    });
   }
   getBody(id) {
     return timed(this.#clock, 'DedupLedger.getBody', () => super.getBody(id));
@@ -293,6 +329,18 @@ export class DestinationRegistry extends BaseRegistry {
   }
 }
 
+export class Reconciler extends BaseReconciler {
+  #clock = new ActiveClock();
+  constructor(ctx, env) {
+    countSetAlarm(ctx.storage, 'reconciler');
+    countKv(ctx.storage.kv, 'reconciler');
+    super(ctx, wrapEnv(env, 'reconciler DO'));
+  }
+  run(opts) {
+    return timed(this.#clock, 'Reconciler.run', () => super.run(opts));
+  }
+}
+
 export class DeliveryTrace extends BaseTrace {
   #clock = new ActiveClock();
   constructor(ctx, env) {
@@ -330,6 +378,14 @@ function snapshot() {
     rowsWritten += n;
     sqlByStatement[`storage.setAlarm() in the ${kind}`] = { calls: n, rowsRead: 0, rowsWritten: n };
   }
+  for (const [kind, n] of Object.entries(counters.kvWrites)) {
+    rowsWritten += n;
+    sqlByStatement[`storage.kv put/delete in the ${kind}`] = { calls: n, rowsRead: 0, rowsWritten: n };
+  }
+  for (const [kind, n] of Object.entries(counters.kvReads)) {
+    rowsRead += n;
+    sqlByStatement[`storage.kv get in the ${kind}`] = { calls: n, rowsRead: n, rowsWritten: 0 };
+  }
   return { isolate: isolate(), counters: { ...counters, sqlRowsRead: rowsRead, sqlRowsWritten: rowsWritten, sqlByStatement } };
 }
 
@@ -365,6 +421,10 @@ export default {
     }
     inc(counters.fetchInvocations, `${request.method} ${url.pathname}`);
     return router.fetch(request, wrapEnv(env, 'webhook'), ctx);
+  },
+  async scheduled(controller, env, ctx) {
+    counters.scheduledInvocations++;
+    return router.scheduled(controller, wrapEnv(env, 'cron'), ctx);
   },
   async queue(batch, env, ctx) {
     inc(counters.queueInvocations, batch.queue);
