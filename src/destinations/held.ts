@@ -144,19 +144,19 @@ export class HeldDeliveries extends DurableObject<Env> {
    * as the probe (the consumer tries it although the circuit is open). False
    * when nothing is held.
    */
-  async probe(destination: string): Promise<boolean> {
+  async probe(destination: string, token?: number): Promise<boolean> {
     this.ctx.storage.kv.put('destination', destination);
     if ((await this.count()) === 0) return false;
-    await this.sendOldest(destination, 1, true);
+    await this.sendOldest(destination, 1, { token });
     return true;
   }
 
   /** Re-enqueues the oldest slice in acceptance order; true when more remain. */
   private drainStep(destination: string): Promise<boolean> {
-    return this.sendOldest(destination, DRAIN_SLICE, false);
+    return this.sendOldest(destination, DRAIN_SLICE, null);
   }
 
-  private async sendOldest(destination: string, limit: number, probe: boolean): Promise<boolean> {
+  private async sendOldest(destination: string, limit: number, probe: { token: number | undefined } | null): Promise<boolean> {
     const rows = this.sql.exec<Row>('SELECT * FROM held ORDER BY accepted_at, seq LIMIT ?', limit).toArray();
     if (rows.length === 0) return false;
     const loaded = loadConfig(this.env);
@@ -179,7 +179,10 @@ export class HeldDeliveries extends DurableObject<Env> {
       };
       if (r.stale === 1) m.stale = true;
       if (r.replay === 1) m.replay = true;
-      if (probe) m.probe = destination;
+      if (probe !== null) {
+        m.probe = destination;
+        if (probe.token !== undefined) m.probe_token = probe.token;
+      }
       if (fitsInline(m, r.body, utf8Length(r.body))) m.body = r.body;
       else {
         if (stored >= storeCalls) break;
@@ -210,7 +213,7 @@ export class HeldDeliveries extends DurableObject<Env> {
       this.sql.exec(`DELETE FROM held WHERE seq IN (${placeholders(seqs.length)})`, ...seqs);
       sent += chunk.length;
     }
-    if (sent > 0) log('info', probe ? 'circuit_probe_sent' : 'held_drained', { destination, count: sent });
+    if (sent > 0) log('info', probe !== null ? 'circuit_probe_sent' : 'held_drained', { destination, count: sent });
     return sent === taken.length ? (await this.count()) > 0 : true;
   }
 

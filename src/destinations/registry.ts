@@ -157,18 +157,27 @@ export class DestinationRegistry extends DurableObject<Env> {
     return out;
   }
 
-  /** What the consumer must not deliver to, read once per batch: paused destinations and open circuits. */
-  async blocked(): Promise<{ paused: string[]; open: string[] }> {
+  /**
+   * What the consumer must not deliver to, read once per batch: paused
+   * destinations and open circuits, with the token of each open circuit's
+   * latest probe (the only one tried).
+   */
+  async blocked(): Promise<{ paused: string[]; open: string[]; probes: Record<string, number> }> {
     const rows = this.sql.exec<{ name: string; paused_at: number | null; circuit_open_at: number | null }>(
       'SELECT name, paused_at, circuit_open_at FROM destinations WHERE paused_at IS NOT NULL OR circuit_open_at IS NOT NULL',
     );
     const paused: string[] = [];
     const open: string[] = [];
+    const probes: Record<string, number> = {};
     for (const r of rows) {
       if (r.paused_at !== null) paused.push(r.name);
-      if (r.circuit_open_at !== null) open.push(r.name);
+      if (r.circuit_open_at !== null) {
+        open.push(r.name);
+        const token = this.ctx.storage.kv.get<number>(`probe_token:${r.name}`);
+        if (token !== undefined) probes[r.name] = token;
+      }
     }
-    return { paused, open };
+    return { paused, open, probes };
   }
 
   /** Names of the paused destinations. */
@@ -331,6 +340,7 @@ export class DestinationRegistry extends DurableObject<Env> {
 
   private async close(row: Row, now: number): Promise<void> {
     this.sql.exec('UPDATE destinations SET consecutive_failures = 0, circuit_open_at = NULL, cooldown_ms = NULL, next_probe_at = NULL WHERE name = ?', row.name);
+    this.ctx.storage.kv.delete(`probe_token:${row.name}`);
     // The held deliveries drain now (unless paused meanwhile: they wait for the resume).
     const sync = await this.syncHeld(row.name);
     const held = sync.state === 'draining' ? sync.held : null;
@@ -391,7 +401,9 @@ export class DestinationRegistry extends DurableObject<Env> {
     const due = this.sql.exec<Row>('SELECT * FROM destinations WHERE circuit_open_at IS NOT NULL AND next_probe_at <= ?', now).toArray();
     for (const row of due) {
       try {
-        const sent = await heldStub(this.env, row.name).probe(row.name);
+        // The token is written before the probe is sent, so a consumer reading it finds the probe's own.
+        this.ctx.storage.kv.put(`probe_token:${row.name}`, now);
+        const sent = await heldStub(this.env, row.name).probe(row.name, now);
         if (!sent) {
           await this.close(row, now);
           continue;

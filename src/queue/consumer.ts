@@ -82,7 +82,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   let blocked: Blocked;
   try {
     const b = await registryStub(env).blocked();
-    blocked = { paused: new Set(b.paused), open: new Set(b.open) };
+    blocked = { paused: new Set(b.paused), open: new Set(b.open), probes: b.probes ?? {} };
   } catch (err) {
     log('error', 'destination_registry_unavailable', { error: errorName(err) });
     batch.retryAll({ delaySeconds: 30 });
@@ -344,14 +344,20 @@ interface MessageWork {
   slots?: Record<string, number>;
 }
 
-/** Destinations that get no request: paused ones, and open circuits (except the probe a message carries). */
+/** Destinations that get no request: paused ones, and open circuits (except the latest probe a message carries). */
 interface Blocked {
   paused: Set<string>;
   open: Set<string>;
+  /** Open circuit → the token of its latest probe. */
+  probes: Record<string, number>;
 }
 
 function isBlocked(b: Blocked, name: string, body: RouterMessage): boolean {
-  return b.paused.has(name) || (b.open.has(name) && body.probe !== name);
+  if (b.paused.has(name)) return true;
+  if (!b.open.has(name)) return false;
+  // The probe is tried unless a later one was sent since (this one was late: it is held again, unused).
+  const latest = b.probes[name];
+  return !(body.probe === name && (body.probe_token === undefined || latest === undefined || body.probe_token === latest));
 }
 
 /** What the deliveries of one batch share: batched hand-offs, the blocked sets, and the outcomes to report. */
@@ -489,7 +495,7 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
     const firstDue = Math.min(...owed.map((n) => next[n]?.not_before ?? now));
     const delaySeconds = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil((firstDue - now) / 1000)));
     // A follow-up is never a probe: only the held store sends those, one at a time.
-    const { probe: _probe, ...rest } = body;
+    const { probe: _probe, probe_token: _token, ...rest } = body;
     plan.followUp = { body: { ...rest, pending: next }, delaySeconds };
     const deferred = owed.filter((n) => pending[n] !== undefined && !attempt.includes(n) && next[n] === pending[n]);
     if (deferred.length > 0) log('info', 'deliveries_deferred', { event_id: body.id, deferred: deferred.length, in_s: delaySeconds });

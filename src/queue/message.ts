@@ -13,6 +13,12 @@ export interface RouterMessage {
   replay?: true;
   /** The circuit breaker's probe for this destination: tried although its circuit is open. */
   probe?: string;
+  /**
+   * Which probe (the registry's token, ms): only the destination's latest is
+   * tried; an earlier one that arrives late (a queue backlog) is held again.
+   * Absent in probes sent by an older release: tried.
+   */
+  probe_token?: number;
   /** ms since epoch when the router accepted the event. */
   accepted_at: number;
   /** The raw body exactly as WorkOS sent it, when the whole message fits a queue message. */

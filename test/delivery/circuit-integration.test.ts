@@ -6,6 +6,7 @@
  * retried past the open circuit); then every held delivery
  * arrives once, in acceptance order. 4xx never open it.
  */
+import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
@@ -122,6 +123,48 @@ describe('circuit breaker', () => {
       await sink.until(() => sink.about(e.id as string, FRAGILE).some((r) => r.headers.get('x-workos-event-id') === e.id && r.at > 0), `${e.id} delivered`, 15_000);
       expect(await deadLettersFor(e.id as string)).toEqual([]);
     }
+    await until(async () => (await destination('fragile')).held === 0, 'nothing held');
+  }, 70_000);
+
+  it('a probe that arrives after a later one was sent is held again, unused: only the latest probe reaches the destination', async () => {
+    sink.on(FRAGILE, () => new Response(null, { status: 204 }));
+    const reg = registryStub(env);
+    await reg.report({ fragile: { delivered: 0, failed: 3, retryable_failures: 3, trailing_failures: 3 } }, { fragile: { failures: 3, cooldownSeconds: 3 } });
+    expect((await destination('fragile')).circuit).toBe('open');
+    // The registry has since sent probe 2 (its alarm left for later); probe 1, sent before it, is still in the queue.
+    await runInDurableObject(reg, (_i, state) => {
+      state.storage.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', Date.now() + 3_600_000, 'fragile');
+      state.storage.kv.put('probe_token:fragile', 2);
+    });
+    const probe = (token: number) => {
+      const e = sampleEvent({ event: 'email_verification.created', data: { id: `email_verification_${crypto.randomUUID()}`, object: 'email_verification', email: 'p@example.test' } });
+      const message = {
+        v: 1,
+        id: e.id as string,
+        type: e.event as string,
+        created_at: e.created_at as string,
+        source: 'webhook',
+        accepted_at: Date.now(),
+        body: JSON.stringify(e),
+        pending: { fragile: { attempts: 1, rules: ['verifications'] } },
+        probe: 'fragile',
+        probe_token: token,
+      };
+      return { id: e.id as string, send: () => env.EVENTS_QUEUE.send(message, { contentType: 'json' }) };
+    };
+    const late = probe(1);
+    const latest = probe(2);
+    const heldBefore = (await destination('fragile')).held;
+    await late.send();
+    // The late probe is held again (the positive signal that the consumer has seen it) and reached nobody.
+    await until(async () => (await destination('fragile')).held === heldBefore + 1, 'the late probe held again', 20_000);
+    expect(sink.about(late.id, FRAGILE)).toEqual([]);
+    // The latest probe is tried: it succeeds, the circuit closes, and the late one drains, delivered once.
+    await latest.send();
+    await until(async () => (await destination('fragile')).circuit === 'closed', 'the circuit closed', 20_000);
+    await sink.until(() => sink.about(late.id, FRAGILE).length === 1, 'the late probe delivered after the close', 20_000);
+    expect(sink.about(latest.id, FRAGILE)).toHaveLength(1);
+    expect(sink.about(late.id, FRAGILE)[0]!.at).toBeGreaterThan(sink.about(latest.id, FRAGILE)[0]!.at);
     await until(async () => (await destination('fragile')).held === 0, 'nothing held');
   }, 70_000);
 
