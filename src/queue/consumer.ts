@@ -7,11 +7,15 @@
  *   count and the time before which it is not tried again), so a destination
  *   that succeeded is never called again by a retry.
  * - Permanent failures and exhausted attempts go to the dead-letter store.
- * - A batch stays within a subrequest budget (Workers Free: 50), with the
- *   calls the flush will make (queue sends, the dead-letter call, body
- *   storage) reserved up front: a message that does not fit what is left is
- *   redelivered whole by the platform; one whose fan-out exceeds a whole
- *   batch's budget is split, the rest deferred to its follow-up.
+ * - A batch stays within two subrequest budgets, as Workers counts them
+ *   (Free: 50 requests to the Internet, 1,000 to Cloudflare services, per
+ *   invocation): HTTP deliveries within `consumer_subrequest_budget`, and
+ *   calls to Durable Objects and queues (queue deliveries, hand-offs, the
+ *   registry, the flush) within `serviceCallBudget`. The calls the flush will
+ *   make (queue sends, the dead-letter call, body storage) are reserved up
+ *   front: a message that does not fit what is left is redelivered whole by
+ *   the platform; one whose fan-out exceeds a whole batch's budget is split,
+ *   the rest deferred to its follow-up.
  * - Each message is acked or retried on its own outcome: acked once its
  *   follow-up and dead letters are safe, retried (at-least-once) otherwise.
  * - An invalid configuration holds events: each message is re-enqueued as a
@@ -36,6 +40,22 @@ import { type PendingDelivery, QUEUE_MESSAGE_LIMIT, type RouterMessage, chunkFor
 
 export const EVENTS_QUEUE_NAME = 'workos-router-events';
 export const DLQ_NAME = 'workos-router-events-dlq';
+
+/** Subrequests: to the Internet (`web`) and to Cloudflare services (`service`). */
+interface Cost {
+  web: number;
+  service: number;
+}
+
+/**
+ * Calls to Cloudflare services (Durable Objects, queues) one consumer
+ * invocation makes at most: 900 keeps within Workers Free's 1,000, and a
+ * `consumer_subrequest_budget` raised above it (a Paid plan, which allows
+ * 10,000 in all) raises this too.
+ */
+export function serviceCallBudget(webBudget: number): number {
+  return Math.max(900, webBudget);
+}
 
 /** Calls every batch makes besides its deliveries: the destination registry's read of the blocked sets and its report (and its send slots when a destination has `max_per_second`). */
 const BATCH_BASE_CALLS = 2;
@@ -76,7 +96,9 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   const loaded = loadConfig(env);
   if (!loaded.ok) return holdBatch(batch, env);
   const config = loaded.config;
-  const totalBudget = config.settings.consumerSubrequestBudget;
+  // Requests to the Internet (HTTP deliveries) and to Cloudflare services (everything else), budgeted apart.
+  const webBudget = config.settings.consumerSubrequestBudget;
+  const serviceBudget = serviceCallBudget(config.settings.consumerSubrequestBudget);
   // Which destinations are paused or have an open circuit: one read per batch
   // (and one report of the batch's outcomes at its end).
   let blocked: Blocked;
@@ -90,6 +112,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   }
   const rateLimited = [...config.destinations.values()].some((d) => d.maxPerSecond !== null);
   const baseCalls = BATCH_BASE_CALLS + (rateLimited ? 1 : 0);
+  let usedWeb = 0;
   let used = baseCalls;
   // No trace (trace_retention_days = 0): no trace write to reserve.
   const bucketOf = (m: RouterMessage) => (config.settings.traceRetentionDays === 0 ? '' : bucketName(m.accepted_at, m.id, config.settings.traceShards));
@@ -124,7 +147,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     let raw = body.body;
     if (raw === undefined && body.body_ref !== undefined) {
       // Redelivered whole only when a batch of its own would have room (else it would come back for ever).
-      if (used + 1 + trial.calls() > totalBudget && used > baseCalls) {
+      if (used + 1 + trial.calls() > serviceBudget && (used > baseCalls || usedWeb > 0)) {
         plan.redeliver = true;
         continue;
       }
@@ -163,31 +186,38 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       continue;
     }
     const due = names.filter((n) => (pending[n]?.not_before ?? 0) <= now + 1_000);
-    const left = totalBudget - used - trial.calls();
-    // Each delivery is one subrequest, except Slack: one hand-off per destination per batch.
-    const costOf = (name: string, handed: Set<string>) => (batchedHandOff(name) && handed.has(name) ? 0 : 1);
+    const left: Cost = { web: webBudget - usedWeb, service: serviceBudget - used - trial.calls() };
+    // Each delivery is one subrequest (HTTP: to the Internet; queue: to a service), except the batched
+    // hand-offs (Slack, paused, open circuit): one per destination per batch.
+    const costOf = (name: string, handed: Set<string>): Cost => {
+      if (batchedHandOff(name)) return { web: 0, service: handed.has(name) ? 0 : 1 };
+      return config.destinations.get(name)?.type === 'queue' ? { web: 0, service: 1 } : { web: 1, service: 0 };
+    };
     const handed = new Set(slackHanded);
-    const dueCost = due.reduce((sum, n) => {
+    const dueCost = due.reduce((sum: Cost, n) => {
       const c = costOf(n, handed);
       handed.add(n);
-      return sum + c;
-    }, 0);
-    if (dueCost > left && dueCost <= totalBudget - baseCalls - new FlushReserve(bucketOf).with(body).calls()) {
+      return { web: sum.web + c.web, service: sum.service + c.service };
+    }, { web: 0, service: 0 });
+    const fits = (c: Cost, room: Cost) => c.web <= room.web && c.service <= room.service;
+    if (!fits(dueCost, left) && fits(dueCost, { web: webBudget, service: serviceBudget - baseCalls - new FlushReserve(bucketOf).with(body).calls() })) {
       // It would fit a batch of its own: let the platform redeliver it whole
       // rather than writing a follow-up message (one message per event).
       plan.redeliver = true;
       continue;
     }
     const attempt: string[] = [];
-    let cost = 0;
+    const cost: Cost = { web: 0, service: 0 };
     for (const n of due) {
       const c = costOf(n, slackHanded);
-      if (cost + c > left) break;
+      if (!fits({ web: cost.web + c.web, service: cost.service + c.service }, left)) break;
       attempt.push(n);
-      cost += c;
+      cost.web += c.web;
+      cost.service += c.service;
       if (batchedHandOff(n)) slackHanded.add(n);
     }
-    used += cost;
+    usedWeb += cost.web;
+    used += cost.service;
     reserve.commit(trial);
     work.push({ plan, body, event, raw, pending, attempt });
   }
