@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vites
 import { loadConfig } from '../../src/config/load';
 import { deadLetterStub } from '../../src/deadletters/store';
 import type { DedupLedger } from '../../src/dedup/ledger';
-import { ledgerStub, shardKeyOf } from '../../src/dedup/shard';
+import { ledgerShardOf, ledgerStub, shardKeyOf } from '../../src/dedup/shard';
 import type { UnknownEvent } from '../../src/events/catalog';
 import type { RouterMessage } from '../../src/queue/message';
 import { MAX_EVENT_ATTEMPTS, type RunReport, reconcilerStub } from '../../src/reconcile/reconciler';
@@ -586,6 +586,51 @@ describe('reconciliation: requests per run', { timeout: 60_000 }, () => {
     expect(ledger.count()).toBe(2 * shardsMet);
     // Every event was admitted, in its own shard.
     for (const e of all) expect(await ledgerOf(e).isCommitted(e.id)).toBe(true);
+  });
+
+  it('a ledger shard that cannot be reached fails only its events: they are retried on the next run, the others are taken', async () => {
+    const t = Date.now() - 10 * MINUTE;
+    const all = evs(40, t);
+    const logs = vi.spyOn(console, 'error');
+    let failed: string | null = null;
+    const spy = await runInDurableObject(reconciler(), (instance) => {
+      const ns = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
+      const original = ns.get.bind(ns);
+      return vi.spyOn(ns, 'get').mockImplementation((id, options) => {
+        const stub = original(id, options);
+        if (failed !== null && failed !== id.name) return stub;
+        failed = id.name ?? '?';
+        return { admitMany: () => Promise.reject(new Error('shard reset')) } as never;
+      });
+    });
+    answers.push(() => page(all));
+    const first = await run();
+    const lost = all.filter((e) => ledgerShardOf(e as unknown as UnknownEvent, shards()) === failed);
+    expect(lost.length).toBeGreaterThan(0);
+    expect(first).toMatchObject({ status: 'failed', error: 'enqueue_failed', recovered: 40 - lost.length, retrying: lost.length });
+    const line = logLines(logs, 'ledger_unavailable').find((l) => l.shard === failed);
+    expect(line).toMatchObject({ level: 'error', events: lost.length, error: 'Error: shard reset' });
+    spy.mockRestore();
+    logs.mockRestore();
+    await expireBackoff();
+    answers.push(() => page(all));
+    expect(await run('cron')).toMatchObject({ status: 'completed', recovered: lost.length, retrying: 0 });
+    for (const e of all) expect(await ledgerOf(e).isCommitted(e.id)).toBe(true);
+  });
+
+  it('a shard whose events carry more than 4 MB of bodies gets them in several requests, one after another', async () => {
+    // 100 updates of one user (one ordering key: one shard), 50 KB each.
+    const t = Date.now() - 10 * MINUTE;
+    const user = `user_big_${Date.now()}`;
+    const all = Array.from({ length: 100 }, (_, i) => {
+      const e = makeEvent('user.updated', { created_at: new Date(t + i * SECOND).toISOString(), data: { id: user, first_name: 'x'.repeat(50_000) } });
+      return { object: 'event' as const, ...(e as unknown as Omit<ApiEvent, 'object'>) };
+    });
+    const ledger = await countLedgerRequests();
+    answers.push(() => page(all));
+    expect(await run()).toMatchObject({ status: 'completed', recovered: 100 });
+    expect(ledger.count()).toBe(2); // 5 MB of bodies: 4 MB at most a request
+    for (const e of [all[0]!, all[79]!, all[80]!, all[99]!]) expect(await ledgerOf(e).isCommitted(e.id)).toBe(true);
   });
 
   it('keeps a run within Workers Free (1,000 requests to Cloudflare services) with many shards, reports behind, and the next runs read the rest', async () => {
