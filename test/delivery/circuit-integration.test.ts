@@ -9,6 +9,7 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { routerMessage } from '../helpers/consumer';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
@@ -139,18 +140,7 @@ describe('circuit breaker', () => {
     });
     const probe = (token: number) => {
       const e = sampleEvent({ event: 'email_verification.created', data: { id: `email_verification_${crypto.randomUUID()}`, object: 'email_verification', email: 'p@example.test' } });
-      const message = {
-        v: 1,
-        id: e.id as string,
-        type: e.event as string,
-        created_at: e.created_at as string,
-        source: 'webhook',
-        accepted_at: Date.now(),
-        body: JSON.stringify(e),
-        pending: { fragile: { attempts: 1, rules: ['verifications'] } },
-        probe: 'fragile',
-        probe_token: token,
-      };
+      const message = routerMessage(e, { pending: { fragile: { attempts: 1, rules: ['verifications'] } }, probe: 'fragile', probe_token: token });
       return { id: e.id as string, send: () => env.EVENTS_QUEUE.send(message, { contentType: 'json' }) };
     };
     const late = probe(1);

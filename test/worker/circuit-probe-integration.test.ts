@@ -12,6 +12,17 @@ import { heldStub } from '../../src/destinations/held';
 import { PROBE_REPORT_WAIT_MS, registryStub } from '../../src/destinations/registry';
 import { sampleEvent } from '../helpers/webhook';
 
+/** A destination whose circuit is open (1 failure, 60 s cooldown), with one delivery held. */
+async function openWithOneHeld(name: string) {
+  const reg = registryStub(env);
+  const policy = { [name]: { failures: 1, cooldownSeconds: 60 } };
+  await reg.report({ [name]: { delivered: 0, failed: 1, retryable_failures: 1, trailing_failures: 1 } }, policy);
+  const held = heldStub(env, name);
+  const e = sampleEvent();
+  await held.hold(name, [{ event_id: e.id as string, event_type: e.event as string, created_at: e.created_at as string, source: 'webhook', stale: false, accepted_at: Date.now(), attempts: 1, rules: ['r'], body: JSON.stringify(e) }]);
+  return { reg, policy, held };
+}
+
 describe('circuit probes', () => {
   it('a probe that has not reported yet is not followed by another one a cooldown later', async () => {
     const name = `probe-${crypto.randomUUID()}`;
@@ -38,12 +49,7 @@ describe('circuit probes', () => {
 
   it('a held store that cannot be told to drain when the circuit closes is told again by the alarm: nothing stays stranded', async () => {
     const name = `sync-${crypto.randomUUID()}`;
-    const reg = registryStub(env);
-    const policy = { [name]: { failures: 1, cooldownSeconds: 60 } };
-    await reg.report({ [name]: { delivered: 0, failed: 1, retryable_failures: 1, trailing_failures: 1 } }, policy);
-    const held = heldStub(env, name);
-    const e = sampleEvent();
-    await held.hold(name, [{ event_id: e.id as string, event_type: e.event as string, created_at: e.created_at as string, source: 'webhook', stale: false, accepted_at: Date.now(), attempts: 1, rules: ['r'], body: JSON.stringify(e) }]);
+    const { reg, policy, held } = await openWithOneHeld(name);
     // The probe succeeded; telling the held store to drain fails once.
     const ns = env.HELD_DELIVERIES;
     const realGet = ns.get.bind(ns);
@@ -70,12 +76,7 @@ describe('circuit probes', () => {
 
   it('a pause that lands while the circuit-close drain call is on its way leaves the held store holding', async () => {
     const name = `race-${crypto.randomUUID()}`;
-    const reg = registryStub(env);
-    const policy = { [name]: { failures: 1, cooldownSeconds: 60 } };
-    await reg.report({ [name]: { delivered: 0, failed: 1, retryable_failures: 1, trailing_failures: 1 } }, policy);
-    const held = heldStub(env, name);
-    const e = sampleEvent();
-    await held.hold(name, [{ event_id: e.id as string, event_type: e.event as string, created_at: e.created_at as string, source: 'webhook', stale: false, accepted_at: Date.now(), attempts: 1, rules: ['r'], body: JSON.stringify(e) }]);
+    const { reg, policy, held } = await openWithOneHeld(name);
     // The call telling the held store to drain is slow on its way: it reaches the store only after the pause.
     const ns = env.HELD_DELIVERIES;
     const realGet = ns.get.bind(ns);
