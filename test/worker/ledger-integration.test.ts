@@ -211,4 +211,24 @@ describe('ledger admitMany (a reconciliation page for one shard)', () => {
     expect(await stub.isCommitted('event_many_ok')).toBe(true);
     expect(await stub.isCommitted('event_many_fail')).toBe(false);
   });
+
+  it('an admission that throws answers unavailable for its event only, logged without its body', async () => {
+    const stub = fresh();
+    const t = Date.now() - 60_000;
+    const errors = vi.spyOn(console, 'error');
+    await runInDurableObject(stub, (instance) => {
+      const original = instance.admit.bind(instance);
+      vi.spyOn(instance, 'admit').mockImplementation((req) => (req.id === 'event_many_throws' ? Promise.reject(new Error('SQLITE_FULL')) : original(req)));
+    });
+    const results = await stub.admitMany([
+      { ...about('event_many_throws', 'user.created', t), ordering: undefined },
+      { ...about('event_many_fine', 'user.created', t), ordering: undefined },
+    ]);
+    vi.restoreAllMocks();
+    expect(results).toEqual([{ status: 'unavailable' }, { status: 'accepted' }]);
+    const line = errors.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"ledger_admit_failed"'));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'error', event_id: 'event_many_throws', error: 'Error: SQLITE_FULL' });
+    expect(line).not.toContain('user_many'); // nothing of the payload
+    expect(await stub.isCommitted('event_many_throws')).toBe(false);
+  });
 });
