@@ -362,11 +362,14 @@ export class DestinationRegistry extends DurableObject<Env> {
    */
   private syncHeld(name: string): Promise<HeldSync> {
     const before = this.heldLanes.get(name) ?? Promise.resolve();
-    const mine = before.then(() => this.syncHeldNow(name));
+    // After the previous call whatever its outcome (a failure of one does not skip the next).
+    const mine = before.catch(() => undefined).then(() => this.syncHeldNow(name));
     this.heldLanes.set(name, mine);
-    void mine.finally(() => {
-      if (this.heldLanes.get(name) === mine) this.heldLanes.delete(name);
-    });
+    mine
+      .finally(() => {
+        if (this.heldLanes.get(name) === mine) this.heldLanes.delete(name);
+      })
+      .catch(() => undefined);
     return mine;
   }
 
