@@ -165,7 +165,8 @@ export const SETTINGS_SPEC: readonly IntSpec[] = [
   // 30 days: the Events API serves events up to 30 days old, so any backfill it allows is duplicate-free.
   { key: 'dedup_retention_days', field: 'dedupRetentionDays', def: 30, min: 4, max: 90 },
   { key: 'claim_lease_seconds', field: 'claimLeaseSeconds', def: 30, min: 5, max: 600 },
-  // At least 8: a batch reserves 2 (destination registry), up to 3 for its flush, 1 for its trace write and 1 to read a large body, leaving room for a delivery.
+  // HTTP deliveries per consumer invocation (requests to the Internet; Workers Free allows 50). Its calls to Cloudflare
+  // services are budgeted apart (serviceCallBudget in queue/consumer.ts). The held store's drain and bulk replays use it too.
   { key: 'consumer_subrequest_budget', field: 'consumerSubrequestBudget', def: 45, min: 8, max: 1000 },
   { key: 'reconcile_max_pages', field: 'reconcileMaxPages', def: 5, min: 1, max: 40 },
   { key: 'reconcile_overlap_seconds', field: 'reconcileOverlapSeconds', def: 120, min: 0, max: 3600 },
