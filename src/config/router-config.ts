@@ -35,6 +35,11 @@ export interface RouterSettings {
   logLevel: ConfigLogLevel;
   /** ISO time the first reconciliation starts from (default: the first run's time). */
   reconcileSince?: string;
+  /**
+   * `dedup_shards` before its last change, while the ledger still remembers
+   * events filed under it: a new event is also looked for in its shard then.
+   */
+  dedupShardsPrevious?: number;
 }
 
 export type ConfigLogLevel = 'info' | 'warn' | 'error';
@@ -152,7 +157,7 @@ export type ConfigResult =
 
 interface IntSpec {
   key: string;
-  field: Exclude<keyof RouterSettings, 'reconcileSince' | 'consoleShowPayloads' | 'sourceAllowlist' | 'logLevel'>;
+  field: Exclude<keyof RouterSettings, 'reconcileSince' | 'consoleShowPayloads' | 'sourceAllowlist' | 'logLevel' | 'dedupShardsPrevious'>;
   def: number;
   min: number;
   max: number;
@@ -184,7 +189,18 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_DIGEST_WINDOW_SECONDS = 10;
 export const DEFAULT_SLACK_MAX_PENDING = 10_000;
 
-const TOP_KEYS = new Set(['destinations', 'rules', 'alerts', 'reconcile_since', 'console_show_payloads', 'allowed_source_ips', 'source_ip_mode', 'log_level', ...SETTINGS_SPEC.map((s) => s.key)]);
+const TOP_KEYS = new Set([
+  'destinations',
+  'rules',
+  'alerts',
+  'reconcile_since',
+  'console_show_payloads',
+  'allowed_source_ips',
+  'source_ip_mode',
+  'log_level',
+  'dedup_shards_previous',
+  ...SETTINGS_SPEC.map((s) => s.key),
+]);
 const COMMON_DEST_KEYS = ['name', 'type', 'max_attempts', 'retry_delay_seconds', 'circuit'];
 const DEST_KEYS: Record<DestinationType, Set<string>> = {
   queue: new Set([...COMMON_DEST_KEYS, 'queue', 'max_per_second']),
@@ -266,6 +282,17 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
     if (typeof since !== 'string' || Number.isNaN(Date.parse(since))) {
       problems.push('reconcile_since: must be an ISO 8601 time, e.g. "2026-11-01T00:00:00Z"');
     } else settings.reconcileSince = new Date(since).toISOString();
+  }
+
+  if (root.dedup_shards_previous !== undefined) {
+    const previous = readInt(root.dedup_shards_previous, 'dedup_shards_previous', 0, 1, 1024, problems);
+    if (previous > 0 && previous === settings.dedupShards) problems.push(`dedup_shards_previous: must differ from dedup_shards (${settings.dedupShards}); remove it when the shard count did not change`);
+    else if (previous > 0) {
+      settings.dedupShardsPrevious = previous;
+      warnings.push(
+        `dedup_shards_previous: each new event is also looked for in its shard of ${previous} (one more Durable Object request per new event); remove it once dedup_retention_days (${settings.dedupRetentionDays}) have passed since dedup_shards changed`,
+      );
+    }
   }
 
   // Destinations

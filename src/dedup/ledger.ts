@@ -39,7 +39,7 @@
  * a reference.
  */
 import { DurableObject } from 'cloudflare:workers';
-import type { OrderingKey } from './shard';
+import { type OrderingKey, ledgerStubByName } from './shard';
 import { errorName, log } from '../log';
 import { type RouterMessage, fitsInline } from '../queue/message';
 
@@ -53,9 +53,26 @@ export interface AdmitRequest {
   source: RouterMessage['source'];
   /** This object's shard name (recorded in body references). */
   shard: string;
+  /**
+   * The shard this event met before `dedup_shards` changed (`dedup_shards_previous`):
+   * an id this object does not know is looked for there too, with its ordering record.
+   */
+  previousShard?: string;
   retentionMs: number;
   /** Out-of-order tracking, when the event is about an object or subject with a parseable `created_at`. */
   ordering?: OrderingKey & { createdAtMs: number; deletion: boolean };
+}
+
+/** An object's ordering record: the newest `created_at` routed about it, and whether it was deleted. */
+type OrderRow = {
+  newest_ms: number;
+  deleted: number;
+};
+
+/** What a shard remembers of an event (`recall`). */
+export interface Recall {
+  committed: boolean;
+  order: OrderRow | null;
 }
 
 export type AdmitResult =
@@ -209,6 +226,20 @@ export class DedupLedger extends DurableObject<Env> {
     return this.sql.exec('UPDATE bodies SET expires_at = MAX(expires_at, ?) WHERE id = ?', untilMs, id).rowsWritten > 0;
   }
 
+  /**
+   * What this shard remembers of an event another shard is admitting since
+   * `dedup_shards` changed: whether it was committed here, and the ordering
+   * record of its object. Reads only.
+   */
+  async recall(id: string, createdAt: string, orderingKey?: string): Promise<Recall> {
+    const row = this.find<{ state: string }>('state', id, DedupLedger.dated(createdAt) ? DedupLedger.dayTable(createdAt, Date.now()) : undefined);
+    const order =
+      orderingKey === undefined
+        ? undefined
+        : this.sql.exec<{ newest_ms: number; deleted: number }>('SELECT newest_ms, deleted FROM objects WHERE key = ?', orderingKey).toArray()[0];
+    return { committed: row?.state === 'committed', order: order === undefined ? null : { newest_ms: order.newest_ms, deleted: order.deleted } };
+  }
+
   /** Has this id been committed (accepted and enqueued)? */
   async isCommitted(id: string): Promise<boolean> {
     return this.find<{ state: string }>('state', id)?.state === 'committed';
@@ -265,7 +296,18 @@ export class DedupLedger extends DurableObject<Env> {
       // A claim written by an older release (this one writes none): honoured until its lease runs out.
       if (row.lease_until > now) return { status: 'in_progress' };
     }
-    const order = this.readOrder(req);
+    // Since dedup_shards changed, an event this shard does not know may have been filed under its previous shard.
+    let previous: Recall | null = null;
+    if (row === undefined && req.previousShard !== undefined && req.previousShard !== req.shard) {
+      try {
+        previous = await ledgerStubByName(this.env, req.previousShard).recall(req.id, req.created_at, req.ordering?.key);
+      } catch (err) {
+        log('error', 'ledger_previous_unavailable', { event_id: req.id, shard: req.previousShard, error: errorName(err) });
+        return { status: 'unavailable' };
+      }
+      if (previous.committed) return { status: 'duplicate' };
+    }
+    const order = this.readOrder(req, previous?.order ?? null);
     const message: RouterMessage = { v: 1, id: req.id, type: req.type, created_at: req.created_at, source: req.source, accepted_at: now };
     if (order.stale) message.stale = true;
     const large = !fitsInline(message, req.body, req.bodyBytes);
@@ -308,10 +350,11 @@ export class DedupLedger extends DurableObject<Env> {
    * deletion of an `object` is never stale; anything else about a deleted
    * object is; otherwise an event older than the newest routed one is.
    */
-  private readOrder(req: AdmitRequest): { stale: boolean; row?: { newest_ms: number; deleted: number } } {
+  private readOrder(req: AdmitRequest, previous: OrderRow | null): { stale: boolean; row?: OrderRow } {
     const o = req.ordering;
     if (o === undefined) return { stale: false };
-    const row = this.sql.exec<{ newest_ms: number; deleted: number }>('SELECT newest_ms, deleted FROM objects WHERE key = ?', o.key).toArray()[0];
+    // This shard's record, else the previous shard's (since dedup_shards changed), written here after the admission.
+    const row = this.sql.exec<OrderRow>('SELECT newest_ms, deleted FROM objects WHERE key = ?', o.key).toArray()[0] ?? previous ?? undefined;
     if (row === undefined) return { stale: false };
     if (o.kind === 'object') {
       if (o.deletion) return { stale: false, row };

@@ -33,11 +33,19 @@ function admitRequestOf(settings: RouterSettings, a: Admission, source: RouterMe
     bodyBytes: a.bodyBytes,
     source,
     shard: ledgerShardOf(event, settings.dedupShards),
+    ...previousShardOf(event, settings),
     retentionMs: settings.dedupRetentionDays * 86_400_000,
     ...(ordering !== undefined && !Number.isNaN(createdAtMs)
       ? { ordering: { ...ordering, createdAtMs, deletion: event.event.endsWith('.deleted') } }
       : {}),
   };
+}
+
+/** The event's shard before `dedup_shards` changed, when `dedup_shards_previous` is set and it differs from today's. */
+function previousShardOf(event: UnknownEvent, settings: RouterSettings): { previousShard?: string } {
+  if (settings.dedupShardsPrevious === undefined) return {};
+  const previous = ledgerShardOf(event, settings.dedupShardsPrevious);
+  return previous !== ledgerShardOf(event, settings.dedupShards) ? { previousShard: previous } : {};
 }
 
 export async function admitEvent(

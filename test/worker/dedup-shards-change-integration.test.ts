@@ -1,0 +1,116 @@
+/**
+ * Changing `dedup_shards` with `dedup_shards_previous` set to the old count:
+ * an event the new shard does not know is looked for in its previous shard,
+ * so a copy accepted before the change is still a duplicate, and the
+ * out-of-order record of its object still counts. The ledger shards are real
+ * Durable Objects; admissions go through the same `admitEvent` as webhooks.
+ */
+import { runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../../src/config/load';
+import { type RouterSettings, parseRouterConfig } from '../../src/config/router-config';
+import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
+import type { UnknownEvent } from '../../src/events/catalog';
+import { admitEvent } from '../../src/ingest/admit';
+import { sampleEvent } from '../helpers/webhook';
+
+const utf8 = new TextEncoder();
+
+function settings(): RouterSettings {
+  const loaded = loadConfig(env);
+  if (!loaded.ok) throw new Error('config invalid');
+  return loaded.config.settings;
+}
+const before = (): RouterSettings => ({ ...settings(), dedupShards: 16 });
+const after = (): RouterSettings => ({ ...settings(), dedupShards: 32, dedupShardsPrevious: 16 });
+
+/** A `user.*` event about `userId`, created at `ms`. */
+function userEvent(type: string, userId: string, ms: number): UnknownEvent {
+  return sampleEvent({ event: type, created_at: new Date(ms).toISOString(), data: { object: 'user', id: userId, email: 'u@example.test' } }) as unknown as UnknownEvent;
+}
+
+/** A user id whose events meet a different shard at 16 and at 32 shards. */
+function movingUser(): string {
+  for (;;) {
+    const id = `user_${crypto.randomUUID()}`;
+    const e = userEvent('user.updated', id, Date.now());
+    if (ledgerShardOf(e, 16) !== ledgerShardOf(e, 32)) return id;
+  }
+}
+
+const admit = (s: RouterSettings, e: UnknownEvent) => {
+  const text = JSON.stringify(e);
+  return admitEvent(env, s, e, text, utf8.encode(text).byteLength, 'webhook');
+};
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('changing dedup_shards with dedup_shards_previous', () => {
+  it('a copy of an event accepted before the change is a duplicate after it', async () => {
+    const e = userEvent('user.updated', movingUser(), Date.now() - 60_000);
+    expect(await admit(before(), e)).toEqual({ status: 'accepted' });
+    expect(await admit(after(), e)).toEqual({ status: 'duplicate' });
+    // Nothing was written in the new shard for it.
+    expect(await ledgerStubByName(env, ledgerShardOf(e, 32)).isCommitted(e.id)).toBe(false);
+  });
+
+  it('an event new to both shards is accepted once, then a duplicate', async () => {
+    const e = userEvent('user.updated', movingUser(), Date.now() - 60_000);
+    expect(await admit(after(), e)).toEqual({ status: 'accepted' });
+    expect(await admit(after(), e)).toEqual({ status: 'duplicate' });
+    expect(await ledgerStubByName(env, ledgerShardOf(e, 32)).isCommitted(e.id)).toBe(true);
+  });
+
+  it("the object's ordering record moves with it: an older update, or one after a deletion, is stale", async () => {
+    const t = Date.now() - 60_000;
+    const user = movingUser();
+    expect(await admit(before(), userEvent('user.updated', user, t + 2_000))).toEqual({ status: 'accepted' });
+    expect(await admit(after(), userEvent('user.updated', user, t + 1_000))).toEqual({ status: 'accepted', stale: true });
+    expect(await admit(after(), userEvent('user.updated', user, t + 3_000))).toEqual({ status: 'accepted' });
+
+    const gone = movingUser();
+    expect(await admit(before(), userEvent('user.deleted', gone, t))).toEqual({ status: 'accepted' });
+    expect(await admit(after(), userEvent('user.updated', gone, t + 5_000))).toEqual({ status: 'accepted', stale: true });
+  });
+
+  it('without dedup_shards_previous the old shard is not asked (the documented limit)', async () => {
+    const e = userEvent('user.updated', movingUser(), Date.now() - 60_000);
+    expect(await admit(before(), e)).toEqual({ status: 'accepted' });
+    const { dedupShardsPrevious: _p, ...plain } = after();
+    expect(await admit(plain, e)).toEqual({ status: 'accepted' });
+  });
+
+  it('a previous shard that cannot be reached: unavailable (WorkOS retries), nothing written, logged', async () => {
+    const e = userEvent('user.updated', movingUser(), Date.now() - 60_000);
+    const previous = ledgerShardOf(e, 16);
+    const errors = vi.spyOn(console, 'error');
+    const spy = await runInDurableObject(ledgerStubByName(env, ledgerShardOf(e, 32)), (instance) => {
+      const ns = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
+      const original = ns.get.bind(ns);
+      return vi.spyOn(ns, 'get').mockImplementation((id, options) =>
+        id.name === previous ? ({ recall: () => Promise.reject(new Error('shard reset')) } as never) : original(id, options),
+      );
+    });
+    expect(await admit(after(), e)).toEqual({ status: 'unavailable' });
+    spy.mockRestore();
+    const line = errors.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"ledger_previous_unavailable"'));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'error', event_id: e.id, shard: previous, error: 'Error: shard reset' });
+    expect(await ledgerStubByName(env, ledgerShardOf(e, 32)).isCommitted(e.id)).toBe(false);
+    // Reachable again: the retry is accepted.
+    expect(await admit(after(), e)).toEqual({ status: 'accepted' });
+  });
+
+  it('config: dedup_shards_previous is 1–1024, differs from dedup_shards, and warns while set', () => {
+    const parse = (extra: Record<string, unknown>) => parseRouterConfig({ dedup_shards: 32, ...extra, destinations: [], rules: [] }, () => undefined);
+    const ok = parse({ dedup_shards_previous: 16 });
+    expect(ok.ok && ok.config.settings.dedupShardsPrevious).toBe(16);
+    expect(ok.warnings).toContainEqual(expect.stringContaining('dedup_shards_previous: each new event is also looked for in its shard of 16'));
+    const same = parse({ dedup_shards_previous: 32 });
+    expect(same.ok ? [] : same.problems).toEqual(['dedup_shards_previous: must differ from dedup_shards (32); remove it when the shard count did not change']);
+    const zero = parse({ dedup_shards_previous: 0 });
+    expect(zero.ok ? [] : zero.problems).toEqual(['dedup_shards_previous: must be a whole number from 1 to 1024']);
+    const absent = parse({});
+    expect(absent.ok && absent.config.settings.dedupShardsPrevious).toBeUndefined();
+  });
+});
