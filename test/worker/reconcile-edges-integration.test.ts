@@ -110,17 +110,18 @@ afterEach(async () => {
 });
 
 // The worker's queue consumer delivers what the tests admitted about a second later. Before the
-// environment closes, wait until it delivered one last event, admitted after all the others.
+// environment closes, wait until it delivered one last event, admitted after all the others (the
+// tests admit a few thousand events: on a loaded machine the consumer takes a while to get there).
 afterAll(async () => {
   const logs = vi.spyOn(console, 'log');
   const { object: _o, ...last } = ev(Date.now());
   expect((await postWebhook(last)).status).toBe(200);
   await vi.waitFor(
     () => expect(logs.mock.calls.some((c) => String(c[0]).includes('"msg":"delivered"') && String(c[0]).includes(last.id))).toBe(true),
-    { timeout: 20_000, interval: 100 },
+    { timeout: 100_000, interval: 100 },
   );
   logs.mockRestore();
-}, 30_000);
+}, 120_000);
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -635,17 +636,17 @@ describe('reconciliation: requests per run', { timeout: 60_000 }, () => {
 
   it('keeps a run within Workers Free (1,000 requests to Cloudflare services) with many shards, reports behind, and the next runs read the rest', async () => {
     await reconcilerSettings({ dedup_shards: 200, reconcile_max_pages: 40 }); // up to 101 requests a page
-    const all = evs(1500, Date.now() - 2 * HOUR); // 15 full pages
+    const all = evs(1200, Date.now() - 2 * HOUR); // 12 full pages
     visible = all;
     const ledger = await countLedgerRequests();
     const first = await run('admin', new Date(Date.parse(all[0]!.created_at) - SECOND).toISOString());
     expect(first).toMatchObject({ status: 'completed', behind: true });
-    expect(first.pages).toBeLessThan(15);
+    expect(first.pages).toBeLessThan(12);
     expect(ledger.count() + 1).toBeLessThanOrEqual(900); // its ledger requests and one to the alert notifier
     let recovered = first.recovered;
     for (let i = 0; i < 3 && recovered < all.length; i++) recovered += (await run('cron')).recovered;
     expect(recovered).toBe(all.length);
-    expect(await status()).toMatchObject({ behind: false, cursor: { id: all[1499]!.id } });
+    expect(await status()).toMatchObject({ behind: false, cursor: { id: all[1199]!.id } });
   });
 });
 
