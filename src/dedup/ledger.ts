@@ -233,11 +233,12 @@ export class DedupLedger extends DurableObject<Env> {
    */
   async recall(id: string, createdAt: string, orderingKey?: string): Promise<Recall> {
     const row = this.find<{ state: string }>('state', id, DedupLedger.dated(createdAt) ? DedupLedger.dayTable(createdAt, Date.now()) : undefined);
-    const order =
-      orderingKey === undefined
-        ? undefined
-        : this.sql.exec<{ newest_ms: number; deleted: number }>('SELECT newest_ms, deleted FROM objects WHERE key = ?', orderingKey).toArray()[0];
-    return { committed: row?.state === 'committed', order: order === undefined ? null : { newest_ms: order.newest_ms, deleted: order.deleted } };
+    return { committed: row?.state === 'committed', order: (orderingKey !== undefined ? this.orderOf(orderingKey) : undefined) ?? null };
+  }
+
+  /** This shard's ordering record of an object (or subject). */
+  private orderOf(key: string): OrderRow | undefined {
+    return this.sql.exec<OrderRow>('SELECT newest_ms, deleted FROM objects WHERE key = ?', key).toArray()[0];
   }
 
   /** Has this id been committed (accepted and enqueued)? */
@@ -354,7 +355,7 @@ export class DedupLedger extends DurableObject<Env> {
     const o = req.ordering;
     if (o === undefined) return { stale: false };
     // This shard's record, else the previous shard's (since dedup_shards changed), written here after the admission.
-    const row = this.sql.exec<OrderRow>('SELECT newest_ms, deleted FROM objects WHERE key = ?', o.key).toArray()[0] ?? previous ?? undefined;
+    const row = this.orderOf(o.key) ?? previous ?? undefined;
     if (row === undefined) return { stale: false };
     if (o.kind === 'object') {
       if (o.deletion) return { stale: false, row };
@@ -363,7 +364,7 @@ export class DedupLedger extends DurableObject<Env> {
     return { stale: o.createdAtMs < row.newest_ms, row };
   }
 
-  private writeOrder(req: AdmitRequest, order: { row?: { newest_ms: number; deleted: number } }, now: number): void {
+  private writeOrder(req: AdmitRequest, order: { row?: OrderRow }, now: number): void {
     const o = req.ordering;
     if (o === undefined) return;
     this.sql.exec(

@@ -575,7 +575,6 @@ export class Reconciler extends DurableObject<Env> {
     return clamp;
   }
 
-  /** The stored start, re-clamped if it has aged past the floor since it was stored. */
   /**
    * The oldest `created_at` the ledger surely remembers: now − retention;
    * and, until the new retention has passed since `dedup_retention_days` was
@@ -600,6 +599,7 @@ export class Reconciler extends DurableObject<Env> {
     return floor;
   }
 
+  /** The stored start, re-clamped if it has aged past the floor since it was stored. */
   private effectiveSince(floorMs: number, settings: RouterSettings): string {
     const kv = this.ctx.storage.kv;
     const since = kv.get<string>('since') ?? iso(Date.now());
