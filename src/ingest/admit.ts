@@ -6,7 +6,7 @@
  */
 import type { RouterSettings } from '../config/router-config';
 import type { AdmitRequest, AdmitResult } from '../dedup/ledger';
-import { ledgerShardOf, ledgerStubByName, orderingKeyOf } from '../dedup/shard';
+import { ledgerStubByName, orderingKeyOf, shardName, shardOf } from '../dedup/shard';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
 import type { RouterMessage } from '../queue/message';
@@ -25,6 +25,11 @@ function admitRequestOf(settings: RouterSettings, a: Admission, source: RouterMe
   const { event } = a;
   const createdAtMs = Date.parse(event.created_at);
   const ordering = orderingKeyOf(event);
+  // The shard key (what shardKeyOf gives), from the ordering key already at hand.
+  const key = ordering?.key ?? event.id;
+  const shard = shardName(shardOf(key, settings.dedupShards));
+  // Since dedup_shards changed (dedup_shards_previous): the shard the event met before, when it is another one.
+  const previous = settings.dedupShardsPrevious === undefined ? shard : shardName(shardOf(key, settings.dedupShardsPrevious));
   return {
     id: event.id,
     type: event.event,
@@ -32,20 +37,13 @@ function admitRequestOf(settings: RouterSettings, a: Admission, source: RouterMe
     body: a.text,
     bodyBytes: a.bodyBytes,
     source,
-    shard: ledgerShardOf(event, settings.dedupShards),
-    ...previousShardOf(event, settings),
+    shard,
+    ...(previous !== shard ? { previousShard: previous } : {}),
     retentionMs: settings.dedupRetentionDays * 86_400_000,
     ...(ordering !== undefined && !Number.isNaN(createdAtMs)
       ? { ordering: { ...ordering, createdAtMs, deletion: event.event.endsWith('.deleted') } }
       : {}),
   };
-}
-
-/** The event's shard before `dedup_shards` changed, when `dedup_shards_previous` is set and it differs from today's. */
-function previousShardOf(event: UnknownEvent, settings: RouterSettings): { previousShard?: string } {
-  if (settings.dedupShardsPrevious === undefined) return {};
-  const previous = ledgerShardOf(event, settings.dedupShardsPrevious);
-  return previous !== ledgerShardOf(event, settings.dedupShards) ? { previousShard: previous } : {};
 }
 
 export async function admitEvent(
