@@ -23,6 +23,27 @@ async function openWithOneHeld(name: string) {
   return { reg, policy, held };
 }
 
+/**
+ * Every held store the registry (or anyone) asks for, its `resume` going
+ * through `on.resume` (`go` makes the real call) and its `pause` telling
+ * `on.pause` first; `count` goes straight through.
+ */
+function interceptHeld(on: { pause?: () => void; resume: (go: () => Promise<number>) => Promise<number> }) {
+  const ns = env.HELD_DELIVERIES;
+  const realGet = ns.get.bind(ns);
+  return vi.spyOn(ns, 'get').mockImplementation((id) => {
+    const stub = realGet(id);
+    return {
+      count: () => stub.count(),
+      pause: (n: string) => {
+        on.pause?.();
+        return stub.pause(n);
+      },
+      resume: (n: string) => on.resume(() => stub.resume(n)),
+    } as never;
+  });
+}
+
 describe('circuit probes', () => {
   it('a probe that has not reported yet is not followed by another one a cooldown later', async () => {
     const name = `probe-${crypto.randomUUID()}`;
@@ -51,17 +72,8 @@ describe('circuit probes', () => {
     const name = `sync-${crypto.randomUUID()}`;
     const { reg, policy, held } = await openWithOneHeld(name);
     // The probe succeeded; telling the held store to drain fails once.
-    const ns = env.HELD_DELIVERIES;
-    const realGet = ns.get.bind(ns);
     let failed = 0;
-    const spy = vi.spyOn(ns, 'get').mockImplementation((id) => {
-      const stub = realGet(id);
-      return {
-        count: () => stub.count(),
-        pause: (n: string) => stub.pause(n),
-        resume: (n: string) => (failed++ === 0 ? Promise.reject(new Error('held store reset')) : stub.resume(n)),
-      } as never;
-    });
+    const spy = interceptHeld({ resume: (go) => (failed++ === 0 ? Promise.reject(new Error('held store reset')) : go()) });
     await reg.report({ [name]: { delivered: 1, failed: 0, probe: 'ok' } }, policy);
     expect((await reg.health([name]))[0]).toMatchObject({ circuit: 'closed' });
     expect(await runInDurableObject(reg, (_i, state) => state.storage.kv.get(`held_sync_owed:${name}`))).toBe(true);
@@ -78,22 +90,16 @@ describe('circuit probes', () => {
     const name = `race-${crypto.randomUUID()}`;
     const { reg, policy, held } = await openWithOneHeld(name);
     // The call telling the held store to drain is slow on its way: it reaches the store only after the pause.
-    const ns = env.HELD_DELIVERIES;
-    const realGet = ns.get.bind(ns);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const calls: string[] = [];
-    const spy = vi.spyOn(ns, 'get').mockImplementation((id) => {
-      const stub = realGet(id);
-      return {
-        count: () => stub.count(),
-        pause: (n: string) => (calls.push('pause'), stub.pause(n)),
-        resume: async (n: string) => {
-          calls.push('resume');
-          await gate;
-          return stub.resume(n);
-        },
-      } as never;
+    const spy = interceptHeld({
+      pause: () => calls.push('pause'),
+      resume: async (go) => {
+        calls.push('resume');
+        await gate;
+        return go();
+      },
     });
     const closing = reg.report({ [name]: { delivered: 1, failed: 0, probe: 'ok' } }, policy);
     await vi.waitFor(() => expect(calls).toEqual(['resume']));
