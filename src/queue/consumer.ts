@@ -47,13 +47,15 @@ interface Cost {
   service: number;
 }
 
+const plus = (a: Cost, b: Cost): Cost => ({ web: a.web + b.web, service: a.service + b.service });
+
 /**
  * Calls to Cloudflare services (Durable Objects, queues) one consumer
  * invocation makes at most: 900 keeps within Workers Free's 1,000, and a
  * `consumer_subrequest_budget` raised above it (a Paid plan, which allows
  * 10,000 in all) raises this too.
  */
-export function serviceCallBudget(webBudget: number): number {
+function serviceCallBudget(webBudget: number): number {
   return Math.max(900, webBudget);
 }
 
@@ -104,7 +106,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   let blocked: Blocked;
   try {
     const b = await registryStub(env).blocked();
-    blocked = { paused: new Set(b.paused), open: new Set(b.open), probes: b.probes ?? {} };
+    blocked = { paused: new Set(b.paused), open: new Set(b.open), probes: b.probes };
   } catch (err) {
     log('error', 'destination_registry_unavailable', { error: errorName(err) });
     batch.retryAll({ delaySeconds: 30 });
@@ -113,7 +115,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   const rateLimited = [...config.destinations.values()].some((d) => d.maxPerSecond !== null);
   const baseCalls = BATCH_BASE_CALLS + (rateLimited ? 1 : 0);
   let usedWeb = 0;
-  let used = baseCalls;
+  let usedService = baseCalls;
   // No trace (trace_retention_days = 0): no trace write to reserve.
   const bucketOf = (m: RouterMessage) => (config.settings.traceRetentionDays === 0 ? '' : bucketName(m.accepted_at, m.id, config.settings.traceShards));
   const reserve = new FlushReserve(bucketOf);
@@ -147,11 +149,11 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     let raw = body.body;
     if (raw === undefined && body.body_ref !== undefined) {
       // Redelivered whole only when a batch of its own would have room (else it would come back for ever).
-      if (used + 1 + trial.calls() > serviceBudget && (used > baseCalls || usedWeb > 0)) {
+      if (usedService + 1 + trial.calls() > serviceBudget && (usedService > baseCalls || usedWeb > 0)) {
         plan.redeliver = true;
         continue;
       }
-      used += 1;
+      usedService += 1;
       try {
         raw = (await ledgerStubByName(env, body.body_ref.shard).getBody(body.id)) ?? undefined;
       } catch (err) {
@@ -186,7 +188,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       continue;
     }
     const due = names.filter((n) => (pending[n]?.not_before ?? 0) <= now + 1_000);
-    const left: Cost = { web: webBudget - usedWeb, service: serviceBudget - used - trial.calls() };
+    const left: Cost = { web: webBudget - usedWeb, service: serviceBudget - usedService - trial.calls() };
     // Each delivery is one subrequest (HTTP: to the Internet; queue: to a service), except the batched
     // hand-offs (Slack, paused, open circuit): one per destination per batch.
     const costOf = (name: string, handed: Set<string>): Cost => {
@@ -197,7 +199,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     const dueCost = due.reduce((sum: Cost, n) => {
       const c = costOf(n, handed);
       handed.add(n);
-      return { web: sum.web + c.web, service: sum.service + c.service };
+      return plus(sum, c);
     }, { web: 0, service: 0 });
     const fits = (c: Cost, room: Cost) => c.web <= room.web && c.service <= room.service;
     if (!fits(dueCost, left) && fits(dueCost, { web: webBudget, service: serviceBudget - baseCalls - new FlushReserve(bucketOf).with(body).calls() })) {
@@ -207,17 +209,16 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
       continue;
     }
     const attempt: string[] = [];
-    const cost: Cost = { web: 0, service: 0 };
+    let cost: Cost = { web: 0, service: 0 };
     for (const n of due) {
       const c = costOf(n, slackHanded);
-      if (!fits({ web: cost.web + c.web, service: cost.service + c.service }, left)) break;
+      if (!fits(plus(cost, c), left)) break;
       attempt.push(n);
-      cost.web += c.web;
-      cost.service += c.service;
+      cost = plus(cost, c);
       if (batchedHandOff(n)) slackHanded.add(n);
     }
     usedWeb += cost.web;
-    used += cost.service;
+    usedService += cost.service;
     reserve.commit(trial);
     work.push({ plan, body, event, raw, pending, attempt });
   }
