@@ -316,8 +316,10 @@ export async function replayEvents(env: Env, req: EventReplayRequest): Promise<E
       pending: { [req.to]: { attempts: 0, rules: ['(replay)'] } },
     };
     if (item.stale) message.stale = true;
-    if (fitsInline(message, kept.body, utf8Length(kept.body))) message.body = kept.body;
-    else message.body_ref = { shard: kept.shard };
+    if (fitsInline(message, kept.body, utf8Length(kept.body))) {
+      message.body = kept.body;
+      message.ledger_shard = kept.shard;
+    } else message.body_ref = { shard: kept.shard };
     messages.push(message);
   }
   if (!req.dry_run) {

@@ -74,7 +74,10 @@ export async function replayRecord(env: Env, config: RouterConfig, record: DeadL
       const until = Date.now() + settings.dedupRetentionDays * 86_400_000;
       await stub.storeBody(record.event_id, record.body, until);
       message.body_ref = { shard: name, until };
-    } else message.body = record.body;
+    } else {
+      message.body = record.body;
+      if (record.ledger_shard !== undefined) message.ledger_shard = record.ledger_shard;
+    }
     await env.EVENTS_QUEUE.send(message, { contentType: 'json' });
     return { status: 'replayed' };
   } catch (err) {

@@ -39,6 +39,8 @@ export interface DeadLetterInput {
   stale?: boolean;
   /** How the router learned of the event; a replay keeps it (default 'webhook'). */
   source?: RouterMessage['source'];
+  /** The ledger shard that admitted the event (`RouterMessage.ledger_shard`): a replay tells the trace where its body is kept. */
+  ledger_shard?: string;
 }
 
 /** A dead letter as listed: everything but the payload. */
@@ -68,6 +70,7 @@ export function deadLetterRecord(fields: {
   attempts?: number;
   stale?: boolean;
   source?: RouterMessage['source'];
+  ledger_shard?: string;
 }): DeadLetterInput {
   const record: DeadLetterInput = {
     event_id: fields.event_id,
@@ -81,6 +84,7 @@ export function deadLetterRecord(fields: {
   };
   if (fields.stale !== undefined) record.stale = fields.stale;
   if (fields.source !== undefined) record.source = fields.source;
+  if (fields.ledger_shard !== undefined) record.ledger_shard = fields.ledger_shard;
   return record;
 }
 
@@ -122,14 +126,16 @@ type Row = {
   dead_at: number;
   stale: number | null;
   source: string | null;
+  ledger_shard: string | null;
 };
 
-const SUMMARY_COLUMNS = 'seq, event_id, event_type, destination, rules, reason, last_status, attempts, dead_at, stale, source';
+const SUMMARY_COLUMNS = 'seq, event_id, event_type, destination, rules, reason, last_status, attempts, dead_at, stale, source, ledger_shard';
 
 /** Columns added after the first release: name → definition (all nullable, so old rows read as "unknown"). */
 const ADDED_COLUMNS: ReadonlyArray<[string, string]> = [
   ['stale', 'INTEGER'],
   ['source', 'TEXT'],
+  ['ledger_shard', 'TEXT'],
 ];
 
 /**
@@ -677,7 +683,7 @@ export class DeadLetterStore extends DurableObject<Env> {
 
   private insert(r: DeadLetterInput, deadAt: number, seq?: number): void {
     this.sql.exec(
-      'INSERT INTO dead_letters (seq, event_id, event_type, destination, rules, reason, last_status, attempts, body, dead_at, stale, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO dead_letters (seq, event_id, event_type, destination, rules, reason, last_status, attempts, body, dead_at, stale, source, ledger_shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       seq ?? null,
       r.event_id,
       r.event_type,
@@ -690,6 +696,7 @@ export class DeadLetterStore extends DurableObject<Env> {
       deadAt,
       r.stale === undefined ? null : r.stale ? 1 : 0,
       r.source ?? null,
+      r.ledger_shard ?? null,
     );
   }
 
@@ -786,6 +793,7 @@ function fromRow(r: Row): Omit<DeadLetterInput, 'body'> & { seq: number } {
   };
   if (r.stale !== null) summary.stale = r.stale === 1;
   if (r.source === 'webhook' || r.source === 'reconcile') summary.source = r.source;
+  if (r.ledger_shard !== null) summary.ledger_shard = r.ledger_shard;
   return summary;
 }
 

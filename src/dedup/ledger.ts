@@ -229,11 +229,15 @@ export class DedupLedger extends DurableObject<Env> {
   /**
    * What this shard remembers of an event another shard is admitting since
    * `dedup_shards` changed: whether it was committed here, and the ordering
-   * record of its object. Reads only.
+   * record of its object. Reads only. It answers after any admission of the
+   * same object (or id) in progress here, so a copy that a Worker still on
+   * the old count is admitting at that moment counts as committed.
    */
   async recall(id: string, createdAt: string, orderingKey?: string): Promise<Recall> {
-    const row = this.find<{ state: string }>('state', id, DedupLedger.dated(createdAt) ? DedupLedger.dayTable(createdAt, Date.now()) : undefined);
-    return { committed: row?.state === 'committed', order: (orderingKey !== undefined ? this.orderOf(orderingKey) : undefined) ?? null };
+    return this.inLane(orderingKey ?? `id:${id}`, async () => {
+      const row = this.find<{ state: string }>('state', id, DedupLedger.dated(createdAt) ? DedupLedger.dayTable(createdAt, Date.now()) : undefined);
+      return { committed: row?.state === 'committed', order: (orderingKey !== undefined ? this.orderOf(orderingKey) : undefined) ?? null };
+    });
   }
 
   /** This shard's ordering record of an object (or subject). */
@@ -309,7 +313,7 @@ export class DedupLedger extends DurableObject<Env> {
       if (previous.committed) return { status: 'duplicate' };
     }
     const order = this.readOrder(req, previous?.order ?? null);
-    const message: RouterMessage = { v: 1, id: req.id, type: req.type, created_at: req.created_at, source: req.source, accepted_at: now };
+    const message: RouterMessage = { v: 1, id: req.id, type: req.type, created_at: req.created_at, source: req.source, accepted_at: now, ledger_shard: req.shard };
     if (order.stale) message.stale = true;
     const large = !fitsInline(message, req.body, req.bodyBytes);
     const until = now + req.retentionMs;

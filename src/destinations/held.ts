@@ -31,6 +31,8 @@ export interface HeldDelivery {
   body: string;
   /** Sent again by an operator (a dead-letter or event replay): still a replay when it drains. */
   replay?: boolean;
+  /** The ledger shard that admitted the event (`RouterMessage.ledger_shard`), when the message said. */
+  ledger_shard?: string;
 }
 
 export const HOLD_LIMIT_DAYS = 14;
@@ -55,6 +57,7 @@ type Row = {
   body: string;
   held_at: number;
   replay: number | null;
+  ledger_shard: string | null;
 };
 
 export class HeldDeliveries extends DurableObject<Env> {
@@ -79,9 +82,10 @@ export class HeldDeliveries extends DurableObject<Env> {
       );
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `);
-    // Added in place for stores created before: whether a held delivery is an operator's replay.
+    // Added in place for stores created before: whether a held delivery is an operator's replay, and its ledger shard.
     const cols = this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('held')").toArray();
     if (!cols.some((c) => c.name === 'replay')) this.sql.exec('ALTER TABLE held ADD COLUMN replay INTEGER');
+    if (!cols.some((c) => c.name === 'ledger_shard')) this.sql.exec('ALTER TABLE held ADD COLUMN ledger_shard TEXT');
   }
 
   /** Keeps deliveries for `destination`. When the destination was resumed meanwhile, they drain at once. */
@@ -90,7 +94,7 @@ export class HeldDeliveries extends DurableObject<Env> {
     this.ctx.storage.kv.put('destination', destination);
     for (const d of items) {
       this.sql.exec(
-        'INSERT INTO held (event_id, event_type, created_at, source, stale, accepted_at, attempts, rules, body, held_at, replay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO held (event_id, event_type, created_at, source, stale, accepted_at, attempts, rules, body, held_at, replay, ledger_shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         d.event_id,
         d.event_type,
         d.created_at,
@@ -102,6 +106,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         d.body,
         now,
         d.replay === true ? 1 : null,
+        d.ledger_shard ?? null,
       );
     }
     log('info', 'deliveries_held', { destination, count: items.length });
@@ -179,6 +184,7 @@ export class HeldDeliveries extends DurableObject<Env> {
       };
       if (r.stale === 1) m.stale = true;
       if (r.replay === 1) m.replay = true;
+      if (r.ledger_shard !== null) m.ledger_shard = r.ledger_shard;
       if (probe !== null) {
         m.probe = destination;
         if (probe.token !== undefined) m.probe_token = probe.token;
@@ -254,6 +260,7 @@ export class HeldDeliveries extends DurableObject<Env> {
           body: r.body,
           stale: r.stale === 1,
           source: r.source === 'reconcile' ? 'reconcile' : 'webhook',
+          ...(r.ledger_shard !== null ? { ledger_shard: r.ledger_shard } : {}),
         }),
       );
       try {
@@ -279,7 +286,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         source: r.source === 'reconcile' ? 'reconcile' : 'webhook',
         accepted_at: r.accepted_at,
         stale: r.stale === 1,
-        body_shard: null,
+        body_shard: r.ledger_shard,
         destination,
         rules: JSON.parse(r.rules) as string[],
         state: 'dead_lettered',

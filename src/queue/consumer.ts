@@ -183,7 +183,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     const names = Object.keys(pending);
     if (names.length === 0) {
       log('info', 'unrouted', { event_id: body.id, event_type: body.type });
-      trace.add({ ...traceBase(body, ledgerShardOf(event, config.settings.dedupShards)), destination: NO_DESTINATION, rules: [], state: 'unrouted' });
+      trace.add({ ...traceBase(body, keptIn(body, () => ledgerShardOf(event, config.settings.dedupShards))), destination: NO_DESTINATION, rules: [], state: 'unrouted' });
       reserve.commit(trial);
       continue;
     }
@@ -236,7 +236,7 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     if (!isRouterMessage(b)) continue;
     for (const d of plan.deadLetters) {
       if (d.destination === ROUTER_DESTINATION) {
-        trace.add({ ...traceBase(b, b.body_ref?.shard ?? null), destination: ROUTER_DESTINATION, rules: [], state: 'dead_lettered' });
+        trace.add({ ...traceBase(b, keptIn(b, () => null)), destination: ROUTER_DESTINATION, rules: [], state: 'dead_lettered' });
       }
     }
   }
@@ -312,6 +312,15 @@ function circuitsOf(config: RouterConfig, reports: Record<string, DestinationRep
 }
 
 /** The fields every trace write of this message shares. */
+/**
+ * The ledger shard that keeps a message's body: its reference's, else the
+ * shard that admitted it, else (a message that says neither) `fallback`'s
+ * answer, the event's shard under the current `dedup_shards`.
+ */
+function keptIn(body: RouterMessage, fallback: () => string | null): string | null {
+  return body.body_ref?.shard ?? body.ledger_shard ?? fallback();
+}
+
 function traceBase(body: RouterMessage, bodyShard: string | null): Omit<TraceWrite, 'destination' | 'rules' | 'state'> {
   const source: TraceSource = body.replay === true ? 'replay' : body.source;
   return { event_id: body.id, event_type: body.type, source, accepted_at: body.accepted_at, stale: body.stale === true, body_shard: bodyShard };
@@ -430,6 +439,7 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
           body: raw,
         };
         if (body.replay === true) held.replay = true;
+        if (body.ledger_shard !== undefined) held.ledger_shard = body.ledger_shard;
         return ctx.held.submit(name, held).then(
           (): Result => ({ name, state, outcome: 'held' }),
           (err: unknown): Result => {
@@ -463,7 +473,7 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
   const next: Pending = {};
   for (const name of Object.keys(pending)) if (!attempt.includes(name)) next[name] = pending[name] as PendingDelivery;
   const now = Date.now();
-  const base = traceBase(body, body.body_ref?.shard ?? ledgerShardOf(event, config.settings.dedupShards));
+  const base = traceBase(body, keptIn(body, () => ledgerShardOf(event, config.settings.dedupShards)));
   for (const { name, state, outcome, started, ended } of outcomes) {
     const traced = { ...base, destination: name, rules: state.rules };
     if (outcome === 'held') {
@@ -585,8 +595,12 @@ export function initialDeliveries(config: RouterConfig, event: UnknownEvent, sta
   return pending;
 }
 
-function eventMarks(body: RouterMessage): { stale?: boolean; source: RouterMessage['source'] } {
-  return body.stale === true ? { stale: true, source: body.source } : { source: body.source };
+function eventMarks(body: RouterMessage): { stale?: boolean; source: RouterMessage['source']; ledger_shard?: string } {
+  return {
+    source: body.source,
+    ...(body.stale === true ? { stale: true } : {}),
+    ...(body.ledger_shard !== undefined ? { ledger_shard: body.ledger_shard } : {}),
+  };
 }
 
 /** A dead letter the router itself could not route (replay routes it by the rules then in force). */
@@ -816,14 +830,14 @@ async function traceDeadLetters(env: Env, config: RouterConfig, batch: MessageBa
     const b = byId.get(r.event_id);
     if (b === undefined) continue;
     // Where the ledger keeps the body (an inline message's body is kept in its event's shard): event replays read it there.
-    const shard = b.body_ref?.shard ?? bodyShardOf(r.body, config.settings.dedupShards);
+    const shard = keptIn(b, () => eventShardOf(r.body, config.settings.dedupShards));
     trace.add({ ...traceBase(b, shard), destination: r.destination, rules: r.rules ?? [], state: 'dead_lettered' });
   }
   await trace.flush();
 }
 
-/** The ledger shard of the event in `raw`, or null when it is not an event. */
-function bodyShardOf(raw: string, shards: number): string | null {
+/** The ledger shard of the event in `raw` under `shards`, or null when it is not an event. */
+function eventShardOf(raw: string, shards: number): string | null {
   try {
     const event = JSON.parse(raw) as UnknownEvent;
     return typeof event === 'object' && event !== null && typeof event.id === 'string' ? ledgerShardOf(event, shards) : null;

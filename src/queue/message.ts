@@ -31,6 +31,14 @@ export interface RouterMessage {
    */
   body_ref?: { shard: string; until?: number };
   /**
+   * The ledger shard that admitted the event, which keeps its body for the
+   * retention (the console's payload view and event replays read it there).
+   * Carried because the event's shard under the current `dedup_shards` is
+   * another one once that count changes. Absent in messages of older
+   * releases, and in dead-letter replays: the event's current shard is assumed.
+   */
+  ledger_shard?: string;
+  /**
    * Absent on the first delivery (route by the rules). On a retry: the
    * destinations still owed, with the attempts already made for each, the
    * rules that routed them (for context in messages) and, when a destination

@@ -9,8 +9,10 @@
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RECONCILE_ENQUEUE_FAILED, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
-import { ledgerStubByName } from '../../src/dedup/shard';
+import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
+import type { UnknownEvent } from '../../src/events/catalog';
 import type { RouterMessage } from '../../src/queue/message';
+import { lookupEvent } from '../../src/trace/client';
 import { routerMessage } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
@@ -131,5 +133,25 @@ describe('platform DLQ → dead-letter store → replay', () => {
     expect(res.status).toBe(409);
     expect(((await res.json()) as { error: string }).error).toBe('not_replayable');
     expect((await deadLettersFor(id)).map((r) => r.seq)).toEqual([record?.seq]);
+  });
+
+  it('a record keeps the ledger shard that admitted its event, and its replay is traced there (where the body is), not under the current count', async () => {
+    let event: Record<string, unknown>;
+    do event = sampleEvent({ event: 'connection.activated', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection' } });
+    while (ledgerShardOf(event as unknown as UnknownEvent, 16) === 'ledger-5');
+    const id = event.id as string;
+    await env.EVENTS_DLQ.send(routerMessage(event, { ledger_shard: 'ledger-5', pending: { big: { attempts: 3, rules: ['connections'] } } }), { contentType: 'json' });
+    const [record] = await waitForDeadLetters(id, 1);
+    expect(record).toMatchObject({ destination: 'big', reason: 'consumer_retries_exhausted', ledger_shard: 'ledger-5' });
+    expect((await admin(`/dead-letters/${record?.seq}/replay`)).status).toBe(200);
+    await sink.until(() => sink.about(id, BIG).length === 1, 'the replayed event at big');
+    const settings = { traceRetentionDays: 7, traceShards: 1 };
+    const replayed = async () => (await lookupEvent(env, settings, id)).some((i) => i.source === 'replay' && i.deliveries.some((d) => d.state === 'delivered'));
+    await until(replayed, 'the replay traced as delivered');
+    const items = await lookupEvent(env, settings, id);
+    expect(items.map((i) => [i.source, i.body_shard])).toEqual([
+      ['webhook', 'ledger-5'],
+      ['replay', 'ledger-5'],
+    ]);
   });
 });

@@ -8,6 +8,8 @@ import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deadLetterStub } from '../../src/deadletters/store';
+import { ledgerShardOf } from '../../src/dedup/shard';
+import type { UnknownEvent } from '../../src/events/catalog';
 import { EXPIRE_SLICE_BYTES, type HeldDeliveries, heldStub } from '../../src/destinations/held';
 import { routerMessage, runBatch } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
@@ -104,6 +106,11 @@ describe('pause and resume', () => {
     const has = async () =>
       runInDurableObject(held(), (_i, state) => state.storage.sql.exec('SELECT 1 FROM held WHERE event_id = ?', e.id as string).toArray().length > 0);
     await until(has, 'the delivery held');
+    // It keeps the ledger shard that admitted the event (where its body is), for when it goes back on the queue.
+    const kept = await runInDurableObject(held(), (_i, state) =>
+      state.storage.sql.exec<{ ledger_shard: string | null }>('SELECT ledger_shard FROM held WHERE event_id = ?', e.id as string).one(),
+    );
+    expect(kept.ledger_shard).toBe(ledgerShardOf(e as unknown as UnknownEvent, 16));
     await runInDurableObject(held(), (_i, state) => {
       state.storage.sql.exec('UPDATE held SET held_at = held_at - ? WHERE event_id = ?', 15 * 24 * HOUR, e.id as string);
     });

@@ -116,4 +116,18 @@ describe('circuit probes', () => {
     expect((await reg.resume(name)).held).toMatchObject({ state: 'draining' });
     expect(await runInDurableObject(held, (_i, state) => state.storage.kv.get('active'))).toBe(true);
   });
+
+  it('a held delivery keeps the ledger shard that admitted its event: the message it goes back as says it', async () => {
+    const name = `probe-${crypto.randomUUID()}`;
+    const held = heldStub(env, name);
+    const e = sampleEvent();
+    const item = { event_id: e.id as string, event_type: e.event as string, created_at: e.created_at as string, source: 'webhook' as const, stale: false, accepted_at: Date.now(), attempts: 1, rules: ['r'], body: JSON.stringify(e) };
+    await held.hold(name, [{ ...item, ledger_shard: 'ledger-7' }]);
+    // Observed on its way to the real queue, not replaced.
+    const sent = await runInDurableObject(held, (instance) => vi.spyOn((instance as unknown as { env: Env }).env.EVENTS_QUEUE, 'sendBatch'));
+    expect(await held.probe(name)).toBe(true);
+    const messages = sent.mock.calls.flatMap((c) => [...c[0]].map((m) => m.body as Record<string, unknown>));
+    sent.mockRestore();
+    expect(messages).toEqual([expect.objectContaining({ id: e.id, probe: name, ledger_shard: 'ledger-7', body: item.body })]);
+  });
 });

@@ -13,6 +13,7 @@ import { type RouterSettings, parseRouterConfig } from '../../src/config/router-
 import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
 import type { UnknownEvent } from '../../src/events/catalog';
 import { admitEvent } from '../../src/ingest/admit';
+import { lookupEvent } from '../../src/trace/client';
 import { sampleEvent } from '../helpers/webhook';
 
 const utf8 = new TextEncoder();
@@ -99,6 +100,67 @@ describe('changing dedup_shards with dedup_shards_previous', () => {
     expect(await ledgerStubByName(env, ledgerShardOf(e, 32)).isCommitted(e.id)).toBe(false);
     // Reachable again: the retry is accepted.
     expect(await admit(after(), e)).toEqual({ status: 'accepted' });
+  });
+
+  it("an admission waits for a copy that a Worker on the old count is admitting in the previous shard at that moment: a duplicate", async () => {
+    const e = userEvent('user.updated', movingUser(), Date.now() - 60_000);
+    const previous = ledgerStubByName(env, ledgerShardOf(e, 16));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let sending!: () => void;
+    const sendReached = new Promise<void>((r) => (sending = r));
+    let recalled!: () => void;
+    const recallReached = new Promise<void>((r) => (recalled = r));
+    await runInDurableObject(previous, (instance) => {
+      // The old copy's enqueue is held on its way (then really sent), so its admission is in progress.
+      const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+      const send = queue.send.bind(queue);
+      vi.spyOn(queue, 'send').mockImplementation(async (message, options) => {
+        if ((message as { id: string }).id === e.id) {
+          sending();
+          await gate;
+        }
+        return send(message, options);
+      });
+    });
+    await runInDurableObject(ledgerStubByName(env, ledgerShardOf(e, 32)), (instance) => {
+      // Observed, not replaced: the new shard asks the previous one.
+      const ns = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
+      const get = ns.get.bind(ns);
+      vi.spyOn(ns, 'get').mockImplementation((id, options) => {
+        if (id.name === ledgerShardOf(e, 16)) recalled();
+        return get(id, options);
+      });
+    });
+    const old = admit(before(), e);
+    await sendReached;
+    const fresh = admit(after(), e);
+    await recallReached;
+    // Give an answer that does not wait its chance to arrive first (the code before answered "not committed" at once).
+    const early = await Promise.race([fresh.then(() => 'answered'), new Promise((r) => setTimeout(() => r('waiting'), 300))]);
+    release();
+    expect(await old).toEqual({ status: 'accepted' });
+    expect(await fresh).toEqual({ status: 'duplicate' });
+    expect(early).toBe('waiting');
+    vi.restoreAllMocks();
+  });
+
+  it('the trace points at the shard that admitted an event, where its body is, after the count changed', async () => {
+    // Admitted by a Worker on 8 shards; this project's consumer routes it on 16 (its own ROUTER).
+    let e: UnknownEvent;
+    do e = userEvent('user.updated', `user_${crypto.randomUUID()}`, Date.now() - 60_000);
+    while (ledgerShardOf(e, 8) === ledgerShardOf(e, settings().dedupShards));
+    const text = JSON.stringify(e);
+    expect(await admit({ ...settings(), dedupShards: 8 }, e)).toEqual({ status: 'accepted' });
+    // The real queue's consumer traces it about a second later.
+    let items = await lookupEvent(env, settings(), e.id);
+    for (let i = 0; i < 200 && items.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      items = await lookupEvent(env, settings(), e.id);
+    }
+    expect(items.length).toBeGreaterThan(0);
+    expect(new Set(items.map((i) => i.body_shard))).toEqual(new Set([ledgerShardOf(e, 8)]));
+    expect(await ledgerStubByName(env, ledgerShardOf(e, 8)).getBody(e.id)).toBe(text);
   });
 
   it('config: dedup_shards_previous is 1–1024, differs from dedup_shards, and warns while set', () => {
