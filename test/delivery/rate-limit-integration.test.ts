@@ -6,6 +6,7 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { RouterMessage } from '../../src/queue/message';
 import { routerMessage, runBatch } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
@@ -84,3 +85,111 @@ describe('max_per_second with a registry far from the consumer', () => {
   });
 });
 
+/** Iterations of a synchronous busy loop that keep this isolate busy for about `ms` (measured here, as machines differ). */
+async function busyLoopFor(ms: number): Promise<number> {
+  for (let n = 1_000_000; ; n *= 4) {
+    const t0 = Date.now();
+    spin(n);
+    await new Promise((r) => setTimeout(r, 0)); // the clock moves on I/O only
+    const took = Date.now() - t0;
+    if (took >= 50) return Math.ceil((n * ms) / took);
+  }
+}
+
+let spun = 0;
+function spin(n: number): void {
+  for (let i = 0; i < n; i++) spun = (spun + Math.sqrt(i)) % 1e9;
+}
+
+describe('max_per_second with a busy consumer isolate', () => {
+  it('requests that wake up past their slots take fresh ones and are delivered in the same batch, spaced by the limit (they used to be deferred, again and again)', async () => {
+    const iterations = await busyLoopFor(300);
+    let first = true;
+    let busy = 0;
+    sink.on(METERED, async () => {
+      if (first) {
+        // The first request keeps the isolate busy past the next five slots (20/s: one every 52.5 ms).
+        first = false;
+        const t0 = Date.now();
+        spin(iterations);
+        await new Promise((r) => setTimeout(r, 0));
+        busy = Date.now() - t0;
+      }
+      return new Response(null, { status: 204 });
+    });
+    // A registry of its own (the real one, under another name), idle: its next slot is "now".
+    const name = `registry-busy-${crypto.randomUUID()}`;
+    const own = { idFromName: () => env.DESTINATIONS.idFromName(name), get: (id: DurableObjectId) => env.DESTINATIONS.get(id) };
+    await runInDurableObject(env.DESTINATIONS.get(env.DESTINATIONS.idFromName(name)), (instance) => {
+      (instance as unknown as { nextSlot: Map<string, number> }).nextSlot.set('metered', 0);
+    });
+    const followUps = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const events = Array.from({ length: 6 }, () =>
+      sampleEvent({ event: 'magic_auth.created', data: { id: `magic_auth_${crypto.randomUUID()}`, object: 'magic_auth', email: 'busy@example.test' } }),
+    );
+    const { result } = await runBatch(
+      events.map((e) => routerMessage(e)),
+      { ...env, DESTINATIONS: own } as unknown as Env,
+    );
+    // The isolate really was busy past the slots (else this test would prove nothing).
+    expect(busy).toBeGreaterThan(200);
+    for (const e of events) expect(sink.about(e.id as string, METERED)).toHaveLength(1);
+    expect(result.explicitAcks).toHaveLength(6);
+    expect(followUps).not.toHaveBeenCalled();
+    // Not sent in a bunch once the isolate was free, but one per fresh slot: the five after the
+    // first span at least four slot spacings, less the 40 ms a request may start late.
+    const arrivals = sink.received.filter((r) => r.url === METERED).map((r) => r.at).sort((a, b) => a - b);
+    const gaps = arrivals.slice(1).map((t, i) => t - (arrivals[i] as number));
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(10);
+    expect((arrivals[5] as number) - (arrivals[1] as number)).toBeGreaterThanOrEqual(4 * 52.5 - 40);
+    expect(maxInWindow(arrivals, 1000)).toBeLessThanOrEqual(20);
+  });
+  it('error path: no fresh slot (the registry cannot be reached when they are missed): the late requests are deferred to a follow-up, attempts untouched, logged', async () => {
+    const iterations = await busyLoopFor(300);
+    let first = true;
+    sink.on(METERED, async () => {
+      if (first) {
+        first = false;
+        spin(iterations);
+      }
+      return new Response(null, { status: 204 });
+    });
+    const name = `registry-busy-${crypto.randomUUID()}`;
+    let reserves = 0;
+    // The registry answers the batch's first reservation, and fails the next (a simulated outage).
+    const failing = {
+      idFromName: () => env.DESTINATIONS.idFromName(name),
+      get: (id: DurableObjectId) => {
+        const stub = env.DESTINATIONS.get(id);
+        return {
+          blocked: () => stub.blocked(),
+          report: (...args: Parameters<typeof stub.report>) => stub.report(...args),
+          reserve: (...args: Parameters<typeof stub.reserve>) => (++reserves === 1 ? stub.reserve(...args) : Promise.reject(new Error('registry reset'))),
+        };
+      },
+    };
+    await runInDurableObject(env.DESTINATIONS.get(env.DESTINATIONS.idFromName(name)), (instance) => {
+      (instance as unknown as { nextSlot: Map<string, number> }).nextSlot.set('metered', 0);
+    });
+    const warnings = vi.spyOn(console, 'warn');
+    const followUps = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const events = Array.from({ length: 6 }, () =>
+      sampleEvent({ event: 'magic_auth.created', data: { id: `magic_auth_${crypto.randomUUID()}`, object: 'magic_auth', email: 'busy@example.test' } }),
+    );
+    const { result } = await runBatch(
+      events.map((e) => routerMessage(e)),
+      { ...env, DESTINATIONS: failing } as unknown as Env,
+    );
+    expect(result.explicitAcks).toHaveLength(6);
+    expect(reserves).toBe(2);
+    const deferred = followUps.mock.calls.flatMap((c) => [...c[0]].map((m) => m.body as RouterMessage));
+    expect(deferred.length).toBeGreaterThan(0);
+    for (const m of deferred) {
+      expect(m.pending?.metered).toMatchObject({ attempts: 0, not_before: expect.any(Number) });
+      expect(sink.about(m.id, METERED)).toEqual([]);
+    }
+    expect(deferred.length + events.filter((e) => sink.about(e.id as string, METERED).length === 1).length).toBe(6);
+    const line = warnings.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"rate_slots_unavailable"'));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'warn', error: 'Error: registry reset' });
+  });
+});
