@@ -39,7 +39,8 @@
  * a reference.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { type OrderingKey, ledgerStubByName } from './shard';
+import { type OrderingKey, ledgerStubByName, shardName, shardOf } from './shard';
+import { loadConfig } from '../config/load';
 import { errorName, log } from '../log';
 import { type RouterMessage, fitsInline } from '../queue/message';
 
@@ -58,6 +59,12 @@ export interface AdmitRequest {
    * an id this object does not know is looked for there too, with its ordering record.
    */
   previousShard?: string;
+  /**
+   * The key this event's shard was chosen by, when `ordering` does not say it
+   * (an ordering key with an undated `created_at`); else it is the ordering
+   * key, or the id.
+   */
+  shardKey?: string;
   retentionMs: number;
   /** Out-of-order tracking, when the event is about an object or subject with a parseable `created_at`. */
   ordering?: OrderingKey & { createdAtMs: number; deletion: boolean };
@@ -69,10 +76,12 @@ type OrderRow = {
   deleted: number;
 };
 
-/** What a shard remembers of an event (`recall`). */
+/** What a shard remembers of an event (`recall`, `peek`). */
 export interface Recall {
   committed: boolean;
   order: OrderRow | null;
+  /** `peek` only: a copy of this id is being admitted here right now. */
+  admitting?: boolean;
 }
 
 export type AdmitResult =
@@ -88,6 +97,8 @@ export class DedupLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** The tail of the admissions queued per ordering key (or event id). */
   private readonly lanes = new Map<string, Promise<unknown>>();
+  /** Ids whose admission is under way here (from its checks to its record). */
+  private readonly admitting = new Set<string>();
   private alarmKnownSet = false;
   /** Day tables (`ledger_dYYYYMMDD`) → when they may be dropped; mirrors `ledger_days`. */
   private readonly days = new Map<string, number>();
@@ -172,7 +183,14 @@ export class DedupLedger extends DurableObject<Env> {
   }
 
   async admit(req: AdmitRequest): Promise<AdmitResult> {
-    return this.inLane(req.ordering?.key ?? `id:${req.id}`, () => this.admitNow(req));
+    return this.inLane(req.ordering?.key ?? `id:${req.id}`, async () => {
+      this.admitting.add(req.id);
+      try {
+        return await this.admitNow(req);
+      } finally {
+        this.admitting.delete(req.id);
+      }
+    });
   }
 
   /**
@@ -234,10 +252,41 @@ export class DedupLedger extends DurableObject<Env> {
    * the old count is admitting at that moment counts as committed.
    */
   async recall(id: string, createdAt: string, orderingKey?: string): Promise<Recall> {
-    return this.inLane(orderingKey ?? `id:${id}`, async () => {
-      const row = this.find<{ state: string }>('state', id, DedupLedger.dated(createdAt) ? DedupLedger.dayTable(createdAt, Date.now()) : undefined);
-      return { committed: row?.state === 'committed', order: (orderingKey !== undefined ? this.orderOf(orderingKey) : undefined) ?? null };
-    });
+    return this.inLane(orderingKey ?? `id:${id}`, async () => this.remembered(id, createdAt, orderingKey));
+  }
+
+  /**
+   * What this shard remembers of an event that a Worker still on another
+   * `dedup_shards` (a deploy's rollout) is admitting in another shard, when
+   * this is the event's shard under this object's config. It answers at once,
+   * saying whether a copy is being admitted here right now: the caller then
+   * answers `in_progress`, and the retry finds it committed. (Waiting instead,
+   * as `recall` does, could deadlock: this shard's admission may be waiting on
+   * the caller's `recall`.)
+   */
+  async peek(id: string, createdAt: string, orderingKey?: string): Promise<Recall> {
+    return { ...this.remembered(id, createdAt, orderingKey), admitting: this.admitting.has(id) };
+  }
+
+  private remembered(id: string, createdAt: string, orderingKey?: string): Recall {
+    const row = this.find<{ state: string }>('state', id, DedupLedger.dated(createdAt) ? DedupLedger.dayTable(createdAt, Date.now()) : undefined);
+    return { committed: row?.state === 'committed', order: (orderingKey !== undefined ? this.orderOf(orderingKey) : undefined) ?? null };
+  }
+
+  /**
+   * While this object's config names `dedup_shards_previous`: when `req` was
+   * routed here by that previous count (a Worker still on it, during the
+   * deploy's rollout), the event's shard under the current count. Else
+   * undefined: the request came by the current count, or no change is under way.
+   */
+  private currentShardOf(req: AdmitRequest): string | undefined {
+    const loaded = loadConfig(this.env);
+    if (!loaded.ok) return undefined;
+    const { dedupShards, dedupShardsPrevious } = loaded.config.settings;
+    if (dedupShardsPrevious === undefined) return undefined;
+    const key = req.shardKey ?? req.ordering?.key ?? req.id;
+    const current = shardName(shardOf(key, dedupShards));
+    return current !== req.shard && req.shard === shardName(shardOf(key, dedupShardsPrevious)) ? current : undefined;
   }
 
   /** This shard's ordering record of an object (or subject). */
@@ -311,6 +360,21 @@ export class DedupLedger extends DurableObject<Env> {
         return { status: 'unavailable' };
       }
       if (previous.committed) return { status: 'duplicate' };
+    }
+    // Sent here by a Worker still on the previous dedup_shards (during the deploy's rollout): the event's shard
+    // under the current count may have accepted a copy already, from a Worker on the new count.
+    const current = row === undefined ? this.currentShardOf(req) : undefined;
+    if (current !== undefined) {
+      let seen: Recall;
+      try {
+        seen = await ledgerStubByName(this.env, current).peek(req.id, req.created_at, req.ordering?.key);
+      } catch (err) {
+        log('error', 'ledger_current_unavailable', { event_id: req.id, shard: current, error: errorName(err) });
+        return { status: 'unavailable' };
+      }
+      if (seen.committed) return { status: 'duplicate' };
+      if (seen.admitting === true) return { status: 'in_progress' };
+      if (seen.order !== null) previous = seen;
     }
     const order = this.readOrder(req, previous?.order ?? null);
     const message: RouterMessage = { v: 1, id: req.id, type: req.type, created_at: req.created_at, source: req.source, accepted_at: now, ledger_shard: req.shard };

@@ -30,6 +30,7 @@ function admitRequestOf(settings: RouterSettings, a: Admission, source: RouterMe
   const shard = shardName(shardOf(key, settings.dedupShards));
   // Since dedup_shards changed (dedup_shards_previous): the shard the event met before, when it is another one.
   const previous = settings.dedupShardsPrevious === undefined ? shard : shardName(shardOf(key, settings.dedupShardsPrevious));
+  const ordered = ordering !== undefined && !Number.isNaN(createdAtMs);
   return {
     id: event.id,
     type: event.event,
@@ -39,8 +40,10 @@ function admitRequestOf(settings: RouterSettings, a: Admission, source: RouterMe
     source,
     shard,
     ...(previous !== shard ? { previousShard: previous } : {}),
+    // The shard key, where the ledger could not tell it from the request (an ordering key without a date).
+    ...(ordering !== undefined && !ordered ? { shardKey: key } : {}),
     retentionMs: settings.dedupRetentionDays * 86_400_000,
-    ...(ordering !== undefined && !Number.isNaN(createdAtMs)
+    ...(ordered
       ? { ordering: { ...ordering, createdAtMs, deletion: event.event.endsWith('.deleted') } }
       : {}),
   };

@@ -10,7 +10,7 @@ import { env } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/load';
 import { type RouterSettings, parseRouterConfig } from '../../src/config/router-config';
-import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
+import { ledgerShardOf, ledgerStubByName, shardName, shardOf } from '../../src/dedup/shard';
 import type { UnknownEvent } from '../../src/events/catalog';
 import { admitEvent } from '../../src/ingest/admit';
 import { lookupEvent } from '../../src/trace/client';
@@ -31,14 +31,17 @@ function userEvent(type: string, userId: string, ms: number): UnknownEvent {
   return sampleEvent({ event: type, created_at: new Date(ms).toISOString(), data: { object: 'user', id: userId, email: 'u@example.test' } }) as unknown as UnknownEvent;
 }
 
-/** A user id whose events meet a different shard at 16 and at 32 shards. */
-function movingUser(): string {
+/** A user id whose events meet a different shard at `a` and at `b` shards (16 and 32 by default). */
+function movingUser(a = 16, b = 32): string {
   for (;;) {
     const id = `user_${crypto.randomUUID()}`;
     const e = userEvent('user.updated', id, Date.now());
-    if (ledgerShardOf(e, 16) !== ledgerShardOf(e, 32)) return id;
+    if (ledgerShardOf(e, a) !== ledgerShardOf(e, b)) return id;
   }
 }
+
+/** A Worker still on 8 shards, while the ledger's config (this project's) says 16: a deploy's rollout. */
+const oldWorker = (): RouterSettings => ({ ...settings(), dedupShards: 8 });
 
 const admit = (s: RouterSettings, e: UnknownEvent) => {
   const text = JSON.stringify(e);
@@ -80,6 +83,107 @@ describe('changing dedup_shards with dedup_shards_previous', () => {
     expect(await admit(before(), e)).toEqual({ status: 'accepted' });
     const { dedupShardsPrevious: _p, ...plain } = after();
     expect(await admit(plain, e)).toEqual({ status: 'accepted' });
+  });
+
+  describe('a Worker still on the old count during the rollout', () => {
+    /**
+     * The ledger shards run the new deploy: 16 shards, previously 8 (this
+     * project's config says 16; the shard an old Worker reaches is given the
+     * deploy's `dedup_shards_previous`). Restored after each test.
+     */
+    let restore: Array<() => Promise<void>> = [];
+    async function deployedWithPrevious(e: UnknownEvent): Promise<void> {
+      const name = ledgerShardOf(e, 8);
+      let original!: Env;
+      await runInDurableObject(ledgerStubByName(env, name), (instance) => {
+        const holder = instance as unknown as { env: Env };
+        original = holder.env;
+        holder.env = { ...original, ROUTER: { ...(original.ROUTER as object), dedup_shards: 16, dedup_shards_previous: 8 } } as unknown as Env;
+      });
+      // A stub made when restoring: one made in another test's context may not be used there.
+      restore.push(() => runInDurableObject(ledgerStubByName(env, name), (i) => void ((i as unknown as { env: Env }).env = original)));
+    }
+    afterEach(async () => {
+      for (const r of restore) await r();
+      restore = [];
+    });
+
+    it('its copy of an event the new count accepted is a duplicate: the shard it reaches asks the shard its config names', async () => {
+      const e = userEvent('user.updated', movingUser(8, 16), Date.now() - 60_000);
+      await deployedWithPrevious(e);
+      expect(await admit(settings(), e)).toEqual({ status: 'accepted' });
+      expect(await admit(oldWorker(), e)).toEqual({ status: 'duplicate' });
+      expect(await ledgerStubByName(env, ledgerShardOf(e, 8)).isCommitted(e.id)).toBe(false);
+    });
+
+    it('an event whose created_at is not a time (filed by its ordering key all the same) is found too', async () => {
+      let e: UnknownEvent;
+      do e = { ...userEvent('user.updated', movingUser(8, 16), 0), created_at: 'not a time' };
+      while (shardName(shardOf(e.id, 16)) === ledgerShardOf(e, 16));
+      await deployedWithPrevious(e);
+      expect(await admit(settings(), e)).toEqual({ status: 'accepted' });
+      expect(await admit(oldWorker(), e)).toEqual({ status: 'duplicate' });
+    });
+
+    it("the object's ordering record counts too: its older update, or one after a deletion, is stale", async () => {
+      const t = Date.now() - 60_000;
+      const user = movingUser(8, 16);
+      await deployedWithPrevious(userEvent('user.updated', user, t));
+      expect(await admit(settings(), userEvent('user.updated', user, t + 2_000))).toEqual({ status: 'accepted' });
+      expect(await admit(oldWorker(), userEvent('user.updated', user, t + 1_000))).toEqual({ status: 'accepted', stale: true });
+      const gone = movingUser(8, 16);
+      await deployedWithPrevious(userEvent('user.updated', gone, t));
+      expect(await admit(settings(), userEvent('user.deleted', gone, t))).toEqual({ status: 'accepted' });
+      expect(await admit(oldWorker(), userEvent('user.updated', gone, t + 5_000))).toEqual({ status: 'accepted', stale: true });
+    });
+
+    it('its copy of an event being admitted in the current shard at that moment answers in_progress; the retry is a duplicate', async () => {
+      const e = userEvent('user.updated', movingUser(8, 16), Date.now() - 60_000);
+      await deployedWithPrevious(e);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let sending!: () => void;
+      const sendReached = new Promise<void>((r) => (sending = r));
+      await runInDurableObject(ledgerStubByName(env, ledgerShardOf(e, 16)), (instance) => {
+        // The new count's copy: its enqueue held on its way (then really sent).
+        const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+        const send = queue.send.bind(queue);
+        vi.spyOn(queue, 'send').mockImplementation(async (message, options) => {
+          if ((message as { id: string }).id === e.id) {
+            sending();
+            await gate;
+          }
+          return send(message, options);
+        });
+      });
+      const first = admit(settings(), e);
+      await sendReached;
+      expect(await admit(oldWorker(), e)).toEqual({ status: 'in_progress' });
+      release();
+      expect(await first).toEqual({ status: 'accepted' });
+      vi.restoreAllMocks();
+      expect(await admit(oldWorker(), e)).toEqual({ status: 'duplicate' });
+    });
+
+    it('error path: the current shard cannot be reached: unavailable (WorkOS retries), nothing written, logged', async () => {
+      const e = userEvent('user.updated', movingUser(8, 16), Date.now() - 60_000);
+      await deployedWithPrevious(e);
+      const current = ledgerShardOf(e, 16);
+      const errors = vi.spyOn(console, 'error');
+      const spy = await runInDurableObject(ledgerStubByName(env, ledgerShardOf(e, 8)), (instance) => {
+        const ns = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
+        const original = ns.get.bind(ns);
+        return vi.spyOn(ns, 'get').mockImplementation((id, options) =>
+          id.name === current ? ({ peek: () => Promise.reject(new Error('shard reset')) } as never) : original(id, options),
+        );
+      });
+      expect(await admit(oldWorker(), e)).toEqual({ status: 'unavailable' });
+      spy.mockRestore();
+      const line = errors.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"ledger_current_unavailable"'));
+      expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'error', event_id: e.id, shard: current, error: 'Error: shard reset' });
+      expect(await ledgerStubByName(env, ledgerShardOf(e, 8)).isCommitted(e.id)).toBe(false);
+      expect(await admit(oldWorker(), e)).toEqual({ status: 'accepted' });
+    });
   });
 
   it('a previous shard that cannot be reached: unavailable (WorkOS retries), nothing written, logged', async () => {
