@@ -246,12 +246,15 @@ export class DeliveryTrace extends DurableObject<Env> {
       timeArgs.push(JSON.stringify(selected));
     }
     const keys = new Map<string, Key>();
+    // Up to `limit` acceptances from one scan, newest first: an acceptance has a row per destination, so rows
+    // are counted by acceptance (counting rows ended a page early, and its `more` said there was no next one).
     const take = (rows: Iterable<{ accepted_at: number; event_id: string; event_type: string }>) => {
-      let found = 0;
+      const found = new Set<string>();
       for (const row of rows) {
         const key = `${row.accepted_at}\u0000${row.event_id}`;
         if (!keys.has(key)) keys.set(key, { accepted_at: row.accepted_at, event_id: row.event_id });
-        if (++found >= q.limit) break;
+        found.add(key);
+        if (found.size >= q.limit) break;
       }
     };
     if (q.state !== undefined && q.state !== 'delivered') {

@@ -148,6 +148,46 @@ describe('delivery trace', () => {
     expect(none.items.filter((i) => events.some((e) => e.id === i.id))).toEqual([]);
   });
 
+  it('a state filter pages by event, not by delivery: events dead-lettered at two destinations each, a page of 3 then the rest', async () => {
+    const A = 'https://two-a.example.test/';
+    const B = 'https://two-b.example.test/';
+    sink.on(A, () => new Response('gone', { status: 404 }));
+    sink.on(B, () => new Response('gone', { status: 404 }));
+    const router = {
+      destinations: [
+        { name: 'two-a', type: 'http', url: A },
+        { name: 'two-b', type: 'http', url: B },
+      ],
+      rules: [{ name: 'keys', events: ['vault.byok_key.deleted'], to: ['two-a', 'two-b'] }],
+    };
+    const since = new Date(Date.now() - 1000).toISOString();
+    const events = Array.from({ length: 4 }, () => sampleEvent({ event: 'vault.byok_key.deleted', data: { id: `byok_${crypto.randomUUID()}`, object: 'byok_key' } }));
+    for (const e of events) {
+      await runBatch([routerMessage(e)], testEnv(router));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const seen: string[] = [];
+    const sizes: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const qs: string = `/events?state=dead_lettered&type=vault.byok_key.deleted&since=${encodeURIComponent(since)}&limit=3${cursor !== null ? `&cursor=${cursor}` : ''}`;
+      const res = await admin(qs);
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as { items: EventView[]; next_cursor: string | null };
+      sizes.push(page.items.length);
+      for (const i of page.items) {
+        expect(i.deliveries.map((d) => [d.destination, d.state])).toEqual([
+          ['two-a', 'dead_lettered'],
+          ['two-b', 'dead_lettered'],
+        ]);
+        seen.push(i.id);
+      }
+      cursor = page.next_cursor;
+    } while (cursor !== null);
+    expect(sizes[0]).toBe(3);
+    expect(seen.sort()).toEqual(events.map((e) => e.id as string).sort());
+  });
+
   it('error paths: unknown id 404, bad parameters 400, no token 401', async () => {
     const unknown = await admin('/events/event_never_seen');
     expect(unknown.status).toBe(404);
