@@ -43,6 +43,38 @@ export interface DeadLetterInput {
   ledger_shard?: string;
 }
 
+/**
+ * Bodies one `add` call carries at most, counted as the runtime serialises a
+ * string (at most 2 bytes a character): far below a call's size limit. A
+ * batch of large events dead-lettered at several destinations each would
+ * otherwise be one call too large to make, failed again on every retry.
+ */
+export const DEAD_LETTER_CALL_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Packs groups of dead letters (one group per message) into `add` calls of at
+ * most DEAD_LETTER_CALL_BYTES of bodies, in order. A group is never split, so
+ * a message's records are stored together or not at all; one larger than the
+ * limit goes alone.
+ */
+export function deadLetterCalls<T>(groups: readonly T[], recordsOf: (group: T) => readonly DeadLetterInput[]): T[][] {
+  const calls: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const group of groups) {
+    const size = recordsOf(group).reduce((n, r) => n + r.body.length * 2 + 512, 0);
+    if (current.length > 0 && bytes + size > DEAD_LETTER_CALL_BYTES) {
+      calls.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(group);
+    bytes += size;
+  }
+  if (current.length > 0) calls.push(current);
+  return calls;
+}
+
 /** A dead letter as listed: everything but the payload. */
 export type DeadLetterSummary = Omit<DeadLetterInput, 'body'> & { seq: number; dead_at: string };
 

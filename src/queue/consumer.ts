@@ -24,7 +24,7 @@
  */
 import type { CircuitPolicy, RouterConfig } from '../config/router-config';
 import { loadConfig } from '../config/load';
-import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../deadletters/store';
+import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterCalls, deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import { ledgerShardOf, ledgerStub, ledgerStubByName, shardKeyOf } from '../dedup/shard';
 import { SlackHandOff, deliver } from '../destinations';
 import { type HeldDelivery, HeldHandOff } from '../destinations/held';
@@ -247,7 +247,8 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
   const delivering = Promise.all(work.map((w) => deliverMessage(w, config, env, ctx)));
   await Promise.all([ctx.slack.flush(), ctx.held.flush()]);
   await delivering;
-  await flush(plans, env, config);
+  // Service calls the budget still has room for, beyond what the flush reserved (its dead-letter calls past the first).
+  await flush(plans, env, config, serviceBudget - usedService - reserve.calls());
   for (const plan of plans) {
     const b = plan.message.body;
     if (!isRouterMessage(b)) continue;
@@ -677,7 +678,7 @@ async function prepareFollowUps(plans: MessagePlan[], env: Env, config: RouterCo
   return failed;
 }
 
-async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | undefined): Promise<void> {
+async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | undefined, spareCalls: number): Promise<void> {
   const now = Date.now();
   // Per message: is everything it must leave behind safe?
   const safe = new Map<MessagePlan, boolean>();
@@ -693,13 +694,23 @@ async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | unde
       log('error', 'follow_up_enqueue_failed', { count: chunk.length, error: errorName(err) });
     }
   }
-  const deadLetters = plans.filter((p) => p.deadLetters.length > 0);
-  if (deadLetters.length > 0) {
+  // Dead letters, in calls of bounded size: the first is reserved in the budget, the others use what it has left;
+  // messages whose records find no room are retried whole (their deliveries run again: at-least-once).
+  const calls = deadLetterCalls(
+    plans.filter((p) => p.deadLetters.length > 0),
+    (p) => p.deadLetters,
+  );
+  for (const [i, chunk] of calls.entries()) {
+    if (i > spareCalls) {
+      for (const p of chunk) safe.set(p, false);
+      log('warn', 'dead_letters_over_budget', { count: chunk.length });
+      continue;
+    }
     try {
-      await deadLetterStub(env).add(deadLetters.flatMap((p) => p.deadLetters));
+      await deadLetterStub(env).add(chunk.flatMap((p) => p.deadLetters));
     } catch (err) {
-      for (const p of deadLetters) safe.set(p, false);
-      log('error', 'dead_letter_store_failed', { count: deadLetters.length, error: errorName(err) });
+      for (const p of chunk) safe.set(p, false);
+      log('error', 'dead_letter_store_failed', { count: chunk.length, error: errorName(err) });
     }
   }
   for (const plan of plans) {
@@ -760,80 +771,40 @@ async function holdBatch(batch: MessageBatch<unknown>, env: Env): Promise<void> 
 async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   const loaded = loadConfig(env);
   const config = loaded.ok ? loaded.config : undefined;
-  const records: DeadLetterInput[] = [];
+  const groups: Array<{ message: Message<unknown>; records: DeadLetterInput[] }> = [];
   let bodiesReadable = true;
   for (const m of batch.messages) {
-    const b = m.body;
-    if (!isRouterMessage(b)) {
-      records.push(
-        deadLetterRecord({
-          event_id: `queue-message:${m.id}`,
-          event_type: 'unknown',
-          destination: ROUTER_DESTINATION,
-          reason: 'consumer_retries_exhausted',
-          attempts: m.attempts,
-          body: safeStringify(b),
-        }),
-      );
-      continue;
+    const records = await deadLetterRecordsOf(m, env, config);
+    if (records === null) {
+      bodiesReadable = false;
+      break;
     }
-    let raw = b.body;
-    if (raw === undefined && b.body_ref !== undefined) {
+    groups.push({ message: m, records });
+  }
+  const left = new Set<Message<unknown>>(batch.messages);
+  if (bodiesReadable) {
+    // In calls of bounded size (a batch of large events dead-lettered at several destinations is too large for one);
+    // each message is acked once its records are stored, and goes back to the DLQ (below) if they are not.
+    for (const chunk of deadLetterCalls(groups, (g) => g.records)) {
+      const records = chunk.flatMap((g) => g.records);
       try {
-        raw = (await ledgerStubByName(env, b.body_ref.shard).getBody(b.id)) ?? undefined;
+        await deadLetterStub(env).add(records);
       } catch (err) {
-        log('error', 'body_fetch_failed', { event_id: b.id, error: errorName(err) });
-        bodiesReadable = false;
-        break;
-      }
-    }
-    if (raw === undefined) {
-      records.push(routerDeadLetter(b, 'body_expired', ''));
-      continue;
-    }
-    let owed: Pending | undefined = b.pending;
-    if (owed === undefined && config !== undefined) {
-      try {
-        owed = initialDeliveries(config, JSON.parse(raw) as UnknownEvent, b.stale === true);
-      } catch {
-        records.push(routerDeadLetter(b, 'malformed_body', raw));
+        log('error', 'dead_letter_store_failed', { count: records.length, error: errorName(err) });
         continue;
       }
-    }
-    if (owed === undefined) {
-      // No config to route by: one record that replay routes by the rules then in force.
-      records.push({ ...routerDeadLetter(b, 'consumer_retries_exhausted', raw), attempts: m.attempts });
-      continue;
-    }
-    for (const [destination, state] of Object.entries(owed)) {
-      records.push(
-        deadLetterRecord({
-          event_id: b.id,
-          event_type: b.type,
-          destination,
-          rules: state.rules,
-          reason: 'consumer_retries_exhausted',
-          attempts: state.attempts,
-          body: raw,
-          ...eventMarks(b),
-        }),
-      );
-    }
-  }
-  if (bodiesReadable) {
-    try {
-      await deadLetterStub(env).add(records);
-      batch.ackAll();
+      for (const g of chunk) {
+        g.message.ack();
+        left.delete(g.message);
+      }
       if (config !== undefined) await traceDeadLetters(env, config, batch, records);
-      return;
-    } catch (err) {
-      log('error', 'dead_letter_store_failed', { count: records.length, error: errorName(err) });
     }
   }
+  if (left.size === 0) return;
   // Back to the DLQ as fresh messages (their retry count starts again), in chunks a sendBatch takes
   // (a batch of large events exceeds one call's limit); each message acked or retried on its own chunk.
   let requeued = 0;
-  for (const chunk of chunkForSendBatch(batch.messages, (m) => m.body as RouterMessage)) {
+  for (const chunk of chunkForSendBatch([...left], (m) => m.body as RouterMessage)) {
     try {
       await env.EVENTS_DLQ.sendBatch(chunk.map((m) => ({ body: m.body, contentType: 'json' as const, delaySeconds: 300 })));
       for (const m of chunk) m.ack();
@@ -844,6 +815,59 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
     }
   }
   if (requeued > 0) log('warn', 'dead_letters_requeued', { count: requeued, retry_in_s: 300 });
+}
+
+/**
+ * The dead letters of one message the platform gave up on: one per
+ * destination still owed, with the event's real body; null when its body
+ * could not be read back from the ledger (the batch is then re-sent).
+ */
+async function deadLetterRecordsOf(m: Message<unknown>, env: Env, config: RouterConfig | undefined): Promise<DeadLetterInput[] | null> {
+  const b = m.body;
+  if (!isRouterMessage(b)) {
+    return [
+      deadLetterRecord({
+        event_id: `queue-message:${m.id}`,
+        event_type: 'unknown',
+        destination: ROUTER_DESTINATION,
+        reason: 'consumer_retries_exhausted',
+        attempts: m.attempts,
+        body: safeStringify(b),
+      }),
+    ];
+  }
+  let raw = b.body;
+  if (raw === undefined && b.body_ref !== undefined) {
+    try {
+      raw = (await ledgerStubByName(env, b.body_ref.shard).getBody(b.id)) ?? undefined;
+    } catch (err) {
+      log('error', 'body_fetch_failed', { event_id: b.id, error: errorName(err) });
+      return null;
+    }
+  }
+  if (raw === undefined) return [routerDeadLetter(b, 'body_expired', '')];
+  let owed: Pending | undefined = b.pending;
+  if (owed === undefined && config !== undefined) {
+    try {
+      owed = initialDeliveries(config, JSON.parse(raw) as UnknownEvent, b.stale === true);
+    } catch {
+      return [routerDeadLetter(b, 'malformed_body', raw)];
+    }
+  }
+  // No config to route by: one record that replay routes by the rules then in force.
+  if (owed === undefined) return [{ ...routerDeadLetter(b, 'consumer_retries_exhausted', raw), attempts: m.attempts }];
+  return Object.entries(owed).map(([destination, state]) =>
+    deadLetterRecord({
+      event_id: b.id,
+      event_type: b.type,
+      destination,
+      rules: state.rules,
+      reason: 'consumer_retries_exhausted',
+      attempts: state.attempts,
+      body: raw,
+      ...eventMarks(b),
+    }),
+  );
 }
 
 /** The trace learns that the platform gave up on these messages: each owed delivery is dead-lettered. */

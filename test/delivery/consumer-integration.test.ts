@@ -420,3 +420,25 @@ describe('queue consumer', () => {
     expect(result.retryMessages).toHaveLength(1);
   });
 });
+
+describe('dead letters of a batch of large events', () => {
+  it('are stored in calls of bounded size: 4 events of 1.5 MB dead-lettered at 6 destinations each (36 MB of records) are all stored, and the batch acked', async () => {
+    const names = ['d1', 'd2', 'd3', 'd4', 'd5', 'd6'];
+    const router = {
+      destinations: names.map((n) => ({ name: n, type: 'http', url: `https://${n}.example.test/` })),
+      rules: [{ name: 'all', events: ['connection.activated'], to: names }],
+    };
+    for (const n of names) routes.set(`https://${n}.example.test/`, () => new Response('gone', { status: 404 }));
+    const events = Array.from({ length: 4 }, (_, i) =>
+      sampleEvent({ event: 'connection.activated', data: { id: `conn_big_${crypto.randomUUID()}`, object: 'connection', blob: String(i).repeat(1_500_000) } }),
+    );
+    captureFollowUps();
+    const { result } = await runBatch(events.map((e) => routerMessage(e)), testEnv(router));
+    expect(result.retryMessages).toEqual([]);
+    expect(result.explicitAcks).toHaveLength(4);
+    const stored = await deadLetterStub(env).list(500, 0);
+    for (const e of events) {
+      expect(stored.filter((d) => d.event_id === e.id).map((d) => [d.destination, d.reason]).sort()).toEqual(names.map((n) => [n, 'http_404']));
+    }
+  });
+});

@@ -154,4 +154,22 @@ describe('platform DLQ → dead-letter store → replay', () => {
       ['replay', 'ledger-5'],
     ]);
   });
+
+  it('a batch the platform gave up on whose records are too large for one call (36 MB) is stored in several, every record kept', async () => {
+    const owed = Object.fromEntries(['d1', 'd2', 'd3', 'd4', 'd5', 'd6'].map((n) => [n, { attempts: 3, rules: ['all'] }]));
+    const events = Array.from({ length: 4 }, (_, i) =>
+      sampleEvent({ event: 'connection.activated', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection', blob: String(i).repeat(1_500_000) } }),
+    );
+    for (const event of events) {
+      const shard = 'ledger-3';
+      await ledgerStubByName(env, shard).storeBody(event.id as string, JSON.stringify(event), Date.now() + 86_400_000);
+      const message = routerMessage(event, { body_ref: { shard }, pending: owed });
+      delete message.body;
+      await env.EVENTS_DLQ.send(message, { contentType: 'json' });
+    }
+    for (const event of events) {
+      const records = await waitForDeadLetters(event.id as string, 6);
+      expect(records.map((r) => [r.destination, r.reason]).sort()).toEqual(Object.keys(owed).map((n) => [n, 'consumer_retries_exhausted']));
+    }
+  });
 });
