@@ -24,6 +24,9 @@
  *   4xx answers and exhausted attempts move the events to the dead-letter
  *   store, in bounded slices.
  * - While the configuration is invalid the buffer is held, never dead-lettered.
+ *   A valid configuration without the destination (removed) dead-letters the
+ *   whole buffer as `destination_removed`, one message's worth per alarm, the
+ *   next alarm a second later, until nothing is left.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { loadConfig } from '../../config/load';
@@ -59,6 +62,8 @@ const MAX_EVENTS_PER_MESSAGE = 5000;
 const SLICE = 500;
 /** How long buffered events wait between checks while the configuration is invalid. */
 const HOLD_DELAY_SECONDS = 60;
+/** Between two runs dead-lettering the buffer of a removed destination. */
+const REMOVED_DELAY_MS = 1000;
 /** How long a submitted event id is remembered (a consumer redelivery within it is a duplicate). */
 const SEEN_DEFAULT_DAYS = 30;
 const SEEN_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
@@ -227,7 +232,12 @@ export class SlackOutbox extends DurableObject<Env> {
       this.sql.exec<{ seq: number }>('SELECT seq FROM entries ORDER BY seq LIMIT 1 OFFSET ?', MAX_EVENTS_PER_MESSAGE - 1).toArray()[0]?.seq ??
       this.sql.exec<{ seq: number }>('SELECT MAX(seq) AS seq FROM entries').one().seq;
     if (found.kind === 'removed') {
-      await this.deadLetterUpTo(lastSeq, name, 'destination_removed', null, this.meta('attempts'));
+      // Nothing else resumes this outbox (the admin API needs the destination):
+      // each alarm moves one bounded run, and schedules the next while entries remain.
+      if (!(await this.deadLetterUpTo(lastSeq, name, 'destination_removed', null, this.meta('attempts')))) return; // the store failed: retried later
+      this.setMeta('attempts', 0);
+      if (this.count() > 0) await this.scheduleAt(Date.now() + REMOVED_DELAY_MS);
+      else await this.ctx.storage.deleteAlarm();
       return;
     }
     const dest = found.dest;
@@ -319,9 +329,9 @@ export class SlackOutbox extends DurableObject<Env> {
   /**
    * Moves the entries up to `lastSeq` to the dead-letter store, a slice at a
    * time (each slice one store call, removed only once stored); if the store
-   * fails, the rest stay and the alarm tries again.
+   * fails, the rest stay and the alarm tries again (then `false`).
    */
-  private async deadLetterUpTo(lastSeq: number, destination: string, reason: string, status: number | null, attempts: number): Promise<void> {
+  private async deadLetterUpTo(lastSeq: number, destination: string, reason: string, status: number | null, attempts: number): Promise<boolean> {
     for (;;) {
       const rows = this.sql
         .exec<{ seq: number; event_id: string; event_type: string; rules: string; raw: string }>(
@@ -330,7 +340,7 @@ export class SlackOutbox extends DurableObject<Env> {
           SLICE,
         )
         .toArray();
-      if (rows.length === 0) return;
+      if (rows.length === 0) return true;
       const records: DeadLetterInput[] = rows.map((r) =>
         deadLetterRecord({
           event_id: r.event_id,
@@ -348,10 +358,10 @@ export class SlackOutbox extends DurableObject<Env> {
       } catch (err) {
         log('error', 'dead_letter_store_failed', { destination, count: records.length, error: errorName(err) });
         await this.scheduleAt(Date.now() + HOLD_DELAY_SECONDS * 1000);
-        return;
+        return false;
       }
       this.sql.exec('DELETE FROM entries WHERE seq <= ?', (rows[rows.length - 1] as { seq: number }).seq);
-      if (rows.length < SLICE) return;
+      if (rows.length < SLICE) return true;
     }
   }
 
