@@ -7,6 +7,7 @@
  * Secret-looking test values are assembled at run time (no literal key in the
  * source for scanners to flag); none of them is real.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EVENT_TYPES, type EventType, type UnknownEvent } from '../../src/events/catalog';
 import {
@@ -19,6 +20,8 @@ import {
   type SlackMessage,
 } from '../../src/destinations/slack/format';
 import { code, literal } from '../../src/destinations/slack/format/escape';
+import { isSensitiveKey } from '../../src/destinations/slack/format/read';
+import { specFor } from '../../src/destinations/slack/format/specs';
 import { REDACTED, redactSecrets, sanitize } from '../../src/destinations/slack/format/redact';
 import { FIXTURES } from '../fixtures/events';
 
@@ -290,4 +293,129 @@ describe('digests', () => {
     const line = digestSampleLine(event('user.created', FIXTURES['user.created'].data));
     expect(JSON.stringify(digest([[line]], [[]]).blocks[2])).toContain(JSON.stringify(line).slice(1, -1));
   });
+});
+
+// ---------------------------------------------------------------------------
+// Secrets by NAME: short values (no telling shape) under a secret-looking name.
+
+describe('sensitive field names (generic formatter)', () => {
+  /** The value under `name`, alone with a visible sibling, as an event type without a dedicated formatter shows it. */
+  function shown(name: string, value: string): boolean {
+    const json = JSON.stringify(formatSlackMessage(event('custom.thing', { [name]: value, ok: 'visible-sibling' }), CTX));
+    expect(json).toContain('visible-sibling');
+    return json.includes(value);
+  }
+
+  const SENSITIVE_NAMES = [
+    // One word each…
+    'key', 'keys', 'secret', 'token', 'password', 'passwd', 'pwd', 'passphrase', 'credential', 'credentials',
+    'signature', 'private', 'auth', 'authorization', 'Authorization', 'cookie', 'session', 'otp', 'pin', 'ssn',
+    'apikey', 'jwt', 'bearer', 'salt', 'hash',
+    // …inside a longer name, in any casing…
+    'encryption_key', 'license_key', 'accessToken', 'clientSecret', 'apiKey', 'APIKey', 'privateKey', 'PRIVATE_KEY',
+    'x-api-key', 'X-Auth-Token', 'sessionCookie', 'set-cookie', 'user_pwd', 'dbPasswd', 'refresh-token', 'idToken',
+    'mfa_otp', 'card-pin', 'customer_ssn', 'webhookSignature', 'auth_header', 'bearer_value', 'password_hash',
+    'session_data', 'privateNote', 'oauth2Token', 'accesstoken', 'clientsecret',
+    // …and every name hidden before.
+    'code', 'passcode', 'totp', 'key_material', 'plaintext', 'obfuscated_value', 'raw_attributes', 'qr_code', 'uri',
+    'client_secret', 'api_key', 'access_key', 'signing_key', 'session_key', 'verification_token', 'magic_auth_code',
+    'accept_invitation_url', 'password_reset_url', 'magic_link', 'redirect_uri', 'token_id', 'secret_name',
+    'password_changed',
+  ];
+
+  it.each(SENSITIVE_NAMES.map((n) => [n]))('%s: hidden', (name) => {
+    expect(isSensitiveKey(name)).toBe(true);
+    expect(shown(name, 'hush42x')).toBe(false);
+  });
+
+  it('short values under key, accessToken and clientSecret never show (the reported case)', () => {
+    const json = JSON.stringify(
+      formatSlackMessage(event('custom.thing', { key: 'sk-abc123short', accessToken: 'tok123', clientSecret: 's3cr3t', id: 'thing_1' }), CTX),
+    );
+    for (const v of ['sk-abc123short', 'tok123', 's3cr3t']) expect(json).not.toContain(v);
+    for (const label of ['accessToken', 'clientSecret']) expect(json).not.toContain(label);
+    expect(json).toContain('thing_1');
+  });
+
+  const ORDINARY_NAMES = [
+    'id', 'object', 'organization_id', 'email', 'state', 'type', 'domain', 'name', 'directory_id', 'created_at',
+    'updated_at', 'user_id', 'status', 'description', 'slug', 'provider', 'ip_address', 'user_agent', 'external_id',
+    'verification_prefix', 'access_type', 'client_id', 'connection_type', 'firstName', 'job-title',
+    // Vault: `kv_name` names the stored object; the `key_*` names are about a key, never its material.
+    'kv_name', 'key_id', 'key_ids', 'key_name', 'key_provider', 'keyId', 'apiKeyName',
+    // About a session or an auth method, not the credential itself.
+    'auth_method', 'session_id', 'sessionId', 'session_expires_at',
+    // Words that merely contain a sensitive one.
+    'monkey', 'keyboard', 'pinned', 'spin', 'hashtag', 'author', 'authentication_method', 'privacy', 'tokenizer_version',
+  ];
+
+  it.each(ORDINARY_NAMES.map((n) => [n]))('%s: shown', (name) => {
+    expect(isSensitiveKey(name)).toBe(false);
+    expect(shown(name, 'plain-value-7')).toBe(true);
+  });
+
+  it('no path a family formatter reads is refused (error.code is shown on purpose)', () => {
+    for (const type of EVENT_TYPES) {
+      const spec = specFor(type);
+      const paths = [...(spec.subject ?? []), ...spec.facts.flatMap((f) => (typeof f.path === 'string' ? [f.path] : f.path))];
+      for (const path of paths) {
+        if (path === 'error.code') continue;
+        expect(path.split('.').filter(isSensitiveKey), `${type}: ${path}`).toEqual([]);
+      }
+    }
+  });
+
+  it('vault messages still show the object name and the key name, id and context', () => {
+    const created = JSON.stringify(formatSlackMessage(event('vault.data.created', FIXTURES['vault.data.created'].data), CTX));
+    const { kv_name, key_id } = FIXTURES['vault.data.created'].data;
+    expect(created).toContain(kv_name);
+    expect(created).toContain(key_id);
+    expect(created).toContain('Key context');
+    const kek = JSON.stringify(formatSlackMessage(event('vault.kek.created', FIXTURES['vault.kek.created'].data), CTX));
+    expect(kek).toContain('acme-production-kek');
+  });
+
+  // Property: a name made of ordinary words plus one sensitive word, in any casing.
+  const SENSITIVE_WORDS = [
+    'key', 'secret', 'token', 'password', 'passwd', 'pwd', 'credential', 'credentials', 'signature', 'private',
+    'auth', 'authorization', 'cookie', 'session', 'otp', 'pin', 'ssn', 'apikey', 'jwt', 'bearer', 'salt', 'hash',
+  ];
+  /** Neither sensitive nor "about a secret" (`id`, `name`, `at`…), nor ending a hidden-by-suffix name (`code`, `url`). */
+  const PLAIN_WORDS = [
+    'user', 'access', 'client', 'data', 'value', 'primary', 'my', 'encryption', 'license', 'db', 'x', 'new', 'old',
+    'api', 'refresh', 'webhook', 'org', 'customer', 'backup', 'raw', 'current', 'signing', 'master', 'temp',
+  ];
+  const cap = (w: string) => w.charAt(0).toUpperCase() + w.slice(1);
+  const CASINGS: Record<string, (words: string[]) => string> = {
+    snake: (w) => w.join('_'),
+    kebab: (w) => w.join('-'),
+    camel: (w) => w[0]! + w.slice(1).map(cap).join(''),
+    pascal: (w) => w.map(cap).join(''),
+    screaming: (w) => w.join('_').toUpperCase(),
+  };
+  const casing = fc.constantFrom(...Object.keys(CASINGS));
+  const plainWords = fc.array(fc.constantFrom(...PLAIN_WORDS), { maxLength: 3 });
+  const value = fc.stringMatching(/^[a-z0-9]{4,10}$/).map((v) => `hush${v}`);
+
+  it('property: a name with a sensitive word, in any casing, hides its value', () => {
+    fc.assert(
+      fc.property(plainWords, fc.constantFrom(...SENSITIVE_WORDS), plainWords, casing, value, (before, word, after, c, v) => {
+        const name = CASINGS[c]!([...before, word, ...after]);
+        expect(isSensitiveKey(name), name).toBe(true);
+        expect(shown(name, v), name).toBe(false);
+      }),
+      { numRuns: 1_000 },
+    );
+  }, 120_000);
+
+  it('property: a name of ordinary words only, in any casing, shows its value', () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...PLAIN_WORDS), { minLength: 1, maxLength: 4 }), casing, value, (words, c, v) => {
+        const name = CASINGS[c]!(words);
+        expect(isSensitiveKey(name), name).toBe(false);
+        expect(shown(name, v), name).toBe(true);
+      }),
+      { numRuns: 1_000 },
+    );
+  }, 120_000);
 });

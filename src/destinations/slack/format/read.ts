@@ -19,9 +19,25 @@ export function isRecord(value: unknown): value is Json {
 
 /**
  * Field names whose values are never shown, at any depth, whatever the event:
- * tokens, one-time codes, secrets, passwords, key material, and URLs (WorkOS
- * URLs such as `accept_invitation_url` or `password_reset_url` embed tokens).
- * Also raw IdP attributes, which may carry anything.
+ * tokens, one-time codes, secrets, passwords, key material, session and auth
+ * data, and URLs (WorkOS URLs such as `accept_invitation_url` or
+ * `password_reset_url` embed tokens). Also raw IdP attributes, which may carry
+ * anything.
+ *
+ * A name is split into lower-case words first (`accessToken`, `access-token`,
+ * `ACCESS_TOKEN` and `access_token` are all `access` + `token`), then it is
+ * sensitive when:
+ *  - the words, joined by `_`, are one of `SENSITIVE_EXACT` or match
+ *    `SENSITIVE_PATTERN` (e.g. `password_reset_url`, `magic_auth_code`,
+ *    `token_id`); or
+ *  - any word is one of `SENSITIVE_WORDS` (`key`, `encryption_key`,
+ *    `clientSecret`, `X-Auth-Token`, `sessionCookie`…), or a glued one ends in
+ *    a long secret word (`accesstoken`, `clientsecret`), unless the LAST word
+ *    says the value is about the secret, not the secret itself
+ *    (`METADATA_WORDS`: `key_id`, `key_name`, `key_context`, `session_id`,
+ *    `auth_method`, `session_expires_at`…).
+ * Names without such a word stay visible: `kv_name` (a vault object's name),
+ * `id`, `email`, `state`, `domain`, `organization_id`…
  */
 const SENSITIVE_EXACT = new Set([
   'token',
@@ -48,13 +64,70 @@ const SENSITIVE_EXACT = new Set([
 ]);
 const SENSITIVE_PATTERN =
   /(^|_)(token|tokens|secret|secrets|password|passwords|passcode|otp|code|url|uri|link|jwt|cookie|hash|signature|credential|credentials|apikey|(api|access|secret|signing|private|client|session)_?key)$|^(secret|password|token)_/;
+/** A name with one of these words is sensitive (unless it ends in a `METADATA_WORDS` word). */
+const SENSITIVE_WORDS = new Set([
+  'key',
+  'keys',
+  'apikey',
+  'secret',
+  'secrets',
+  'token',
+  'tokens',
+  'password',
+  'passwords',
+  'passwd',
+  'pwd',
+  'passphrase',
+  'passcode',
+  'credential',
+  'credentials',
+  'signature',
+  'sig',
+  'private',
+  'privatekey',
+  'auth',
+  'authorization',
+  'cookie',
+  'cookies',
+  'session',
+  'otp',
+  'totp',
+  'pin',
+  'ssn',
+  'jwt',
+  'bearer',
+  'salt',
+  'hash',
+]);
+/** A single glued word ending in one of these is sensitive too (`accesstoken`, `clientsecret`). */
+const SENSITIVE_SUFFIX = /(token|tokens|secret|secrets|password|passwords|passwd|credential|credentials|apikey|privatekey)$/;
+/** Last words naming something about a secret, not the secret: `key_id`, `session_id`, `auth_method`, `key_context`. */
+const METADATA_WORDS = new Set(['id', 'ids', 'name', 'names', 'type', 'method', 'provider', 'context', 'at', 'count', 'status']);
 
 /** Paths that look sensitive but are not (shown on purpose). */
 const NOT_SENSITIVE = new Set(['error.code']);
 
+/** `accessToken`, `X-Api-Key`, `APIKey2` → `['access', 'token']`, `['x', 'api', 'key']`, `['api', 'key', '2']`. */
+function wordsOf(key: string): string[] {
+  return key
+    .replace(/([A-Z])(?=[A-Z][a-z])/g, '$1_')
+    .replace(/([a-z0-9])(?=[A-Z])/g, '$1_')
+    .replace(/([A-Za-z])(?=[0-9])/g, '$1_')
+    .replace(/([0-9])(?=[A-Za-z])/g, '$1_')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter((w) => w !== '');
+}
+
 export function isSensitiveKey(key: string): boolean {
-  const k = key.toLowerCase();
-  return SENSITIVE_EXACT.has(k) || SENSITIVE_PATTERN.test(k);
+  const lower = key.toLowerCase();
+  if (SENSITIVE_EXACT.has(lower) || SENSITIVE_PATTERN.test(lower)) return true;
+  const words = wordsOf(key);
+  const joined = words.join('_');
+  if (SENSITIVE_EXACT.has(joined) || SENSITIVE_PATTERN.test(joined)) return true;
+  if (!words.some((w) => SENSITIVE_WORDS.has(w) || SENSITIVE_SUFFIX.test(w))) return false;
+  const last = words[words.length - 1]!;
+  return !METADATA_WORDS.has(last);
 }
 
 /** The value at a dot path, or `undefined`; never reads through a sensitive key. */
