@@ -14,6 +14,7 @@ import { audit, errorName, log } from '../log';
 import { type RouterMessage, chunkForSendBatch, fitsInline, utf8Length } from '../queue/message';
 import { listEvents, lookupEvent } from '../trace/client';
 import { DELIVERY_STATES, type DeliveryState, NO_DESTINATION, type TraceAttempt, type TraceItem, type TraceQuery } from '../trace/store';
+import { MAX_ID_LENGTH } from '../webhook/envelope';
 import { parsePatterns, time } from './bulk';
 
 export const eventRoutes = new Hono<{ Bindings: Env }>();
@@ -196,7 +197,7 @@ eventRoutes.get('/', async (c) => {
 
 eventRoutes.get('/:id', async (c) => {
   const id = c.req.param('id');
-  if (id.length > 255) throw invalid('That is not an event id.');
+  if (id.length > MAX_ID_LENGTH) throw invalid('That is not an event id.');
   const view = await findEvent(c.env, id);
   if (view === null) throw new ApiError(404, 'not_found', 'No trace of that event: unknown, not yet consumed, or older than trace_retention_days.');
   return c.json(view);

@@ -13,7 +13,7 @@ import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { stringBinding } from '../env';
 import { audit } from '../log';
-import { type DeadLetterJob, parseBulkRequest, parseIdempotencyKey } from './bulk';
+import { type DeadLetterJob, parseBulkRequest, parseIdempotencyKey, parseIsoTime } from './bulk';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
 
@@ -60,10 +60,12 @@ adminRoutes.post('/reconcile', async (c) => {
     }
     const rs = (body as { range_start?: unknown } | null)?.range_start;
     if (rs !== undefined) {
-      if (typeof rs !== 'string' || Number.isNaN(Date.parse(rs))) {
-        throw new ApiError(400, 'invalid_request', 'range_start must be an ISO 8601 time.');
+      // Strictly ISO 8601 with a zone (Date.parse would take "1" as 2001, and roll 2026-02-30 over to March).
+      const ms = typeof rs === 'string' ? parseIsoTime(rs) : null;
+      if (ms === null) {
+        throw new ApiError(400, 'invalid_request', 'range_start must be an ISO 8601 time with a zone, e.g. "2026-11-01T00:00:00Z".');
       }
-      rangeStart = new Date(rs).toISOString();
+      rangeStart = new Date(ms).toISOString();
     }
   }
   const report = await reconcilerStub(c.env).run({ trigger: 'admin', ...(rangeStart !== undefined ? { rangeStart } : {}) });

@@ -17,6 +17,7 @@ import { sameSecret } from '../http/same-secret';
 import { audit, errorName, log } from '../log';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { countStates, lookupEvent } from '../trace/client';
+import { MAX_ID_LENGTH } from '../webhook/envelope';
 import { authenticate, consoleMode, sameOriginPost } from './auth';
 import * as pages from './pages';
 import { CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_SECONDS, clearedCookie, createSession, csrfCookie, newCsrfToken, readCookie, sessionCookie } from './session';
@@ -195,14 +196,14 @@ consoleRoutes.get('/events', async (c) => {
 
 consoleRoutes.get('/events/lookup', (c) => {
   const id = (c.req.query('id') ?? '').trim();
-  if (id === '' || id.length > 255) return redirect(c, '/console/events', 'Enter an event id.', true);
+  if (id === '' || id.length > MAX_ID_LENGTH) return redirect(c, '/console/events', 'Enter an event id.', true);
   return redirect(c, `/console/events/${encodeURIComponent(id)}`);
 });
 
 consoleRoutes.get('/events/:id', async (c) => {
   const config = configOr(c);
   const id = c.req.param('id');
-  const view = id.length <= 255 ? await findEvent(c.env, id) : null;
+  const view = id.length <= MAX_ID_LENGTH ? await findEvent(c.env, id) : null;
   if (view === null) {
     return send(c, pages.errorPage(frame(c, 'events'), 'Not found', 'No trace of that event: unknown, not yet consumed, or older than trace_retention_days.'), 404);
   }
@@ -382,7 +383,9 @@ for (const action of ['pause', 'resume'] as const) {
   });
 }
 
-consoleRoutes.notFound((c) => send(c, pages.refusalPage('Not found', 'No such console page.'), 404));
+// A catch-all route, not `notFound`: a sub-app's notFound is not used once it is mounted with `app.route`, so an
+// unknown console path got the app's JSON 404 without the console's security headers.
+consoleRoutes.all('*', (c) => send(c, pages.refusalPage('Not found', 'No such console page.'), 404));
 
 consoleRoutes.onError((err, c) => {
   const ctx = c as unknown as C;

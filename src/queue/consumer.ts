@@ -528,8 +528,9 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
     const attempts = state.attempts + 1;
     const fields = { event_id: body.id, event_type: body.type, destination: name, attempt: attempts };
     if (outcome.ok) {
-      // Slack deliveries are handed to the destination's outbox (202), which logs the actual send.
-      log('info', outcome.status === 202 ? 'handed_to_outbox' : 'delivered', { ...fields, status: outcome.status, latency_ms: now - body.accepted_at });
+      // Slack deliveries are handed to the destination's outbox, which logs the actual send (an HTTP 202 is a delivery).
+      const handedOff = config.destinations.get(name)?.type === 'slack';
+      log('info', handedOff ? 'handed_to_outbox' : 'delivered', { ...fields, status: outcome.status, latency_ms: now - body.accepted_at });
       ctx.trace.add({ ...traced, state: 'delivered', attempt, next_attempt_at: null });
       continue;
     }

@@ -11,7 +11,8 @@ export type EnvelopeResult =
   | { ok: false; reason: 'invalid_json' | 'invalid_event'; message: string };
 
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-const MAX_ID_LENGTH = 256;
+/** The longest event id accepted (and looked up by the admin API and the console). */
+export const MAX_ID_LENGTH = 256;
 /** Bytes 0x21–0x7E only: printable ASCII, no space, no control characters. */
 const PRINTABLE_ASCII = /^[\x21-\x7E]+$/;
 

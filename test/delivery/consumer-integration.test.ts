@@ -79,6 +79,17 @@ describe('queue consumer', () => {
     expect(followUps).not.toHaveBeenCalled();
   });
 
+  it("an HTTP destination's 202 is logged as delivered (handed_to_outbox is Slack's hand-off only)", async () => {
+    routes.set(CRM, () => new Response(null, { status: 202 }));
+    routes.set(OPS, () => new Response('ok'));
+    const logs = vi.spyOn(console, 'log');
+    const event = sampleEvent({ event: 'user.created' });
+    await runBatch([routerMessage(event)], runEnv());
+    const lines = logs.mock.calls.map((c) => JSON.parse(String(c[0])) as Record<string, unknown>).filter((l) => l.event_id === event.id);
+    expect(lines.find((l) => l.destination === 'crm')).toMatchObject({ msg: 'delivered', status: 202 });
+    expect(lines.filter((l) => l.msg === 'handed_to_outbox')).toEqual([]);
+  });
+
   it('forwards the exact bytes, re-signed so the WorkOS SDK verifies them with the destination secret', async () => {
     routes.set(CRM, () => new Response(null, { status: 204 }));
     routes.set(OPS, () => new Response('ok'));

@@ -192,6 +192,13 @@ describe('delivery trace', () => {
     const unknown = await admin('/events/event_never_seen');
     expect(unknown.status).toBe(404);
     expect(await errorOf(unknown)).toBe('not_found');
+    // The longest id a webhook may carry (256) is looked up; a longer one is not an id.
+    const longest = await admin(`/events/${'e'.repeat(256)}`);
+    expect(longest.status).toBe(404);
+    expect(await errorOf(longest)).toBe('not_found');
+    const tooLong = await admin(`/events/${'e'.repeat(257)}`);
+    expect(tooLong.status).toBe(400);
+    expect(await errorOf(tooLong)).toBe('invalid_request');
     for (const qs of ['state=bogus', 'since=yesterday', 'until=2026-13-01', 'limit=0', 'limit=501', 'limit=ten', 'cursor=not-a-cursor', 'type=!', 'type=user%20created']) {
       const res = await admin(`/events?${qs}`);
       expect(res.status, qs).toBe(400);

@@ -65,9 +65,23 @@ describe('console sign-in with the admin token', () => {
       expect(text, path).not.toContain('Dead letters');
       expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
       expect(res.headers.get('cache-control')).toBe('no-store');
+      expect(res.headers.get('x-frame-options')).toBe('DENY');
     }
     const action = await request('/console/destinations/audit/pause', { method: 'POST', headers: { Origin: ORIGIN } });
     expect(action.status).toBe(401);
+  });
+
+  it('an unknown console page, signed in: 404 as a console page, with the security headers (it was the JSON 404 without them)', async () => {
+    const s = await signIn();
+    for (const path of ['/console/nope', '/console/events/a/b', '/console/destinations/audit/nope']) {
+      const res = await request(path, { headers: { Cookie: s.cookie } });
+      expect(res.status, path).toBe(404);
+      expect(res.headers.get('content-type'), path).toContain('text/html');
+      expect(res.headers.get('content-security-policy'), path).toContain("default-src 'none'");
+      expect(res.headers.get('x-frame-options'), path).toBe('DENY');
+      expect(res.headers.get('cache-control'), path).toBe('no-store');
+      expect(await res.text(), path).toContain('No such console page.');
+    }
   });
 
   it('the right token gives a signed, expiring HttpOnly; Secure; SameSite=Strict cookie; a wrong one gives 401', async () => {

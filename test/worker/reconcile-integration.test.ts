@@ -204,10 +204,18 @@ describe('reconciliation', () => {
     expect((await reconcilerStub(env).status()).clamped_since).toBeNull();
   });
 
-  it('rejects a bad range_start with 400 invalid_request', async () => {
-    const res = await reconcile({ range_start: 'yesterday' });
-    expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ error: 'invalid_request' });
+  it('rejects a bad range_start with 400 invalid_request, and a body that is not JSON; nothing is read', async () => {
+    // Date.parse takes all but the first: "1" as 2001-01-01, 30 February as 2 March, a time without a zone as local.
+    const before = requests.length;
+    for (const rs of ['yesterday', '1', 'November 1, 2026', '2026-02-30T00:00:00Z', '2026-11-01T00:00:00', '2026-11-01T24:00:00Z', 42]) {
+      const res = await reconcile({ range_start: rs });
+      expect(res.status, String(rs)).toBe(400);
+      expect(await res.json(), String(rs)).toMatchObject({ error: 'invalid_request' });
+    }
+    const notJson = await exports.default.fetch(new Request('https://router.test/admin/reconcile', { method: 'POST', headers: ADMIN, body: '{range_start:' }));
+    expect(notJson.status).toBe(400);
+    expect(await notJson.json()).toMatchObject({ error: 'invalid_request' });
+    expect(requests.length).toBe(before);
   });
 
   it('is off without WORKOS_API_KEY: no request, one notice', async () => {
