@@ -110,7 +110,12 @@ export class HeldDeliveries extends DurableObject<Env> {
       );
     }
     log('info', 'deliveries_held', { destination, count: items.length });
-    await this.scheduleAt(this.ctx.storage.kv.get<boolean>('active') === true ? now : now + EXPIRY_CHECK_MS);
+    await this.scheduleAt(this.ctx.storage.kv.get<boolean>('active') === true ? this.nextDrainAt(now) : now + EXPIRY_CHECK_MS);
+  }
+
+  /** When the next drain step may run: now, but never within a second of the last one (a resume or a hold does not speed the drain up). */
+  private nextDrainAt(now: number): number {
+    return Math.max(now, (this.ctx.storage.kv.get<number>('drained_at') ?? 0) + DRAIN_STEP_MS);
   }
 
   async pause(destination: string): Promise<void> {
@@ -123,7 +128,7 @@ export class HeldDeliveries extends DurableObject<Env> {
     this.ctx.storage.kv.put('destination', destination);
     this.ctx.storage.kv.put('active', true);
     const n = await this.count();
-    if (n > 0) await this.ctx.storage.setAlarm(Date.now());
+    if (n > 0) await this.scheduleAt(this.nextDrainAt(Date.now()));
     return n;
   }
 
@@ -135,6 +140,7 @@ export class HeldDeliveries extends DurableObject<Env> {
     const destination = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
     await this.expire(destination);
     if (this.ctx.storage.kv.get<boolean>('active') === true) {
+      this.ctx.storage.kv.put('drained_at', Date.now());
       const more = await this.drainStep(destination);
       if (more) {
         await this.ctx.storage.setAlarm(Date.now() + DRAIN_STEP_MS);

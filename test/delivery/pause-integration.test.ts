@@ -212,4 +212,36 @@ describe('pause and resume', () => {
     expect(((await anon.json()) as { error: string }).error).toBe('unauthorized');
     expect((await destination('warehouse')).state).toBe('active');
   });
+
+  it('the drain keeps its pace, a slice a second: resuming again (a second click, a circuit closing) or a hold during the drain does not add a step', async () => {
+    const store = heldStub(env, 'warehouse') as DurableObjectStub<HeldDeliveries>;
+    expect((await admin('/destinations/warehouse/pause')).status).toBe(200);
+    const item = () => {
+      const e = domainEvent();
+      return { event_id: e.id as string, event_type: e.event as string, created_at: e.created_at as string, source: 'webhook' as const, stale: false, accepted_at: Date.now(), attempts: 0, rules: ['domains'], body: JSON.stringify(e) };
+    };
+    const items = Array.from({ length: 120 }, item);
+    await store.hold('warehouse', items);
+    // Each drain step's sendBatch, observed (the messages still go to the real queue).
+    const steps: number[] = [];
+    await runInDurableObject(store, (instance) => {
+      const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+      const sendBatch = queue.sendBatch.bind(queue);
+      vi.spyOn(queue, 'sendBatch').mockImplementation((messages, options) => {
+        steps.push(Date.now());
+        return sendBatch(messages, options);
+      });
+    });
+    expect((await admin('/destinations/warehouse/resume')).status).toBe(200);
+    await until(async () => steps.length >= 1, 'the first drain step');
+    expect((await admin('/destinations/warehouse/resume')).status).toBe(200);
+    const late = item();
+    items.push(late);
+    await store.hold('warehouse', [late]);
+    await until(async () => (await store.count()) === 0, 'the held deliveries drained');
+    await sink.until(() => items.every((i) => sink.about(i.event_id, WAREHOUSE).length === 1), 'every held delivery at warehouse');
+    const gaps = steps.slice(1).map((t, i) => t - (steps[i] as number));
+    expect(steps.length).toBe(3); // 121 deliveries: 50, 50, 21
+    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(950);
+  });
 });
