@@ -130,5 +130,4 @@ describe('circuit probes', () => {
     sent.mockRestore();
     expect(messages).toEqual([expect.objectContaining({ id: e.id, probe: name, ledger_shard: 'ledger-7', body: item.body })]);
   });
-
 });
