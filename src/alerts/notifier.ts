@@ -21,7 +21,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { loadConfig } from '../config/load';
 import type { AlertKind, AlertsConfig, SlackDestination } from '../config/router-config';
 import { literal } from '../destinations/slack/format/escape';
-import { outboxStub } from '../destinations/slack/outbox';
+import { type SubmitOutcome, outboxStub } from '../destinations/slack/outbox';
 import { ALERT_EVENT_TYPE } from '../destinations/slack/render';
 import { errorName, log } from '../log';
 
@@ -172,13 +172,20 @@ export class AlertNotifier extends DurableObject<Env> {
   private async post(text: string, cfg: { targets: SlackDestination[] }): Promise<boolean> {
     const id = `alert_${crypto.randomUUID()}`;
     const raw = JSON.stringify({ id, event: ALERT_EVENT_TYPE, created_at: new Date().toISOString(), data: { text } });
+    let outcomes: SubmitOutcome[];
     try {
-      await Promise.all(cfg.targets.map((d) => outboxStub(this.env, d.name).submit(d, { event_id: `${id}:${d.name}`, event_type: ALERT_EVENT_TYPE, rules: [], raw, alert: text })));
-      return true;
+      outcomes = await Promise.all(
+        cfg.targets.map((d) => outboxStub(this.env, d.name).submit(d, { event_id: `${id}:${d.name}`, event_type: ALERT_EVENT_TYPE, rules: [], raw, alert: text })),
+      );
     } catch (err) {
       log('warn', 'alert_handoff_failed', { error: errorName(err) });
       return false;
     }
+    // An outbox at max_pending refuses it (Slack has been down for long): said in the log, and when every target
+    // refused, kept pending (its count goes on growing) and tried again in a minute, rather than counted as sent.
+    const refused = cfg.targets.filter((_d, i) => outcomes[i] === 'full').map((d) => d.name);
+    if (refused.length > 0) log('error', 'alert_refused_backlog_full', { destinations: refused, retried: refused.length === cfg.targets.length });
+    return refused.length < cfg.targets.length;
   }
 
   private async retryLater(now: number): Promise<void> {

@@ -9,6 +9,18 @@ import { type ConfigResult, parseRouterConfig } from './router-config';
 const cache = new WeakMap<object, ConfigResult>();
 
 export function loadConfig(env: Env): ConfigResult {
+  const result = parsedConfig(env);
+  // Every call, not only the first: the level follows the config of the env at hand.
+  if (result.ok) setLogLevel(result.config.settings.logLevel);
+  return result;
+}
+
+/**
+ * The same config without applying its `log_level`: for a Durable Object
+ * that reads a setting in the middle of another request's work (the level is
+ * one per isolate, and tests run Workers of several configs in one).
+ */
+export function parsedConfig(env: Env): ConfigResult {
   let result = cache.get(env);
   if (result === undefined) {
     result = parseRouterConfig(routerVar(env), (name) => bindingNamed(env, name));
@@ -19,8 +31,6 @@ export function loadConfig(env: Env): ConfigResult {
       logOnce(`config-warn:${result.warnings.join('|')}`, 'warn', 'config_warnings', { warnings: result.warnings });
     }
   }
-  // Every call, not only the first: the level follows the config of the env at hand.
-  if (result.ok) setLogLevel(result.config.settings.logLevel);
   return result;
 }
 

@@ -22,6 +22,9 @@ import { authenticate, consoleMode, sameOriginPost } from './auth';
 import * as pages from './pages';
 import { CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_SECONDS, clearedCookie, createSession, csrfCookie, newCsrfToken, readCookie, sessionCookie } from './session';
 
+/** Events one console replay sends at most; a further page is confirmed apart. */
+const EVENT_REPLAY_PAGE = 500;
+
 type Vars = { csrf: string; who: string | null; canSignOut: boolean };
 type C = Context<{ Bindings: Env; Variables: Vars }>;
 
@@ -235,7 +238,12 @@ function pretty(body: string): string {
   }
 }
 
-/** Event replay: the first post shows the dry-run count; the confirmed one sends. */
+/**
+ * Event replay, a page of 500 at a time: the first post shows the dry-run
+ * count; the confirmed one sends, then, while more match, shows the next
+ * page's count to confirm (its cursor carried in the form, so the events just
+ * replayed, newer than the cursor, are not selected again).
+ */
 consoleRoutes.post('/events/replay', async (c) => {
   const fields = await form(c);
   const formValues = eventsForm((n) => one(fields[n]));
@@ -244,27 +252,34 @@ consoleRoutes.post('/events/replay', async (c) => {
     (n) => (one(fields[n]) === '' ? undefined : [one(fields[n])]),
   );
   const to = one(fields.to);
+  const cursor = one(fields.cursor);
   const back = `/console/events?${queryOf({ ...formValues })}`;
   const confirmed = one(fields.confirm) === '1';
-  const result = await replayEvents(c.env, { filter, to, dry_run: !confirmed, limit: 500 });
-  if (!confirmed) {
-    const count = result.replayable ?? 0;
-    const skipped = result.not_replayable.length;
+  const page = (dryRun: boolean, at: string) =>
+    replayEvents(c.env, { filter, to, dry_run: dryRun, limit: EVENT_REPLAY_PAGE, ...(at !== '' ? { cursor: at } : {}) });
+  const confirmNext = async (at: string, sent: string) => {
+    const next = await page(true, at);
+    const count = next.replayable ?? 0;
+    const skipped = next.not_replayable.length;
     return send(
       c,
       pages.confirmPage(frame(c, 'events'), {
         title: 'Replay events',
-        text: `${count} event${count === 1 ? '' : 's'} would be sent again to ${to}${skipped > 0 ? ` (${skipped} more matched but their bodies are no longer kept: not replayable)` : ''}${result.next_cursor !== null ? '; more match beyond these 500: run it again afterwards.' : '.'}`,
+        text: `${sent}${count} event${count === 1 ? '' : 's'} would be sent again to ${to}${skipped > 0 ? ` (${skipped} more matched but their bodies are no longer kept: not replayable)` : ''}${next.next_cursor !== null ? `; more match beyond these ${EVENT_REPLAY_PAGE}: you will be asked again for them.` : '.'}`,
         action: '/console/events/replay',
-        fields: { ...formValues, to },
+        fields: { ...formValues, to, ...(at !== '' ? { cursor: at } : {}) },
         confirmLabel: `Send ${count} event${count === 1 ? '' : 's'} to ${to}`,
         danger: false,
         back,
         count,
       }),
     );
-  }
-  return redirect(c, back, `Sent ${result.replayed} event${result.replayed === 1 ? '' : 's'} to ${to}${result.not_replayable.length > 0 ? `; ${result.not_replayable.length} not replayable (body no longer kept)` : ''}.`);
+  };
+  if (!confirmed) return confirmNext(cursor, '');
+  const result = await page(false, cursor);
+  const sent = `Sent ${result.replayed} event${result.replayed === 1 ? '' : 's'} to ${to}${result.not_replayable.length > 0 ? `; ${result.not_replayable.length} not replayable (body no longer kept)` : ''}.`;
+  if (result.next_cursor !== null) return confirmNext(result.next_cursor, `${sent} Next: `);
+  return redirect(c, back, sent);
 });
 
 function deadLetterForm(get: (n: string) => string): pages.DeadLetterFilterForm {

@@ -40,7 +40,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { type OrderingKey, ledgerStubByName, shardName, shardOf } from './shard';
-import { loadConfig } from '../config/load';
+import { parsedConfig } from '../config/load';
 import { errorName, log } from '../log';
 import { type RouterMessage, fitsInline } from '../queue/message';
 
@@ -280,7 +280,7 @@ export class DedupLedger extends DurableObject<Env> {
    * undefined: the request came by the current count, or no change is under way.
    */
   private currentShardOf(req: AdmitRequest): string | undefined {
-    const loaded = loadConfig(this.env);
+    const loaded = parsedConfig(this.env);
     if (!loaded.ok) return undefined;
     const { dedupShards, dedupShardsPrevious } = loaded.config.settings;
     if (dedupShardsPrevious === undefined) return undefined;

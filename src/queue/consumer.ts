@@ -200,8 +200,12 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     // Each delivery is one subrequest (HTTP: to the Internet; queue: to a service), except the batched
     // hand-offs (Slack, paused, open circuit): one per destination per batch.
     const costOf = (name: string, handed: Set<string>): Cost => {
+      const direct: Cost = config.destinations.get(name)?.type === 'queue' ? { web: 0, service: 1 } : { web: 1, service: 0 };
+      // The circuit's probe is delivered although the circuit is open, and a failed one goes back on hold
+      // by a call of its own (the batch's hand-offs have gone by then).
+      if (blocked.open.has(name) && !isBlocked(blocked, name, body)) return plus(direct, { web: 0, service: 1 });
       if (batchedHandOff(name)) return { web: 0, service: handed.has(name) ? 0 : 1 };
-      return config.destinations.get(name)?.type === 'queue' ? { web: 0, service: 1 } : { web: 1, service: 0 };
+      return direct;
     };
     const handed = new Set(slackHanded);
     const dueCost = due.reduce((sum: Cost, n) => {

@@ -9,6 +9,7 @@ import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { alertsStub, outageText } from '../../src/alerts/notifier';
 import { registryStub } from '../../src/destinations/registry';
+import { outboxStub } from '../../src/destinations/slack/outbox';
 import { reconcilerStub } from '../../src/reconcile/reconciler';
 import { makeEvent } from '../fixtures/events';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
@@ -79,6 +80,36 @@ describe('alerts', () => {
     await registryStub(env).resume(name);
     await sink.until(() => posted().some((t) => t.includes(`*${name}* resumed`)), 'the recovery', 60_000);
   }, 150_000);
+
+  it('an alert the alerts outbox refuses (full: Slack down for long) stays pending, is said in the log, and goes out once there is room', async () => {
+    sink.on(ALERTS, () => new Response('down', { status: 503 }));
+    const outbox = outboxStub(env, 'ops-alerts');
+    // The outbox at max_pending (10,000 by default): placeholder entries, removed below.
+    await runInDurableObject(outbox, (_i, state) => {
+      const n = 10_000 - state.storage.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries').one().n;
+      state.storage.sql.exec(
+        `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?)
+         INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at)
+         SELECT 'filler_' || i, 'user.created', '[]', NULL, 'x', NULL, NULL, '{}', ? FROM c`,
+        n,
+        Date.now(),
+      );
+    });
+    const errors = vi.spyOn(console, 'error');
+    const name = `full-${crypto.randomUUID().slice(0, 8)}`;
+    await registryStub(env).pause(name);
+    const refused = () => errors.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"alert_refused_backlog_full"'));
+    await until(async () => refused() !== undefined, 'the refusal logged');
+    expect(JSON.parse(refused() ?? '{}')).toMatchObject({ level: 'error', destinations: ['ops-alerts'], retried: true });
+    expect(await pendingFor('paused', name)).toBe(1);
+    // Room again, and Slack back: the alerts' next run sends it.
+    await runInDurableObject(outbox, (_i, state) => void state.storage.sql.exec("DELETE FROM entries WHERE event_id LIKE 'filler_%'"));
+    sink.on(ALERTS, () => new Response('ok'));
+    await runDurableObjectAlarm(alertsStub(env));
+    await sink.until(() => posted().some((t) => t.includes(`*${name}* was paused`)), 'the alert, once there was room', 60_000);
+    expect(await pendingFor('paused', name)).toBe(0);
+    await registryStub(env).resume(name);
+  }, 120_000);
 
   it('texts escape what they show and link to the console when console_url is set', () => {
     const text = outageText('dead_letter', 'crm', 3, ['<!channel> & *bold*'], 'https://router.example.com');

@@ -2,6 +2,7 @@ import { env } from 'cloudflare:workers';
 import { WorkOS } from '@workos-inc/node';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deadLetterStub } from '../../src/deadletters/store';
+import { registryStub } from '../../src/destinations/registry';
 import type { RouterMessage } from '../../src/queue/message';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { sampleEvent as baseSample } from '../helpers/webhook';
@@ -224,6 +225,29 @@ describe('queue consumer', () => {
     expect(posted.blocks.length).toBeGreaterThan(1);
   });
 
+  it("a circuit's probe is an HTTP delivery in the budget too (it was counted as a hand-off: one request past the budget)", async () => {
+    const probed = `probed-${crypto.randomUUID().slice(0, 8)}`;
+    const router = {
+      consumer_subrequest_budget: 8,
+      destinations: [
+        { name: probed, type: 'http', url: 'https://probed.example.test/' },
+        { name: 'h', type: 'http', url: 'https://h.example.test/' },
+      ],
+      rules: [{ name: 'users', events: ['user.created'], to: ['h'] }],
+    };
+    routes.set('https://probed.example.test/', () => new Response('ok'));
+    routes.set('https://h.example.test/', () => new Response('ok'));
+    // Its circuit is open (one failure opens it here).
+    await registryStub(env).report({ [probed]: { delivered: 0, failed: 1, retryable_failures: 1, trailing_failures: 1 } }, { [probed]: { failures: 1, cooldownSeconds: 60 } });
+    expect((await registryStub(env).health([probed]))[0]).toMatchObject({ circuit: 'open' });
+    captureFollowUps();
+    const probe = routerMessage(sampleEvent({ event: 'user.created' }), { probe: probed, pending: { [probed]: { attempts: 1, rules: ['users'] } } });
+    const others = Array.from({ length: 8 }, () => routerMessage(sampleEvent({ event: 'user.created' })));
+    await runBatch([probe, ...others], testEnv(router));
+    expect(seen.filter((r) => r.url === 'https://probed.example.test/')).toHaveLength(1);
+    expect(seen).toHaveLength(8); // the probe and 7 others; the 8th is deferred
+  });
+
   it('stays within the subrequest budget for HTTP deliveries: deliveries beyond it are deferred, not attempted', async () => {
     const many = {
       consumer_subrequest_budget: 8,
@@ -413,8 +437,10 @@ describe('queue consumer', () => {
 
     it('consumer_retries_exhausted: messages the platform moved to the DLQ are kept', async () => {
       const e = sampleEvent();
-      const { result } = await runBatch([routerMessage(e)], runEnv(), 'workos-router-events-dlq');
-      expect(result.ackAll).toBe(true);
+      const { batch, result } = await runBatch([routerMessage(e)], runEnv(), 'workos-router-events-dlq');
+      // Each message acked once its records are stored.
+      expect(result.explicitAcks).toEqual(batch.messages.map((m) => m.id));
+      expect(result.retryMessages).toEqual([]);
       // One record per destination still owed, each replayable.
       const records = (await deadLetterStub(env).list(500, 0)).filter((d) => d.event_id === e.id);
       expect(records.map((r) => r.destination).sort()).toEqual(['crm', 'ops']);

@@ -316,6 +316,18 @@ describe('event replay', () => {
     await sink.until(() => sink.about(sentinel.id as string, OPS).length === 1, 'the sentinel at ops');
     expect(sink.about(e.id as string, OPS)).toHaveLength(before);
   });
+
+  it('error path: a queue that refuses the replay answers 503 temporarily_unavailable (a simulated failure)', async () => {
+    const e = userEvent();
+    const since = new Date(Date.now() - 1000).toISOString();
+    expect((await postWebhook(e)).status).toBe(200);
+    await traceWhen(e.id as string, (v) => v.deliveries.length === 2 && v.deliveries.every((d) => d.state === 'delivered'), 'delivered');
+    const refuse = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch').mockRejectedValue(new Error('queue down'));
+    const res = await admin('/events/replay', { method: 'POST', body: { filter: { event_type: 'user.created', since }, to: 'ops', limit: 500 } });
+    refuse.mockRestore();
+    expect(res.status).toBe(503);
+    expect(await errorOf(res)).toBe('temporarily_unavailable');
+  });
 });
 
 describe('the console shows the trace; payloads only when allowed and asked for', () => {

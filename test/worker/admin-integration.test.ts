@@ -6,8 +6,10 @@
  * whose `send` is observed with a pass-through spy. Only the failure test
  * stubs the router queue's `send`, to make it fail.
  */
+import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { app } from '../../src/app';
 import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
 import type { RouterMessage } from '../../src/queue/message';
 import { makeEvent } from '../fixtures/events';
@@ -102,7 +104,9 @@ describe('admin API', () => {
   });
 
   it('rejects bad paging with 400 invalid_request', async () => {
-    await expectError(await admin('/dead-letters?limit=0'), 400, 'invalid_request');
+    for (const qs of ['limit=0', 'limit=abc', 'limit=1.5', 'after=-1', 'after=x', 'after=2.5']) {
+      await expectError(await admin(`/dead-letters?${qs}`), 400, 'invalid_request');
+    }
   });
 });
 
@@ -236,5 +240,34 @@ describe('POST /admin/dead-letters/<seq>/replay', () => {
     for (const bad of ['abc', '-1', '0', '2.5', '1e2']) {
       await expectError(await admin(`/dead-letters/${bad}/replay`, { method: 'POST' }), 400, 'invalid_request');
     }
+  });
+});
+
+describe('admin API while ROUTER is invalid', () => {
+  const broken = (): Env => ({ ...env, ROUTER: { destinations: [{ name: 'x', type: 'carrier-pigeon' }], rules: [] } }) as unknown as Env;
+  const call = (path: string, init: RequestInit = {}) =>
+    app.request(`https://router.test/admin${path}`, { ...init, headers: { ...AUTH, 'Content-Type': 'application/json', ...(init.headers ?? {}) } }, broken());
+
+  it('500 config_invalid from a single replay (the record is kept), the destinations and the events routes', async () => {
+    const { event, seq } = await deadLetter();
+    // The store replays from inside, by its own config: it is made invalid there too, then restored.
+    let original!: Env;
+    await runInDurableObject(deadLetterStub(env), (instance) => {
+      const holder = instance as unknown as { env: Env };
+      original = holder.env;
+      holder.env = broken();
+    });
+    try {
+      await expectError(await call(`/dead-letters/${seq}/replay`, { method: 'POST' }), 500, 'config_invalid');
+    } finally {
+      await runInDurableObject(deadLetterStub(env), (instance) => void ((instance as unknown as { env: Env }).env = original));
+    }
+    expect(await listedIds()).toContain(event.id);
+    await expectError(await call('/destinations'), 500, 'config_invalid');
+    await expectError(await call('/destinations/audit/pause', { method: 'POST' }), 500, 'config_invalid');
+    await expectError(await call('/destinations/audit/resume', { method: 'POST' }), 500, 'config_invalid');
+    await expectError(await call('/events'), 500, 'config_invalid');
+    await expectError(await call(`/events/${event.id}`), 500, 'config_invalid');
+    await expectError(await call('/events/replay', { method: 'POST', body: JSON.stringify({ filter: {}, to: 'audit' }) }), 500, 'config_invalid');
   });
 });

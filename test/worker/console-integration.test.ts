@@ -4,12 +4,16 @@
  * every action, payload visibility. The browser tests (test/e2e/console-*)
  * drive the same pages in Chromium.
  */
+import { runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { app } from '../../src/app';
+import { loadConfig } from '../../src/config/load';
 import { createSession } from '../../src/console/session';
+import { ledgerStubByName } from '../../src/dedup/shard';
 import { registryStub } from '../../src/destinations/registry';
+import { TraceWriter } from '../../src/trace/client';
 import { testEnv } from '../helpers/consumer';
 
 const TOKEN = 'test-admin-token';
@@ -82,6 +86,16 @@ describe('console sign-in with the admin token', () => {
       expect(res.headers.get('cache-control'), path).toBe('no-store');
       expect(await res.text(), path).toContain('No such console page.');
     }
+  });
+
+  it('sign-in from another origin: 403, no session', async () => {
+    const res = await request('/console/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: 'https://evil.test' },
+      body: new URLSearchParams({ token: TOKEN }),
+    });
+    expect(res.status).toBe(403);
+    expect(res.headers.getSetCookie().filter((c) => c.startsWith('router_console='))).toEqual([]);
   });
 
   it('the right token gives a signed, expiring HttpOnly; Secure; SameSite=Strict cookie; a wrong one gives 401', async () => {
@@ -259,5 +273,47 @@ describe('console behind Cloudflare Access', () => {
     // A session cookie made with the admin token does not replace Access.
     const { value } = await createSession(TOKEN, Date.now());
     expect((await request('/console', { headers: { Cookie: `router_console=${value}` } }, e)).status).toBe(401);
+  });
+});
+
+describe('console event replay beyond one page', () => {
+  it('501 matching events: 500 sent, then the last one is offered on its own page (by cursor), not the newest 500 again', async () => {
+    const config = loadConfig(testEnv(ROUTER));
+    if (!config.ok) throw new Error('config invalid');
+    const type = 'vault.byok_key.deleted';
+    const since = Date.now() - 60_000;
+    const events = Array.from({ length: 501 }, (_, i) => ({
+      id: `event_cr${String(i).padStart(4, '0')}_${crypto.randomUUID().slice(0, 8)}`,
+      event: type,
+      created_at: new Date(since + i).toISOString(),
+      data: { id: `byok_${i}`, object: 'byok_key' },
+    }));
+    // Traced as delivered, their bodies kept in a ledger shard.
+    const trace = new TraceWriter(env, config.config.settings);
+    for (const [i, e] of events.entries()) {
+      trace.add({ event_id: e.id, event_type: type, source: 'webhook', accepted_at: since + i, stale: false, body_shard: 'ledger-0', destination: 'audit', rules: ['all'], state: 'delivered' });
+    }
+    await trace.flush();
+    await runInDurableObject(ledgerStubByName(env, 'ledger-0'), (_i, state) => {
+      for (const e of events) state.storage.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', e.id, JSON.stringify(e), Date.now() + 86_400_000);
+    });
+    const sent = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const ids = () => sent.mock.calls.flatMap((c) => [...c[0]].map((m) => (m.body as { id: string }).id));
+    const s = await signIn();
+    const fields = { csrf: s.csrf, type, since: new Date(since - 1).toISOString(), to: 'audit' };
+    const first = await post('/console/events/replay', s, fields);
+    expect(first.status).toBe(200);
+    expect(await first.text()).toContain('500 events would be sent again to audit; more match beyond these 500');
+    const confirmed = await post('/console/events/replay', s, { ...fields, confirm: '1' });
+    expect(confirmed.status).toBe(200);
+    const next = await confirmed.text();
+    expect(next).toContain('Sent 500 events to audit. Next: 1 event would be sent again to audit.');
+    const cursor = /name="cursor" value="([^"]+)"/.exec(next)?.[1];
+    expect(cursor).toBeDefined();
+    expect(new Set(ids())).toEqual(new Set(events.slice(1).map((e) => e.id)));
+    const last = await post('/console/events/replay', s, { ...fields, cursor: cursor as string, confirm: '1' });
+    expect(last.status).toBe(303);
+    expect(ids().filter((id) => id === events[0]!.id)).toHaveLength(1);
+    expect(ids()).toHaveLength(501);
   });
 });

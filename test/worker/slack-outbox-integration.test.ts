@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { SlackDestination } from '../../src/config/router-config';
 import { deadLetterStub } from '../../src/deadletters/store';
 import { outboxStub } from '../../src/destinations/slack/outbox';
+import { ALERT_EVENT_TYPE } from '../../src/destinations/slack/render';
 import { makeEvent } from '../fixtures/events';
 
 const SLACK = 'https://hooks.slack.test/services/T1/B1/secret';
@@ -76,6 +77,26 @@ async function drain(stub: ReturnType<typeof outboxStub>, timeoutMs = 30_000): P
 }
 
 describe('Slack outbox', () => {
+  it('an alert queued behind events is not counted in their digest: it goes out in its own message next', async () => {
+    const dest = destination({ digestWindowSeconds: 3600 });
+    const stub = outboxStub(env, dest.name);
+    await stub.submit(dest, item());
+    expect(calls).toHaveLength(1); // quiet: at once; the window now runs
+    await stub.submit(dest, item('user.created'));
+    await stub.submit(dest, item('user.created'));
+    const raw = JSON.stringify({ id: 'alert_1', event: ALERT_EVENT_TYPE, created_at: new Date().toISOString(), data: { text: ':rotating_light: the alert' } });
+    await stub.submit(dest, { event_id: 'alert_1:x', event_type: ALERT_EVENT_TYPE, rules: [], raw, alert: ':rotating_light: the alert' });
+    await stub.submit(dest, item());
+    await elapseAndRunAlarm(stub);
+    expect(countOf(calls[1]!.body)).toBe(2);
+    expect(JSON.stringify(calls[1]!.body)).not.toContain(ALERT_EVENT_TYPE);
+    await elapseAndRunAlarm(stub);
+    expect(calls[2]!.body.text).toContain('the alert');
+    await elapseAndRunAlarm(stub);
+    expect(countOf(calls[3]!.body)).toBe(1);
+    expect(await stub.pending()).toBe(0);
+  });
+
   it('sends a single event in a quiet period at once', async () => {
     const dest = destination({ digestWindowSeconds: 60 });
     const stub = outboxStub(env, dest.name);

@@ -227,10 +227,18 @@ export class SlackOutbox extends DurableObject<Env> {
     // The last entry this message covers, fixed now: entries arriving while it is posted wait for the next one.
     // Alerts at the head go out as one alerts message of their own (up to the first event); events as a digest.
     const alerts = first.event_type === ALERT_EVENT_TYPE ? this.leadingAlerts() : [];
-    const lastSeq =
+    // A digest stops before the first alert queued behind its events: that alert goes out in its own message next,
+    // instead of being counted in the digest as one more event type.
+    const nextAlert =
+      alerts.length === 0
+        ? this.sql.exec<{ seq: number }>('SELECT seq FROM entries WHERE event_type = ? ORDER BY seq LIMIT 1', ALERT_EVENT_TYPE).toArray()[0]?.seq
+        : undefined;
+    const lastSeq = Math.min(
       alerts[alerts.length - 1]?.seq ??
-      this.sql.exec<{ seq: number }>('SELECT seq FROM entries ORDER BY seq LIMIT 1 OFFSET ?', MAX_EVENTS_PER_MESSAGE - 1).toArray()[0]?.seq ??
-      this.sql.exec<{ seq: number }>('SELECT MAX(seq) AS seq FROM entries').one().seq;
+        this.sql.exec<{ seq: number }>('SELECT seq FROM entries ORDER BY seq LIMIT 1 OFFSET ?', MAX_EVENTS_PER_MESSAGE - 1).toArray()[0]?.seq ??
+        this.sql.exec<{ seq: number }>('SELECT MAX(seq) AS seq FROM entries').one().seq,
+      nextAlert !== undefined ? nextAlert - 1 : Number.POSITIVE_INFINITY,
+    );
     if (found.kind === 'removed') {
       // Nothing else resumes this outbox (the admin API needs the destination):
       // each alarm moves one bounded run, and schedules the next while entries remain.
