@@ -161,3 +161,32 @@ describe('memberships and slug-named subjects are ordered too', () => {
     expectDeliveries(events, [false, true, false]);
   });
 });
+
+describe('Vault: data by its KV name, access logs and key notices stand alone', () => {
+  it('vault.data.* about one KV name: an older update arriving after a newer one is stale; a deletion then a re-creation is not', async () => {
+    const kv = `kv_${crypto.randomUUID()}`;
+    const data = (n: number) => ({ kv_name: kv, key_id: `key_${n}`, actor_id: 'user_1', actor_name: 'Ada' });
+    const events = [
+      ev('vault.data.updated', data(2), 20),
+      ev('vault.data.updated', data(1), 10), // older, arrives later: stale
+      ev('vault.data.deleted', data(3), 30),
+      ev('vault.data.created', data(4), 40), // the name comes back: not stale (a subject, not an object)
+    ];
+    await arrive(events);
+    await settled(events);
+    expectDeliveries(events, [false, true, false, false]);
+  });
+
+  it('vault.data.read and vault.byok_key.* are facts: in reversed arrival order, none is stale', async () => {
+    const kv = `kv_${crypto.randomUUID()}`;
+    const events = [
+      ev('vault.data.read', { kv_name: kv, key_id: 'key_1', actor_id: 'user_1', actor_name: 'Ada' }, 50),
+      ev('vault.data.read', { kv_name: kv, key_id: 'key_1', actor_id: 'user_1', actor_name: 'Ada' }, 40),
+      ev('vault.byok_key.verification_completed', { organization_id: 'org_1', key_provider: 'AWS_KMS', verified: true }, 30),
+      ev('vault.byok_key.verification_completed', { organization_id: 'org_1', key_provider: 'AWS_KMS', verified: false }, 20),
+    ];
+    await arrive(events);
+    await settled(events);
+    expectDeliveries(events, [false, false, false, false]);
+  });
+});

@@ -6,6 +6,7 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { DestinationRegistry } from '../../src/destinations/registry';
 import type { RouterMessage } from '../../src/queue/message';
 import { routerMessage, runBatch } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
@@ -53,26 +54,38 @@ describe('max_per_second', () => {
   });
 });
 
+/** What the registry's `reserve` answers. */
+type Reservation = Promise<Awaited<ReturnType<DestinationRegistry['reserve']>>>;
+
+/**
+ * A `DESTINATIONS` namespace whose registry is the real one under `name`,
+ * its send-slot requests going through `reserve` (which makes the real call
+ * with `real()`, or not).
+ */
+function registryNamed(name: string, reserve: (real: () => Reservation) => Reservation) {
+  return {
+    idFromName: () => env.DESTINATIONS.idFromName(name),
+    get: (id: DurableObjectId) => {
+      const stub = env.DESTINATIONS.get(id) as DurableObjectStub<DestinationRegistry>;
+      return {
+        blocked: () => stub.blocked(),
+        report: (...args: Parameters<typeof stub.report>) => stub.report(...args),
+        reserve: (...args: Parameters<typeof stub.reserve>) => reserve(async () => (await stub.reserve(...args)) as Awaited<Reservation>),
+      };
+    },
+  };
+}
+
 describe('max_per_second with a registry far from the consumer', () => {
   it('a slot is counted from when the answer arrives: a slow trip back does not make it late (it used to defer the delivery, again and again)', async () => {
     sink.on(METERED, () => new Response(null, { status: 204 }));
     // A registry of its own, whose answers take 60 ms to come back (more than the 40 ms a slot may be missed by).
     const name = `registry-far-${crypto.randomUUID()}`;
-    const far = {
-      idFromName: () => env.DESTINATIONS.idFromName(name),
-      get: (id: DurableObjectId) => {
-        const stub = env.DESTINATIONS.get(id);
-        return {
-          blocked: () => stub.blocked(),
-          report: (...args: Parameters<typeof stub.report>) => stub.report(...args),
-          reserve: async (...args: Parameters<typeof stub.reserve>) => {
-            const answer = await stub.reserve(...args);
-            await new Promise((r) => setTimeout(r, 60));
-            return answer;
-          },
-        };
-      },
-    };
+    const far = registryNamed(name, async (reserve) => {
+      const answer = await reserve();
+      await new Promise((r) => setTimeout(r, 60));
+      return answer;
+    });
     const runEnv = { ...env, DESTINATIONS: far } as unknown as Env;
     // A destination idle for a while: its next slot is "now" when the registry answers.
     await runInDurableObject(env.DESTINATIONS.get(env.DESTINATIONS.idFromName(name)), (instance) => {
@@ -101,38 +114,56 @@ function spin(n: number): void {
   for (let i = 0; i < n; i++) spun = (spun + Math.sqrt(i)) % 1e9;
 }
 
+/**
+ * The metered destination's first request keeps this isolate busy for about
+ * 300 ms, past the next five slots (20/s: one every 52.5 ms); `busy()` says
+ * how long it really was.
+ */
+async function busyFirstRequest(): Promise<{ busy: () => number }> {
+  const iterations = await busyLoopFor(300);
+  let first = true;
+  let busy = 0;
+  sink.on(METERED, async () => {
+    if (first) {
+      first = false;
+      const t0 = Date.now();
+      spin(iterations);
+      await new Promise((r) => setTimeout(r, 0));
+      busy = Date.now() - t0;
+    }
+    return new Response(null, { status: 204 });
+  });
+  return { busy: () => busy };
+}
+
+/** A registry of its own (the real one, under another name), idle: its next slot for `metered` is "now". */
+async function idleRegistry(): Promise<string> {
+  const name = `registry-busy-${crypto.randomUUID()}`;
+  await runInDurableObject(env.DESTINATIONS.get(env.DESTINATIONS.idFromName(name)), (instance) => {
+    (instance as unknown as { nextSlot: Map<string, number> }).nextSlot.set('metered', 0);
+  });
+  return name;
+}
+
+/** Six metered events in one batch, under a `DESTINATIONS` namespace of the test's. */
+function runSixMetered(destinations: object) {
+  const events = Array.from({ length: 6 }, () =>
+    sampleEvent({ event: 'magic_auth.created', data: { id: `magic_auth_${crypto.randomUUID()}`, object: 'magic_auth', email: 'busy@example.test' } }),
+  );
+  return runBatch(
+    events.map((e) => routerMessage(e)),
+    { ...env, DESTINATIONS: destinations } as unknown as Env,
+  ).then(({ result }) => ({ events, result }));
+}
+
 describe('max_per_second with a busy consumer isolate', () => {
   it('requests that wake up past their slots take fresh ones and are delivered in the same batch, spaced by the limit (they used to be deferred, again and again)', async () => {
-    const iterations = await busyLoopFor(300);
-    let first = true;
-    let busy = 0;
-    sink.on(METERED, async () => {
-      if (first) {
-        // The first request keeps the isolate busy past the next five slots (20/s: one every 52.5 ms).
-        first = false;
-        const t0 = Date.now();
-        spin(iterations);
-        await new Promise((r) => setTimeout(r, 0));
-        busy = Date.now() - t0;
-      }
-      return new Response(null, { status: 204 });
-    });
-    // A registry of its own (the real one, under another name), idle: its next slot is "now".
-    const name = `registry-busy-${crypto.randomUUID()}`;
-    const own = { idFromName: () => env.DESTINATIONS.idFromName(name), get: (id: DurableObjectId) => env.DESTINATIONS.get(id) };
-    await runInDurableObject(env.DESTINATIONS.get(env.DESTINATIONS.idFromName(name)), (instance) => {
-      (instance as unknown as { nextSlot: Map<string, number> }).nextSlot.set('metered', 0);
-    });
+    const { busy } = await busyFirstRequest();
+    const name = await idleRegistry();
     const followUps = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
-    const events = Array.from({ length: 6 }, () =>
-      sampleEvent({ event: 'magic_auth.created', data: { id: `magic_auth_${crypto.randomUUID()}`, object: 'magic_auth', email: 'busy@example.test' } }),
-    );
-    const { result } = await runBatch(
-      events.map((e) => routerMessage(e)),
-      { ...env, DESTINATIONS: own } as unknown as Env,
-    );
+    const { events, result } = await runSixMetered({ idFromName: () => env.DESTINATIONS.idFromName(name), get: (id: DurableObjectId) => env.DESTINATIONS.get(id) });
     // The isolate really was busy past the slots (else this test would prove nothing).
-    expect(busy).toBeGreaterThan(200);
+    expect(busy()).toBeGreaterThan(200);
     for (const e of events) expect(sink.about(e.id as string, METERED)).toHaveLength(1);
     expect(result.explicitAcks).toHaveLength(6);
     expect(followUps).not.toHaveBeenCalled();
@@ -144,42 +175,16 @@ describe('max_per_second with a busy consumer isolate', () => {
     expect((arrivals[5] as number) - (arrivals[1] as number)).toBeGreaterThanOrEqual(4 * 52.5 - 40);
     expect(maxInWindow(arrivals, 1000)).toBeLessThanOrEqual(20);
   });
+
   it('error path: no fresh slot (the registry cannot be reached when they are missed): the late requests are deferred to a follow-up, attempts untouched, logged', async () => {
-    const iterations = await busyLoopFor(300);
-    let first = true;
-    sink.on(METERED, async () => {
-      if (first) {
-        first = false;
-        spin(iterations);
-      }
-      return new Response(null, { status: 204 });
-    });
-    const name = `registry-busy-${crypto.randomUUID()}`;
+    await busyFirstRequest();
+    const name = await idleRegistry();
     let reserves = 0;
     // The registry answers the batch's first reservation, and fails the next (a simulated outage).
-    const failing = {
-      idFromName: () => env.DESTINATIONS.idFromName(name),
-      get: (id: DurableObjectId) => {
-        const stub = env.DESTINATIONS.get(id);
-        return {
-          blocked: () => stub.blocked(),
-          report: (...args: Parameters<typeof stub.report>) => stub.report(...args),
-          reserve: (...args: Parameters<typeof stub.reserve>) => (++reserves === 1 ? stub.reserve(...args) : Promise.reject(new Error('registry reset'))),
-        };
-      },
-    };
-    await runInDurableObject(env.DESTINATIONS.get(env.DESTINATIONS.idFromName(name)), (instance) => {
-      (instance as unknown as { nextSlot: Map<string, number> }).nextSlot.set('metered', 0);
-    });
+    const failing = registryNamed(name, (reserve) => (++reserves === 1 ? reserve() : Promise.reject(new Error('registry reset'))));
     const warnings = vi.spyOn(console, 'warn');
     const followUps = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
-    const events = Array.from({ length: 6 }, () =>
-      sampleEvent({ event: 'magic_auth.created', data: { id: `magic_auth_${crypto.randomUUID()}`, object: 'magic_auth', email: 'busy@example.test' } }),
-    );
-    const { result } = await runBatch(
-      events.map((e) => routerMessage(e)),
-      { ...env, DESTINATIONS: failing } as unknown as Env,
-    );
+    const { events, result } = await runSixMetered(failing);
     expect(result.explicitAcks).toHaveLength(6);
     expect(reserves).toBe(2);
     const deferred = followUps.mock.calls.flatMap((c) => [...c[0]].map((m) => m.body as RouterMessage));

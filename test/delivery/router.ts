@@ -18,7 +18,7 @@ export const ALERTS = 'https://hooks.slack.test/services/T000/B000/ALERTS';
 export const FRAGILE = 'https://fragile.example.test/in';
 
 /** Event families the ordering tests use. */
-const ORDERED = ['organization.*', 'organization_membership.*', 'group.*', 'role.*', 'organization_role.*', 'dsync.group.user_*'];
+const ORDERED = ['organization.*', 'organization_membership.*', 'group.*', 'role.*', 'organization_role.*', 'dsync.group.user_*', 'vault.*'];
 
 export const DELIVERY_ROUTER = {
   destinations: [

@@ -43,6 +43,43 @@ function movingUser(a = 16, b = 32): string {
 /** A Worker still on 8 shards, while the ledger's config (this project's) says 16: a deploy's rollout. */
 const oldWorker = (): RouterSettings => ({ ...settings(), dedupShards: 8 });
 
+/** In shard `from`, calls to shard `to` fail (a simulated reset) for `method`; others go through. The spy, to restore. */
+function unreachable(from: string, to: string, method: 'recall' | 'peek') {
+  return runInDurableObject(ledgerStubByName(env, from), (instance) => {
+    const ns = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
+    const original = ns.get.bind(ns);
+    return vi.spyOn(ns, 'get').mockImplementation((id, options) =>
+      id.name === to ? ({ [method]: () => Promise.reject(new Error('shard reset')) } as never) : original(id, options),
+    );
+  });
+}
+
+/** Holds shard `name`'s enqueue of event `id` on its way (then really sends it): `reached` once it is held. */
+async function holdEnqueue(name: string, id: string): Promise<{ reached: Promise<void>; release: () => void }> {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let reach!: () => void;
+  const reached = new Promise<void>((r) => (reach = r));
+  await runInDurableObject(ledgerStubByName(env, name), (instance) => {
+    const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+    const send = queue.send.bind(queue);
+    vi.spyOn(queue, 'send').mockImplementation(async (message, options) => {
+      if ((message as { id: string }).id === id) {
+        reach();
+        await gate;
+      }
+      return send(message, options);
+    });
+  });
+  return { reached, release };
+}
+
+/** The log line `msg` written through console.error, parsed. */
+function errorLine(errors: { mock: { calls: unknown[][] } }, msg: string): Record<string, unknown> {
+  const line = errors.mock.calls.map((c) => String(c[0])).find((l) => l.includes(`"msg":"${msg}"`));
+  return JSON.parse(line ?? '{}') as Record<string, unknown>;
+}
+
 const admit = (s: RouterSettings, e: UnknownEvent) => {
   const text = JSON.stringify(e);
   return admitEvent(env, s, e, text, utf8.encode(text).byteLength, 'webhook');
@@ -140,24 +177,10 @@ describe('changing dedup_shards with dedup_shards_previous', () => {
     it('its copy of an event being admitted in the current shard at that moment answers in_progress; the retry is a duplicate', async () => {
       const e = userEvent('user.updated', movingUser(8, 16), Date.now() - 60_000);
       await deployedWithPrevious(e);
-      let release!: () => void;
-      const gate = new Promise<void>((r) => (release = r));
-      let sending!: () => void;
-      const sendReached = new Promise<void>((r) => (sending = r));
-      await runInDurableObject(ledgerStubByName(env, ledgerShardOf(e, 16)), (instance) => {
-        // The new count's copy: its enqueue held on its way (then really sent).
-        const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
-        const send = queue.send.bind(queue);
-        vi.spyOn(queue, 'send').mockImplementation(async (message, options) => {
-          if ((message as { id: string }).id === e.id) {
-            sending();
-            await gate;
-          }
-          return send(message, options);
-        });
-      });
+      // The new count's copy: its enqueue held on its way.
+      const { reached, release } = await holdEnqueue(ledgerShardOf(e, 16), e.id);
       const first = admit(settings(), e);
-      await sendReached;
+      await reached;
       expect(await admit(oldWorker(), e)).toEqual({ status: 'in_progress' });
       release();
       expect(await first).toEqual({ status: 'accepted' });
@@ -170,17 +193,10 @@ describe('changing dedup_shards with dedup_shards_previous', () => {
       await deployedWithPrevious(e);
       const current = ledgerShardOf(e, 16);
       const errors = vi.spyOn(console, 'error');
-      const spy = await runInDurableObject(ledgerStubByName(env, ledgerShardOf(e, 8)), (instance) => {
-        const ns = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
-        const original = ns.get.bind(ns);
-        return vi.spyOn(ns, 'get').mockImplementation((id, options) =>
-          id.name === current ? ({ peek: () => Promise.reject(new Error('shard reset')) } as never) : original(id, options),
-        );
-      });
+      const spy = await unreachable(ledgerShardOf(e, 8), current, 'peek');
       expect(await admit(oldWorker(), e)).toEqual({ status: 'unavailable' });
       spy.mockRestore();
-      const line = errors.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"ledger_current_unavailable"'));
-      expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'error', event_id: e.id, shard: current, error: 'Error: shard reset' });
+      expect(errorLine(errors, 'ledger_current_unavailable')).toMatchObject({ level: 'error', event_id: e.id, shard: current, error: 'Error: shard reset' });
       expect(await ledgerStubByName(env, ledgerShardOf(e, 8)).isCommitted(e.id)).toBe(false);
       expect(await admit(oldWorker(), e)).toEqual({ status: 'accepted' });
     });
@@ -190,17 +206,10 @@ describe('changing dedup_shards with dedup_shards_previous', () => {
     const e = userEvent('user.updated', movingUser(), Date.now() - 60_000);
     const previous = ledgerShardOf(e, 16);
     const errors = vi.spyOn(console, 'error');
-    const spy = await runInDurableObject(ledgerStubByName(env, ledgerShardOf(e, 32)), (instance) => {
-      const ns = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
-      const original = ns.get.bind(ns);
-      return vi.spyOn(ns, 'get').mockImplementation((id, options) =>
-        id.name === previous ? ({ recall: () => Promise.reject(new Error('shard reset')) } as never) : original(id, options),
-      );
-    });
+    const spy = await unreachable(ledgerShardOf(e, 32), previous, 'recall');
     expect(await admit(after(), e)).toEqual({ status: 'unavailable' });
     spy.mockRestore();
-    const line = errors.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"ledger_previous_unavailable"'));
-    expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'error', event_id: e.id, shard: previous, error: 'Error: shard reset' });
+    expect(errorLine(errors, 'ledger_previous_unavailable')).toMatchObject({ level: 'error', event_id: e.id, shard: previous, error: 'Error: shard reset' });
     expect(await ledgerStubByName(env, ledgerShardOf(e, 32)).isCommitted(e.id)).toBe(false);
     // Reachable again: the retry is accepted.
     expect(await admit(after(), e)).toEqual({ status: 'accepted' });
@@ -208,25 +217,10 @@ describe('changing dedup_shards with dedup_shards_previous', () => {
 
   it("an admission waits for a copy that a Worker on the old count is admitting in the previous shard at that moment: a duplicate", async () => {
     const e = userEvent('user.updated', movingUser(), Date.now() - 60_000);
-    const previous = ledgerStubByName(env, ledgerShardOf(e, 16));
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let sending!: () => void;
-    const sendReached = new Promise<void>((r) => (sending = r));
+    // The old copy's enqueue is held on its way, so its admission is in progress.
+    const { reached: sendReached, release } = await holdEnqueue(ledgerShardOf(e, 16), e.id);
     let recalled!: () => void;
     const recallReached = new Promise<void>((r) => (recalled = r));
-    await runInDurableObject(previous, (instance) => {
-      // The old copy's enqueue is held on its way (then really sent), so its admission is in progress.
-      const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
-      const send = queue.send.bind(queue);
-      vi.spyOn(queue, 'send').mockImplementation(async (message, options) => {
-        if ((message as { id: string }).id === e.id) {
-          sending();
-          await gate;
-        }
-        return send(message, options);
-      });
-    });
     await runInDurableObject(ledgerStubByName(env, ledgerShardOf(e, 32)), (instance) => {
       // Observed, not replaced: the new shard asks the previous one.
       const ns = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
