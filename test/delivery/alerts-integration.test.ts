@@ -8,8 +8,10 @@ import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { alertsStub, outageText } from '../../src/alerts/notifier';
+import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
 import { registryStub } from '../../src/destinations/registry';
 import { outboxStub } from '../../src/destinations/slack/outbox';
+import { ALERT_EVENT_TYPE } from '../../src/destinations/slack/render';
 import { reconcilerStub } from '../../src/reconcile/reconciler';
 import { makeEvent } from '../fixtures/events';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
@@ -80,6 +82,20 @@ describe('alerts', () => {
     await registryStub(env).resume(name);
     await sink.until(() => posted().some((t) => t.includes(`*${name}* resumed`)), 'the recovery', 60_000);
   }, 150_000);
+
+  it('a dead-lettered alert (router.alert) is never alerted on: no loop of alerts about alerts', async () => {
+    const alertsDest = `alerts-${crypto.randomUUID().slice(0, 8)}`;
+    const sentinel = `sentinel-${crypto.randomUUID().slice(0, 8)}`;
+    const raw = JSON.stringify({ id: 'alert_x', event: ALERT_EVENT_TYPE, created_at: new Date().toISOString(), data: { text: 'an alert' } });
+    // In one call: the store signals both records at once, so the sentinel's alert is the sign the other was seen.
+    await deadLetterStub(env).add([
+      deadLetterRecord({ event_id: 'alert_x:1', event_type: ALERT_EVENT_TYPE, destination: alertsDest, reason: 'attempts_exhausted: slack_http_503', body: raw }),
+      deadLetterRecord({ event_id: `event_${crypto.randomUUID()}`, event_type: 'user.created', destination: sentinel, reason: 'http_404', body: '{}' }),
+    ]);
+    await sink.until(() => posted().some((t) => t.includes(`for *${sentinel}*`)), "the sentinel's alert");
+    expect(posted().filter((t) => t.includes(alertsDest))).toEqual([]);
+    expect(await pendingFor('dead_letter', alertsDest)).toBe(0);
+  });
 
   it('an alert the alerts outbox refuses (full: Slack down for long) stays pending, is said in the log, and goes out once there is room', async () => {
     sink.on(ALERTS, () => new Response('down', { status: 503 }));
