@@ -289,6 +289,17 @@ export class DedupLedger extends DurableObject<Env> {
     return current !== req.shard && req.shard === shardName(shardOf(key, dedupShardsPrevious)) ? current : undefined;
   }
 
+  /** What shard `name` remembers of `req` (`recall` or `peek`); null, logged as `msg`, when it cannot be reached. */
+  private async ask(name: string, method: 'recall' | 'peek', req: AdmitRequest, msg: string): Promise<Recall | null> {
+    const stub = ledgerStubByName(this.env, name);
+    try {
+      return method === 'recall' ? await stub.recall(req.id, req.created_at, req.ordering?.key) : await stub.peek(req.id, req.created_at, req.ordering?.key);
+    } catch (err) {
+      log('error', msg, { event_id: req.id, shard: name, error: errorName(err) });
+      return null;
+    }
+  }
+
   /** This shard's ordering record of an object (or subject). */
   private orderOf(key: string): OrderRow | undefined {
     return this.sql.exec<OrderRow>('SELECT newest_ms, deleted FROM objects WHERE key = ?', key).toArray()[0];
@@ -353,25 +364,16 @@ export class DedupLedger extends DurableObject<Env> {
     // Since dedup_shards changed, an event this shard does not know may have been filed under its previous shard.
     let previous: Recall | null = null;
     if (row === undefined && req.previousShard !== undefined && req.previousShard !== req.shard) {
-      try {
-        previous = await ledgerStubByName(this.env, req.previousShard).recall(req.id, req.created_at, req.ordering?.key);
-      } catch (err) {
-        log('error', 'ledger_previous_unavailable', { event_id: req.id, shard: req.previousShard, error: errorName(err) });
-        return { status: 'unavailable' };
-      }
+      previous = await this.ask(req.previousShard, 'recall', req, 'ledger_previous_unavailable');
+      if (previous === null) return { status: 'unavailable' };
       if (previous.committed) return { status: 'duplicate' };
     }
     // Sent here by a Worker still on the previous dedup_shards (during the deploy's rollout): the event's shard
     // under the current count may have accepted a copy already, from a Worker on the new count.
     const current = row === undefined ? this.currentShardOf(req) : undefined;
     if (current !== undefined) {
-      let seen: Recall;
-      try {
-        seen = await ledgerStubByName(this.env, current).peek(req.id, req.created_at, req.ordering?.key);
-      } catch (err) {
-        log('error', 'ledger_current_unavailable', { event_id: req.id, shard: current, error: errorName(err) });
-        return { status: 'unavailable' };
-      }
+      const seen = await this.ask(current, 'peek', req, 'ledger_current_unavailable');
+      if (seen === null) return { status: 'unavailable' };
       if (seen.committed) return { status: 'duplicate' };
       if (seen.admitting === true) return { status: 'in_progress' };
       if (seen.order !== null) previous = seen;
