@@ -17,7 +17,7 @@ import { loadConfig } from '../config/load';
 import { type RouterConfig, type RouterSettings, SETTINGS_SPEC } from '../config/router-config';
 import { routerVar } from '../env';
 import { audit, errorName, log, logOnce } from '../log';
-import type { RouterMessage } from '../queue/message';
+import { type RouterMessage, packNextFit } from '../queue/message';
 import { Matcher } from '../routing/matcher';
 import { markDiscarded } from '../trace/client';
 import { type AlertSignal, notifyAlerts } from '../alerts/notifier';
@@ -58,21 +58,8 @@ export const DEAD_LETTER_CALL_BYTES = 8 * 1024 * 1024;
  * limit goes alone.
  */
 export function deadLetterCalls<T>(groups: readonly T[], recordsOf: (group: T) => readonly DeadLetterInput[]): T[][] {
-  const calls: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const group of groups) {
-    const size = recordsOf(group).reduce((n, r) => n + r.body.length * 2 + 512, 0);
-    if (current.length > 0 && bytes + size > DEAD_LETTER_CALL_BYTES) {
-      calls.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(group);
-    bytes += size;
-  }
-  if (current.length > 0) calls.push(current);
-  return calls;
+  const sized = groups.map((item) => ({ item, bytes: recordsOf(item).reduce((n, r) => n + r.body.length * 2 + 512, 0) }));
+  return packNextFit(sized, DEAD_LETTER_CALL_BYTES, Number.POSITIVE_INFINITY).map((call) => call.map((c) => c.item));
 }
 
 /** A dead letter as listed: everything but the payload. */

@@ -333,7 +333,6 @@ function circuitsOf(config: RouterConfig, reports: Record<string, DestinationRep
   return Object.fromEntries(Object.keys(reports).map((n) => [n, config.destinations.get(n)?.circuit ?? null]));
 }
 
-/** The fields every trace write of this message shares. */
 /**
  * The ledger shard that keeps a message's body: its reference's, else the
  * shard that admitted it, else (a message that says neither) `fallback`'s
@@ -343,6 +342,7 @@ function keptIn(body: RouterMessage, fallback: () => string | null): string | nu
   return body.body_ref?.shard ?? body.ledger_shard ?? fallback();
 }
 
+/** The fields every trace write of this message shares. */
 function traceBase(body: RouterMessage, bodyShard: string | null): Omit<TraceWrite, 'destination' | 'rules' | 'state'> {
   const source: TraceSource = body.replay === true ? 'replay' : body.source;
   return { event_id: body.id, event_type: body.type, source, accepted_at: body.accepted_at, stale: body.stale === true, body_shard: bodyShard };

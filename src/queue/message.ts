@@ -120,12 +120,20 @@ export function sendBatchCount(sizes: readonly number[]): number {
   return packNextFit(sizes.map((bytes) => ({ item: bytes, bytes }))).length;
 }
 
-function packNextFit<T>(items: readonly { item: T; bytes: number }[]): { item: T; bytes: number }[][] {
+/**
+ * Next-fit packing, in order: a chunk closes when the next item would take it
+ * past `maxBytes` or `maxItems`; an item larger than `maxBytes` goes alone.
+ */
+export function packNextFit<T>(
+  items: readonly { item: T; bytes: number }[],
+  maxBytes = BATCH_MAX_BYTES,
+  maxItems = BATCH_MAX_MESSAGES,
+): { item: T; bytes: number }[][] {
   const chunks: { item: T; bytes: number }[][] = [];
   let current: { item: T; bytes: number }[] = [];
   let size = 0;
   for (const it of items) {
-    if (current.length > 0 && (current.length >= BATCH_MAX_MESSAGES || size + it.bytes > BATCH_MAX_BYTES)) {
+    if (current.length > 0 && (current.length >= maxItems || size + it.bytes > maxBytes)) {
       chunks.push(current);
       current = [];
       size = 0;
