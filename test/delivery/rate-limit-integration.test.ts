@@ -110,17 +110,18 @@ async function busyLoopFor(ms: number): Promise<number> {
 }
 
 let spun = 0;
+/** The iterations the first busy-isolate test found to keep the isolate busy (its calibration, corrected by a run). */
+let calibrated: number | undefined;
 function spin(n: number): void {
   for (let i = 0; i < n; i++) spun = (spun + Math.sqrt(i)) % 1e9;
 }
 
 /**
- * The metered destination's first request keeps this isolate busy for about
- * 300 ms, past the next five slots (20/s: one every 52.5 ms); `busy()` says
- * how long it really was.
+ * The metered destination's first request keeps this isolate busy for
+ * `iterations` of the busy loop (about 300 ms, past the next five slots at
+ * 20/s: one every 52.5 ms); `busy()` says how long it really was.
  */
-async function busyFirstRequest(): Promise<{ busy: () => number }> {
-  const iterations = await busyLoopFor(300);
+function busyFirstRequest(iterations: number): { busy: () => number } {
   let first = true;
   let busy = 0;
   sink.on(METERED, async () => {
@@ -158,9 +159,22 @@ function runSixMetered(destinations: object) {
 
 describe('max_per_second with a busy consumer isolate', () => {
   it('requests that wake up past their slots take fresh ones and are delivered in the same batch, spaced by the limit (they used to be deferred, again and again)', async () => {
-    const { busy } = await busyFirstRequest();
-    const name = await idleRegistry();
-    const { events, result } = await runSixMetered({ idFromName: () => env.DESTINATIONS.idFromName(name), get: (id: DurableObjectId) => env.DESTINATIONS.get(id) });
+    // The loop is calibrated here, as machines differ; a calibration thrown off by other work on the
+    // machine (CI once measured 88 ms) is corrected from what the run measured, and the batch run again
+    // with fresh events and a fresh registry, until the isolate really was busy past the slots.
+    let iterations = await busyLoopFor(300);
+    let run: { busy: () => number; events: Record<string, unknown>[]; result: Awaited<ReturnType<typeof runSixMetered>>['result'] };
+    for (let attempt = 1; ; attempt++) {
+      sink.reset().install();
+      const { busy } = busyFirstRequest(iterations);
+      const name = await idleRegistry();
+      const ran = await runSixMetered({ idFromName: () => env.DESTINATIONS.idFromName(name), get: (id: DurableObjectId) => env.DESTINATIONS.get(id) });
+      run = { busy, ...ran };
+      if (busy() > 200 || attempt === 4) break;
+      iterations = Math.ceil((iterations * 300) / Math.max(busy(), 10));
+    }
+    const { busy, events, result } = run;
+    calibrated = iterations;
     // The isolate really was busy past the slots (else this test would prove nothing).
     expect(busy()).toBeGreaterThan(200);
     // Each delivered by this batch itself (a deferred one would only reach the sink from a follow-up, later), and acked.
@@ -169,7 +183,7 @@ describe('max_per_second with a busy consumer isolate', () => {
     expect(result.retryMessages).toEqual([]);
     // Not sent in a bunch once the isolate was free, but one per fresh slot: the five after the
     // first span at least four slot spacings, less the 40 ms a request may start late.
-    const arrivals = sink.received.filter((r) => r.url === METERED).map((r) => r.at).sort((a, b) => a - b);
+    const arrivals = events.flatMap((e) => sink.about(e.id as string, METERED)).map((r) => r.at).sort((a, b) => a - b);
     const gaps = arrivals.slice(1).map((t, i) => t - (arrivals[i] as number));
     expect(Math.min(...gaps)).toBeGreaterThanOrEqual(10);
     expect((arrivals[5] as number) - (arrivals[1] as number)).toBeGreaterThanOrEqual(4 * 52.5 - 40);
@@ -177,7 +191,7 @@ describe('max_per_second with a busy consumer isolate', () => {
   });
 
   it('error path: no fresh slot (the registry cannot be reached when they are missed): the late requests are deferred to a follow-up, attempts untouched, logged', async () => {
-    await busyFirstRequest();
+    busyFirstRequest(calibrated ?? (await busyLoopFor(300)));
     const name = await idleRegistry();
     let reserves = 0;
     // The registry answers the batch's first reservation, and fails the next (a simulated outage).
