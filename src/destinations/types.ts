@@ -1,5 +1,6 @@
 /** What every destination adapter receives and returns. */
 import type { UnknownEvent } from '../events/catalog';
+import type { RouterMessage } from '../queue/message';
 
 export interface Delivery {
   event: UnknownEvent;
@@ -13,6 +14,10 @@ export interface Delivery {
   stale?: boolean;
   /** Sent again by an operator (dead-letter or event replay): delivered even if this destination had it before. */
   replay?: boolean;
+  /** Where the event came from (a dead letter records it). */
+  source?: RouterMessage['source'];
+  /** The ledger shard that admitted the event (a dead letter records it, so its replay is traced where the body is). */
+  ledger_shard?: string;
 }
 
 export type DeliveryOutcome =

@@ -29,7 +29,7 @@ import { ledgerShardOf, ledgerStub, ledgerStubByName, shardKeyOf } from '../dedu
 import { SlackHandOff, deliver } from '../destinations';
 import { type HeldDelivery, HeldHandOff } from '../destinations/held';
 import { type DestinationReport, registryStub } from '../destinations/registry';
-import { type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../destinations/types';
+import { type Delivery, type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../destinations/types';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
 import { notifyAlerts } from '../alerts/notifier';
@@ -474,7 +474,16 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       };
       // Paused or circuit open.
       if (isBlocked(ctx.blocked, name, body)) return hold();
-      const delivery = { event, raw, rules: state.rules, attempts: state.attempts, stale: body.stale === true, replay: body.replay === true };
+      const delivery: Delivery = {
+        event,
+        raw,
+        rules: state.rules,
+        attempts: state.attempts,
+        stale: body.stale === true,
+        replay: body.replay === true,
+        source: body.source,
+        ...(body.ledger_shard !== undefined ? { ledger_shard: body.ledger_shard } : {}),
+      };
       let slot = w.slots?.[name];
       while (slot !== undefined) {
         const wait = slot - Date.now();

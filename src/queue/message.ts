@@ -35,7 +35,8 @@ export interface RouterMessage {
    * retention (the console's payload view and event replays read it there).
    * Carried because the event's shard under the current `dedup_shards` is
    * another one once that count changes. Absent in messages of older
-   * releases, and in dead-letter replays: the event's current shard is assumed.
+   * releases (and in replays of their dead letters): the event's current shard
+   * is assumed.
    */
   ledger_shard?: string;
   /**

@@ -3,12 +3,15 @@
  * and a redelivered batch is not counted twice (submission is idempotent per
  * event id); a replay is not a redelivery, and reaches Slack again.
  */
-import { runDurableObjectAlarm } from 'cloudflare:test';
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/load';
 import type { SlackDestination } from '../../src/config/router-config';
-import { outboxStub } from '../../src/destinations/slack/outbox';
+import { SlackOutbox, outboxStub } from '../../src/destinations/slack/outbox';
+import { ledgerShardOf } from '../../src/dedup/shard';
+import type { UnknownEvent } from '../../src/events/catalog';
+import { lookupEvent } from '../../src/trace/client';
 import { routerMessage, runBatch } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
@@ -77,6 +80,37 @@ describe('Slack hand-offs per batch', () => {
     await until(async () => (await outboxStub(env, 'oncall').pending()) === 0, 'the oncall outbox drained');
     expect(sink.about(id, ONCALL)).toHaveLength(2);
     expect(await oncall()).toEqual([]);
+  });
+
+  it('a dead letter the outbox wrote keeps the event\'s marks, as the consumer\'s own do: its source, stale, and the ledger shard that keeps its body (its replay is traced there)', async () => {
+    sink.on(ONCALL, () => new Response('no_service', { status: 404 }));
+    let event: Record<string, unknown>;
+    do event = sampleEvent({ event: 'authentication.mfa_failed', data: { type: 'mfa', status: 'failed', email: 'marks@example.com', user_id: null } });
+    while (ledgerShardOf(event as unknown as UnknownEvent, 16) === 'ledger-5'); // so the current count would point elsewhere
+    const id = event.id as string;
+    const { result } = await runBatch([routerMessage(event, { source: 'reconcile', stale: true, ledger_shard: 'ledger-5' })], env);
+    expect(result.explicitAcks).toHaveLength(1);
+    await until(async () => (await deadLettersFor(id)).some((r) => r.destination === 'oncall'), 'the oncall dead letter', 20_000, 200);
+    const record = (await deadLettersFor(id)).find((r) => r.destination === 'oncall');
+    expect(record).toMatchObject({ destination: 'oncall', last_status: 404, source: 'reconcile', stale: true, ledger_shard: 'ledger-5' });
+    // Slack is fixed; the replay is traced in the shard that keeps the body, not the one the current count names.
+    sink.on(ONCALL, () => new Response('ok'));
+    expect((await admin(`/dead-letters/${record?.seq}/replay`)).status).toBe(200);
+    await sink.until(() => sink.about(id, ONCALL).length === 2, 'the replayed event at Slack', 20_000);
+    const settings = { traceRetentionDays: 7, traceShards: 1 };
+    await until(async () => (await lookupEvent(env, settings, id)).some((i) => i.source === 'replay'), 'the replay traced');
+    const replay = (await lookupEvent(env, settings, id)).find((i) => i.source === 'replay');
+    expect(replay?.body_shard).toBe('ledger-5');
+  });
+
+  it('an outbox buffer from before entries kept their marks gains the column when the object starts', async () => {
+    const stub = env.SLACK_OUTBOX.get(env.SLACK_OUTBOX.idFromName(`old-schema-${crypto.randomUUID()}`));
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec('ALTER TABLE entries DROP COLUMN marks');
+      new SlackOutbox(state, env); // what the next start of the object does
+      const columns = state.storage.sql.exec<{ name: string }>('PRAGMA table_info(entries)').toArray().map((c) => c.name);
+      expect(columns).toContain('marks');
+    });
   });
 
   it('a replay held because the destination is paused is still a replay when it resumes: Slack gets it again', async () => {

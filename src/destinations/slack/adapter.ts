@@ -12,7 +12,7 @@
 import type { SlackDestination } from '../../config/router-config';
 import type { Delivery, DeliveryOutcome } from '../types';
 import { HandOffBatch } from '../hand-off';
-import { type OutboxItem, type SubmitOutcome, outboxStub } from './outbox';
+import { type OutboxItem, type OutboxMarks, type SubmitOutcome, outboxStub } from './outbox';
 
 /** A batch's Slack hand-offs: one `submitMany` per outbox. */
 export class SlackHandOff extends HandOffBatch<{ dest: SlackDestination; item: OutboxItem }, SubmitOutcome> {
@@ -24,6 +24,11 @@ export class SlackHandOff extends HandOffBatch<{ dest: SlackDestination; item: O
 export async function deliverSlack(dest: SlackDestination, delivery: Delivery, env: Env, handOff?: SlackHandOff): Promise<DeliveryOutcome> {
   const item: OutboxItem = { event_id: delivery.event.id, event_type: delivery.event.event, rules: delivery.rules, raw: delivery.raw };
   if (delivery.replay === true) item.replay = true;
+  const marks: OutboxMarks = {};
+  if (delivery.stale === true) marks.stale = true;
+  if (delivery.source !== undefined) marks.source = delivery.source;
+  if (delivery.ledger_shard !== undefined) marks.ledger_shard = delivery.ledger_shard;
+  if (Object.keys(marks).length > 0) item.marks = marks;
   let outcome: SubmitOutcome;
   try {
     outcome = await (handOff !== undefined ? handOff.submit(dest.name, { dest, item }) : outboxStub(env, dest.name).submit(dest, item));

@@ -33,6 +33,7 @@ import { loadConfig } from '../../config/load';
 import type { SlackDestination } from '../../config/router-config';
 import { type DeadLetterInput, deadLetterRecord, deadLetterStub } from '../../deadletters/store';
 import type { UnknownEvent } from '../../events/catalog';
+import type { RouterMessage } from '../../queue/message';
 import { errorName, log } from '../../log';
 import { backoffSeconds, type DeliveryOutcome } from '../types';
 import { type SlackMessage, digestSampleLine, keyFieldOf } from './format';
@@ -52,6 +53,15 @@ export interface OutboxItem {
    * dead-lettered, or posted and asked for again).
    */
   replay?: true;
+  /** What a dead letter of this event records besides its body: kept with the entry. */
+  marks?: OutboxMarks;
+}
+
+/** The event's marks a dead-letter record carries (`deadLetterRecord`): stale, its source, the ledger shard that keeps its body. */
+export interface OutboxMarks {
+  stale?: true;
+  source?: RouterMessage['source'];
+  ledger_shard?: string;
 }
 
 export type SubmitOutcome = 'accepted' | 'duplicate' | 'full';
@@ -88,11 +98,14 @@ export class SlackOutbox extends DurableObject<Env> {
         key_field TEXT,
         key_value TEXT,
         raw TEXT NOT NULL,
-        received_at INTEGER NOT NULL
+        received_at INTEGER NOT NULL,
+        marks TEXT
       );
       CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     `);
+    // Buffers created before entries kept their marks.
+    if (!this.sql.exec<{ name: string }>('PRAGMA table_info(entries)').toArray().some((c) => c.name === 'marks')) this.sql.exec('ALTER TABLE entries ADD COLUMN marks TEXT');
     this.migrateRawOutbox();
   }
 
@@ -140,7 +153,7 @@ export class SlackOutbox extends DurableObject<Env> {
       if (waiting >= dest.maxPending) return 'full';
       const entry = item.alert !== undefined ? renderAlert(item.alert) : renderEntry(dest, parseEvent(item), item.rules);
       this.sql.exec(
-        'INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         item.event_id,
         item.event_type,
         JSON.stringify(item.rules),
@@ -150,6 +163,7 @@ export class SlackOutbox extends DurableObject<Env> {
         entry.keyValue ?? null,
         item.raw,
         now,
+        item.marks !== undefined ? JSON.stringify(item.marks) : null,
       );
       this.sql.exec('INSERT OR REPLACE INTO seen (event_id, expires_at) VALUES (?, ?)', item.event_id, seenUntil);
       waiting += 1;
@@ -342,8 +356,8 @@ export class SlackOutbox extends DurableObject<Env> {
   private async deadLetterUpTo(lastSeq: number, destination: string, reason: string, status: number | null, attempts: number): Promise<boolean> {
     for (;;) {
       const rows = this.sql
-        .exec<{ seq: number; event_id: string; event_type: string; rules: string; raw: string }>(
-          'SELECT seq, event_id, event_type, rules, raw FROM entries WHERE seq <= ? ORDER BY seq LIMIT ?',
+        .exec<{ seq: number; event_id: string; event_type: string; rules: string; raw: string; marks: string | null }>(
+          'SELECT seq, event_id, event_type, rules, raw, marks FROM entries WHERE seq <= ? ORDER BY seq LIMIT ?',
           lastSeq,
           SLICE,
         )
@@ -359,6 +373,7 @@ export class SlackOutbox extends DurableObject<Env> {
           last_status: status,
           attempts,
           body: r.raw,
+          ...(r.marks !== null ? (JSON.parse(r.marks) as OutboxMarks) : {}),
         }),
       );
       try {
