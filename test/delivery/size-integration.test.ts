@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { INLINE_MESSAGE_LIMIT, QUEUE_MESSAGE_LIMIT } from '../../src/queue/message';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
+import { until } from '../helpers/until';
 import { postWebhook, sampleEvent } from '../helpers/webhook';
 import { BIG } from './router';
 
@@ -72,9 +73,12 @@ describe('events near and over the queue message limit', () => {
     const underId = under.event.id as string;
     await sink.until(() => sink.about(overId, BIG).length === 1 && sink.about(underId, BIG).length === 1, 'both events at the HTTP destination');
     await sink.until(() => logs.about(underId, 'delivered').some((r) => r.destination === 'audit'), 'the smaller event delivered to the queue');
+    // A batch stores its dead letters after its deliveries: wait for the record, not for the other event's log line.
+    await until(async () => (await deadLettersFor(overId)).length > 0, 'the larger event dead-lettered', 15_000, 100);
     const dead = await deadLettersFor(overId);
     expect(dead).toHaveLength(1);
     expect(dead[0]).toMatchObject({ destination: 'audit', reason: 'message_too_large', attempts: 1 });
+    await drained(); // every batch before the sentinel's has stored its dead letters
     expect(await deadLettersFor(underId)).toEqual([]);
   });
 });
