@@ -146,8 +146,12 @@ describe('platform DLQ → dead-letter store → replay', () => {
     expect((await admin(`/dead-letters/${record?.seq}/replay`)).status).toBe(200);
     await sink.until(() => sink.about(id, BIG).length === 1, 'the replayed event at big');
     const settings = { traceRetentionDays: 7, traceShards: 1 };
-    const replayed = async () => (await lookupEvent(env, settings, id)).some((i) => i.source === 'replay' && i.deliveries.some((d) => d.state === 'delivered'));
-    await until(replayed, 'the replay traced as delivered');
+    // The dead-letter consumer traces the record after storing it; the replay is traced by its own batch.
+    const both = async () => {
+      const items = await lookupEvent(env, settings, id);
+      return items.some((i) => i.source === 'webhook') && items.some((i) => i.source === 'replay' && i.deliveries.some((d) => d.state === 'delivered'));
+    };
+    await until(both, 'the dead letter and the replay traced');
     const items = await lookupEvent(env, settings, id);
     expect(items.map((i) => [i.source, i.body_shard])).toEqual([
       ['webhook', 'ledger-5'],
