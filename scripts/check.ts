@@ -13,7 +13,7 @@
  * unreadable file), 2 on usage errors and for an `--env` the file does not define.
  * `--list-envs` prints the environments the file defines, one per line.
  */
-import { type ConfigResult, parseRouterConfig } from '../src/config/router-config';
+import { type ConfigResult, isShownSecretName, parseRouterConfig } from '../src/config/router-config';
 import { CONFIG_OPTIONS, type Tool, parseToolArgs, requestedEnv, unknownEnvMessage, usageError } from './lib/args';
 import {
   UnknownEnvironmentError,
@@ -114,7 +114,11 @@ function checkOne(view: WranglerView): boolean {
   const secretFiles = defaultSecretFiles(env).join('/');
   const putFlag = env !== undefined ? ` --env ${env}` : '';
   for (const name of view.missingSecrets) {
-    console.warn(`! warning: ${tag}secret "${name}" is not set locally (${secretFiles}); before deploying run: wrangler secret put ${name}${putFlag}`);
+    if (isShownSecretName(name)) {
+      console.warn(`! warning: ${tag}secret "${name}" is not set locally (${secretFiles}); before deploying run: wrangler secret put ${name}${putFlag}`);
+    } else {
+      console.warn(`! warning: ${tag}a secret ROUTER names is not set locally (${secretFiles}); its name is not shown, as it does not look like one (A–Z, 0–9, _): is a secret's value in a name field?`);
+    }
   }
   for (const p of [...routerProblems, ...bindingProblems]) console.error(`✗ ${tag}${p}`);
   if (routerProblems.length > 0) {

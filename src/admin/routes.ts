@@ -13,7 +13,8 @@ import { loadConfig } from '../config/load';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { stringBinding } from '../env';
 import { audit } from '../log';
-import { type DeadLetterJob, parseBulkRequest, parseIdempotencyKey, parseIsoTime } from './bulk';
+import { parseIsoTime } from '../config/iso-time';
+import { type DeadLetterJob, parseBulkRequest, parseIdempotencyKey } from './bulk';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
 

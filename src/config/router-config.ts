@@ -7,6 +7,7 @@
  * `rules[1].to[0]: unknown destination "crm2"`. The same code backs
  * `npm run check`.
  */
+import { parseIsoTime } from './iso-time';
 import { EVENT_TYPES, isCatalogEventType } from '../events/catalog';
 import { Matcher, globToRegExp } from '../routing/matcher';
 import { compileAllowlist } from '../webhook/source-ip';
@@ -279,9 +280,10 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
   }
   if (root.reconcile_since !== undefined) {
     const since = root.reconcile_since;
-    if (typeof since !== 'string' || Number.isNaN(Date.parse(since))) {
-      problems.push('reconcile_since: must be an ISO 8601 time, e.g. "2026-11-01T00:00:00Z"');
-    } else settings.reconcileSince = new Date(since).toISOString();
+    const ms = typeof since === 'string' ? parseIsoTime(since) : null;
+    if (ms === null) {
+      problems.push('reconcile_since: must be an ISO 8601 date, or a date and time with its zone, e.g. "2026-11-01T00:00:00Z"');
+    } else settings.reconcileSince = new Date(ms).toISOString();
   }
 
   if (root.dedup_shards_previous !== undefined) {
@@ -479,7 +481,7 @@ function parseDestination(
       } else if (checkBindings) {
         const v = lookup(d.signing_secret);
         if (typeof v !== 'string' || v === '') {
-          problems.push(`${at}.signing_secret: secret "${d.signing_secret}" is not set (wrangler secret put ${d.signing_secret})`);
+          problems.push(secretNotSet(`${at}.signing_secret`, d.signing_secret));
         } else signingSecret = v;
       }
     }
@@ -584,7 +586,7 @@ function resolveUrl(
     value = lookup(d.url_secret);
     where = `${at}.url_secret`;
     if (typeof value !== 'string' || value === '') {
-      problems.push(`${where}: secret "${d.url_secret}" is not set (wrangler secret put ${d.url_secret})`);
+      problems.push(secretNotSet(where, d.url_secret));
       return undefined;
     }
   }
@@ -688,6 +690,22 @@ function patternVerdict(p: string, seen: Map<string, PatternVerdict>): PatternVe
   }
   seen.set(p, verdict);
   return verdict;
+}
+
+/**
+ * A name a problem may show: a conventional secret name (A–Z, 0–9, _, at most
+ * 64). Anything else may be the secret's value pasted into its name field
+ * (`signing_secret = "whsec_…"`, `url_secret = "https://hooks.slack.com/…"`),
+ * and problems reach the logs, `GET /admin/status` and the console.
+ */
+export function isShownSecretName(name: string): boolean {
+  return /^[A-Z][A-Z0-9_]{0,63}$/.test(name);
+}
+
+function secretNotSet(where: string, name: string): string {
+  return isShownSecretName(name)
+    ? `${where}: secret "${name}" is not set (wrangler secret put ${name})`
+    : `${where}: the secret it names is not set (the name is not shown, as it does not look like one: A–Z, 0–9 and _; put a secret's value in with wrangler secret put, and its name here)`;
 }
 
 /** `at` may be given as a function: the path is then spelled out only for a problem (thousands of destinations have none). */

@@ -128,7 +128,9 @@ export function deadLetterRetentionDays(env: Env): number {
       raw = undefined;
     }
   }
-  const value = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[RETENTION_SPEC.key] : undefined;
+  const given = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[RETENTION_SPEC.key] : undefined;
+  // Read as the config reads it: a whole number, or a string of digits.
+  const value = typeof given === 'string' && /^\d+$/.test(given) ? Number(given) : given;
   const valid = typeof value === 'number' && Number.isInteger(value) && value >= RETENTION_SPEC.min && value <= RETENTION_SPEC.max;
   return valid ? Math.max(RETENTION_SPEC.def, value) : RETENTION_SPEC.def;
 }

@@ -330,6 +330,16 @@ ${rule('users', '["user.*"]', '["crm"]')}`),
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/ROUTER is valid \(2 rule\(s\), 2 destination\(s\); \d+\.\d KB of the 5 KB a variable may hold\)/);
   });
+
+  it('a secret not set locally: a warning naming it, except a name that looks like a value pasted into the field (never printed)', async () => {
+    const crm = '[[vars.ROUTER.destinations]]\nname = "crm"\ntype = "http"\nurl_secret = "CRM_URL"\nsigning_secret = "whsec_live_Abc123xyz"\n';
+    const path = config(`${AUDIT}${crm}${rule('all', '["*"]', '["audit", "crm"]')}`);
+    const r = await run('check.ts', [path]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/! warning: secret "CRM_URL" is not set locally \(.*\); before deploying run: wrangler secret put CRM_URL/);
+    expect(r.stderr).toMatch(/! warning: a secret ROUTER names is not set locally \(.*\); its name is not shown/);
+    expect(`${r.stdout}${r.stderr}`).not.toContain('whsec_live_Abc123xyz');
+  });
 });
 
 describe('npm run send (against wrangler dev)', () => {

@@ -14,7 +14,7 @@ import { abortAllDurableObjects, createExecutionContext, runDurableObjectAlarm, 
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { DeadLetterJob } from '../../src/admin/bulk';
-import { parseIsoTime } from '../../src/admin/bulk';
+import { parseIsoTime } from '../../src/config/iso-time';
 import {
   DISCARD_SLICE,
   JOB_MAX_RETRIES,

@@ -355,6 +355,17 @@ describe('parseRouterConfig: settings knobs', () => {
     }
   });
 
+  it('reconcile_since: a strict ISO 8601 date, or date and time with its zone (Date.parse would take "1" as 2001 and roll 30 February into March)', () => {
+    expect(ok({ reconcile_since: '2026-11-01T08:30:00Z' }).config.settings.reconcileSince).toBe('2026-11-01T08:30:00.000Z');
+    expect(ok({ reconcile_since: '2026-11-01' }).config.settings.reconcileSince).toBe('2026-11-01T00:00:00.000Z');
+    expect(ok({ reconcile_since: '2026-11-01T10:30:00+02:00' }).config.settings.reconcileSince).toBe('2026-11-01T08:30:00.000Z');
+    for (const bad of ['1', '2026-02-30T00:00:00Z', 'March 1 2026', '2026-11-01T08:30:00', '2026-13-01', '', 20261101, null]) {
+      const r = parseRouterConfig({ reconcile_since: bad }, () => undefined);
+      expect(r.ok, String(bad)).toBe(false);
+      if (!r.ok) expect(r.problems).toEqual(['reconcile_since: must be an ISO 8601 date, or a date and time with its zone, e.g. "2026-11-01T00:00:00Z"']);
+    }
+  });
+
   it('log_level: "info" by default; "info", "warn" or "error" only', () => {
     expect(ok({}).config.settings.logLevel).toBe('info');
     for (const level of ['info', 'warn', 'error'] as const) expect(ok({ log_level: level }).config.settings.logLevel).toBe(level);
@@ -849,6 +860,18 @@ describe('parseRouterConfig: http destinations', () => {
       'destinations[0].signing_secret: secret "CRM_SIGNING_SECRET" is not set (wrangler secret put CRM_SIGNING_SECRET)',
     ]);
   });
+
+  it.each([['whsec_live_Abc123xyz'], ['https://hooks.slack.com/services/T0/B0/XYZ'], ['crm_signing_secret'], ['A'.repeat(65)]])(
+    'a secret name that does not look like one (perhaps the value itself, pasted) is not shown when its secret is unset: %s',
+    (name) => {
+      for (const d of [http('crm', { signing_secret: name }), { name: 'crm', type: 'http', url_secret: name }]) {
+        const problems = destProblems(d);
+        expect(problems).toHaveLength(1);
+        expect(problems[0]).toMatch(/^destinations\[0\]\.(signing|url)_secret: the secret it names is not set \(the name is not shown/);
+        expect(problems[0]).not.toContain(name);
+      }
+    },
+  );
 
   it.each([[''], [5], [true]])('reports a signing_secret that is not a secret name: %j', (value) => {
     expect(destProblems(http('crm', { signing_secret: value }))).toEqual(['destinations[0].signing_secret: must be the name of a secret']);

@@ -234,6 +234,9 @@ describe('dead-letter retention', () => {
     await backdate(stub, within.event_id, 45);
     expect(await sweepWith(stub, { ...base, dead_letter_retention_days: 60, no_such_knob: true })).toBe(true);
     expect(await idsIn(stub)).toEqual([within.event_id]);
+    // The same as a string of digits, which the config itself accepts (`= "60"` in TOML).
+    expect(await sweepWith(stub, { ...base, dead_letter_retention_days: '60', no_such_knob: true })).toBe(true);
+    expect(await idsIn(stub)).toEqual([within.event_id]);
     expect(await sweepWith(stub, JSON.stringify({ ...base, dead_letter_retention_days: 'sixty', no_such_knob: true }))).toBe(true);
     expect(await idsIn(stub)).toEqual([]);
   });

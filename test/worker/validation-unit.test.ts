@@ -284,7 +284,7 @@ function envelopeLike(): fc.Arbitrary<Record<string, unknown>> {
 // ---------------------------------------------------------------------------
 // Property tests: ROUTER
 
-/** A secret-looking marker placed only where secret material goes: looked-up values and header values. */
+/** A secret-looking marker placed only where secret material goes: looked-up values, header values, and values pasted into a secret's name field. */
 const MARKER = 'sk_live_MARKER7f3aSECRET';
 const QUEUE_BINDING = { send: async () => undefined, sendBatch: async () => undefined };
 
@@ -341,9 +341,10 @@ const destination = fc
       name: fc.oneof(fc.constantFrom('crm', 'ops', 'sec', 'audit'), fieldValue),
       type: fc.oneof({ arbitrary: fc.constantFrom('http', 'slack', 'queue'), weight: 6 }, { arbitrary: fieldValue, weight: 1 }),
       url: fieldValue,
-      url_secret: fc.oneof(fc.constant('URL_SECRET'), fieldValue),
+      // A name, or a secret's value pasted into the name field (the field names sound like they hold the value).
+      url_secret: fc.oneof(fc.constant('URL_SECRET'), fieldValue, secretValue),
       allow_http: fieldValue,
-      signing_secret: fc.oneof(fc.constant('SIGNING_SECRET'), fieldValue),
+      signing_secret: fc.oneof(fc.constant('SIGNING_SECRET'), fieldValue, secretValue),
       headers: fc.oneof({ arbitrary: headers, weight: 4 }, { arbitrary: fieldValue, weight: 1 }),
       queue: fieldValue,
       timeout_ms: fieldValue,
