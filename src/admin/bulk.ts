@@ -83,11 +83,12 @@ function invalid(message: string): ApiError {
 }
 
 /** A key name for an error message: quoted, bounded, never raw control characters. */
-function quoted(key: string): string {
+/** A request's field name in an error: JSON-quoted, cut at 64 characters. */
+export function quoted(key: string): string {
   return JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key);
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 

@@ -14,7 +14,8 @@ import { reconcilerStub } from '../reconcile/reconciler';
 import { stringBinding } from '../env';
 import { audit } from '../log';
 import { parseIsoTime } from '../config/iso-time';
-import { type DeadLetterJob, parseBulkRequest, parseIdempotencyKey } from './bulk';
+import { suggest } from '../config/router-config';
+import { type DeadLetterJob, isObject, parseBulkRequest, parseIdempotencyKey, quoted } from './bulk';
 
 export const adminRoutes = new Hono<{ Bindings: Env }>();
 
@@ -59,7 +60,12 @@ adminRoutes.post('/reconcile', async (c) => {
     } catch {
       throw new ApiError(400, 'invalid_request', 'The body must be JSON, e.g. {"range_start": "2026-11-01T00:00:00Z"}.');
     }
-    const rs = (body as { range_start?: unknown } | null)?.range_start;
+    // A misspelt field would otherwise run an ordinary reconciliation, answered 200 as if the backfill had run.
+    if (!isObject(body)) throw new ApiError(400, 'invalid_request', 'The body must be a JSON object, e.g. {"range_start": "2026-11-01T00:00:00Z"}, or empty.');
+    for (const key of Object.keys(body)) {
+      if (key !== 'range_start') throw new ApiError(400, 'invalid_request', `Unknown field ${quoted(key)}${suggest(key, ['range_start'])}: the body takes "range_start" only.`);
+    }
+    const rs = body.range_start;
     if (rs !== undefined) {
       // Strictly ISO 8601 with a zone (Date.parse would take "1" as 2001, and roll 2026-02-30 over to March).
       const ms = typeof rs === 'string' ? parseIsoTime(rs) : null;
@@ -77,8 +83,11 @@ adminRoutes.post('/reconcile', async (c) => {
 });
 
 adminRoutes.get('/dead-letters', async (c) => {
-  const limit = Number(c.req.query('limit') ?? '100');
-  const after = Number(c.req.query('after') ?? '0');
+  // Digits only, as for a seq (Number() would take "1e2", "0x64", "+5" and an empty value).
+  const limitText = c.req.query('limit') ?? '100';
+  const afterText = c.req.query('after') ?? '0';
+  const limit = /^[0-9]{1,6}$/.test(limitText) ? Number(limitText) : Number.NaN;
+  const after = /^[0-9]{1,15}$/.test(afterText) ? Number(afterText) : Number.NaN;
   if (!Number.isInteger(limit) || !Number.isInteger(after) || limit < 1 || after < 0) {
     throw new ApiError(400, 'invalid_request', 'limit and after must be positive whole numbers.');
   }

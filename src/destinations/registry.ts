@@ -20,8 +20,9 @@
  * paused (src/destinations/held.ts). Every cooldown the registry's alarm asks
  * the held store to send its oldest delivery as the probe; a success closes
  * the circuit and the held deliveries drain in acceptance order, a failure
- * doubles the cooldown (capped). Permanent failures (4xx) neither count nor
- * reset the streak.
+ * doubles the cooldown (capped). With nothing held there is no probe and the
+ * circuit stays open until the next cooldown: only an answer from the service
+ * closes it. Permanent failures (4xx) neither count nor reset the streak.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { type CircuitPolicy, MAX_CIRCUIT_COOLDOWN_SECONDS } from '../config/router-config';
@@ -396,19 +397,36 @@ export class DestinationRegistry extends DurableObject<Env> {
     if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
 
-  /** Probes every open circuit that is due; with nothing held there is nothing to probe with, and the circuit closes. */
+  /**
+   * Probes every open circuit that is due. With nothing held there is nothing
+   * to probe with: the service has not answered anything, so the circuit
+   * stays open (closing it would announce a recovery nobody saw, and the
+   * deliveries still on their way back as delayed retries would then fail
+   * against a closed circuit and open it again). The next probe time is one
+   * cooldown later, not doubled — no probe failed — so a delivery held
+   * meanwhile (any event arriving while the circuit is open) is the probe at
+   * most one cooldown after it arrives. The circuit closes on a probe the
+   * service answers, or on any success reported meanwhile (`updateCircuit`).
+   */
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.flushHealth();
     for (const [key] of [...this.ctx.storage.kv.list<boolean>({ prefix: 'held_sync_owed:' })]) await this.syncHeld(key.slice('held_sync_owed:'.length));
     const due = this.sql.exec<Row>('SELECT * FROM destinations WHERE circuit_open_at IS NOT NULL AND next_probe_at <= ?', now).toArray();
     for (const row of due) {
+      const tokenKey = `probe_token:${row.name}`;
+      const previousToken = this.ctx.storage.kv.get<number>(tokenKey);
       try {
         // The token is written before the probe is sent, so a consumer reading it finds the probe's own.
-        this.ctx.storage.kv.put(`probe_token:${row.name}`, now);
+        this.ctx.storage.kv.put(tokenKey, now);
         const sent = await heldStub(this.env, row.name).probe(row.name, now);
         if (!sent) {
-          await this.close(row, now);
+          // No probe went out: an earlier one still on its way stays the one tried.
+          if (previousToken === undefined) this.ctx.storage.kv.delete(tokenKey);
+          else this.ctx.storage.kv.put(tokenKey, previousToken);
+          const cooldown = row.cooldown_ms ?? 60_000;
+          this.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', now + cooldown, row.name);
+          log('info', 'circuit_probe_skipped', { destination: row.name, held: 0, next_probe_in_s: cooldown / 1000 });
           continue;
         }
         // One probe at a time: its report sets the next one (sooner); only if it never reports (a queue

@@ -218,6 +218,23 @@ describe('reconciliation', () => {
     expect(requests.length).toBe(before);
   });
 
+  it('rejects a body that is not an object, or has a field other than range_start (a misspelt one would run an ordinary reconciliation, answered 200): 400, nothing read', async () => {
+    const before = requests.length;
+    const post = (body: string) => exports.default.fetch(new Request('https://router.test/admin/reconcile', { method: 'POST', headers: ADMIN, body }));
+    const misspelt = await post('{"rangeStart":"2026-11-01T00:00:00Z"}');
+    expect(misspelt.status).toBe(400);
+    const error = (await misspelt.json()) as { error: string; message: string };
+    expect(error.error).toBe('invalid_request');
+    expect(error.message).toContain('Unknown field "rangeStart"');
+    expect(error.message).toContain('range_start');
+    for (const body of ['"2026-11-01T00:00:00Z"', '["2026-11-01T00:00:00Z"]', 'null', '42', '{"range_start":"2026-11-01T00:00:00Z","dry_run":true}']) {
+      const res = await post(body);
+      expect(res.status, body).toBe(400);
+      expect(await res.json(), body).toMatchObject({ error: 'invalid_request' });
+    }
+    expect(requests.length).toBe(before);
+  });
+
   it('is off without WORKOS_API_KEY: no request, one notice', async () => {
     const logs = vi.spyOn(console, 'log');
     const noKey = { ...env, WORKOS_API_KEY: '' } as Env;

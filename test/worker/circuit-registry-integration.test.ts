@@ -1,0 +1,223 @@
+/**
+ * The circuit breaker as the registry runs it (README, Circuit breaker):
+ * only an answer from the service closes an open circuit. A probe time with
+ * nothing held (the failed deliveries still on their way back as delayed
+ * retries) used to close it — a "recovered" that nobody saw, and the circuit
+ * flapped open again when those retries failed. Also: failed probes double the
+ * cooldown up to MAX_CIRCUIT_COOLDOWN (15 minutes), a 4xx answer to a probe
+ * closes it, and the log lines the README names.
+ *
+ * Deliveries go through the real queue consumer and the real registry and
+ * held store; only outbound fetch is played (Sink). Alarms are driven with
+ * runDurableObjectAlarm after moving the probe time to now.
+ */
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../../src/config/load';
+import { MAX_CIRCUIT_COOLDOWN_SECONDS } from '../../src/config/router-config';
+import { type HeldDeliveries, heldStub } from '../../src/destinations/held';
+import { type DestinationHealth, type DestinationRegistry, registryStub } from '../../src/destinations/registry';
+import type { RouterMessage } from '../../src/queue/message';
+import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { type LogRecord, watchLogs } from '../helpers/observe';
+import { Sink } from '../helpers/sink';
+import { sampleEvent } from '../helpers/webhook';
+
+const URL = 'https://crm.circuit-registry.test/hooks';
+const COOLDOWN_S = 60;
+const FAILURES = 20;
+
+const sink = new Sink();
+beforeEach(() => sink.reset().install());
+afterEach(() => {
+  vi.restoreAllMocks();
+  loadConfig(env);
+});
+
+/** The Worker's env with a ROUTER whose only destination is `name` (circuit: 20 failures, 60 s). */
+function routerEnv(name: string, maxAttempts = 10): Env {
+  return testEnv({
+    destinations: [{ name, type: 'http', url: URL, max_attempts: maxAttempts, circuit: { failures: FAILURES, cooldown_seconds: COOLDOWN_S } }],
+    rules: [{ name: 'everything', events: ['*'], to: [name] }],
+  });
+}
+
+async function health(reg: DurableObjectStub<DestinationRegistry>, name: string): Promise<DestinationHealth> {
+  const h = (await reg.health([name]))[0];
+  if (h === undefined) throw new Error(`no health for ${name}`);
+  return h;
+}
+
+/** Opens `name`'s circuit as the consumer would: 20 reports of one retryable failure each. */
+async function openCircuit(name: string): Promise<DurableObjectStub<DestinationRegistry>> {
+  const reg = registryStub(env);
+  const policy = { [name]: { failures: FAILURES, cooldownSeconds: COOLDOWN_S } };
+  for (let i = 1; i <= FAILURES; i++) {
+    const at = Date.now();
+    await reg.report({ [name]: { delivered: 0, failed: 1, retryable_failures: 1, trailing_failures: 1, last_failure_at: at, last_error: 'http_5xx (HTTP 503)', failure_classes: { http_5xx: 1 } } }, policy);
+    if (i === FAILURES - 1) expect(await health(reg, name)).toMatchObject({ circuit: 'closed', consecutive_failures: FAILURES - 1 });
+  }
+  expect(await health(reg, name)).toMatchObject({ circuit: 'open', consecutive_failures: FAILURES });
+  return reg;
+}
+
+/** The probe time of `name` has come. */
+async function dueNow(reg: DurableObjectStub<DestinationRegistry>, name: string): Promise<void> {
+  await runInDurableObject(reg, (_i, state) => {
+    state.storage.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', Date.now() - 1, name);
+  });
+}
+
+/** Runs the registry's alarm at `name`'s probe time; returns the probe messages its held store sent to the queue (observed, not replaced). */
+async function probeNow(reg: DurableObjectStub<DestinationRegistry>, held: DurableObjectStub<HeldDeliveries>, name: string): Promise<RouterMessage[]> {
+  await dueNow(reg, name);
+  const sent = await runInDurableObject(held, (instance) => vi.spyOn((instance as unknown as { env: Env }).env.EVENTS_QUEUE, 'sendBatch'));
+  expect(await runDurableObjectAlarm(reg)).toBe(true);
+  const messages = sent.mock.calls.flatMap((c) => [...c[0]].map((m) => m.body as RouterMessage)).filter((m) => m.probe === name);
+  sent.mockRestore();
+  return messages;
+}
+
+/** An event arriving while the circuit is open, through the real consumer: held, no request. */
+async function arrive(runEnv: Env, held: DurableObjectStub<HeldDeliveries>, acceptedAt = Date.now()): Promise<string> {
+  const e = sampleEvent();
+  const before = await held.count();
+  await runBatch([routerMessage(e, { accepted_at: acceptedAt })], runEnv);
+  expect(await held.count()).toBe(before + 1);
+  expect(sink.about(e.id as string)).toHaveLength(0);
+  return e.id as string;
+}
+
+const lines = (logs: { records(): LogRecord[] }, msg: string, name: string) => logs.records().filter((r) => r.msg === msg && r.destination === name);
+
+describe('circuit breaker in the registry', () => {
+  it('with nothing held at the probe time the circuit stays open and is tried again a cooldown later; an event held meanwhile is the next probe, and its success closes it', async () => {
+    const logs = watchLogs();
+    const name = `idle-${crypto.randomUUID()}`;
+    const runEnv = routerEnv(name);
+    const reg = await openCircuit(name);
+    const held = heldStub(env, name);
+    expect(await held.count()).toBe(0);
+
+    // The probe time comes while every failed delivery is still on its way back (a delayed retry): nothing held.
+    await dueNow(reg, name);
+    const before = Date.now();
+    expect(await runDurableObjectAlarm(reg)).toBe(true);
+    // The alarm ran for it (the positive signal): the next probe is one cooldown on, not doubled.
+    const after = await health(reg, name);
+    expect(Date.parse(after.next_probe_at as string)).toBeGreaterThanOrEqual(before + COOLDOWN_S * 1000);
+    expect(Date.parse(after.next_probe_at as string)).toBeLessThan(Date.now() + COOLDOWN_S * 1000 + 1000);
+    expect(lines(logs, 'circuit_probe_skipped', name)).toEqual([expect.objectContaining({ held: 0, next_probe_in_s: COOLDOWN_S })]);
+    // Still open, streak kept, no recovery announced (the alert goes out with this log line, in the same step).
+    expect(after).toMatchObject({ circuit: 'open', consecutive_failures: FAILURES });
+    expect(lines(logs, 'circuit_closed', name)).toEqual([]);
+
+    // An event arriving meanwhile is held, and becomes the probe at the next probe time.
+    const id = await arrive(runEnv, held);
+    const probes = await probeNow(reg, held, name);
+    expect(probes).toEqual([expect.objectContaining({ id, probe: name })]);
+    expect(await held.count()).toBe(0);
+    expect(lines(logs, 'circuit_probe_sent', name)).toEqual([expect.objectContaining({ count: 1 })]);
+
+    // The service answers it: the circuit closes.
+    await runBatch(probes, runEnv);
+    expect(sink.about(id, URL)).toHaveLength(1);
+    expect(await health(reg, name)).toMatchObject({ circuit: 'closed', consecutive_failures: 0, next_probe_at: null });
+    expect(lines(logs, 'circuit_closed', name)).toEqual([expect.objectContaining({ held: 0 })]);
+  });
+
+  it('a success reported while open with nothing held still closes the circuit', async () => {
+    const logs = watchLogs();
+    const name = `meanwhile-${crypto.randomUUID()}`;
+    const reg = await openCircuit(name);
+    await dueNow(reg, name);
+    expect(await runDurableObjectAlarm(reg)).toBe(true);
+    expect(lines(logs, 'circuit_probe_skipped', name)).toHaveLength(1);
+    expect(await health(reg, name)).toMatchObject({ circuit: 'open' });
+    // A batch that read the circuit closed just before it opened reports a success.
+    await reg.report({ [name]: { delivered: 1, failed: 0, last_success_at: Date.now() } }, { [name]: { failures: FAILURES, cooldownSeconds: COOLDOWN_S } });
+    expect(await health(reg, name)).toMatchObject({ circuit: 'closed', consecutive_failures: 0 });
+    expect(lines(logs, 'circuit_closed', name)).toHaveLength(1);
+  });
+
+  it('a probe still on its way when a later probe time finds nothing held stays the one tried', async () => {
+    const logs = watchLogs();
+    const name = `late-${crypto.randomUUID()}`;
+    const runEnv = routerEnv(name);
+    const reg = await openCircuit(name);
+    const held = heldStub(env, name);
+    const id = await arrive(runEnv, held);
+    const probes = await probeNow(reg, held, name);
+    expect(probes).toEqual([expect.objectContaining({ id, probe: name })]);
+    // It has not reported yet (a queue backlog) when the next probe time comes, with nothing held.
+    await dueNow(reg, name);
+    expect(await runDurableObjectAlarm(reg)).toBe(true);
+    expect(lines(logs, 'circuit_probe_skipped', name)).toHaveLength(1);
+    expect(await health(reg, name)).toMatchObject({ circuit: 'open' });
+    // It arrives now: tried (not held again), and the service's answer closes the circuit.
+    await runBatch(probes, runEnv);
+    expect(sink.about(id, URL)).toHaveLength(1);
+    expect(await held.count()).toBe(0);
+    expect(await health(reg, name)).toMatchObject({ circuit: 'closed', consecutive_failures: 0 });
+  });
+
+  it('failed probes double the cooldown up to 15 minutes (MAX_CIRCUIT_COOLDOWN); each probe logs circuit_probe_sent and circuit_probe_failed', async () => {
+    expect(MAX_CIRCUIT_COOLDOWN_SECONDS).toBe(15 * 60);
+    const logs = watchLogs();
+    const name = `capped-${crypto.randomUUID()}`;
+    const runEnv = routerEnv(name);
+    const reg = await openCircuit(name);
+    const held = heldStub(env, name);
+    sink.on(URL, () => new Response('down', { status: 503 }));
+    const id = await arrive(runEnv, held);
+
+    const cooldowns: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const probes = await probeNow(reg, held, name);
+      expect(probes).toEqual([expect.objectContaining({ id, probe: name })]);
+      const sentAt = Date.now();
+      await runBatch(probes, runEnv);
+      // It failed (one request) and went back on hold: the circuit stays open, the next probe is this delivery again.
+      expect(sink.about(id, URL)).toHaveLength(i + 1);
+      expect(await held.count()).toBe(1);
+      const row = await runInDurableObject(reg, (_i, state) =>
+        state.storage.sql.exec<{ cooldown_ms: number; next_probe_at: number }>('SELECT cooldown_ms, next_probe_at FROM destinations WHERE name = ?', name).one(),
+      );
+      expect(row.next_probe_at - sentAt).toBeGreaterThanOrEqual(row.cooldown_ms);
+      expect(row.next_probe_at - Date.now()).toBeLessThanOrEqual(row.cooldown_ms);
+      cooldowns.push(row.cooldown_ms / 1000);
+      expect(await health(reg, name)).toMatchObject({ circuit: 'open', next_probe_at: new Date(row.next_probe_at).toISOString() });
+    }
+    expect(cooldowns).toEqual([120, 240, 480, 900, 900, 900]);
+    expect(lines(logs, 'circuit_probe_sent', name)).toEqual(Array.from({ length: 6 }, () => expect.objectContaining({ count: 1 })));
+    expect(lines(logs, 'circuit_probe_failed', name).map((r) => r.next_probe_in_s)).toEqual([120, 240, 480, 900, 900, 900]);
+    expect(lines(logs, 'circuit_closed', name)).toEqual([]);
+  }, 30_000);
+
+  it('a probe the service answers with a 4xx closes the circuit; circuit_closed carries open_for_s and held', async () => {
+    const logs = watchLogs();
+    const name = `answered-${crypto.randomUUID()}`;
+    const runEnv = routerEnv(name);
+    const reg = await openCircuit(name);
+    const held = heldStub(env, name);
+    // It opened two minutes ago.
+    await runInDurableObject(reg, (_i, state) => {
+      state.storage.sql.exec('UPDATE destinations SET circuit_open_at = circuit_open_at - 120000 WHERE name = ?', name);
+    });
+    sink.on(URL, () => new Response('unprocessable', { status: 422 }));
+    const first = await arrive(runEnv, held, Date.now() - 1000);
+    await arrive(runEnv, held);
+
+    const probes = await probeNow(reg, held, name);
+    expect(probes).toEqual([expect.objectContaining({ id: first, probe: name })]);
+    await runBatch(probes, runEnv);
+    expect(sink.about(first, URL)).toHaveLength(1);
+    expect(await health(reg, name)).toMatchObject({ circuit: 'closed', consecutive_failures: 0, next_probe_at: null });
+    const closed = lines(logs, 'circuit_closed', name);
+    expect(closed).toEqual([expect.objectContaining({ held: 1 })]);
+    expect(closed[0]?.open_for_s).toBeGreaterThanOrEqual(120);
+    expect(closed[0]?.open_for_s).toBeLessThan(130);
+    expect(lines(logs, 'circuit_probe_failed', name)).toEqual([]);
+  });
+});
