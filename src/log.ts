@@ -6,6 +6,8 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 const RANK: Readonly<Record<LogLevel, number>> = { debug: 0, info: 1, warn: 2, error: 3 };
 let minRank = RANK.info;
+/** Whether a level was applied in this isolate yet (see `setLogLevelIfUnapplied`). */
+let applied = false;
 
 /**
  * The least severe level written (ROUTER `log_level`, applied by every
@@ -14,6 +16,24 @@ let minRank = RANK.info;
  */
 export function setLogLevel(level: LogLevel): void {
   minRank = RANK[level];
+  applied = true;
+}
+
+/**
+ * Applies `level` only if no level was applied in this isolate yet: a Durable
+ * Object whose isolate has not loaded the config (its first log line may come
+ * before any `loadConfig`) takes the configured level, and never overrides one
+ * a request in the same isolate applied (tests run Workers of several configs
+ * in one isolate).
+ */
+export function setLogLevelIfUnapplied(level: LogLevel): void {
+  if (!applied) setLogLevel(level);
+}
+
+/** Tests only: back to the state of a fresh isolate. */
+export function resetLogLevelForTests(): void {
+  minRank = RANK.info;
+  applied = false;
 }
 
 export function log(level: LogLevel, msg: string, fields: Record<string, unknown> = {}): void {

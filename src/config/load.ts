@@ -3,7 +3,7 @@
  * us, with the problems logged once; its `log_level` applied on every call.
  */
 import { bindingNamed, routerVar } from '../env';
-import { log, logOnce, setLogLevel } from '../log';
+import { log, logOnce, setLogLevel, setLogLevelIfUnapplied } from '../log';
 import { type ConfigResult, parseRouterConfig } from './router-config';
 
 const cache = new WeakMap<object, ConfigResult>();
@@ -13,6 +13,18 @@ export function loadConfig(env: Env): ConfigResult {
   // Every call, not only the first: the level follows the config of the env at hand.
   if (result.ok) setLogLevel(result.config.settings.logLevel);
   return result;
+}
+
+/**
+ * For a Durable Object's constructor: applies the config's `log_level` to an
+ * isolate that has not applied one yet. In production an object may run in an
+ * isolate of its own, where nothing else loads the config before its first
+ * `info` line (the registry's, the held store's); in tests, where one isolate
+ * runs every config, it never overrides the level a request applied.
+ */
+export function applyLogLevelOnce(env: Env): void {
+  const result = parsedConfig(env);
+  if (result.ok) setLogLevelIfUnapplied(result.config.settings.logLevel);
 }
 
 /**

@@ -13,7 +13,7 @@
  * never replays it twice by itself nor loses it (it is kept and reported).
  */
 import { DurableObject } from 'cloudflare:workers';
-import { loadConfig } from '../config/load';
+import { applyLogLevelOnce, loadConfig } from '../config/load';
 import { type RouterConfig, type RouterSettings, SETTINGS_SPEC } from '../config/router-config';
 import { routerVar } from '../env';
 import { audit, errorName, log, logOnce } from '../log';
@@ -224,6 +224,7 @@ export class DeadLetterStore extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    applyLogLevelOnce(env);
     this.sql = ctx.storage.sql;
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS dead_letters (

@@ -40,7 +40,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { type OrderingKey, ledgerStubByName, shardName, shardOf } from './shard';
-import { parsedConfig } from '../config/load';
+import { applyLogLevelOnce, parsedConfig } from '../config/load';
 import { errorName, log } from '../log';
 import { type RouterMessage, fitsInline } from '../queue/message';
 
@@ -107,6 +107,7 @@ export class DedupLedger extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    applyLogLevelOnce(env);
     this.sql = ctx.storage.sql;
     // WITHOUT ROWID and no secondary indexes: an accepted event and an object
     // update write exactly one row each (rows written are what SQLite storage

@@ -9,7 +9,7 @@
  * held longer than the limit go to dead letters (`held_too_long`), replayable.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { loadConfig } from '../config/load';
+import { applyLogLevelOnce, loadConfig } from '../config/load';
 import { deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import { ledgerStub } from '../dedup/shard';
 import { errorName, log } from '../log';
@@ -65,6 +65,7 @@ export class HeldDeliveries extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    applyLogLevelOnce(env);
     this.sql = ctx.storage.sql;
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS held (

@@ -24,6 +24,7 @@
  * circuit stays open until the next cooldown: only an answer from the service
  * closes it. Permanent failures (4xx) neither count nor reset the streak.
  */
+import { applyLogLevelOnce } from '../config/load';
 import { DurableObject } from 'cloudflare:workers';
 import { type CircuitPolicy, MAX_CIRCUIT_COOLDOWN_SECONDS } from '../config/router-config';
 import { audit, errorName, log } from '../log';
@@ -108,6 +109,7 @@ export class DestinationRegistry extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    applyLogLevelOnce(env);
     this.sql = ctx.storage.sql;
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS destinations (

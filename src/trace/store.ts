@@ -20,6 +20,7 @@
  * read only those, and the common case — delivered at the first attempt —
  * never writes it.
  */
+import { applyLogLevelOnce } from '../config/load';
 import { DurableObject } from 'cloudflare:workers';
 import { Matcher } from '../routing/matcher';
 import { log } from '../log';
@@ -116,6 +117,7 @@ export class DeliveryTrace extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    applyLogLevelOnce(env);
     this.sql = ctx.storage.sql;
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS trace (

@@ -6,12 +6,15 @@
  * answered "accepted", the sink received the delivery), and the same steps
  * under the default level show the lines, so the checks can fail.
  */
-import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test';
+import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import worker from '../../src/index';
 import { loadConfig } from '../../src/config/load';
 import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
+import { HeldDeliveries } from '../../src/destinations/held';
+import { DestinationRegistry } from '../../src/destinations/registry';
+import { log, resetLogLevelForTests } from '../../src/log';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
@@ -108,5 +111,39 @@ describe('log_level', () => {
     expect(msgs).not.toContain('info webhook');
     expect(msgs).toEqual(expect.arrayContaining(['info dead_letter_deleted', 'warn destination_paused', 'info destination_resumed']));
     expect(lines.filter((l) => l.msg.startsWith('dead_letter') || l.msg.startsWith('destination_')).every((l) => (l as { audit?: boolean }).audit === true)).toBe(true);
+  });
+});
+
+describe('log_level in a Durable Object whose isolate has not loaded the config', () => {
+  afterEach(() => resetLogLevelForTests());
+
+  it('the object takes the configured level when it starts (the registry and the held store log info lines before any config load)', async () => {
+    const warnEnv = testEnv(routerWith('warn'));
+    const objects = [
+      (s: DurableObjectState) => new DestinationRegistry(s, warnEnv),
+      (s: DurableObjectState) => new HeldDeliveries(s, warnEnv),
+    ];
+    for (const [i, start] of objects.entries()) {
+      const stub = i === 0 ? env.DESTINATIONS.get(env.DESTINATIONS.newUniqueId()) : env.HELD_DELIVERIES.get(env.HELD_DELIVERIES.newUniqueId());
+      await runInDurableObject(stub as DurableObjectStub, (_instance, state) => {
+        resetLogLevelForTests(); // a fresh isolate: nothing applied yet
+        start(state);
+      });
+      const lines = await linesDuring(async () => {
+        log('info', 'probe_info_line');
+        log('warn', 'probe_warn_line');
+      });
+      expect(lines.map((l) => `${l.level} ${l.msg}`)).toEqual(['warn probe_warn_line']);
+    }
+  });
+
+  it('it never overrides a level a request in the same isolate applied', async () => {
+    resetLogLevelForTests();
+    loadConfig(testEnv(routerWith('info')));
+    await runInDurableObject(env.DESTINATIONS.get(env.DESTINATIONS.newUniqueId()), (_instance, state) => {
+      new DestinationRegistry(state, testEnv(routerWith('warn')));
+    });
+    const lines = await linesDuring(async () => log('info', 'probe_info_line'));
+    expect(lines.map((l) => `${l.level} ${l.msg}`)).toEqual(['info probe_info_line']);
   });
 });

@@ -29,7 +29,7 @@
  *   next alarm a second later, until nothing is left.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { loadConfig } from '../../config/load';
+import { applyLogLevelOnce, loadConfig } from '../../config/load';
 import type { SlackDestination } from '../../config/router-config';
 import { type DeadLetterInput, deadLetterRecord, deadLetterStub } from '../../deadletters/store';
 import type { UnknownEvent } from '../../events/catalog';
@@ -86,6 +86,7 @@ export class SlackOutbox extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    applyLogLevelOnce(env);
     this.sql = ctx.storage.sql;
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS entries (
