@@ -507,6 +507,29 @@ describe('POST /admin/dead-letters/replay', () => {
     expect(routerQueue.sentFor(later.event_id)).toBe(1);
   });
 
+  it('an Idempotency-Key of 255 characters is taken, and remembered for 7 days after its job finished (then a new request)', async () => {
+    const tag = newTag();
+    const key = `${crypto.randomUUID()}${'k'.repeat(255 - 36)}`;
+    expect(key).toHaveLength(255);
+    await deadLetterStub(env).add([record(tag)]);
+    const res = await bulk('discard', { filter: { reason: `${tag}*` } }, { 'Idempotency-Key': key });
+    expect(res.status).toBe(200);
+    const first = (await res.json()) as BulkResponse;
+    expect(first).toMatchObject({ matched: 1, job: { state: 'done' } });
+    /** Moves the job's end back by `ms`, then runs the retention sweep. */
+    const ageAndSweep = (ms: number) =>
+      runInDurableObject(deadLetterStub(env), (instance, state) => {
+        state.storage.sql.exec('UPDATE dead_letter_jobs SET finished_at = finished_at - ? WHERE idempotency_key = ?', ms, key);
+        (instance as unknown as { sweep(now: number): void }).sweep(Date.now());
+      });
+    await ageAndSweep(6 * DAY);
+    expect(await (await bulk('discard', { filter: { reason: `${tag}*` } }, { 'Idempotency-Key': key })).json()).toMatchObject({ repeated: true, job: { id: first.job?.id } });
+    await ageAndSweep(DAY + 1000);
+    const after = (await (await bulk('discard', { filter: { reason: `${tag}*` } }, { 'Idempotency-Key': key })).json()) as BulkResponse;
+    expect(after).not.toHaveProperty('repeated');
+    expect(after.job?.id).not.toBe(first.job?.id);
+  });
+
   it('two simultaneous requests with one key start one job', async () => {
     const tag = newTag();
     const routerQueue = observeRouterQueue();
