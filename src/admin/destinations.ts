@@ -14,7 +14,6 @@ import type { RouterConfig } from '../config/router-config';
 import { deadLetterStub } from '../deadletters/store';
 import { heldStub } from '../destinations/held';
 import { registryStub } from '../destinations/registry';
-import { outboxStub } from '../destinations/slack/outbox';
 import { ApiError } from '../http/errors';
 
 export const destinationRoutes = new Hono<{ Bindings: Env }>();
@@ -50,10 +49,9 @@ export async function destinationList(env: Env) {
 export async function pauseDestination(env: Env, param: string): Promise<{ name: string; state: 'paused'; paused_at: string }> {
   const config = configOf(env);
   const name = known(config, param);
-  // The registry pauses the destination's held store too (it alone tells it to hold or drain).
-  const at = await registryStub(env).pause(name);
-  // A Slack destination's outbox keeps what it buffered (and what alerts add) until the resume.
-  if (config.destinations.get(name)?.type === 'slack') await outboxStub(env, name).pause();
+  // The registry pauses the destination's held store too (it alone tells it to hold or drain), and a Slack
+  // destination's outbox, which keeps what it buffered (and what alerts add) until the resume.
+  const at = await registryStub(env).pause(name, { slack: config.destinations.get(name)?.type === 'slack' });
   return { name, state: 'paused', paused_at: new Date(at).toISOString() };
 }
 
@@ -61,8 +59,7 @@ export async function resumeDestination(env: Env, param: string): Promise<{ name
   const config = configOf(env);
   const name = known(config, param);
   // The registry tells the held store to drain, unless the circuit is open: then they wait for it to close.
-  const { held: sync } = await registryStub(env).resume(name);
-  if (config.destinations.get(name)?.type === 'slack') await outboxStub(env, name).resume();
+  const { held: sync } = await registryStub(env).resume(name, { slack: config.destinations.get(name)?.type === 'slack' });
   const held = sync.state === 'draining' ? sync.held : await heldStub(env, name).count();
   return { name, state: 'active', held };
 }

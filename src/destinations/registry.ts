@@ -29,6 +29,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { type CircuitPolicy, MAX_CIRCUIT_COOLDOWN_SECONDS } from '../config/router-config';
 import { audit, errorName, log } from '../log';
 import { heldStub } from './held';
+import { outboxStub } from './slack/outbox';
 import { notifyAlerts } from '../alerts/notifier';
 
 export interface DestinationHealth {
@@ -188,8 +189,12 @@ export class DestinationRegistry extends DurableObject<Env> {
     return this.sql.exec<{ name: string }>('SELECT name FROM destinations WHERE paused_at IS NOT NULL').toArray().map((r) => r.name);
   }
 
-  /** Pauses a destination (idempotent) and its held store; returns when it was paused. */
-  async pause(name: string): Promise<number> {
+  /**
+   * Pauses a destination (idempotent) and its held store, and its Slack
+   * outbox when `slack` says it has one; returns when it was paused.
+   */
+  async pause(name: string, opts: { slack?: boolean } = {}): Promise<number> {
+    if (opts.slack === true) this.ctx.storage.kv.put(`slack_outbox:${name}`, true);
     const now = Date.now();
     this.sql.exec(
       'INSERT INTO destinations (name, paused_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET paused_at = COALESCE(paused_at, excluded.paused_at)',
@@ -210,7 +215,8 @@ export class DestinationRegistry extends DurableObject<Env> {
    * unless its circuit is open: then they keep waiting for it to close.
    * `was`: it was paused; `held`: what the store does now.
    */
-  async resume(name: string): Promise<{ was: boolean; circuitOpen: boolean; held: HeldSync }> {
+  async resume(name: string, opts: { slack?: boolean } = {}): Promise<{ was: boolean; circuitOpen: boolean; held: HeldSync }> {
+    if (opts.slack === true) this.ctx.storage.kv.put(`slack_outbox:${name}`, true);
     const was = this.sql.exec('UPDATE destinations SET paused_at = NULL WHERE name = ? AND paused_at IS NOT NULL', name).rowsWritten > 0;
     if (was) {
       audit('destination_resumed', { destination: name });
@@ -384,6 +390,13 @@ export class DestinationRegistry extends DurableObject<Env> {
       let sync: HeldSync = { state: 'holding' };
       if (hold) await held.pause(name);
       else sync = { state: 'draining', held: await held.resume(name) };
+      // A Slack destination's outbox follows the pause alone (it keeps its buffer while paused), in this
+      // same lane: two admin calls racing each other cannot leave it paused under an active destination.
+      if (this.ctx.storage.kv.get<boolean>(`slack_outbox:${name}`) === true) {
+        const outbox = outboxStub(this.env, name);
+        if (row?.paused_at != null) await outbox.pause();
+        else await outbox.resume();
+      }
       this.ctx.storage.kv.delete(`held_sync_owed:${name}`);
       return sync;
     } catch (err) {

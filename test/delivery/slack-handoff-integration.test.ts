@@ -8,6 +8,7 @@ import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/load';
 import type { SlackDestination } from '../../src/config/router-config';
+import { registryStub } from '../../src/destinations/registry';
 import { SlackOutbox, outboxStub } from '../../src/destinations/slack/outbox';
 import { ledgerShardOf } from '../../src/dedup/shard';
 import type { UnknownEvent } from '../../src/events/catalog';
@@ -127,6 +128,27 @@ describe('Slack hand-offs per batch', () => {
     await sink.until(() => sink.about(id, ONCALL).length === 2, 'the replayed event at Slack after the resume', 20_000);
     await until(async () => (await oncallHeld()) === 0, 'nothing held');
     expect(await oncall()).toEqual([]);
+  });
+
+  it('the registry keeps a Slack destination\'s outbox in step with the pause, in its own order: racing pauses and resumes leave them agreeing', async () => {
+    const outbox = outboxStub(env, 'oncall');
+    const outboxPaused = () => runInDurableObject(outbox, (_i, state) => state.storage.kv.get<boolean>('paused') === true);
+    try {
+      await registryStub(env).pause('oncall', { slack: true });
+      expect(await outboxPaused()).toBe(true);
+      await registryStub(env).resume('oncall', { slack: true });
+      expect(await outboxPaused()).toBe(false);
+      // Operators (or a script) pausing and resuming at once: whatever the registry ends with, the outbox agrees.
+      for (let round = 0; round < 5; round++) {
+        const calls = Array.from({ length: 6 }, (_, i) => admin(`/destinations/oncall/${(i + round) % 2 === 0 ? 'pause' : 'resume'}`));
+        for (const res of await Promise.all(calls)) expect(res.status).toBe(200);
+        const registryPaused = (await registryStub(env).paused()).includes('oncall');
+        expect(await outboxPaused()).toBe(registryPaused);
+      }
+    } finally {
+      await admin('/destinations/oncall/resume');
+    }
+    expect(await outboxPaused()).toBe(false);
   });
 
   it('a paused Slack destination\'s outbox posts nothing, retries nothing and dead-letters nothing until it is resumed', async () => {
