@@ -51,14 +51,51 @@ export interface DeadLetterInput {
  */
 export const DEAD_LETTER_CALL_BYTES = 8 * 1024 * 1024;
 
+/** What one record adds to a call besides its body (its fields, as serialised), counted generously. */
+const RECORD_OVERHEAD_BYTES = 512;
+
 /**
- * Packs groups of dead letters (one group per message) into `add` calls of at
- * most DEAD_LETTER_CALL_BYTES of bodies, in order. A group is never split, so
- * a message's records are stored together or not at all; one larger than the
- * limit goes alone.
+ * Records as an `addShared` call carries them: each distinct body once. The
+ * records of one message share its body, so an event of 1.9 MB dead-lettered
+ * at twenty destinations is one body in the call, not twenty (which no call
+ * could carry: a call's arguments are limited to 32 MiB).
+ */
+export interface SharedBodies {
+  bodies: string[];
+  records: (Omit<DeadLetterInput, 'body'> & { body: number })[];
+}
+
+export function shareBodies(records: readonly DeadLetterInput[]): SharedBodies {
+  const index = new Map<string, number>();
+  const bodies: string[] = [];
+  const shared = records.map((r) => {
+    let i = index.get(r.body);
+    if (i === undefined) {
+      i = bodies.push(r.body) - 1;
+      index.set(r.body, i);
+    }
+    return { ...r, body: i };
+  });
+  return { bodies, records: shared };
+}
+
+/** What a call carrying these records weighs: each distinct body once, plus each record's fields. */
+export function callBytes(records: readonly DeadLetterInput[]): number {
+  const distinct = new Set(records.map((r) => r.body));
+  let bytes = records.length * RECORD_OVERHEAD_BYTES;
+  for (const b of distinct) bytes += b.length * 2;
+  return bytes;
+}
+
+/**
+ * Packs groups of dead letters (one group per message) into `addShared` calls
+ * of at most DEAD_LETTER_CALL_BYTES of bodies, in order, a group's shared body
+ * counted once. A group is never split, so a message's records are stored
+ * together or not at all; one larger than the limit goes alone (a message's
+ * records share one body of at most `max_body_bytes`, so it fits a call).
  */
 export function deadLetterCalls<T>(groups: readonly T[], recordsOf: (group: T) => readonly DeadLetterInput[]): T[][] {
-  const sized = groups.map((item) => ({ item, bytes: recordsOf(item).reduce((n, r) => n + r.body.length * 2 + 512, 0) }));
+  const sized = groups.map((item) => ({ item, bytes: callBytes(recordsOf(item)) }));
   return packNextFit(sized, DEAD_LETTER_CALL_BYTES, Number.POSITIVE_INFINITY).map((call) => call.map((c) => c.item));
 }
 
@@ -68,16 +105,16 @@ export type DeadLetterSummary = Omit<DeadLetterInput, 'body'> & { seq: number; d
 /** A dead letter taken for replay: the record with its body, seq and time of death. */
 export type DeadLetterRecord = DeadLetterInput & { seq: number; dead_at: number };
 
-/**
- * Builds a record with the defaults (no rules, no status, no attempts), so
- * callers don't write the literal by hand. Optional marks are set only when given.
- */
 /** The destination of a dead letter the router itself could not route: replay routes it by the rules then in force. */
 export const ROUTER_DESTINATION = '(router)';
 
 /** The reason of an event reconciliation read but could never enqueue (so never accepted: its replay goes through the ledger). */
 export const RECONCILE_ENQUEUE_FAILED = 'reconcile_enqueue_failed';
 
+/**
+ * Builds a record with the defaults (no rules, no status, no attempts), so
+ * callers don't write the literal by hand. Optional marks are set only when given.
+ */
 export function deadLetterRecord(fields: {
   event_id: string;
   event_type: string;
@@ -275,6 +312,16 @@ export class DeadLetterStore extends DurableObject<Env> {
       }
       if (this.hasRecords()) await this.ensureAlarm(Date.now());
     });
+  }
+
+  /** Stores records sent with each distinct body once (`shareBodies`): how the consumers send a batch's. */
+  async addShared(shared: SharedBodies): Promise<void> {
+    const records = shared.records.map((r): DeadLetterInput => {
+      const body = shared.bodies[r.body];
+      if (body === undefined) throw new Error('dead letter body index out of range');
+      return { ...r, body };
+    });
+    await this.add(records);
   }
 
   async add(records: DeadLetterInput[]): Promise<void> {

@@ -24,7 +24,7 @@
  */
 import type { CircuitPolicy, RouterConfig } from '../config/router-config';
 import { loadConfig } from '../config/load';
-import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterCalls, deadLetterRecord, deadLetterStub } from '../deadletters/store';
+import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterCalls, deadLetterRecord, deadLetterStub, shareBodies } from '../deadletters/store';
 import { ledgerShardOf, ledgerStub, ledgerStubByName, shardKeyOf } from '../dedup/shard';
 import { SlackHandOff, deliver } from '../destinations';
 import { type HeldDelivery, HeldHandOff } from '../destinations/held';
@@ -721,7 +721,7 @@ async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | unde
       continue;
     }
     try {
-      await deadLetterStub(env).add(chunk.flatMap((p) => p.deadLetters));
+      await deadLetterStub(env).addShared(shareBodies(chunk.flatMap((p) => p.deadLetters)));
     } catch (err) {
       for (const p of chunk) safe.set(p, false);
       log('error', 'dead_letter_store_failed', { count: chunk.length, error: errorName(err) });
@@ -802,7 +802,7 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
     for (const chunk of deadLetterCalls(groups, (g) => g.records)) {
       const records = chunk.flatMap((g) => g.records);
       try {
-        await deadLetterStub(env).add(records);
+        await deadLetterStub(env).addShared(shareBodies(records));
       } catch (err) {
         log('error', 'dead_letter_store_failed', { count: records.length, error: errorName(err) });
         continue;

@@ -159,6 +159,24 @@ describe('platform DLQ → dead-letter store → replay', () => {
     ]);
   });
 
+  it('one event of 1.8 MB (3.6 MB as the runtime sends it) owed to twenty destinations: its records share one body in the call, and are stored', async () => {
+    const names = Array.from({ length: 20 }, (_, i) => `d${i + 1}`);
+    const owed = Object.fromEntries(names.map((n) => [n, { attempts: 3, rules: ['all'] }]));
+    // One character outside Latin-1, so the runtime serialises every character in two bytes: 3.6 MB a copy,
+    // twenty copies 72 MB (its UTF-8 text, 1.8 MB, stays within what SQLite stores in one value).
+    const event = sampleEvent({ event: 'connection.activated', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection', blob: `${'x'.repeat(1_800_000)}€` } });
+    const shard = 'ledger-3';
+    await ledgerStubByName(env, shard).storeBody(event.id as string, JSON.stringify(event), Date.now() + 86_400_000);
+    const message = routerMessage(event, { body_ref: { shard }, pending: owed });
+    delete message.body;
+    await env.EVENTS_DLQ.send(message, { contentType: 'json' });
+    const records = await waitForDeadLetters(event.id as string, 20);
+    expect(records.map((r) => r.destination).sort()).toEqual([...names].sort());
+    const [first] = records;
+    const taken = await deadLetterStub(env).take(first?.seq as number);
+    expect(taken?.body === JSON.stringify(event)).toBe(true);
+  });
+
   it('a batch the platform gave up on whose records are too large for one call (36 MB) is stored in several, every record kept', async () => {
     const owed = Object.fromEntries(['d1', 'd2', 'd3', 'd4', 'd5', 'd6'].map((n) => [n, { attempts: 3, rules: ['all'] }]));
     const events = Array.from({ length: 4 }, (_, i) =>

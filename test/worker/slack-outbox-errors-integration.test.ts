@@ -261,6 +261,30 @@ describe('Slack 4xx answers: dead-lettered at once with Slack\'s reason', () => 
   });
 });
 
+describe('dead-lettering a large buffer', () => {
+  it('ten events of 1.8 MB refused by Slack: dead-lettered in several calls (one call of 36 MB could not be made), every one stored, the buffer emptied', async () => {
+    const dest = destination({ retry: { maxAttempts: 10, retryDelaySeconds: 60 } });
+    const stub = outboxStub(env, dest.name);
+    await stub.pause(); // buffered, not sent, while they are handed over one by one
+    const items = Array.from({ length: 10 }, (_, i) => {
+      const base = item(i);
+      const e = JSON.parse(base.raw) as { data: Record<string, unknown> };
+      // One character outside Latin-1: the runtime sends every character in two bytes (3.6 MB an entry).
+      e.data.blob = `${'x'.repeat(1_800_000)}€`;
+      return { ...base, raw: JSON.stringify(e) };
+    });
+    for (const it1 of items) expect(await stub.submit(dest, it1)).toBe('accepted');
+    answer = async () => new Response('no_service', { status: 404 });
+    await stub.resume();
+    await until(async () => (await deadLettersAt(dest)).length === 10, 'all ten dead-lettered', 20_000, 100);
+    expect(calls).toHaveLength(1); // one digest, refused once
+    expect(await stub.pending()).toBe(0);
+    const dead = await deadLettersAt(dest);
+    expect(dead.map((d) => d.event_id).sort()).toEqual(items.map((i) => i.event_id).sort());
+    for (const d of dead) expect(d).toMatchObject({ reason: 'slack_no_service', last_status: 404 });
+  });
+});
+
 describe('digest_window_seconds validation (README: "≥ 1 s"; "digest_window_seconds (default 10, 1–3600)")', () => {
   const slackDest = (extra: Record<string, unknown>) => ({ name: 'security', type: 'slack', url: 'https://hooks.slack.test/services/T0/B0/X', ...extra });
   const check = (extra: Record<string, unknown>) => parseRouterConfig({ destinations: [slackDest(extra)] }, () => undefined);

@@ -31,7 +31,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import { applyLogLevelOnce, loadConfig } from '../../config/load';
 import type { SlackDestination } from '../../config/router-config';
-import { type DeadLetterInput, deadLetterRecord, deadLetterStub } from '../../deadletters/store';
+import { DEAD_LETTER_CALL_BYTES, type DeadLetterInput, deadLetterRecord, deadLetterStub } from '../../deadletters/store';
 import type { UnknownEvent } from '../../events/catalog';
 import type { RouterMessage } from '../../queue/message';
 import { errorName, log } from '../../log';
@@ -356,14 +356,25 @@ export class SlackOutbox extends DurableObject<Env> {
    */
   private async deadLetterUpTo(lastSeq: number, destination: string, reason: string, status: number | null, attempts: number): Promise<boolean> {
     for (;;) {
+      // A slice of at most SLICE entries and DEAD_LETTER_CALL_BYTES of bodies (sizes read first: 500 large
+      // events would be more than an isolate's memory, and more than one call may carry).
+      const sizes = this.sql
+        .exec<{ seq: number; len: number }>('SELECT seq, length(raw) AS len FROM entries WHERE seq <= ? ORDER BY seq LIMIT ?', lastSeq, SLICE)
+        .toArray();
+      if (sizes.length === 0) return true;
+      let bytes = 0;
+      let upTo = (sizes[0] as { seq: number }).seq;
+      for (const s of sizes) {
+        bytes += s.len * 2 + 512;
+        if (bytes > DEAD_LETTER_CALL_BYTES && s.seq !== upTo) break;
+        upTo = s.seq;
+      }
       const rows = this.sql
         .exec<{ seq: number; event_id: string; event_type: string; rules: string; raw: string; marks: string | null }>(
-          'SELECT seq, event_id, event_type, rules, raw, marks FROM entries WHERE seq <= ? ORDER BY seq LIMIT ?',
-          lastSeq,
-          SLICE,
+          'SELECT seq, event_id, event_type, rules, raw, marks FROM entries WHERE seq <= ? ORDER BY seq',
+          upTo,
         )
         .toArray();
-      if (rows.length === 0) return true;
       const records: DeadLetterInput[] = rows.map((r) =>
         deadLetterRecord({
           event_id: r.event_id,
@@ -384,8 +395,8 @@ export class SlackOutbox extends DurableObject<Env> {
         await this.scheduleAt(Date.now() + HOLD_DELAY_SECONDS * 1000);
         return false;
       }
-      this.sql.exec('DELETE FROM entries WHERE seq <= ?', (rows[rows.length - 1] as { seq: number }).seq);
-      if (rows.length < SLICE) return true;
+      this.sql.exec('DELETE FROM entries WHERE seq <= ?', upTo);
+      if (upTo >= lastSeq) return true;
     }
   }
 
