@@ -4,6 +4,7 @@
  */
 import { app } from './app';
 import { consumeBatch } from './queue/consumer';
+import { rememberAlertSettings } from './alerts/notifier';
 import { runScheduledReconcile } from './reconcile/scheduled';
 
 export { DedupLedger } from './dedup/ledger';
@@ -21,6 +22,6 @@ export default {
     await consumeBatch(batch, env);
   },
   async scheduled(_controller, env, _ctx) {
-    await runScheduledReconcile(env);
+    await Promise.all([runScheduledReconcile(env), rememberAlertSettings(env)]);
   },
 } satisfies ExportedHandler<Env>;

@@ -8,22 +8,28 @@
  *   `min_interval_seconds`, counting what happened in between (the alarm
  *   sends what waited).
  * - A recovery (circuit closed, resumed, reconciliation or configuration
- *   working again) is sent at once, after any outage message still waiting
- *   for the same subject, and only when that outage was announced.
+ *   working again) is sent at once, only when that outage was announced, and
+ *   never before the outage's own message: what of the outage still waited
+ *   goes first, then (the outage being over) without waiting for
+ *   `min_interval_seconds`. A recovery that cannot be handed over yet is kept
+ *   (`recovery`) and tried again with the outage's message, every minute; a
+ *   new outage of the same subject before it went out withdraws it.
  * - Messages go through the Slack destinations' own outboxes, so when Slack
  *   is down they wait and are sent later. An alert that the outbox finally
  *   dead-letters is never alerted on (`router.alert` records are skipped):
  *   no alerts about alerts.
- * - The last valid alerts configuration is kept, so an invalid configuration
- *   can still be announced; the alarm checks every minute for its fix.
+ * - The alerts configuration of the last valid `ROUTER` this object ran under
+ *   (a signal or its alarm) is kept, so an invalid configuration can still be
+ *   announced; without one (it never ran under a valid configuration) it is
+ *   only logged. The alarm checks every minute for the fix.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { loadConfig } from '../config/load';
+import { applyLogLevelOnce, loadConfig } from '../config/load';
 import type { AlertKind, AlertsConfig, SlackDestination } from '../config/router-config';
 import { literal } from '../destinations/slack/format/escape';
 import { type SubmitOutcome, outboxStub } from '../destinations/slack/outbox';
 import { ALERT_EVENT_TYPE } from '../destinations/slack/render';
-import { errorName, log } from '../log';
+import { errorName, log, logOnce } from '../log';
 
 /** The subject of alerts about the router as a whole. */
 const ROUTER_SUBJECT = '(router)';
@@ -39,16 +45,32 @@ export interface AlertSignal {
   recovered?: boolean;
 }
 
-type Row = { kind: string; subject: string; pending: number; details: string; first_at: number | null; last_sent_at: number; outage_open: number; opened_at: number | null };
+type Row = {
+  kind: string;
+  subject: string;
+  pending: number;
+  details: string;
+  first_at: number | null;
+  last_sent_at: number;
+  outage_open: number;
+  opened_at: number | null;
+  /** The recovery message of this outage, not yet handed over (sent after what of the outage is still pending). */
+  recovery: string | null;
+};
+
+type Settings = { alerts: AlertsConfig; targets: SlackDestination[] };
 
 /** Outage kind → the recovery kind that ends it. */
 const RECOVERY_OF: Partial<Record<AlertKind, AlertKind>> = { circuit_closed: 'circuit_open', resumed: 'paused' };
 
 export class AlertNotifier extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  /** Rows being handed over now (kind, subject): a run interleaved with another never sends the same message twice. */
+  private readonly inFlight = new Set<string>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    applyLogLevelOnce(env);
     this.sql = ctx.storage.sql;
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS alerts (
@@ -60,9 +82,14 @@ export class AlertNotifier extends DurableObject<Env> {
         last_sent_at INTEGER NOT NULL DEFAULT 0,
         outage_open INTEGER NOT NULL DEFAULT 0,
         opened_at INTEGER,
+        recovery TEXT,
         PRIMARY KEY (kind, subject)
       ) WITHOUT ROWID;
     `);
+    // Objects created before recoveries were kept.
+    if (!this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('alerts')").toArray().some((c) => c.name === 'recovery')) {
+      this.sql.exec('ALTER TABLE alerts ADD COLUMN recovery TEXT');
+    }
   }
 
   async notify(signals: AlertSignal[]): Promise<void> {
@@ -71,12 +98,12 @@ export class AlertNotifier extends DurableObject<Env> {
     const now = Date.now();
     for (const s of signals) {
       if (s.recovered === true) {
-        await this.recover(s.kind, s.destination ?? ROUTER_SUBJECT, cfg, now, s.detail);
+        this.recover(s.kind, s.destination ?? ROUTER_SUBJECT, cfg, now, s.detail);
         continue;
       }
       const outage = RECOVERY_OF[s.kind];
       if (outage !== undefined) {
-        await this.recover(outage, s.destination ?? ROUTER_SUBJECT, cfg, now, s.detail, s.kind);
+        this.recover(outage, s.destination ?? ROUTER_SUBJECT, cfg, now, s.detail, s.kind);
         continue;
       }
       if (!cfg.alerts.on.includes(s.kind)) continue;
@@ -84,8 +111,9 @@ export class AlertNotifier extends DurableObject<Env> {
       const row = this.row(s.kind, subject);
       const details = JSON.parse(row.details) as string[];
       if (s.detail !== undefined && !details.includes(s.detail) && details.length < 5) details.push(s.detail);
+      // A recovery of this subject still waiting is withdrawn: the outage goes on (its opening time kept).
       this.sql.exec(
-        'UPDATE alerts SET pending = pending + ?, details = ?, first_at = COALESCE(first_at, ?), outage_open = 1, opened_at = COALESCE(opened_at, ?) WHERE kind = ? AND subject = ?',
+        'UPDATE alerts SET pending = pending + ?, details = ?, first_at = COALESCE(first_at, ?), outage_open = 1, opened_at = COALESCE(opened_at, ?), recovery = NULL WHERE kind = ? AND subject = ?',
         s.count ?? 1,
         JSON.stringify(details),
         now,
@@ -103,12 +131,17 @@ export class AlertNotifier extends DurableObject<Env> {
     if (cfg === null) return;
     // The configuration was announced invalid: is it fixed?
     const invalid = this.sql.exec<Row>("SELECT * FROM alerts WHERE kind = 'config_invalid' AND outage_open = 1").toArray()[0];
-    if (invalid !== undefined && loadConfig(this.env).ok) await this.recover('config_invalid', ROUTER_SUBJECT, cfg, now);
+    if (invalid !== undefined && loadConfig(this.env).ok) this.recover('config_invalid', ROUTER_SUBJECT, cfg, now);
     await this.sendDue(cfg, now);
   }
 
+  /** Keeps the alerts settings of the valid configuration this object runs under (see `rememberAlertSettings`). */
+  async remember(): Promise<void> {
+    this.config();
+  }
+
   /** The alerts configuration now, or the last valid one (kept for announcing an invalid configuration). */
-  private config(): { alerts: AlertsConfig; targets: SlackDestination[] } | null {
+  private config(): Settings | null {
     const loaded = loadConfig(this.env);
     const kv = this.ctx.storage.kv;
     if (loaded.ok) {
@@ -121,7 +154,11 @@ export class AlertNotifier extends DurableObject<Env> {
       kv.put('config', { alerts, targets });
       return { alerts, targets };
     }
-    return kv.get<{ alerts: AlertsConfig; targets: SlackDestination[] }>('config') ?? null;
+    const kept = kv.get<Settings>('config') ?? null;
+    if (kept === null) {
+      logOnce('alerts_settings_unknown', 'warn', 'alert_not_sent', { reason: 'config_invalid, and no valid alerts settings seen before' });
+    }
+    return kept;
   }
 
   private row(kind: string, subject: string): Row {
@@ -129,30 +166,51 @@ export class AlertNotifier extends DurableObject<Env> {
     return this.sql.exec<Row>('SELECT * FROM alerts WHERE kind = ? AND subject = ?', kind, subject).one();
   }
 
-  /** Ends an outage: sends what of it still waits, then the recovery — only if the outage was announced. */
-  private async recover(outage: AlertKind, subject: string, cfg: { alerts: AlertsConfig; targets: SlackDestination[] }, now: number, detail?: string, recoveryKind?: AlertKind): Promise<void> {
+  /**
+   * Ends an outage — only one that was announced: its recovery is kept with the row and goes out (from
+   * `sendDue`, run right after) once what of the outage still waits has been handed over.
+   */
+  private recover(outage: AlertKind, subject: string, cfg: Settings, now: number, detail?: string, recoveryKind?: AlertKind): void {
     const row = this.sql.exec<Row>('SELECT * FROM alerts WHERE kind = ? AND subject = ?', outage, subject).toArray()[0];
     if (row === undefined || row.outage_open === 0) return;
-    if (row.pending > 0) await this.send(row, cfg, now);
     const kind = recoveryKind ?? outage;
     if (recoveryKind !== undefined && !cfg.alerts.on.includes(recoveryKind)) {
-      this.sql.exec('UPDATE alerts SET outage_open = 0, opened_at = NULL WHERE kind = ? AND subject = ?', outage, subject);
+      // No recovery message: what of the outage still waits goes out at its interval.
+      this.sql.exec('UPDATE alerts SET outage_open = 0, opened_at = NULL, recovery = NULL WHERE kind = ? AND subject = ?', outage, subject);
       return;
     }
     const lasted = row.opened_at !== null ? ` after ${duration(now - row.opened_at)}` : '';
     const text = recoveryText(kind, subject, lasted, detail, cfg.alerts.consoleUrl);
-    if (await this.post(text, cfg)) this.sql.exec('UPDATE alerts SET outage_open = 0, opened_at = NULL WHERE kind = ? AND subject = ?', outage, subject);
-    else await this.retryLater(now);
+    this.sql.exec('UPDATE alerts SET outage_open = 0, recovery = ? WHERE kind = ? AND subject = ?', text, outage, subject);
   }
 
-  private async sendDue(cfg: { alerts: AlertsConfig; targets: SlackDestination[] }, now: number): Promise<void> {
+  private async sendDue(cfg: Settings, now: number): Promise<void> {
     const interval = cfg.alerts.minIntervalSeconds * 1000;
     let next: number | null = null;
-    for (const row of this.sql.exec<Row>('SELECT * FROM alerts WHERE pending > 0').toArray()) {
-      const due = row.last_sent_at + interval;
-      if (due <= now) {
-        if (!(await this.send(row, cfg, now))) next = Math.min(next ?? Number.POSITIVE_INFINITY, now + 60_000);
-      } else next = Math.min(next ?? Number.POSITIVE_INFINITY, due);
+    for (const row of this.sql.exec<Row>('SELECT * FROM alerts WHERE pending > 0 OR recovery IS NOT NULL').toArray()) {
+      const key = `${row.kind}\u0000${row.subject}`;
+      if (this.inFlight.has(key)) {
+        // Another run is handing it over; should that fail, look again in a minute.
+        next = Math.min(next ?? Number.POSITIVE_INFINITY, now + 60_000);
+        continue;
+      }
+      const due = row.recovery !== null ? now : row.last_sent_at + interval;
+      if (due > now) {
+        next = Math.min(next ?? Number.POSITIVE_INFINITY, due);
+        continue;
+      }
+      this.inFlight.add(key);
+      try {
+        // An outage that recovered: what of it waited goes now (the outage is over), then the recovery — never the
+        // recovery while its outage's message is still unsent.
+        let sent = row.pending === 0 || (await this.send(row, cfg, now));
+        // Read again: a recovery may have come while the outage's message was being handed over.
+        const recovery = sent ? (this.sql.exec<Pick<Row, 'recovery'>>('SELECT recovery FROM alerts WHERE kind = ? AND subject = ?', row.kind, row.subject).toArray()[0]?.recovery ?? null) : null;
+        if (recovery !== null) sent = await this.sendRecovery(row, recovery, cfg);
+        if (!sent) next = Math.min(next ?? Number.POSITIVE_INFINITY, now + 60_000);
+      } finally {
+        this.inFlight.delete(key);
+      }
     }
     if (this.sql.exec("SELECT 1 FROM alerts WHERE kind = 'config_invalid' AND outage_open = 1").toArray().length > 0) {
       next = Math.min(next ?? Number.POSITIVE_INFINITY, now + 60_000);
@@ -160,10 +218,32 @@ export class AlertNotifier extends DurableObject<Env> {
     if (next !== null) await this.ctx.storage.setAlarm(next);
   }
 
-  private async send(row: Row, cfg: { alerts: AlertsConfig; targets: SlackDestination[] }, now: number): Promise<boolean> {
+  private async sendRecovery(row: Row, text: string, cfg: Settings): Promise<boolean> {
+    if (!(await this.post(text, cfg))) return false;
+    // Cleared only if unchanged meanwhile (a new outage withdraws it; a new recovery replaces it).
+    this.sql.exec(
+      'UPDATE alerts SET recovery = NULL, opened_at = CASE WHEN outage_open = 0 THEN NULL ELSE opened_at END WHERE kind = ? AND subject = ? AND recovery = ?',
+      row.kind,
+      row.subject,
+      text,
+    );
+    log('info', 'alert_sent', { kind: row.kind, subject: row.subject, recovery: true });
+    return true;
+  }
+
+  private async send(row: Row, cfg: Settings, now: number): Promise<boolean> {
     const text = outageText(row.kind as AlertKind, row.subject, row.pending, JSON.parse(row.details) as string[], cfg.alerts.consoleUrl);
     if (!(await this.post(text, cfg))) return false;
-    this.sql.exec("UPDATE alerts SET pending = 0, details = '[]', first_at = NULL, last_sent_at = ? WHERE kind = ? AND subject = ?", now, row.kind, row.subject);
+    // Only what this message counted: signals that came during the hand-off wait for the next one.
+    this.sql.exec(
+      "UPDATE alerts SET pending = MAX(pending - ?, 0), details = CASE WHEN pending > ? THEN details ELSE '[]' END, first_at = CASE WHEN pending > ? THEN first_at ELSE NULL END, last_sent_at = ? WHERE kind = ? AND subject = ?",
+      row.pending,
+      row.pending,
+      row.pending,
+      now,
+      row.kind,
+      row.subject,
+    );
     log('info', 'alert_sent', { kind: row.kind, subject: row.subject, count: row.pending });
     return true;
   }
@@ -186,11 +266,6 @@ export class AlertNotifier extends DurableObject<Env> {
     const refused = cfg.targets.filter((_d, i) => outcomes[i] === 'full').map((d) => d.name);
     if (refused.length > 0) log('error', 'alert_refused_backlog_full', { destinations: refused, retried: refused.length === cfg.targets.length });
     return refused.length < cfg.targets.length;
-  }
-
-  private async retryLater(now: number): Promise<void> {
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > now + 60_000) await this.ctx.storage.setAlarm(now + 60_000);
   }
 }
 
@@ -254,6 +329,28 @@ export function recoveryText(kind: AlertKind, subject: string, lasted: string, d
 
 export function alertsStub(env: Env): DurableObjectStub<AlertNotifier> {
   return env.ALERTS.get(env.ALERTS.idFromName('global')) as DurableObjectStub<AlertNotifier>;
+}
+
+/** Env objects (one per deploy and isolate) whose alerts settings the notifier was told of. */
+const remembered = new WeakSet<object>();
+
+/**
+ * Tells the notifier the alerts settings of a valid configuration, once per
+ * isolate and deploy (from the cron trigger, every minute): so a broken
+ * `ROUTER` deployed later can be announced with them even when no alert was
+ * ever sent before. Best effort.
+ */
+export async function rememberAlertSettings(env: Env): Promise<void> {
+  if (remembered.has(env)) return;
+  const loaded = loadConfig(env);
+  if (!loaded.ok || loaded.config.alerts === null) return;
+  remembered.add(env);
+  try {
+    await alertsStub(env).remember();
+  } catch (err) {
+    remembered.delete(env);
+    log('warn', 'alert_notify_failed', { error: errorName(err) });
+  }
 }
 
 /** Tells the notifier (best effort: an alert must never break what it reports on). */

@@ -5,6 +5,7 @@
  * payload content.
  */
 import type { Context } from 'hono';
+import { notifyAlerts } from '../alerts/notifier';
 import { loadConfig, reportNotConfigured } from '../config/load';
 import { admitEvent } from '../ingest/admit';
 import { stringBinding } from '../env';
@@ -44,6 +45,16 @@ function countOutsideAllowlist(mode: 'log' | 'enforce'): void {
   }
 }
 
+/** When this isolate last told the alerts that ROUTER is invalid (at most once a minute). */
+let configInvalidSignaledAt = 0;
+function signalConfigInvalid(c: Context<{ Bindings: Env }>): void {
+  const now = Date.now();
+  if (now - configInvalidSignaledAt < 60_000) return;
+  configInvalidSignaledAt = now;
+  // After the response (never delaying or changing it); best effort, as every alert.
+  background(c, notifyAlerts(c.env, [{ kind: 'config_invalid' }]).catch(() => undefined));
+}
+
 export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Response> {
   const started = Date.now();
   const fields: Record<string, unknown> = {};
@@ -67,7 +78,11 @@ export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Resp
     return fail(500, 'not_configured', 'The router has no webhook secret configured.');
   }
   const loaded = loadConfig(env);
-  if (!loaded.ok) return fail(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
+  if (!loaded.ok) {
+    // Announced from here too: with the queue empty, no consumer batch would ever be held to say it.
+    signalConfigInvalid(c);
+    return fail(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
+  }
   const settings = loaded.config.settings;
 
   // Defence in depth, before the body is read: signatures stay the primary defence.
