@@ -13,6 +13,7 @@ import { registryStub } from '../../src/destinations/registry';
 import { outboxStub } from '../../src/destinations/slack/outbox';
 import worker from '../../src/index';
 import { testEnv } from '../helpers/consumer';
+import { emptyFiller, fillOutbox } from '../helpers/outbox-fill';
 import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
 import { sampleEvent, webhookRequest } from '../helpers/webhook';
@@ -37,21 +38,12 @@ async function pendingFor(kind: string, subject: string): Promise<number> {
 async function fillAlertsOutbox(): Promise<void> {
   await until(async () => (await outboxStub(env, 'ops-alerts').pending()) === 0, 'the alerts outbox empty', 30_000);
   sink.on(ALERTS, () => new Response('down', { status: 503 }));
-  await runInDurableObject(outboxStub(env, 'ops-alerts'), (_i, state) => {
-    const n = 10_000 - state.storage.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries').one().n;
-    state.storage.sql.exec(
-      `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?)
-       INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at)
-       SELECT 'filler_' || i, 'user.created', '[]', NULL, 'x', NULL, NULL, '{}', ? FROM c`,
-      n,
-      Date.now(),
-    );
-  });
+  await fillOutbox(outboxStub(env, 'ops-alerts'));
 }
 
 /** Room again in the alerts outbox, and Slack back. */
 async function makeRoom(): Promise<void> {
-  await runInDurableObject(outboxStub(env, 'ops-alerts'), (_i, state) => void state.storage.sql.exec("DELETE FROM entries WHERE event_id LIKE 'filler_%'"));
+  await emptyFiller(outboxStub(env, 'ops-alerts'));
   sink.on(ALERTS, () => new Response('ok'));
 }
 
@@ -67,6 +59,16 @@ async function sentinelAlert(): Promise<void> {
   await sink.until(() => about(sentinel).length > 0, "the sentinel's alert", 60_000);
   await registryStub(env).resume(sentinel);
   await sink.until(() => about(sentinel).some((t) => t.includes('resumed')), "the sentinel's recovery", 60_000);
+}
+
+/** After a further alarm run (which has nothing more of it to send) and a later alert: its outage, then its recovery, each once. */
+async function expectPausedThenResumedOnce(name: string): Promise<void> {
+  await runDurableObjectAlarm(alertsStub(env));
+  await sentinelAlert();
+  const mine = about(name);
+  expect(mine).toHaveLength(2);
+  expect(mine[0]).toContain('was paused');
+  expect(mine[1]).toMatch(/resumed after \d+ s/);
 }
 
 describe('alerts: recoveries the alerts outbox refuses', () => {
@@ -85,13 +87,7 @@ describe('alerts: recoveries the alerts outbox refuses', () => {
     await makeRoom();
     await runDurableObjectAlarm(alertsStub(env));
     await sink.until(() => about(name).some((t) => t.includes('resumed')), 'the recovery, once there was room', 60_000);
-    // A further run has nothing more of it to send.
-    await runDurableObjectAlarm(alertsStub(env));
-    await sentinelAlert();
-    const mine = about(name);
-    expect(mine).toHaveLength(2);
-    expect(mine[0]).toContain('was paused');
-    expect(mine[1]).toMatch(/resumed after \d+ s/);
+    await expectPausedThenResumedOnce(name);
   }, 150_000);
 
   it('an outage and its recovery both refused: both kept, then sent outage first, each once', async () => {
@@ -110,12 +106,7 @@ describe('alerts: recoveries the alerts outbox refuses', () => {
     await runDurableObjectAlarm(alertsStub(env));
     await sink.until(() => about(name).some((t) => t.includes('resumed')), 'the recovery, after its outage', 60_000);
     await until(async () => (await pendingFor('paused', name)) === 0, 'the outage message cleared');
-    await runDurableObjectAlarm(alertsStub(env));
-    await sentinelAlert();
-    const mine = about(name);
-    expect(mine).toHaveLength(2);
-    expect(mine[0]).toContain('was paused');
-    expect(mine[1]).toMatch(/resumed after \d+ s/);
+    await expectPausedThenResumedOnce(name);
   }, 150_000);
 });
 

@@ -16,6 +16,7 @@ import { reconcilerStub } from '../../src/reconcile/reconciler';
 import { makeEvent } from '../fixtures/events';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
+import { emptyFiller, fillOutbox } from '../helpers/outbox-fill';
 import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
 import { postWebhook, sampleEvent } from '../helpers/webhook';
@@ -101,16 +102,7 @@ describe('alerts', () => {
     sink.on(ALERTS, () => new Response('down', { status: 503 }));
     const outbox = outboxStub(env, 'ops-alerts');
     // The outbox at max_pending (10,000 by default): placeholder entries, removed below.
-    await runInDurableObject(outbox, (_i, state) => {
-      const n = 10_000 - state.storage.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries').one().n;
-      state.storage.sql.exec(
-        `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?)
-         INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at)
-         SELECT 'filler_' || i, 'user.created', '[]', NULL, 'x', NULL, NULL, '{}', ? FROM c`,
-        n,
-        Date.now(),
-      );
-    });
+    await fillOutbox(outbox);
     const errors = vi.spyOn(console, 'error');
     const name = `full-${crypto.randomUUID().slice(0, 8)}`;
     await registryStub(env).pause(name);
@@ -119,7 +111,7 @@ describe('alerts', () => {
     expect(JSON.parse(refused() ?? '{}')).toMatchObject({ level: 'error', destinations: ['ops-alerts'], retried: true });
     expect(await pendingFor('paused', name)).toBe(1);
     // Room again, and Slack back: the alerts' next run sends it.
-    await runInDurableObject(outbox, (_i, state) => void state.storage.sql.exec("DELETE FROM entries WHERE event_id LIKE 'filler_%'"));
+    await emptyFiller(outbox);
     sink.on(ALERTS, () => new Response('ok'));
     await runDurableObjectAlarm(alertsStub(env));
     await sink.until(() => posted().some((t) => t.includes(`*${name}* was paused`)), 'the alert, once there was room', 60_000);
