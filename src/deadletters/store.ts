@@ -52,7 +52,7 @@ export interface DeadLetterInput {
 export const DEAD_LETTER_CALL_BYTES = 8 * 1024 * 1024;
 
 /** What one record adds to a call besides its body (its fields, as serialised), counted generously. */
-const RECORD_OVERHEAD_BYTES = 512;
+export const RECORD_OVERHEAD_BYTES = 512;
 
 /**
  * Records as an `addShared` call carries them: each distinct body once. The

@@ -479,10 +479,8 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
         raw,
         rules: state.rules,
         attempts: state.attempts,
-        stale: body.stale === true,
         replay: body.replay === true,
-        source: body.source,
-        ...(body.ledger_shard !== undefined ? { ledger_shard: body.ledger_shard } : {}),
+        ...eventMarks(body),
       };
       let slot = w.slots?.[name];
       while (slot !== undefined) {

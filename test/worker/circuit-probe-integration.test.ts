@@ -10,6 +10,7 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
 import { heldStub } from '../../src/destinations/held';
 import { PROBE_REPORT_WAIT_MS, registryStub } from '../../src/destinations/registry';
+import { until } from '../helpers/until';
 import { sampleEvent } from '../helpers/webhook';
 
 /** A destination whose circuit is open (1 failure, 60 s cooldown), with one delivery held. */
@@ -84,7 +85,7 @@ describe('circuit probes', () => {
     expect(await runInDurableObject(reg, (_i, state) => state.storage.kv.get(`held_sync_owed:${name}`))).toBeUndefined();
     // Its drain step is due now: run it (unless the runtime already has, or is running it), then see it done.
     await runDurableObjectAlarm(held);
-    for (let i = 0; i < 100 && (await held.count()) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    await until(async () => (await held.count()) === 0, 'the held store drained', 5_000);
     expect(await held.count()).toBe(0);
   });
 

@@ -31,7 +31,8 @@
 import { DurableObject } from 'cloudflare:workers';
 import { applyLogLevelOnce, loadConfig } from '../../config/load';
 import type { SlackDestination } from '../../config/router-config';
-import { DEAD_LETTER_CALL_BYTES, type DeadLetterInput, deadLetterRecord, deadLetterStub } from '../../deadletters/store';
+import { DEAD_LETTER_CALL_BYTES, type DeadLetterInput, RECORD_OVERHEAD_BYTES, deadLetterRecord, deadLetterStub } from '../../deadletters/store';
+import { packNextFit } from '../../queue/message';
 import type { UnknownEvent } from '../../events/catalog';
 import type { RouterMessage } from '../../queue/message';
 import { errorName, log } from '../../log';
@@ -362,13 +363,13 @@ export class SlackOutbox extends DurableObject<Env> {
         .exec<{ seq: number; len: number }>('SELECT seq, length(raw) AS len FROM entries WHERE seq <= ? ORDER BY seq LIMIT ?', lastSeq, SLICE)
         .toArray();
       if (sizes.length === 0) return true;
-      let bytes = 0;
-      let upTo = (sizes[0] as { seq: number }).seq;
-      for (const s of sizes) {
-        bytes += s.len * 2 + 512;
-        if (bytes > DEAD_LETTER_CALL_BYTES && s.seq !== upTo) break;
-        upTo = s.seq;
-      }
+      // The first call the store's packer would make of them (one entry larger than the limit goes alone).
+      const first = packNextFit(
+        sizes.map((s) => ({ item: s.seq, bytes: s.len * 2 + RECORD_OVERHEAD_BYTES })),
+        DEAD_LETTER_CALL_BYTES,
+        Number.POSITIVE_INFINITY,
+      )[0] as { item: number }[];
+      const upTo = (first[first.length - 1] as { item: number }).item;
       const rows = this.sql
         .exec<{ seq: number; event_id: string; event_type: string; rules: string; raw: string; marks: string | null }>(
           'SELECT seq, event_id, event_type, rules, raw, marks FROM entries WHERE seq <= ? ORDER BY seq',
