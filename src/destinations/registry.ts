@@ -22,9 +22,11 @@
  * the circuit and the held deliveries drain in acceptance order, a failure
  * doubles the cooldown (capped). With nothing held there is no probe and the
  * circuit stays open until the next cooldown: only an answer from the service
- * closes it. Permanent failures (4xx) neither count nor reset the streak.
+ * closes it — unless the valid config no longer has the destination, whose
+ * circuit is then dropped. Permanent failures (4xx) neither count nor reset
+ * the streak.
  */
-import { applyLogLevelOnce } from '../config/load';
+import { applyLogLevelOnce, parsedConfig } from '../config/load';
 import { DurableObject } from 'cloudflare:workers';
 import { type CircuitPolicy, MAX_CIRCUIT_COOLDOWN_SECONDS } from '../config/router-config';
 import { audit, errorName, log } from '../log';
@@ -439,6 +441,10 @@ export class DestinationRegistry extends DurableObject<Env> {
           // No probe went out: an earlier one still on its way stays the one tried.
           if (previousToken === undefined) this.ctx.storage.kv.delete(tokenKey);
           else this.ctx.storage.kv.put(tokenKey, previousToken);
+          if (this.removedFromConfig(row.name)) {
+            await this.forget(row, now);
+            continue;
+          }
           const cooldown = row.cooldown_ms ?? 60_000;
           this.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', now + cooldown, row.name);
           log('info', 'circuit_probe_skipped', { destination: row.name, held: 0, next_probe_in_s: cooldown / 1000 });
@@ -456,6 +462,27 @@ export class DestinationRegistry extends DurableObject<Env> {
     const owed = [...this.ctx.storage.kv.list({ prefix: 'held_sync_owed:' })].length > 0;
     const next = Math.min(probeAt ?? Number.POSITIVE_INFINITY, owed ? now + HELD_SYNC_RETRY_MS : Number.POSITIVE_INFINITY);
     if (next !== Number.POSITIVE_INFINITY) await this.ctx.storage.setAlarm(Math.max(next, now + 1_000));
+  }
+
+  /** Only a valid ROUTER without the destination means it was removed (an invalid one says nothing). */
+  private removedFromConfig(name: string): boolean {
+    const loaded = parsedConfig(this.env);
+    return loaded.ok && !loaded.config.destinations.has(name);
+  }
+
+  /**
+   * A destination removed from the config while its circuit was open, with
+   * nothing held: nothing will ever probe it, so its circuit is dropped
+   * (closed without a recovery alert: the service never answered) instead of
+   * waking this object every cooldown for ever. Its held store is told to
+   * stop holding, so a destination added back under the same name starts
+   * with a closed circuit and nothing stranded; its pause, if any, stays.
+   */
+  private async forget(row: Row, now: number): Promise<void> {
+    this.sql.exec('UPDATE destinations SET consecutive_failures = 0, circuit_open_at = NULL, cooldown_ms = NULL, next_probe_at = NULL WHERE name = ?', row.name);
+    this.ctx.storage.kv.delete(`probe_token:${row.name}`);
+    log('info', 'circuit_forgotten', { destination: row.name, reason: 'destination_removed', open_for_s: Math.round((now - (row.circuit_open_at ?? now)) / 1000) });
+    await this.syncHeld(row.name);
   }
 
   async health(names: string[]): Promise<DestinationHealth[]> {

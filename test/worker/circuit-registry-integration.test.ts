@@ -29,11 +29,34 @@ const COOLDOWN_S = 60;
 const FAILURES = 20;
 
 const sink = new Sink();
+/** The registry's own env, while a test runs it under the test's ROUTER. */
+let registryEnv: Env | undefined;
 beforeEach(() => sink.reset().install());
-afterEach(() => {
+afterEach(async () => {
   vi.restoreAllMocks();
   loadConfig(env);
+  if (registryEnv !== undefined) {
+    const own = registryEnv;
+    await runInDurableObject(registryStub(env), (instance) => {
+      (instance as unknown as { env: Env }).env = own;
+    });
+    registryEnv = undefined;
+  }
 });
+
+/**
+ * Runs the registry under `runEnv`'s ROUTER, as in production, where the
+ * Worker and its objects read one ROUTER: the registry then knows the test's
+ * destination is configured (a probe time with nothing held drops the circuit
+ * of a destination the config no longer has). Restored after the test.
+ */
+async function configureRegistry(reg: DurableObjectStub<DestinationRegistry>, runEnv: Env): Promise<void> {
+  await runInDurableObject(reg, (instance) => {
+    const o = instance as unknown as { env: Env };
+    registryEnv ??= o.env;
+    o.env = runEnv;
+  });
+}
 
 /** The Worker's env with a ROUTER whose only destination is `name` (circuit: 20 failures, 60 s). */
 function routerEnv(name: string, maxAttempts = 10): Env {
@@ -97,6 +120,7 @@ describe('circuit breaker in the registry', () => {
     const name = `idle-${crypto.randomUUID()}`;
     const runEnv = routerEnv(name);
     const reg = await openCircuit(name);
+    await configureRegistry(reg, runEnv);
     const held = heldStub(env, name);
     expect(await held.count()).toBe(0);
 
@@ -127,10 +151,42 @@ describe('circuit breaker in the registry', () => {
     expect(lines(logs, 'circuit_closed', name)).toEqual([expect.objectContaining({ held: 0 })]);
   });
 
+  it('a destination removed from the config while its circuit is open: a probe time with nothing held drops the circuit, announcing no recovery, and releases its held store; an invalid ROUTER drops nothing', async () => {
+    const logs = watchLogs();
+    const name = `removed-${crypto.randomUUID()}`;
+    const reg = await openCircuit(name);
+    const held = heldStub(env, name);
+    const holding = () => runInDurableObject(held, (_i, state) => state.storage.kv.get<boolean>('active'));
+    expect(await holding()).toBe(false);
+
+    // An invalid ROUTER says nothing about what was removed: the circuit stays open.
+    await configureRegistry(reg, testEnv({ destinations: 'not a list' }));
+    await dueNow(reg, name);
+    expect(await runDurableObjectAlarm(reg)).toBe(true);
+    expect(lines(logs, 'circuit_probe_skipped', name)).toHaveLength(1);
+    expect(await health(reg, name)).toMatchObject({ circuit: 'open', consecutive_failures: FAILURES });
+
+    // A valid ROUTER without it (the project's own): the next probe time drops the circuit.
+    await configureRegistry(reg, registryEnv as Env);
+    await dueNow(reg, name);
+    expect(await runDurableObjectAlarm(reg)).toBe(true);
+    expect(lines(logs, 'circuit_forgotten', name)).toEqual([expect.objectContaining({ reason: 'destination_removed' })]);
+    expect(await health(reg, name)).toMatchObject({ circuit: 'closed', next_probe_at: null, consecutive_failures: 0 });
+    // No probe time is left for it, no recovery was announced (the alert goes with this line), and its held store no longer holds.
+    const row = await runInDurableObject(reg, (_i, state) =>
+      state.storage.sql.exec<{ next_probe_at: number | null }>('SELECT next_probe_at FROM destinations WHERE name = ?', name).one(),
+    );
+    expect(row.next_probe_at).toBeNull();
+    expect(lines(logs, 'circuit_closed', name)).toEqual([]);
+    expect(lines(logs, 'circuit_probe_skipped', name)).toHaveLength(1);
+    expect(await holding()).toBe(true);
+  });
+
   it('a success reported while open with nothing held still closes the circuit', async () => {
     const logs = watchLogs();
     const name = `meanwhile-${crypto.randomUUID()}`;
     const reg = await openCircuit(name);
+    await configureRegistry(reg, routerEnv(name));
     await dueNow(reg, name);
     expect(await runDurableObjectAlarm(reg)).toBe(true);
     expect(lines(logs, 'circuit_probe_skipped', name)).toHaveLength(1);
@@ -146,6 +202,7 @@ describe('circuit breaker in the registry', () => {
     const name = `late-${crypto.randomUUID()}`;
     const runEnv = routerEnv(name);
     const reg = await openCircuit(name);
+    await configureRegistry(reg, runEnv);
     const held = heldStub(env, name);
     const id = await arrive(runEnv, held);
     const probes = await probeNow(reg, held, name);
