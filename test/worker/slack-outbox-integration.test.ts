@@ -9,9 +9,10 @@ import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { SlackDestination } from '../../src/config/router-config';
 import { deadLetterStub } from '../../src/deadletters/store';
-import { outboxStub } from '../../src/destinations/slack/outbox';
+import { NEXT_ALERT_SQL, outboxStub } from '../../src/destinations/slack/outbox';
 import { ALERT_EVENT_TYPE } from '../../src/destinations/slack/render';
 import { makeEvent } from '../fixtures/events';
+import { emptyFiller, fillOutbox } from '../helpers/outbox-fill';
 
 const SLACK = 'https://hooks.slack.test/services/T1/B1/secret';
 
@@ -95,6 +96,23 @@ describe('Slack outbox', () => {
     await elapseAndRunAlarm(stub);
     expect(countOf(calls[3]!.body)).toBe(1);
     expect(await stub.pending()).toBe(0);
+  });
+
+  it('finding the next alert behind a backlog reads one row, not the backlog (rows read are billed)', async () => {
+    const dest = destination({ digestWindowSeconds: 3600 });
+    const stub = outboxStub(env, dest.name);
+    await stub.submit(dest, item());
+    expect(calls).toHaveLength(1);
+    await fillOutbox(stub, 5_000);
+    const rowsRead = () => runInDurableObject(stub, (_i, state) => state.storage.sql.exec(NEXT_ALERT_SQL).rowsRead);
+    expect(await rowsRead()).toBeLessThanOrEqual(1); // no alert: not a scan either
+    const raw = JSON.stringify({ id: 'alert_2', event: ALERT_EVENT_TYPE, created_at: new Date().toISOString(), data: { text: 'behind' } });
+    await stub.submit(dest, { event_id: 'alert_2:x', event_type: ALERT_EVENT_TYPE, rules: [], raw, alert: 'behind' });
+    expect(await stub.pending()).toBe(5_001);
+    const found = await runInDurableObject(stub, (_i, state) => state.storage.sql.exec<{ seq: number }>(NEXT_ALERT_SQL).toArray());
+    expect(found).toHaveLength(1);
+    expect(await rowsRead()).toBeLessThanOrEqual(1);
+    await emptyFiller(stub);
   });
 
   it('sends a single event in a quiet period at once', async () => {
