@@ -183,6 +183,13 @@ export const SETTINGS_SPEC: readonly IntSpec[] = [
   { key: 'trace_shards', field: 'traceShards', def: 1, min: 1, max: 64 },
 ];
 
+/** The largest value the config accepts for a numeric setting (what to assume while ROUTER is invalid). */
+export function settingMax(field: IntSpec['field']): number {
+  const spec = SETTINGS_SPEC.find((s) => s.field === field);
+  if (spec === undefined) throw new Error(`no setting ${field}`);
+  return spec.max;
+}
+
 export const RETRY_DEFAULTS: RetryPolicy = { maxAttempts: 10, retryDelaySeconds: 30 };
 export const CIRCUIT_DEFAULTS: CircuitPolicy = { failures: 20, cooldownSeconds: 60 };
 export const MAX_CIRCUIT_COOLDOWN_SECONDS = 900;

@@ -88,7 +88,7 @@ ${opts.next !== undefined ? html`<input type="hidden" name="next" value="${opts.
 <h1>Sign in</h1>
 <p class="muted">Enter the router's admin token (the <code>ADMIN_TOKEN</code> secret).</p>
 ${opts.failed ? html`<div class="notice bad" role="alert">That token is not valid.</div>` : ''}
-<label>Admin token<input type="password" name="token" autocomplete="current-password" required autofocus></label>
+<label>Admin token<input type="password" name="token" autocomplete="off" required autofocus></label>
 <button class="primary" type="submit">Sign in</button>
 </form>`,
   );

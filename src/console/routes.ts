@@ -325,23 +325,24 @@ consoleRoutes.post('/dead-letters/selected', async (c) => {
   const seqs = (Array.isArray(raw) ? raw : raw !== undefined ? [raw] : []).filter((s) => /^[0-9]{1,15}$/.test(s)).map(Number).slice(0, 100);
   if (seqs.length === 0) return redirect(c, '/console/dead-letters', 'Select at least one dead letter.', true);
   const store = deadLetterStub(c.env);
-  let done = 0;
+  if (action !== 'discard' && action !== 'replay') return redirect(c, '/console/dead-letters', 'Unknown action.', true);
+  /** The seqs acted on, for the audit line (at most 100). */
+  const done: number[] = [];
   const problems: string[] = [];
   for (const seq of seqs) {
     if (action === 'discard') {
       const removed = await store.remove(seq);
-      if (removed === 'deleted') done++;
+      if (removed === 'deleted') done.push(seq);
       else if (removed === 'busy') problems.push(`#${seq}: being replayed`);
       continue;
     }
-    if (action !== 'replay') return redirect(c, '/console/dead-letters', 'Unknown action.', true);
     const outcome = await store.replayOne(seq);
-    if (outcome.status === 'replayed' || outcome.status === 'duplicate') done++;
+    if (outcome.status === 'replayed' || outcome.status === 'duplicate') done.push(seq);
     else problems.push(`#${seq}: ${outcome.status === 'not_replayable' && outcome.why === 'destination_removed' ? 'destination removed' : outcome.status}`);
   }
   const verb = action === 'discard' ? 'Discarded' : 'Replayed';
-  audit(action === 'discard' ? 'dead_letters_discarded' : 'dead_letters_replayed', { selected: seqs.length, done, source: 'console' });
-  return redirect(c, '/console/dead-letters', `${verb} ${done} of ${seqs.length}.${problems.length > 0 ? ` Kept: ${problems.join(', ')}.` : ''}`, problems.length > 0);
+  audit(action === 'discard' ? 'dead_letters_discarded' : 'dead_letters_replayed', { selected: seqs.length, done: done.length, seqs: done, source: 'console' });
+  return redirect(c, '/console/dead-letters', `${verb} ${done.length} of ${seqs.length}.${problems.length > 0 ? ` Kept: ${problems.join(', ')}.` : ''}`, problems.length > 0);
 });
 
 /** Bulk by filter: the first post shows the dry-run count; the confirmed one starts the job (its key makes a double submit harmless). */

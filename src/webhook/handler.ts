@@ -7,6 +7,7 @@
 import type { Context } from 'hono';
 import { notifyAlerts } from '../alerts/notifier';
 import { loadConfig, reportNotConfigured } from '../config/load';
+import { settingMax } from '../config/router-config';
 import { admitEvent } from '../ingest/admit';
 import { stringBinding } from '../env';
 import { isCatalogEventType } from '../events/catalog';
@@ -47,10 +48,22 @@ function countOutsideAllowlist(mode: 'log' | 'enforce'): void {
 
 /** When this isolate last told the alerts that ROUTER is invalid (at most once a minute). */
 let configInvalidSignaledAt = 0;
-function signalConfigInvalid(c: Context<{ Bindings: Env }>): void {
-  const now = Date.now();
-  if (now - configInvalidSignaledAt < 60_000) return;
-  configInvalidSignaledAt = now;
+
+/**
+ * Tells the alerts that ROUTER is invalid, at most once a minute per isolate,
+ * and only for a request WorkOS signed: an unsigned one stores nothing and
+ * reaches no one (SECURITY.md). The response does not depend on it.
+ */
+async function signalConfigInvalid(c: Context<{ Bindings: Env }>, secrets: string[]): Promise<void> {
+  if (Date.now() - configInvalidSignaledAt < 60_000) return;
+  const header = c.req.header('workos-signature');
+  if (header === undefined) return;
+  // While ROUTER is invalid its own limits are unknown: the widest it may set.
+  const body = await readBodyCapped(c.req.raw, settingMax('maxBodyBytes'));
+  if (!body.ok) return;
+  const verified = await verifyWorkOSSignature({ header, body: body.bytes, secrets, toleranceSeconds: settingMax('signatureToleranceSeconds') });
+  if (!verified.ok || Date.now() - configInvalidSignaledAt < 60_000) return;
+  configInvalidSignaledAt = Date.now();
   // After the response (never delaying or changing it); best effort, as every alert.
   background(c, notifyAlerts(c.env, [{ kind: 'config_invalid' }]).catch(() => undefined));
 }
@@ -80,7 +93,7 @@ export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Resp
   const loaded = loadConfig(env);
   if (!loaded.ok) {
     // Announced from here too: with the queue empty, no consumer batch would ever be held to say it.
-    signalConfigInvalid(c);
+    await signalConfigInvalid(c, secrets);
     return fail(500, 'config_invalid', 'The router configuration is invalid; see the Worker logs.');
   }
   const settings = loaded.config.settings;

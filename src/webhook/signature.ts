@@ -83,7 +83,7 @@ export async function verifyWorkOSSignature(opts: VerifyOptions): Promise<Verify
   const message = signedPayload(parsed.timestampText, opts.body);
   let matched = false;
   for (const secret of opts.secrets) {
-    const key = importedKeys.get(secret) ?? (await hmacKey(secret));
+    const key = verifyKeys.cached(secret) ?? (await verifyKeys.load(secret));
     const expected = new Uint8Array(await crypto.subtle.sign('HMAC', key, message));
     for (const digest of parsed.digests) {
       // Evaluate every candidate (no early exit) so timing does not reveal which matched.
@@ -97,7 +97,7 @@ export async function verifyWorkOSSignature(opts: VerifyOptions): Promise<Verify
 export async function signWorkOSPayload(secret: string, body: Uint8Array | string, timestampMs = Date.now()): Promise<string> {
   const bytes = typeof body === 'string' ? encoder.encode(body) : body;
   const t = String(Math.trunc(timestampMs));
-  const key = importedKeys.get(secret) ?? (await hmacKey(secret));
+  const key = signingKeys.cached(secret) ?? (await signingKeys.load(secret));
   const mac = await crypto.subtle.sign('HMAC', key, signedPayload(t, bytes));
   return `t=${t}, v1=${bytesToHex(new Uint8Array(mac))}`;
 }
@@ -112,31 +112,50 @@ export function parseSecretList(value: unknown): string[] {
 }
 
 const encoder = new TextEncoder();
-/** Imported keys, per isolate: resolved ones (read synchronously on the hot path) and imports under way. */
-const importedKeys = new Map<string, CryptoKey>();
-const pendingKeys = new Map<string, Promise<CryptoKey>>();
-const KEY_CACHE_LIMIT = 64;
 
-function hmacKey(secret: string): Promise<CryptoKey> {
-  let key = pendingKeys.get(secret);
-  if (key === undefined) {
-    if (importedKeys.size >= KEY_CACHE_LIMIT) importedKeys.clear();
-    key = crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']).then(
-      (k) => {
-        importedKeys.set(secret, k);
-        pendingKeys.delete(secret);
-        return k;
-      },
-      (err: unknown) => {
-        // A failed import must not poison the cache.
-        pendingKeys.delete(secret);
-        throw err;
-      },
-    );
-    pendingKeys.set(secret, key);
+/**
+ * Imported HMAC keys, per isolate: resolved ones (read synchronously on the
+ * hot path) and imports under way; cleared when full. Two of them, so the
+ * destinations' signing secrets (one per HTTP destination) can never push
+ * the webhook's own secrets out: verification imports a key once per isolate
+ * whatever the number of destinations.
+ */
+class KeyCache {
+  private readonly imported = new Map<string, CryptoKey>();
+  private readonly pending = new Map<string, Promise<CryptoKey>>();
+  constructor(private readonly limit: number) {}
+
+  /** The key if imported already (no await on the hot path). */
+  cached(secret: string): CryptoKey | undefined {
+    return this.imported.get(secret);
   }
-  return key;
+
+  load(secret: string): Promise<CryptoKey> {
+    let key = this.pending.get(secret);
+    if (key === undefined) {
+      if (this.imported.size >= this.limit) this.imported.clear();
+      key = crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']).then(
+        (k) => {
+          this.imported.set(secret, k);
+          this.pending.delete(secret);
+          return k;
+        },
+        (err: unknown) => {
+          // A failed import must not poison the cache.
+          this.pending.delete(secret);
+          throw err;
+        },
+      );
+      this.pending.set(secret, key);
+    }
+    return key;
+  }
 }
+
+/** `WORKOS_WEBHOOK_SECRET`'s keys (a rotation list: a handful). */
+const verifyKeys = new KeyCache(64);
+/** The destinations' `signing_secret` keys (one per HTTP destination at most). */
+const signingKeys = new KeyCache(1024);
 
 /** `"<t>." + body` as one buffer (the timestamp is ASCII digits: written byte by byte). */
 function signedPayload(timestampText: string, body: Uint8Array): Uint8Array<ArrayBuffer> {

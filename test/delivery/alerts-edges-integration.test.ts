@@ -119,12 +119,28 @@ describe('alerts: an invalid ROUTER seen by the webhook endpoint', () => {
     });
   });
 
-  it('config_invalid: webhooks answered 500 with the queue empty are announced once (a signal a minute at most), and the fix follows', async () => {
+  it('config_invalid: webhooks answered 500 with the queue empty are announced once (a signal a minute at most, only for requests WorkOS signed), and the fix follows', async () => {
     // A valid period first: the notifier runs under the valid configuration and keeps its alerts settings.
     await sentinelAlert();
     expect(await runInDurableObject(alertsStub(env), (_i, state) => state.storage.kv.get('config') !== undefined)).toBe(true);
 
     const broken = testEnv('{ "destinations": [');
+    // Requests WorkOS did not sign get the same answer and reach no one: no alert row, nothing counted.
+    const unsigned = createExecutionContext();
+    const forged = [
+      await webhookRequest(sampleEvent(), { signature: null }),
+      await webhookRequest(sampleEvent(), { secret: 'whsec_not_ours' }),
+      await webhookRequest(sampleEvent(), { signature: 't=1, v1=00' }),
+    ];
+    for (const req of forged) {
+      const res = await worker.fetch(req, broken, unsigned);
+      expect(res.status).toBe(500);
+      expect(((await res.json()) as { error: string }).error).toBe('config_invalid');
+    }
+    // Their background work is done (the positive signal) and stored nothing.
+    await waitOnExecutionContext(unsigned);
+    expect(await runInDurableObject(alertsStub(env), (_i, state) => state.storage.sql.exec("SELECT 1 FROM alerts WHERE subject = '(router)'").toArray())).toEqual([]);
+
     const ctx = createExecutionContext();
     for (let i = 0; i < 3; i++) {
       const res = await worker.fetch(await webhookRequest(sampleEvent()), broken, ctx);

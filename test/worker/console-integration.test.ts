@@ -11,10 +11,12 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { app } from '../../src/app';
 import { loadConfig } from '../../src/config/load';
 import { createSession } from '../../src/console/session';
+import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
 import { ledgerStubByName } from '../../src/dedup/shard';
 import { registryStub } from '../../src/destinations/registry';
 import { TraceWriter } from '../../src/trace/client';
 import { testEnv } from '../helpers/consumer';
+import { watchLogs } from '../helpers/observe';
 
 const TOKEN = 'test-admin-token';
 const ORIGIN = 'https://router.test';
@@ -65,6 +67,8 @@ describe('console sign-in with the admin token', () => {
       expect(res.status, path).toBe(401);
       const text = await res.text();
       expect(text, path).toContain('name="token"');
+      // The token is not offered to the browser's password manager to keep (SECURITY.md).
+      expect(text, path).toContain('name="token" autocomplete="off"');
       expect(text, path).not.toContain('audit');
       expect(text, path).not.toContain('Dead letters');
       expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
@@ -204,6 +208,32 @@ describe('console actions need the page token and the console origin', () => {
     const resumed = await post('/console/destinations/audit/resume', s, { csrf: s.csrf }, { 'Sec-Fetch-Site': 'same-origin' });
     expect(resumed.status).toBe(303);
     expect(await registryStub(env).paused()).not.toContain('audit');
+  });
+
+  it('discarding and replaying selected dead letters logs an audit line naming the seqs acted on', async () => {
+    const logs = watchLogs();
+    const s = await signIn();
+    const store = deadLetterStub(env);
+    const ids = [`event_sel_${crypto.randomUUID()}`, `event_sel_${crypto.randomUUID()}`];
+    await store.add(ids.map((id) => deadLetterRecord({ event_id: id, event_type: 'user.created', destination: 'gone-destination', reason: 'http_400', body: JSON.stringify({ id }) })));
+    const seqOf = async (id: string) => (await store.list(500, 0, { destination: 'gone-destination' })).find((r) => r.event_id === id)?.seq as number;
+    const [first, second] = [await seqOf(ids[0] as string), await seqOf(ids[1] as string)];
+
+    const discarded = await post('/console/dead-letters/selected', s, { csrf: s.csrf, action: 'discard', seq: String(first) });
+    expect(discarded.status).toBe(303);
+    expect(logs.records().filter((r) => r.msg === 'dead_letters_discarded')).toEqual([
+      expect.objectContaining({ audit: true, selected: 1, done: 1, seqs: [first], source: 'console' }),
+    ]);
+    // A replay the router cannot make (the destination is not in the config) is kept, and not named as done.
+    const replayed = await post('/console/dead-letters/selected', s, { csrf: s.csrf, action: 'replay', seq: String(second) });
+    expect(replayed.status).toBe(303);
+    expect(logs.records().filter((r) => r.msg === 'dead_letters_replayed')).toEqual([
+      expect.objectContaining({ audit: true, selected: 1, done: 0, seqs: [], source: 'console' }),
+    ]);
+    const unknown = await post('/console/dead-letters/selected', s, { csrf: s.csrf, action: 'burn', seq: String(second) });
+    expect(unknown.status).toBe(303);
+    expect((await store.list(500, 0, { destination: 'gone-destination' })).map((r) => r.seq)).toContain(second);
+    await store.remove(second);
   });
 
   it('an unknown destination or a bad filter gives an error page with the status, changing nothing', async () => {

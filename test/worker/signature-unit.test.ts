@@ -127,4 +127,17 @@ describe('key cache', () => {
     expect(forSecret).toHaveLength(1);
     importKey.mockRestore();
   });
+
+  it("the destinations' signing secrets never push the webhook's own secrets out (a config with many HTTP destinations)", async () => {
+    const { vi } = await import('vitest');
+    const secrets = [`new-${crypto.randomUUID()}`, `old-${crypto.randomUUID()}`];
+    const h = await header(NOW, secrets[1] as string);
+    expect((await verify(h, { secrets, now: NOW })).ok).toBe(true);
+    // A consumer batch re-signing for 200 destinations, each with its own signing_secret.
+    for (let i = 0; i < 200; i++) await signWorkOSPayload(`dest-${i}-${crypto.randomUUID()}`, BODY, NOW);
+    const importKey = vi.spyOn(crypto.subtle, 'importKey');
+    expect((await verify(h, { secrets, now: NOW })).ok).toBe(true);
+    expect(importKey).not.toHaveBeenCalled();
+    importKey.mockRestore();
+  });
 });
