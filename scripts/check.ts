@@ -20,6 +20,7 @@ import {
   type WranglerView,
   compareWithTopLevel,
   defaultSecretFiles,
+  ignoredSecretFiles,
   environmentNames,
   parseWranglerFile,
   queueProblems,
@@ -111,7 +112,10 @@ function checkOne(view: WranglerView): boolean {
   const bindingProblems = [...compared.problems, ...queueProblems(view)];
 
   for (const w of [...result.warnings, ...compared.warnings, ...sizeWarnings(view.router)]) console.warn(`! warning: ${tag}${w}`);
-  const secretFiles = defaultSecretFiles(env).join('/');
+  const secretFiles = defaultSecretFiles().join('/');
+  for (const file of ignoredSecretFiles(env)) {
+    console.warn(`! warning: ${tag}${file} is not read: npm run dev passes --env-file dev.env, and wrangler then reads no .dev.vars file; put local secrets in dev.env`);
+  }
   const putFlag = env !== undefined ? ` --env ${env}` : '';
   for (const name of view.missingSecrets) {
     if (isShownSecretName(name)) {

@@ -14,10 +14,10 @@
  *   deduplication.
  * - `--url https://x.workers.dev` (no path) means https://x.workers.dev/webhooks/workos.
  * - `--env <name>`: the environment the target router runs (`wrangler dev|deploy
- *   --env <name>`): the default secret is that environment's local
- *   WORKOS_WEBHOOK_SECRET (`.dev.vars.<name>`, else `.dev.vars`, else dev.env —
- *   the files `check` reads for it), and the routing of the type in
- *   `[env.<name>.vars.ROUTER]` is printed before sending.
+ *   --env <name>`): the routing of the type in `[env.<name>.vars.ROUTER]` is
+ *   printed before sending. The default secret is dev.env's
+ *   WORKOS_WEBHOOK_SECRET, with or without `--env`: `npm run dev -- --env <name>`
+ *   passes `--env-file dev.env`, and wrangler then reads no `.dev.vars`.
  *
  * The secret and the signature are never printed. Exit 0 when every request
  * was answered 200, 1 otherwise (including an unreachable router), 2 on usage
@@ -30,7 +30,7 @@ import { EVENT_TYPES, type EventType, isCatalogEventType } from '../src/events/c
 import { makeEvent, newEventId } from '../test/fixtures/events';
 import { CONFIG_OPTIONS, type Tool, assertEnvironmentExists, parseToolArgs, requestedEnv, usageError as toolUsageError } from './lib/args';
 import { postSigned } from './lib/sign';
-import { defaultSecretFiles, readSecretFiles, readWranglerConfig } from './wrangler-config';
+import { readWranglerConfig } from './wrangler-config';
 
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 const DEFAULT_URL = 'http://127.0.0.1:8787/webhooks/workos';
@@ -49,8 +49,8 @@ const USAGE = `usage: npm run send -- <event type> [--url URL] [--secret S] [--c
   --file F      JSON payload to send instead of the sample: an event envelope
                 ({ "event", "data", ... }) or just the "data" object; each send
                 still gets a fresh id and created_at
-  --env E       the router's environment ([env.E] in wrangler.toml): default secret
-                from .dev.vars.E / .dev.vars / dev.env, and E's routing of the type shown
+  --env E       the router's environment ([env.E] in wrangler.toml): E's routing of
+                the type shown (the default secret is dev.env's, as npm run dev loads it)
   --config C    the wrangler config defining the environment (default: wrangler.toml)`;
 
 const TOOL: Tool = { name: 'send', usage: USAGE };
@@ -99,24 +99,13 @@ if (opts.secret !== undefined) {
   if (opts.secret === '') usageError('--secret must not be empty');
   secret = opts.secret;
   secretSource = '--secret';
-} else if (env !== undefined) {
-  // As check reads an environment's local secrets: dev.env, overridden by .dev.vars.<env> (else .dev.vars).
-  const files = defaultSecretFiles(env).map((f) => resolve(ROOT, f));
-  const found = files
-    .map((file) => ({ file, value: readSecretFiles([file]).secrets.get('WORKOS_WEBHOOK_SECRET') }))
-    .filter((x): x is { file: string; value: string } => x.value !== undefined && x.value !== '')
-    .pop();
-  if (found === undefined) {
-    usageError(`no --secret given and WORKOS_WEBHOOK_SECRET is not set locally for --env ${env} (${defaultSecretFiles(env).join(', ')})`);
-  }
-  secret = found.value.split(',')[0]?.trim() ?? '';
-  secretSource = `WORKOS_WEBHOOK_SECRET from ${found.file.slice(ROOT.length + 1)} (--env ${env})`;
 } else {
+  // What `npm run dev` (and `npm run dev -- --env E`) loads: `--env-file dev.env`, with which wrangler reads no .dev.vars.
   const fromDevEnv = readDevEnv('WORKOS_WEBHOOK_SECRET');
   if (fromDevEnv === undefined) usageError('no --secret given and WORKOS_WEBHOOK_SECRET is not set in dev.env');
   // The Worker accepts a comma-separated list (rotation); WorkOS signs with one secret.
   secret = fromDevEnv.split(',')[0]?.trim() ?? '';
-  secretSource = 'WORKOS_WEBHOOK_SECRET from dev.env';
+  secretSource = `WORKOS_WEBHOOK_SECRET from dev.env${env !== undefined ? ` (--env ${env})` : ''}`;
 }
 
 // --- The payload --------------------------------------------------------------------

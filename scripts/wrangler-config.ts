@@ -10,8 +10,8 @@
  * - `triggers` are inherited unless the environment sets its own;
  * - `--env ""` means the top level (as for wrangler).
  *
- * Also the secrets available locally (dev.env, and `.dev.vars.<env>` or else
- * `.dev.vars`, as `wrangler dev --env <env>` picks them), and the comparison of
+ * Also the secrets available locally (dev.env, what `npm run dev` loads with
+ * `--env-file`, for every environment), and the comparison of
  * an environment's bindings against the top level's (`compareWithTopLevel`):
  * what an environment lacks because wrangler did not copy it.
  */
@@ -94,7 +94,7 @@ export class UnknownEnvironmentError extends Error {
 export interface ReadOptions {
   /** The environment to read (`[env.<name>]`); undefined or "" for the top level. */
   env?: string | undefined;
-  /** Files with local secrets (KEY=value lines); default: dev.env, then `.dev.vars.<env>` or `.dev.vars`. */
+  /** Files with local secrets (KEY=value lines); default: dev.env. */
   envFiles?: string[];
 }
 
@@ -113,10 +113,18 @@ export function environmentNames(toml: Table): string[] {
   return isTable(toml.env) ? Object.keys(toml.env).filter((k) => isTable((toml.env as Table)[k])) : [];
 }
 
-/** The local secret files for an environment, as `wrangler dev --env <env>` picks `.dev.vars`. */
-export function defaultSecretFiles(env: string | undefined): string[] {
-  const devVars = env !== undefined && env !== '' && existsSync(`.dev.vars.${env}`) ? `.dev.vars.${env}` : '.dev.vars';
-  return ['dev.env', devVars];
+/**
+ * The local secret files: dev.env alone, whatever the environment, as
+ * `npm run dev [-- --env <env>]` runs `wrangler dev --env-file dev.env`, with
+ * which wrangler reads no `.dev.vars` file.
+ */
+export function defaultSecretFiles(): string[] {
+  return ['dev.env'];
+}
+
+/** `.dev.vars` files `wrangler dev --env <env>` would read without `--env-file`, present here: `npm run dev` ignores them. */
+export function ignoredSecretFiles(env: string | undefined): string[] {
+  return [...(env !== undefined && env !== '' ? [`.dev.vars.${env}`] : []), '.dev.vars'].filter((f) => existsSync(f));
 }
 
 /** KEY=value lines of the files that exist (later files win). */
@@ -173,7 +181,7 @@ export function viewOf(toml: Table, full: string, opts: ReadOptions = {}): Wrang
   const workerName = env === undefined ? baseName : typeof section.name === 'string' ? section.name : baseName !== undefined ? `${baseName}-${env}` : undefined;
 
   const queueBindings = new Set(producers.map((p) => p.binding));
-  const { secrets: localSecrets, read: secretFiles } = readSecretFiles(opts.envFiles ?? defaultSecretFiles(env));
+  const { secrets: localSecrets, read: secretFiles } = readSecretFiles(opts.envFiles ?? defaultSecretFiles());
   const missingSecrets = new Set<string>();
   const lookup: BindingLookup = (name) => {
     if (queueBindings.has(name)) return { send: () => Promise.resolve() };

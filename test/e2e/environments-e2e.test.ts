@@ -5,6 +5,9 @@
  * each environment (`deploy --dry-run --env`, `dev --env`).
  */
 import { execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,6 +38,18 @@ function exec(cmd: string, args: string[], env: Record<string, string> = {}, tim
         env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_ENV: '', ...env },
         maxBuffer: 10 * 1024 * 1024,
       },
+      (err, stdout, stderr) => done({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr }),
+    );
+  });
+}
+
+/** A script run with `cwd` as the working directory (where the tools look for dev.env and .dev.vars files). */
+function tsxIn(cwd: string, script: string, args: string[]): Promise<Run> {
+  return new Promise((done) => {
+    execFile(
+      resolve(ROOT, 'node_modules/.bin/tsx'),
+      [resolve(ROOT, 'scripts', script), ...args],
+      { cwd, timeout: 90_000, env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', CLOUDFLARE_ENV: '' } },
       (err, stdout, stderr) => done({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr }),
     );
   });
@@ -109,6 +124,49 @@ describe('npm run check across environments', () => {
     expect(send.code).toBe(2);
     expect(send.stderr).toContain('no environment "nope"');
     expect(send.stdout).not.toContain('Sending'); // refused before sending anything
+  });
+
+  it('local secrets are read from dev.env alone, as npm run dev loads them: a .dev.vars.<env> file is reported as not read, and its secrets still missing', async () => {
+    const here = mkdtempSync(join(dir, 'local-secrets-'));
+    writeFileSync(join(here, 'dev.env'), readFileSync(resolve(ROOT, 'dev.env'), 'utf8'));
+    // What a user might try: the staging ROUTER's secrets in wrangler's per-environment file.
+    writeFileSync(join(here, '.dev.vars.staging'), 'CRM_URL=http://127.0.0.1:9/crm\nCRM_SIGNING_SECRET=whsec_local_crm\n');
+    const r = await tsxIn(here, 'check.ts', [WRANGLER_TOML, '--env', 'staging']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('! warning: [env.staging] .dev.vars.staging is not read: npm run dev passes --env-file dev.env');
+    // npm run dev -- --env staging would answer 500 config_invalid without them: still reported.
+    expect(r.stderr).toContain('secret "CRM_URL" is not set locally (dev.env)');
+    expect(r.stderr).toContain('secret "CRM_SIGNING_SECRET" is not set locally (dev.env)');
+    expect(r.stderr).not.toContain('whsec_local_crm');
+  });
+
+  it("send --env staging prints staging's routing and signs with dev.env's secret (what npm run dev -- --env staging verifies with)", async () => {
+    const devSecret = /^WORKOS_WEBHOOK_SECRET=(.*)$/m.exec(readFileSync(resolve(ROOT, 'dev.env'), 'utf8'))?.[1]?.split(',')[0]?.trim() as string;
+    expect(devSecret.length).toBeGreaterThan(0);
+    const got: { signature: string; body: string }[] = [];
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      req.on('end', () => {
+        got.push({ signature: String(req.headers['workos-signature'] ?? ''), body });
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: 'accepted' }));
+      });
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const r = await tsx('send.ts', ['user.created', '--env', 'staging', '--url', `http://127.0.0.1:${port}`]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('WORKOS_WEBHOOK_SECRET from dev.env (--env staging)');
+      expect(r.stdout).not.toContain(devSecret);
+      expect(got).toHaveLength(1);
+      const sent = got[0] as { signature: string; body: string };
+      const t = /t=(\d+)/.exec(sent.signature)?.[1] as string;
+      const v1 = /v1=([0-9a-f]+)/.exec(sent.signature)?.[1];
+      expect(v1).toBe(createHmac('sha256', devSecret).update(`${t}.${sent.body}`).digest('hex'));
+    } finally {
+      server.close();
+    }
   });
 
   it('reports, per environment, every binding the top level declares that the environment lacks', async () => {
