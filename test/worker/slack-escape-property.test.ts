@@ -9,9 +9,11 @@
  *    inside a word), no broadcast word, no line break, and no control or
  *    format character except the escaper's ZWSP (and ZWJ inside emoji);
  *  - `literal` loses nothing but what cleaning removes;
- *  - a generated API key, JWT, URL with a secret parameter or long random
- *    token, put into any string field of any catalog fixture (with arbitrary
- *    text around it), never appears in the message or in a digest.
+ *  - a generated API key, JWT, URL or `name=value` with a secret parameter
+ *    (camelCase names too), secret-named JSON member (whitespace around the
+ *    colon too) or long random token, put into any string field of any
+ *    catalog fixture (with arbitrary text around it), never appears in the
+ *    message or in a digest.
  */
 import type { ContextBlock, HeaderBlock, KnownBlock, SectionBlock } from '@slack/types';
 import fc from 'fast-check';
@@ -233,21 +235,49 @@ const jwt: fc.Arbitrary<Secret> = fc
   .map(([h, p, s]) => `eyJ${h}.${p}.${s}`)
   .map((v) => ({ value: v, needle: v }));
 
+/** A secret parameter or member name: a secret word alone or after `-`/`_`, or glued in camelCase (`refreshToken`, `APIKey`). */
+const secretName = fc.oneof(
+  fc.constantFrom('token', 'code', 'key', 'secret', 'signature', 'password', 'access_token', 'api_key', 'sig', 'X-Amz-Signature'),
+  fc
+    .tuple(
+      fc.constantFrom('refresh', 'access', 'auth', 'client', 'private', 'session', 'api', 'db', 'oauth2', 'webhook', 'API', 'X'),
+      fc.constantFrom(
+        'Token', 'Code', 'Key', 'Secret', 'Signature', 'Sig', 'Password', 'Passwd', 'Pwd', 'Auth', 'Session', 'Otp', 'Jwt',
+        'Credentials', 'Verifier',
+      ),
+    )
+    .map(([a, b]) => a + b),
+);
+
 const urlWithSecret: fc.Arbitrary<Secret> = fc
   .tuple(
-    fc.constantFrom('token', 'code', 'key', 'secret', 'signature', 'password', 'access_token', 'api_key', 'sig', 'X-Amz-Signature'),
+    secretName,
     alnum(16, 40),
     fc.constantFrom('', '&lang=en', '#top', '&next=%2Fhome'),
     fc.constantFrom('?', '?page=2&', '#'),
   )
   .map(([name, v, tail, lead]) => ({ value: `https://app.example.com/p${lead}${name}=${v}${tail}`, needle: v }));
 
+/** `name=value` in free text (after a space, bracket or comma, as in a log line). */
+const paramWithSecret: fc.Arbitrary<Secret> = fc
+  .tuple(fc.constantFrom(' ', '(', '{', ', ', ' ['), secretName, alnum(16, 40))
+  .map(([lead, name, v]) => ({ value: `${lead}${name}=${v}`, needle: v }));
+
+/** A secret-named member of a JSON body quoted in text, with or without whitespace around the colon. */
+const WS = fc.constantFrom('', ' ', '  ', '\t', '\n', ' \r\n ');
+const jsonWithSecret: fc.Arbitrary<Secret> = fc
+  .tuple(secretName, WS, WS, alnum(16, 40), fc.boolean())
+  .map(([name, a, b, v, first]) => ({
+    value: first ? `{"${name}"${a}:${b}"${v}"}` : `{"error":"invalid_grant", "${name}"${a}:${b}"${v}", "state" : "x"}`,
+    needle: v,
+  }));
+
 const randomToken: fc.Arbitrary<Secret> = fc
   .tuple(fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZ'), fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz'), fc.constantFrom(...'0123456789'), alnum(29, 61))
   .map(([u, l, d, rest]) => `${rest.slice(0, 10)}${u}${l}${d}${rest.slice(10)}`)
   .map((v) => ({ value: v, needle: v }));
 
-const secret = fc.oneof(apiKey, jwt, urlWithSecret, randomToken);
+const secret = fc.oneof(apiKey, jwt, urlWithSecret, paramWithSecret, jsonWithSecret, randomToken);
 
 /** Text around the secret: anything, with a visible separator (a secret glued into a word is not a secret shape). */
 const around = fc.tuple(

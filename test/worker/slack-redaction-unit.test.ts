@@ -141,6 +141,52 @@ describe('redactSecrets', () => {
     expect(redactSecrets(j('-----BEGIN ', 'RSA PRIVATE KEY----- MIIEow… (cut)'))).toBe('[redacted]');
   });
 
+  it('JSON members with whitespace around the colon are redacted (the pre-checks let them through)', () => {
+    expect(redactSecrets('{"password" : "hunter2"}')).toBe('{"password" : "[redacted]"}');
+    expect(redactSecrets('IdP error {"client_secret" : "s3cr3tvalue"}')).toBe('IdP error {"client_secret" : "[redacted]"}');
+    expect(redactSecrets('{"error": "invalid_grant", "refresh_token"\t:\t"r1", "code"  :  481516}')).toBe(
+      '{"error": "invalid_grant", "refresh_token"\t:\t"[redacted]", "code"  :  [redacted]}',
+    );
+    expect(redactSecrets('{"api_key"\n: "k1"}')).toBe('{"api_key"\n: "[redacted]"}');
+    // Harmless members keep their value, with or without spaces.
+    expect(redactSecrets('{"error" : "invalid_grant", "state" : "xyz"}')).toBe('{"error" : "invalid_grant", "state" : "xyz"}');
+  });
+
+  it('a secret JSON string value cut before its closing quote is redacted to the end of the text', () => {
+    expect(redactSecrets('IdP said {"error":"invalid_grant", "access_token" : "r1abc')).toBe(
+      'IdP said {"error":"invalid_grant", "access_token" : "[redacted]',
+    );
+    expect(redactSecrets('{"refreshToken":"r1abc more text')).toBe('{"refreshToken":"[redacted]');
+    expect(redactSecrets('{"password":"ends in a backslash\\')).toBe('{"password":"[redacted]');
+    // A harmless member cut the same way stays as it is.
+    expect(redactSecrets('{"state" : "xyz and more')).toBe('{"state" : "xyz and more');
+  });
+
+  it('camelCase secret names are redacted by value (name=value and JSON members)', () => {
+    const names = [
+      'refreshToken', 'authToken', 'privateKey', 'clientSecret', 'sessionToken', 'apiKey', 'authCode', 'APIKey',
+      'oauth2Token', 'dbPassword', 'webhookSignature', 'codeVerifier',
+    ];
+    for (const name of names) {
+      expect(redactSecrets(`${name}=abc`), name).toBe(`${name}=[redacted]`);
+      expect(redactSecrets(`see https://x.example/cb?lang=en&${name}=abc#top`), name).toBe(
+        `see https://x.example/cb?lang=en&${name}=[redacted]#top`,
+      );
+      expect(redactSecrets(`form[${name}]=abc&page=2`), name).toBe(`form[${name}]=[redacted]&page=2`);
+      expect(redactSecrets(`{"${name}":"abc","ok":"yes"}`), name).toBe(`{"${name}":"[redacted]","ok":"yes"}`);
+      expect(redactSecrets(`{"${name}" : 123456}`), name).toBe(`{"${name}" : [redacted]}`);
+    }
+  });
+
+  it('camelCase: a name that merely contains a secret word, or is about one, keeps its value', () => {
+    const keep = [
+      'monkey=banana', 'keyboard=qwerty', 'barcode=4006381333931', 'passkey=enabled', 'hotkeys=on', 'keyId=k1',
+      'apiKeyName=primary', 'sessionId=s1', 'tokenizerVersion=2', 'authorName=Priya', 'Keyboard=azerty',
+      '{"keyId":"k1","sessionId":"s1","authorName":"Priya","tokenCount":3}',
+    ];
+    for (const k of keep) expect(redactSecrets(k)).toBe(k);
+  });
+
   it('keeps WorkOS ids, UUIDs, emails, dates, IPs, user agents and ordinary words', () => {
     const keep = [
       'user_01H9J6DAK05TNE3GKRD0BTC6H0',
@@ -240,6 +286,24 @@ describe('the generic formatter (unknown event types)', () => {
     expect(json).toContain('priya.raman@example.com');
   });
 
+  it('a JSON body with spaces before the colon, quoted in an error message, shows no secret', () => {
+    const generic = JSON.stringify(
+      formatSlackMessage(event('custom.thing', { message: 'IdP error {"client_secret" : "s3cr3tvalue"}' }), CTX),
+    );
+    expect(generic).not.toContain('s3cr3tvalue');
+    expect(generic).toContain('IdP error');
+    expect(generic).toContain('[redacted]');
+    const data = FIXTURES['authentication.sso_failed'].data;
+    const failed = JSON.stringify(
+      formatSlackMessage(
+        event('authentication.sso_failed', { ...data, error: { ...data.error, message: 'IdP said {"refreshToken" : "r3fr3shv4l"}' } }),
+        CTX,
+      ),
+    );
+    expect(failed).not.toContain('r3fr3shv4l');
+    expect(failed).toContain('IdP said');
+  });
+
   it('a secret as a field name, as the event type or id, or in the actor name is redacted too', () => {
     const msg = formatSlackMessage(
       event(STRIPE_LIVE, { [RANDOM_TOKEN]: 'x', ok: 'visible' }, { id: JWT, created_at: WHSEC, context: { actor: { name: JWT } } }),
@@ -321,6 +385,9 @@ describe('sensitive field names (generic formatter)', () => {
     'client_secret', 'api_key', 'access_key', 'signing_key', 'session_key', 'verification_token', 'magic_auth_code',
     'accept_invitation_url', 'password_reset_url', 'magic_link', 'redirect_uri', 'token_id', 'secret_name',
     'password_changed',
+    // URLs and links, plural too, in any casing.
+    'redirect_uris', 'callback_urls', 'links', 'href', 'hrefs', 'redirectUris', 'callbackUrls', 'logoUrls', 'image-links',
+    'urls', 'uris', 'REDIRECT_URIS',
   ];
 
   it.each(SENSITIVE_NAMES.map((n) => [n]))('%s: hidden', (name) => {
@@ -347,6 +414,7 @@ describe('sensitive field names (generic formatter)', () => {
     'auth_method', 'session_id', 'sessionId', 'session_expires_at',
     // Words that merely contain a sensitive one.
     'monkey', 'keyboard', 'pinned', 'spin', 'hashtag', 'author', 'authentication_method', 'privacy', 'tokenizer_version',
+    'linked', 'link_count', 'linkedin_id',
   ];
 
   it.each(ORDINARY_NAMES.map((n) => [n]))('%s: shown', (name) => {

@@ -20,8 +20,9 @@ export function isRecord(value: unknown): value is Json {
 /**
  * Field names whose values are never shown, at any depth, whatever the event:
  * tokens, one-time codes, secrets, passwords, key material, session and auth
- * data, and URLs (WorkOS URLs such as `accept_invitation_url` or
- * `password_reset_url` embed tokens). Also raw IdP attributes, which may carry
+ * data, and URLs / links, singular or plural (WorkOS URLs such as
+ * `accept_invitation_url` or `password_reset_url` embed tokens; `redirect_uris`,
+ * `callbackUrls`, `links`, `href`). Also raw IdP attributes, which may carry
  * anything.
  *
  * A name is split into lower-case words first (`accessToken`, `access-token`,
@@ -63,7 +64,7 @@ const SENSITIVE_EXACT = new Set([
   'uri',
 ]);
 const SENSITIVE_PATTERN =
-  /(^|_)(token|tokens|secret|secrets|password|passwords|passcode|otp|code|url|uri|link|jwt|cookie|hash|signature|credential|credentials|apikey|(api|access|secret|signing|private|client|session)_?key)$|^(secret|password|token)_/;
+  /(^|_)(token|tokens|secret|secrets|password|passwords|passcode|otp|code|urls?|uris?|links?|hrefs?|jwt|cookie|hash|signature|credential|credentials|apikey|(api|access|secret|signing|private|client|session)_?key)$|^(secret|password|token)_/;
 /** A name with one of these words is sensitive (unless it ends in a `METADATA_WORDS` word). */
 const SENSITIVE_WORDS = new Set([
   'key',

@@ -21,11 +21,16 @@
  *  - `Bearer <token>` (≥ 16 characters);
  *  - values of secret-named query / fragment / `name=value` parameters (after
  *    `?`, `&`, `#`, `;`, whitespace, a bracket or quote, or at the start) and
- *    of secret-named quoted JSON members inside text (`"token": "…"`): names
- *    that are, or end (after `-`, `_`, `.` or `[`) in, one of `SECRET_WORDS`
- *    (`token`, `code`, `key`, `secret`, `signature`, `sig`, `password`, `pwd`,
- *    `auth`, `credential`, `otp`, `jwt`, `session`, `ticket`, …), e.g.
- *    `access_token`, `api_key`, `client_secret`, `X-Amz-Signature`;
+ *    of secret-named quoted JSON members inside text (`"token": "…"`, also
+ *    with spaces around the colon): names that are, or end (after `-`, `_`,
+ *    `.` or `[`) in, one of `SECRET_WORDS` (`token`, `code`, `key`, `secret`,
+ *    `signature`, `sig`, `password`, `pwd`, `auth`, `credential`, `otp`, `jwt`,
+ *    `session`, `ticket`, …), in any letter case, e.g. `access_token`,
+ *    `api_key`, `client_secret`, `X-Amz-Signature`; or that end in one of them
+ *    capitalised and glued in camelCase after a letter or digit
+ *    (`refreshToken`, `clientSecret`, `privateKey`, `APIKey`, `oauth2Token`;
+ *    not `monkey` or `keyboard`); a JSON string value cut before its closing
+ *    quote is redacted to the end of the text;
  *  - long random-looking tokens: a run of ≥ 32 characters of `[A-Za-z0-9_-]`
  *    that mixes upper case, lower case and digits (or is all hex with letters
  *    and digits), unless it is made of words (`Quarterly_Report_2024`). WorkOS
@@ -38,7 +43,7 @@
  * whose `+`/`/` break it into pieces shorter than 32 characters, single-case
  * tokens that are not hex.
  *
- * Cost: two quick pre-checks (a trigger substring, a 32-character run); the
+ * Cost: two quick pre-checks (a trigger pattern, a 32-character run); the
  * specific scans run only when one finds something. All regexes are compiled
  * once at module load and run in linear time (no nested ambiguous repetition;
  * the run-based ones start only where a run starts).
@@ -77,8 +82,13 @@ export function stripInvisible(text: string, keepZwsp = false): string {
 // ---------------------------------------------------------------------------
 // Secrets
 
-/** Cheap pre-checks: no trigger and no 32-character run, nothing to redact. */
-const TRIGGER = /-----BEGIN |eyJ|sk_|rk_|whsec_|xox[abposr]-|gh[pousr]_|github_pat_|A[KS]IA|AIza|:\/\/|=|":|[Bb]earer|BEARER/;
+/**
+ * Cheap pre-checks: no trigger and no 32-character run, nothing to redact.
+ * Each trigger must let through everything its scan below could match (a JSON
+ * member may have spaces before its colon: `"password" : "…"`).
+ */
+const JSON_TEST = /"\s*:/;
+const TRIGGER = /-----BEGIN |eyJ|sk_|rk_|whsec_|xox[abposr]-|gh[pousr]_|github_pat_|A[KS]IA|AIza|:\/\/|=|"\s*:|[Bb]earer|BEARER/;
 const LONG_RUN = /[A-Za-z0-9_-]{32}/;
 
 const PEM_G = /-----BEGIN [A-Z0-9 ]{1,64}-----[\s\S]*?(?:-----END [A-Z0-9 ]{1,64}-----|$)/g;
@@ -141,20 +151,41 @@ const BEARER_G = /\b((?:[Bb]earer|BEARER)\s+)[A-Za-z0-9._~+/=-]{16,}/g;
 /** Words that make a parameter or JSON member name secret, alone or as the last part of a name (`x-api-key`, `user[password]`). */
 const SECRET_WORDS =
   'token|code|key|apikey|secret|signature|sig|password|passwd|pwd|pass|passphrase|passcode|auth|credential|credentials|otp|jwt|session|ticket|verifier|accesstoken';
+/**
+ * The same words capitalised (`Token`, `Key`…), for camelCase names: matched
+ * case-sensitively after a letter or digit (`refreshToken`, `APIKey`), so a
+ * word that merely ends in one (`monkey`, `barcode`) is not a secret name.
+ */
+const CAMEL_WORDS = SECRET_WORDS.split('|')
+  .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+  .join('|');
 const SECRET_NAME = new RegExp(`^(?:[\\s\\S]*[-_.[])?(?:${SECRET_WORDS})\\]?$`, 'i');
+const CAMEL_SECRET_NAME = new RegExp(`[A-Za-z0-9](?:${CAMEL_WORDS})\\]?$`);
+
+function isSecretName(name: string): boolean {
+  return SECRET_NAME.test(name) || CAMEL_SECRET_NAME.test(name);
+}
 
 /**
  * A secret `name=value` after `?`, `&`, `#`, `;`, whitespace, an opening
  * bracket or quote, or at the start; the value ends at a separator. Only
  * secret names match, so a harmless parameter never swallows the next one.
+ * `PARAM_G` takes names that are or end (after `-_.[`) in a secret word, in
+ * any case; `CAMEL_PARAM_G` (case-sensitive) those ending in a camelCase one.
  */
-const PARAM_G = new RegExp(
-  `(^|[?&#;\\s(,"'{|])((?:[A-Za-z0-9%.~[\\]_-]{0,64}[-_.[])?(?:${SECRET_WORDS})\\]?)=[^&#;\\s"'<>()|,\`]+`,
-  'gi',
-);
+const PARAM_LEAD = `(^|[?&#;\\s(,"'{|])`;
+const PARAM_NAME_CHARS = '[A-Za-z0-9%.~[\\]_-]';
+const PARAM_VALUE = '=[^&#;\\s"\'<>()|,`]+';
+const PARAM_G = new RegExp(`${PARAM_LEAD}((?:${PARAM_NAME_CHARS}{0,64}[-_.[])?(?:${SECRET_WORDS})\\]?)${PARAM_VALUE}`, 'gi');
+const CAMEL_PARAM_G = new RegExp(`${PARAM_LEAD}(${PARAM_NAME_CHARS}{0,64}[A-Za-z0-9](?:${CAMEL_WORDS})\\]?)${PARAM_VALUE}`, 'g');
 
-/** `"name": "value"` or `"name": 123` inside text (a JSON body quoted in an error message). */
-const JSON_G = /("([A-Za-z0-9_.-]{1,64})"\s*:\s*)(?:"((?:[^"\\]|\\[\s\S])*)"|(\d+))/g;
+/**
+ * `"name": "value"` or `"name": 123` inside text (a JSON body quoted in an
+ * error message). A string value cut before its closing quote (a truncated
+ * body) runs to the end of the text: group 4 is the closing quote, or empty.
+ * The value loop stops only at a `"` or the end, so this never backtracks.
+ */
+const JSON_G = /("([A-Za-z0-9_.-]{1,64})"\s*:\s*)(?:"((?:[^"\\]|\\[\s\S])*)("|\\?$)|(\d+))/g;
 
 const LONG_RUN_G = /[A-Za-z0-9_-]{32,}/g;
 /** A WorkOS id's ULID part (after a lower-case prefix and `_`). */
@@ -192,10 +223,10 @@ function redactOnce(text: string): string {
   if (s.includes('eyJ')) s = s.replace(DOTTED_G, redactJwts);
   s = s.replace(KEYS_G, REDACTED);
   if (BEARER_TEST.test(s)) s = s.replace(BEARER_G, `$1${REDACTED}`);
-  if (s.includes('=')) s = s.replace(PARAM_G, `$1$2=${REDACTED}`);
-  if (s.includes('":')) {
-    s = s.replace(JSON_G, (m: string, lead: string, name: string, str: string | undefined) =>
-      SECRET_NAME.test(name) ? (str !== undefined ? `${lead}"${REDACTED}"` : `${lead}${REDACTED}`) : m,
+  if (s.includes('=')) s = s.replace(PARAM_G, `$1$2=${REDACTED}`).replace(CAMEL_PARAM_G, `$1$2=${REDACTED}`);
+  if (JSON_TEST.test(s)) {
+    s = s.replace(JSON_G, (m: string, lead: string, name: string, str: string | undefined, close: string | undefined) =>
+      isSecretName(name) ? (str !== undefined ? `${lead}"${REDACTED}${close === '"' ? '"' : ''}` : `${lead}${REDACTED}`) : m,
     );
   }
   if (s.includes('://')) s = s.replace(USERINFO_G, `$1:${REDACTED}@`);
