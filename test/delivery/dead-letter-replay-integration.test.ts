@@ -14,7 +14,7 @@ import type { UnknownEvent } from '../../src/events/catalog';
 import type { RouterMessage } from '../../src/queue/message';
 import { lookupEvent } from '../../src/trace/client';
 import { routerMessage } from '../helpers/consumer';
-import { deadLettersFor } from '../helpers/observe';
+import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
 import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
@@ -123,6 +123,21 @@ describe('platform DLQ → dead-letter store → replay', () => {
     expect(sink.about(arrived.id as string, BIG)).toHaveLength(1);
     expect(await deadLettersFor(fresh.id as string)).toEqual([]);
     expect(await deadLettersFor(arrived.id as string)).toEqual([]);
+  });
+
+  it('a single replay through the admin API logs dead_letter_replayed (audit: true) with its seq, event id, destination and status', async () => {
+    const event = sampleEvent({ event: 'connection.activated', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection' } });
+    const id = event.id as string;
+    await deadLetterStub(env).add([deadLetterRecord({ event_id: id, event_type: 'connection.activated', destination: 'big', rules: ['connections'], reason: 'http_503', body: JSON.stringify(event) })]);
+    const [record] = await deadLettersFor(id);
+    const logs = watchLogs();
+    const res = await admin(`/dead-letters/${record?.seq}/replay`);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { status: string }).status).toBe('replayed');
+    await sink.until(() => sink.about(id, BIG).length === 1, 'the replayed event at big');
+    expect(logs.records().filter((r) => r.msg === 'dead_letter_replayed' && r.event_id === id)).toEqual([
+      { level: 'info', msg: 'dead_letter_replayed', audit: true, seq: record?.seq, event_id: id, destination: 'big', status: 'replayed' },
+    ]);
   });
 
   it('a record without a body cannot be replayed: 409 not_replayable, and it is kept', async () => {

@@ -5,11 +5,13 @@
  */
 import { DedupLedger } from '../../src/dedup/ledger';
 import { runInDurableObject } from 'cloudflare:test';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { env, exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
 import type { EventView } from '../../src/admin/events';
 import type { UnknownEvent } from '../../src/events/catalog';
+import { watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
 import { URL_BASE, postWebhook, sampleEvent } from '../helpers/webhook';
@@ -359,5 +361,52 @@ describe('the console shows the trace; payloads only when allowed and asked for'
     const shown = await consolePage(`${path}?payload=1`, true);
     expect(shown.status).toBe(200);
     expect(await shown.text()).toContain('pat@example.test');
+  });
+
+  it('each payload shown is logged: console_payload_viewed (audit: true) with the event id and who (the admin token, or whom Access names); pages without it log none', async () => {
+    const e = userEvent();
+    const id = e.id as string;
+    expect((await postWebhook(e)).status).toBe(200);
+    await traceWhen(id, (v) => v.deliveries.length === 2 && v.deliveries.every((d) => d.state === 'delivered'), 'delivered');
+    const path = `/console/events/${id}`;
+    const viewed = (logs: ReturnType<typeof watchLogs>) => logs.records().filter((r) => r.msg === 'console_payload_viewed');
+
+    const logs = watchLogs();
+    // The page without the click, and the click when payloads are hidden: shown nothing, logged nothing.
+    expect((await consolePage(path, true)).status).toBe(200);
+    expect((await consolePage(`${path}?payload=1`, false)).status).toBe(403);
+    expect(viewed(logs)).toEqual([]);
+    const shown = await consolePage(`${path}?payload=1`, true);
+    expect(shown.status).toBe(200);
+    expect(await shown.text()).toContain('pat@example.test');
+    expect(viewed(logs)).toEqual([{ level: 'info', msg: 'console_payload_viewed', audit: true, event_id: id, who: 'admin-token' }]);
+
+    // Behind Cloudflare Access, the line names the person Access signed in.
+    const team = 'payload-view.cloudflareaccess.com';
+    const aud = 'aud-payload-view';
+    const pair = await generateKeyPair('RS256', { extractable: true });
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+    sink.on(`https://${team}/cdn-cgi/access/certs`, () => Response.json({ keys: [jwk] }));
+    const assertion = await new SignJWT({ email: 'ops@example.test' })
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .setIssuer(`https://${team}`)
+      .setAudience(aud)
+      .setSubject('user-1')
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + 600)
+      .sign(pair.privateKey);
+    const viaAccess = await app.request(
+      `${URL_BASE}${path}?payload=1`,
+      { headers: { 'Cf-Access-Jwt-Assertion': assertion } },
+      testEnv({ ...DELIVERY_ROUTER, console_show_payloads: true }, { ACCESS_TEAM_DOMAIN: team, ACCESS_AUD: aud }),
+    );
+    expect(viaAccess.status).toBe(200);
+    expect(await viaAccess.text()).toContain('pat@example.test');
+    expect(viewed(logs)).toEqual([
+      { level: 'info', msg: 'console_payload_viewed', audit: true, event_id: id, who: 'admin-token' },
+      { level: 'info', msg: 'console_payload_viewed', audit: true, event_id: id, who: 'ops@example.test' },
+    ]);
+    // The line says that the payload was seen, not what it holds.
+    expect(JSON.stringify(viewed(logs))).not.toContain('pat@example.test');
   });
 });

@@ -92,6 +92,60 @@ describe('console sign-in with the admin token', () => {
     }
   });
 
+  it('every console answer (sign-in form, pages, redirects, refusals, 404) sends Referrer-Policy: same-origin and X-Content-Type-Options: nosniff', async () => {
+    const s = await signIn();
+    const answers: Array<[string, Response]> = [
+      ['401 sign-in form', await request('/console/events')],
+      ['200 sign-in page', await request('/console/login')],
+      ['401 wrong token', await request('/console/login', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: ORIGIN }, body: new URLSearchParams({ token: 'nope' }) })],
+      ['403 console off', await request('/console', {}, testEnv(ROUTER, { ADMIN_TOKEN: undefined }))],
+      ['404 unknown page', await request('/console/nope', { headers: { Cookie: s.cookie } })],
+      ['403 CSRF refused', await post('/console/destinations/audit/pause', s, {})],
+    ];
+    for (const path of ['/console', '/console/events', '/console/dead-letters', '/console/destinations']) {
+      answers.push([`200 ${path}`, await request(path, { headers: { Cookie: s.cookie } })]);
+    }
+    answers.push(['303 after an action', await post('/console/destinations/audit/resume', s, { csrf: s.csrf })]);
+    expect(answers.map(([what, res]) => `${what}: ${res.status}`)).toEqual([
+      '401 sign-in form: 401',
+      '200 sign-in page: 200',
+      '401 wrong token: 401',
+      '403 console off: 403',
+      '404 unknown page: 404',
+      '403 CSRF refused: 403',
+      '200 /console: 200',
+      '200 /console/events: 200',
+      '200 /console/dead-letters: 200',
+      '200 /console/destinations: 200',
+      '303 after an action: 303',
+    ]);
+    for (const [what, res] of answers) {
+      expect(res.headers.get('referrer-policy'), what).toBe('same-origin');
+      expect(res.headers.get('x-content-type-options'), what).toBe('nosniff');
+    }
+  });
+
+  it('signing in logs console_signed_in (audit: true); a failed sign-in logs console_sign_in_failed without the attempted token', async () => {
+    const logs = watchLogs();
+    const attempt = `attempted-${crypto.randomUUID()}`;
+    const wrong = await request('/console/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: ORIGIN },
+      body: new URLSearchParams({ token: attempt }),
+    });
+    expect(wrong.status).toBe(401);
+    expect(logs.records().filter((r) => r.msg === 'console_sign_in_failed')).toEqual([{ level: 'warn', msg: 'console_sign_in_failed' }]);
+    expect(logs.records().filter((r) => r.msg === 'console_signed_in')).toEqual([]);
+    await signIn();
+    expect(logs.records().filter((r) => r.msg === 'console_signed_in')).toEqual([{ level: 'info', msg: 'console_signed_in', audit: true }]);
+    expect(logs.records().filter((r) => r.msg === 'console_sign_in_failed')).toHaveLength(1);
+    // Neither the attempt nor the real token is in any line written meanwhile.
+    const all = JSON.stringify(logs.records());
+    expect(all).not.toContain(attempt);
+    expect(all).not.toContain(attempt.slice('attempted-'.length));
+    expect(all).not.toContain(TOKEN);
+  });
+
   it('sign-in from another origin: 403, no session', async () => {
     const res = await request('/console/login', {
       method: 'POST',

@@ -261,6 +261,37 @@ describe('Slack 4xx answers: dead-lettered at once with Slack\'s reason', () => 
   });
 });
 
+describe('Slack 3xx answers: never followed, dead-lettered at once', () => {
+  it.each([{ status: 301 }, { status: 302 }, { status: 307 }, { status: 308 }])('$status: the redirect is not followed; the event is dead-lettered at once as slack_http_$status, never retried', async ({ status }) => {
+    const MOVED = 'https://elsewhere.test/collect';
+    const requested: string[] = [];
+    // Plays fetch as the runtime does: unless `redirect: 'manual'`, it would post again to the Location, which accepts.
+    vi.spyOn(globalThis, 'fetch').mockImplementation(async (input, init) => {
+      const req = new Request(input as RequestInfo, init);
+      requested.push(req.url);
+      if (req.url !== SLACK) throw new Error(`unexpected fetch ${req.url}`);
+      calls.push({ at: Date.now(), text: ((await req.json()) as { text: string }).text });
+      if (req.redirect === 'manual') return new Response(null, { status, headers: { Location: MOVED } });
+      requested.push(MOVED);
+      return new Response('ok');
+    });
+    const dest = destination({ retry: { maxAttempts: 10, retryDelaySeconds: 60 } });
+    const stub = outboxStub(env, dest.name);
+    const it1 = item();
+    expect(await stub.submit(dest, it1)).toBe('accepted');
+    // The submit returns once the (only) try has completed: its dead letter is the positive signal.
+    const dead = await deadLettersAt(dest);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ event_id: it1.event_id, destination: dest.name, reason: `slack_http_${status}`, last_status: status, attempts: 1 });
+    expect(requested).toEqual([SLACK]);
+    expect(await stub.pending()).toBe(0);
+    expect((await retryState(stub)).alarm).toBeNull();
+    expect(await runDurableObjectAlarm(stub)).toBe(false);
+    expect(calls).toHaveLength(1);
+    expect(requested).toEqual([SLACK]);
+  });
+});
+
 describe('dead-lettering a large buffer', () => {
   it('ten events of 1.8 MB refused by Slack: dead-lettered in several calls (one call of 36 MB could not be made), every one stored, the buffer emptied', async () => {
     const dest = destination({ retry: { maxAttempts: 10, retryDelaySeconds: 60 } });

@@ -132,4 +132,23 @@ describe('source allowlist: the source_ip_outside_allowlist line', () => {
       expect(all).not.toContain(s.body);
     }
   });
+
+  it('an IPv6 client outside the allowlist, in log and in enforce mode: the lines carry a count, never the address', async () => {
+    const logs = watchLogs();
+    const v6 = '2001:db9::44';
+    expect((await post(v6, 'log')).res.status).toBe(200);
+    advance(MINUTE);
+    expect((await post(v6, 'enforce')).res.status).toBe(403);
+    // The positive signal: both requests were handled and their webhook lines written.
+    await vi.waitFor(() => expect(logs.records().filter((r) => r.msg === 'webhook')).toHaveLength(2));
+    expect(flaggedWebhookLines(logs.records())).toHaveLength(1);
+    expect(logs.records().filter((r) => r.msg === 'webhook' && r.outcome === 'source_not_allowed')).toHaveLength(1);
+    expect(outsideLines(logs.records())).toEqual([
+      { level: 'warn', msg: 'source_ip_outside_allowlist', mode: 'log', count: 1 },
+      { level: 'warn', msg: 'source_ip_outside_allowlist', mode: 'enforce', count: 1 },
+    ]);
+    // In no spelling, in no line.
+    const all = JSON.stringify(logs.records()).toLowerCase();
+    for (const spelling of [v6, '2001:db9:', '2001:0db9', 'db9::44', ':44"']) expect(all).not.toContain(spelling);
+  });
 });

@@ -27,3 +27,25 @@ describe('fetchEventsPage: where the API key may go', () => {
     expect(fetchSpy).toHaveBeenCalledTimes(1);
   });
 });
+
+describe('fetchEventsPage: redirects', () => {
+  it.each([301, 302, 303, 307, 308])('a %i is not followed (the API key would travel with it): one request, and the page fails', async (status) => {
+    const requests: Array<{ url: string; authorization: string | null }> = [];
+    // Plays fetch as the runtime does: with `redirect: 'follow'` (the default) it would request the Location itself.
+    vi.spyOn(globalThis, 'fetch').mockImplementation(async (input, init) => {
+      let req = new Request(input as RequestInfo, init);
+      for (;;) {
+        requests.push({ url: req.url, authorization: req.headers.get('authorization') });
+        if (req.url.startsWith('https://elsewhere.test/')) return Response.json({ data: [], list_metadata: {} });
+        const moved = new Response(null, { status, headers: { Location: 'https://elsewhere.test/events' } });
+        if (req.redirect === 'manual') return moved;
+        req = new Request('https://elsewhere.test/events', { headers: req.headers });
+      }
+    });
+    const page = await fetchEventsPage('https://api.workos.com', 'sk_test_secret', query);
+    expect(requests.map((r) => r.url)).toEqual([expect.stringMatching(/^https:\/\/api\.workos\.com\/events\?/)]);
+    expect(page).toMatchObject({ ok: false, kind: 'client_error', status });
+    expect(page.ok ? '' : page.message).toBe(`The WorkOS API answered HTTP ${status}.`);
+    expect(page.ok ? '' : page.message).not.toContain('sk_test_secret');
+  });
+});
