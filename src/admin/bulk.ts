@@ -60,7 +60,8 @@ export interface DeadLetterJob {
 
 /** Outcome of starting a bulk action in the store. */
 export type StartResult =
-  | { kind: 'dry_run'; matched: number }
+  /** `max_seq`: the newest record the count saw (a confirmation may limit its job to it). */
+  | { kind: 'dry_run'; matched: number; max_seq: number }
   | { kind: 'started'; job: DeadLetterJob }
   | { kind: 'existing'; job: DeadLetterJob }
   | { kind: 'key_reused'; job_id: string }

@@ -179,8 +179,10 @@ export async function findEvent(env: Env, id: string): Promise<EventView | null>
 }
 
 export async function pageOfEvents(env: Env, filter: EventFilter, limit: number, cursor?: string) {
+  // The request is validated whole before the config is looked at: a malformed cursor is 400 whatever ROUTER holds.
+  const before = cursor !== undefined ? decodeCursor(cursor) : undefined;
   const config = configOrFail(env);
-  const q: TraceQuery = { ...filter, limit, ...(cursor !== undefined ? { before: decodeCursor(cursor) } : {}) };
+  const q: TraceQuery = { ...filter, limit, ...(before !== undefined ? { before } : {}) };
   const { items, more } = await listEvents(env, config.settings, q);
   const last = items[items.length - 1];
   return { items: items.map(itemView), next_cursor: more && last !== undefined ? encodeCursor(last) : null };
@@ -270,10 +272,11 @@ export interface EventReplayResult {
  * the ledger once per shard; messages go out in `sendBatch` chunks.
  */
 export async function replayEvents(env: Env, req: EventReplayRequest): Promise<EventReplayResult> {
+  const before = req.cursor !== undefined ? decodeCursor(req.cursor) : undefined;
   const config = configOrFail(env);
   const dest = config.destinations.get(req.to);
   if (dest === undefined) throw new ApiError(404, 'not_found', 'No destination with that name in the configuration.');
-  const q: TraceQuery = { ...req.filter, limit: req.limit, ...(req.cursor !== undefined ? { before: decodeCursor(req.cursor) } : {}) };
+  const q: TraceQuery = { ...req.filter, limit: req.limit, ...(before !== undefined ? { before } : {}) };
   const { items, more } = await listEvents(env, config.settings, q);
   const last = items[items.length - 1];
   const next_cursor = more && last !== undefined ? encodeCursor(last) : null;

@@ -86,8 +86,9 @@ adminRoutes.get('/dead-letters', async (c) => {
   // Digits only, as for a seq (Number() would take "1e2", "0x64", "+5" and an empty value).
   const limitText = c.req.query('limit') ?? '100';
   const afterText = c.req.query('after') ?? '0';
-  const limit = /^[0-9]{1,6}$/.test(limitText) ? Number(limitText) : Number.NaN;
-  const after = /^[0-9]{1,15}$/.test(afterText) ? Number(afterText) : Number.NaN;
+  // Any number of digits: a large limit is capped (500 a page), a large after finds nothing after it.
+  const limit = /^[0-9]+$/.test(limitText) ? Math.min(Number(limitText), 500) : Number.NaN;
+  const after = /^[0-9]+$/.test(afterText) ? Math.min(Number(afterText), Number.MAX_SAFE_INTEGER) : Number.NaN;
   if (!Number.isInteger(limit) || !Number.isInteger(after) || limit < 1 || after < 0) {
     throw new ApiError(400, 'invalid_request', 'limit and after must be positive whole numbers.');
   }
@@ -177,7 +178,7 @@ adminRoutes.delete('/dead-letters/:seq', async (c) => {
 
 /** A dead letter's seq from the path: digits only (no sign, exponent, hex or blanks), at least 1. */
 function parseSeq(param: string): number {
-  const seq = /^[0-9]{1,15}$/.test(param) ? Number(param) : Number.NaN;
+  const seq = /^0*[0-9]{1,15}$/.test(param) ? Number(param) : Number.NaN;
   if (!Number.isSafeInteger(seq) || seq < 1) throw new ApiError(400, 'invalid_request', 'seq must be a positive whole number.');
   return seq;
 }

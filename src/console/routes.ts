@@ -356,13 +356,15 @@ consoleRoutes.post('/dead-letters/bulk', async (c) => {
   if (one(fields.confirm) !== '1') {
     const dry = await store.startJob(action, { filter, dry_run: true } satisfies BulkRequest, null);
     const matched = dry.kind === 'dry_run' ? dry.matched : 0;
+    // The confirmation acts on what was counted: records added after this page are not part of it.
+    const upTo = dry.kind === 'dry_run' ? dry.max_seq : 0;
     return send(
       c,
       pages.confirmPage(frame(c, 'dead-letters'), {
         title: action === 'replay' ? 'Replay dead letters' : 'Discard dead letters',
         text: `${matched} dead letter${matched === 1 ? '' : 's'} match this filter.`,
         action: '/console/dead-letters/bulk',
-        fields: { ...formValues, action, key: crypto.randomUUID() },
+        fields: { ...formValues, action, key: crypto.randomUUID(), up_to: String(upTo) },
         confirmLabel: `${action === 'replay' ? 'Replay' : 'Discard'} ${matched}`,
         danger: action === 'discard',
         back,
@@ -372,7 +374,9 @@ consoleRoutes.post('/dead-letters/bulk', async (c) => {
   }
   if (action === 'replay' && !loadConfig(c.env).ok) return redirect(c, back, 'The configuration is invalid: fix it before replaying.', true);
   const key = one(fields.key);
-  const started = await store.startJob(action, { filter, dry_run: false }, /^[0-9a-f-]{36}$/.test(key) ? `console:${key}` : null);
+  const upToText = one(fields.up_to);
+  if (!/^[0-9]{1,15}$/.test(upToText)) return redirect(c, back, 'This confirmation is incomplete; start again.', true);
+  const started = await store.startJob(action, { filter, dry_run: false }, /^[0-9a-f-]{36}$/.test(key) ? `console:${key}` : null, false, Number(upToText));
   if (started.kind === 'config_invalid') return redirect(c, back, 'The configuration is invalid: fix it before replaying.', true);
   if (started.kind === 'dry_run' || started.kind === 'key_reused') return redirect(c, back, 'This confirmation was already used; start again.', true);
   const { job } = started;

@@ -372,7 +372,12 @@ export class DeadLetterStore extends DurableObject<Env> {
     if (this.inflight.has(seq)) return 'busy';
     const row = this.sql.exec<{ event_id: string; destination: string }>('DELETE FROM dead_letters WHERE seq = ? RETURNING event_id, destination', seq).toArray()[0];
     if (row === undefined) return 'not_found';
-    await this.traceDiscarded([row]);
+    // The trace knows a delivery by event and destination, not by record: while another dead letter of the same
+    // pair remains (the event dead-lettered there again after a replay), the delivery is not marked discarded.
+    const another = this.sql
+      .exec('SELECT 1 FROM dead_letters WHERE destination = ? AND event_id = ? LIMIT 1', row.destination, row.event_id)
+      .toArray().length > 0;
+    if (!another) await this.traceDiscarded([row]);
     return 'deleted';
   }
 
@@ -440,11 +445,15 @@ export class DeadLetterStore extends DurableObject<Env> {
    * job instead (or `key_reused` when the key came with another request).
    * With `refuseNew`, no new job is started (`config_invalid`), while a
    * repeated key still gets its job. The first slice runs before this
-   * returns: a small set is done at once.
+   * returns: a small set is done at once. `upToSeq` limits the job to the
+   * records a dry run counted (the console's confirmation): none added since.
    */
-  async startJob(action: BulkAction, request: BulkRequest, idempotencyKey: string | null, refuseNew = false): Promise<StartResult> {
+  async startJob(action: BulkAction, request: BulkRequest, idempotencyKey: string | null, refuseNew = false, upToSeq?: number): Promise<StartResult> {
     const now = Date.now();
-    if (request.dry_run) return { kind: 'dry_run', matched: this.selection(request.filter, this.maxSeq()).matched };
+    if (request.dry_run) {
+      const max = this.maxSeq();
+      return { kind: 'dry_run', matched: this.selection(request.filter, max).matched, max_seq: max };
+    }
     const fingerprint = requestFingerprint(action, request.filter);
     if (idempotencyKey !== null) {
       const seen = this.sql.exec<JobRow>('SELECT * FROM dead_letter_jobs WHERE idempotency_key = ?', idempotencyKey).toArray()[0];
@@ -452,7 +461,7 @@ export class DeadLetterStore extends DurableObject<Env> {
     }
     if (refuseNew) return { kind: 'config_invalid' };
     // Everything up to here is synchronous: two requests with one key cannot both start a job.
-    const maxSeq = this.maxSeq();
+    const maxSeq = upToSeq !== undefined ? Math.min(upToSeq, this.maxSeq()) : this.maxSeq();
     const { matched, types } = this.selection(request.filter, maxSeq);
     const id = `dlj_${crypto.randomUUID().replace(/-/g, '')}`;
     this.sql.exec(

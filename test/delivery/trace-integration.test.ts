@@ -19,6 +19,7 @@ import { app } from '../../src/app';
 import { createSession } from '../../src/console/session';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { lookupEvent } from '../../src/trace/client';
+import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
 import { CRM, DELIVERY_ROUTER, OPS, WAREHOUSE } from './router';
 
 const sink = new Sink();
@@ -100,11 +101,16 @@ describe('delivery trace', () => {
     const page = (await listed.json()) as { items: EventView[] };
     expect(page.items.map((i) => i.id)).toContain(e.id);
 
-    // Discarding its dead letter marks it discarded.
+    // A second dead letter of the same delivery (the event dead-lettered there again, after a replay).
+    await deadLetterStub(env).add([deadLetterRecord({ event_id: e.id as string, event_type: e.event as string, destination: 'warehouse', reason: 'http_400', body: JSON.stringify(e) })]);
     const dl = (await (await admin('/dead-letters?limit=1000')).json()) as { items: Array<{ seq: number; event_id: string }> };
-    const seq = dl.items.find((i) => i.event_id === e.id)?.seq;
-    expect(seq).toBeDefined();
-    expect((await admin(`/dead-letters/${seq}`, { method: 'DELETE' })).status).toBe(200);
+    const seqs = dl.items.filter((i) => i.event_id === e.id).map((i) => i.seq);
+    expect(seqs).toHaveLength(2);
+    // Deleting one while the other remains: the delivery is still dead-lettered (the answer comes once the trace was told).
+    expect((await admin(`/dead-letters/${seqs[0]}`, { method: 'DELETE' })).status).toBe(200);
+    expect((await trace(e.id as string))?.deliveries[0]?.state).toBe('dead_lettered');
+    // Discarding the last one marks it discarded.
+    expect((await admin(`/dead-letters/${seqs[1]}`, { method: 'DELETE' })).status).toBe(200);
     expect((await trace(e.id as string))?.deliveries[0]?.state).toBe('discarded');
   });
 

@@ -115,6 +115,13 @@ describe('admin API', () => {
     expect(page.next_after).toBe(page.items[499]?.seq);
     const rest = (await (await admin(`/dead-letters?limit=1000&after=${page.next_after}`)).json()) as { items: { event_id: string }[] };
     expect(rest.items.map((i) => i.event_id)).toEqual([records[499]?.event_id]);
+    // A limit of any size is capped, not refused; an after beyond every seq finds nothing.
+    const huge = (await admin(`/dead-letters?limit=1000000&after=${start - 1}`)) as Response;
+    expect(huge.status).toBe(200);
+    expect(((await huge.json()) as { items: unknown[] }).items).toHaveLength(500);
+    const beyond = await admin('/dead-letters?after=100000000000000000000');
+    expect(beyond.status).toBe(200);
+    expect(await beyond.json()).toEqual({ items: [], next_after: null });
     // Out of the way of the other tests, which look their records up in the first 500.
     await runInDurableObject(deadLetterStub(env), (_i, state) => void state.storage.sql.exec('DELETE FROM dead_letters WHERE seq >= ?', start));
   });
@@ -132,7 +139,8 @@ describe('DELETE /admin/dead-letters/<seq>', () => {
     const { event, seq } = await deadLetter();
     const other = await deadLetter();
     const before = ((await (await admin('/status')).json()) as { dead_letters: number }).dead_letters;
-    const res = await admin(`/dead-letters/${seq}`, { method: 'DELETE' });
+    // Leading zeros are the same seq.
+    const res = await admin(`/dead-letters/${String(seq).padStart(20, '0')}`, { method: 'DELETE' });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'deleted', seq });
     expect(await listedIds()).not.toContain(event.id);
@@ -286,5 +294,8 @@ describe('admin API while ROUTER is invalid', () => {
     await expectError(await call('/events'), 500, 'config_invalid');
     await expectError(await call(`/events/${event.id}`), 500, 'config_invalid');
     await expectError(await call('/events/replay', { method: 'POST', body: JSON.stringify({ filter: {}, to: 'audit' }) }), 500, 'config_invalid');
+    // A malformed request is still 400, whatever ROUTER holds: the cursor too.
+    await expectError(await call('/events?cursor=not-a-cursor'), 400, 'invalid_request');
+    await expectError(await call('/events/replay', { method: 'POST', body: JSON.stringify({ filter: {}, to: 'audit', cursor: 'x' }) }), 400, 'invalid_request');
   });
 });

@@ -290,6 +290,29 @@ describe('console actions need the page token and the console origin', () => {
     await store.remove(second);
   });
 
+  it('a bulk discard confirmed from the count page acts on what was counted: a dead letter added since is kept', async () => {
+    const s = await signIn();
+    const store = deadLetterStub(env);
+    const destination = `bulk-confirm-${crypto.randomUUID().slice(0, 8)}`;
+    const record = (id: string) => deadLetterRecord({ event_id: id, event_type: 'user.created', destination, reason: 'http_400', body: JSON.stringify({ id }) });
+    await store.add([record(`event_counted_${crypto.randomUUID()}`)]);
+    const page = await post('/console/dead-letters/bulk', s, { csrf: s.csrf, action: 'discard', destination });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain('1 dead letter match this filter.');
+    const field = (name: string) => new RegExp(`name="${name}" value="([^"]*)"`).exec(html)?.[1] as string;
+    // Another arrives while the operator reads the count.
+    const late = `event_late_${crypto.randomUUID()}`;
+    await store.add([record(late)]);
+    const done = await post('/console/dead-letters/bulk', s, { csrf: s.csrf, action: 'discard', destination, key: field('key'), up_to: field('up_to'), confirm: '1' });
+    expect(done.status).toBe(303);
+    expect((await store.list(500, 0, { destination })).map((r) => r.event_id)).toEqual([late]);
+    // A confirmation without the counted range is refused, changing nothing.
+    const incomplete = await post('/console/dead-letters/bulk', s, { csrf: s.csrf, action: 'discard', destination, key: crypto.randomUUID(), confirm: '1' });
+    expect(incomplete.status).toBe(303);
+    expect((await store.list(500, 0, { destination })).map((r) => r.event_id)).toEqual([late]);
+  });
+
   it('an unknown destination or a bad filter gives an error page with the status, changing nothing', async () => {
     const s = await signIn();
     const unknown = await post('/console/destinations/nope/pause', s, { csrf: s.csrf });
