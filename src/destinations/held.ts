@@ -41,6 +41,8 @@ const DAY_MS = 86_400_000;
 const DRAIN_SLICE = 50;
 const DRAIN_STEP_MS = 1_000;
 const EXPIRY_CHECK_MS = 6 * 60 * 60 * 1000;
+/** After the dead-letter store failed to take expired (or removed) deliveries. */
+const EXPIRE_RETRY_MS = 60 * 1000;
 /** Expired deliveries go to the dead-letter store in slices of at most 200, and of at most this many body bytes (one call each: far below a call's size limit). */
 export const EXPIRE_SLICE_BYTES = 8 * 1024 * 1024;
 
@@ -139,7 +141,7 @@ export class HeldDeliveries extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     const destination = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
-    await this.expire(destination);
+    const expired = await this.expire(destination);
     if (this.ctx.storage.kv.get<boolean>('active') === true) {
       this.ctx.storage.kv.put('drained_at', Date.now());
       const more = await this.drainStep(destination);
@@ -148,7 +150,8 @@ export class HeldDeliveries extends DurableObject<Env> {
         return;
       }
     }
-    if ((await this.count()) > 0) await this.ctx.storage.setAlarm(Date.now() + EXPIRY_CHECK_MS);
+    // A dead-letter store that failed is tried again in a minute, not at the next 6-hourly check.
+    if ((await this.count()) > 0) await this.ctx.storage.setAlarm(Date.now() + (expired ? EXPIRY_CHECK_MS : EXPIRE_RETRY_MS));
   }
 
   /**
@@ -235,9 +238,10 @@ export class HeldDeliveries extends DurableObject<Env> {
    * or all of them (`destination_removed`) once a valid ROUTER no longer has
    * the destination: nothing could resume them, and the dead-letter store is
    * where they can be listed, exported, and replayed if it comes back. A
-   * slice at a time.
+   * slice at a time. False when the dead-letter store failed (tried again
+   * in a minute).
    */
-  private async expire(destination: string): Promise<void> {
+  private async expire(destination: string): Promise<boolean> {
     const loaded = loadConfig(this.env);
     const removed = loaded.ok && destination !== '(unknown)' && !loaded.config.destinations.has(destination);
     const cutoff = removed ? Number.MAX_SAFE_INTEGER : Date.now() - HOLD_LIMIT_DAYS * DAY_MS;
@@ -247,7 +251,7 @@ export class HeldDeliveries extends DurableObject<Env> {
       const sizes = this.sql
         .exec<{ seq: number; bytes: number }>('SELECT seq, length(CAST(body AS BLOB)) AS bytes FROM held WHERE held_at <= ? ORDER BY seq LIMIT 200', cutoff)
         .toArray();
-      if (sizes.length === 0) return;
+      if (sizes.length === 0) return true;
       const seqs: number[] = [];
       let bytes = 0;
       for (const s of sizes) {
@@ -274,7 +278,7 @@ export class HeldDeliveries extends DurableObject<Env> {
         await deadLetterStub(this.env).add(records);
       } catch (err) {
         log('error', 'dead_letter_store_failed', { destination, count: records.length, error: errorName(err) });
-        return;
+        return false;
       }
       this.sql.exec(`DELETE FROM held WHERE seq IN (${placeholders(seqs.length)})`, ...seqs);
       await this.traceExpired(destination, rows);

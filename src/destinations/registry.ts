@@ -58,8 +58,8 @@ export interface DestinationReport {
   retryable_failures?: number;
   /** Retryable failures after the batch's last success (all of them when none succeeded). */
   trailing_failures?: number;
-  /** The outcome of the circuit probe this batch carried. */
-  probe?: 'ok' | 'failed';
+  /** The outcome of the circuit probe this batch carried (`unanswered`: refused before reaching the service). */
+  probe?: 'ok' | 'failed' | 'unanswered';
   last_success_at?: number;
   last_failure_at?: number;
   /** Short machine-readable reason of the last failure (never payload content). */
@@ -322,6 +322,14 @@ export class DestinationRegistry extends DurableObject<Env> {
         await this.close(row, now);
         return;
       }
+      if (r.probe === 'unanswered') {
+        // Nothing was learnt about the service: the next probe one cooldown later, not doubled.
+        const cooldown = row.cooldown_ms ?? 60_000;
+        this.sql.exec('UPDATE destinations SET consecutive_failures = ?, next_probe_at = ? WHERE name = ?', consecutive, now + cooldown, name);
+        log('info', 'circuit_probe_unanswered', { destination: name, next_probe_in_s: cooldown / 1000 });
+        await this.scheduleProbe(now + cooldown);
+        return;
+      }
       if (r.probe === 'failed') {
         const cooldown = Math.min((row.cooldown_ms ?? 60_000) * 2, MAX_CIRCUIT_COOLDOWN_SECONDS * 1000);
         this.sql.exec('UPDATE destinations SET consecutive_failures = ?, cooldown_ms = ?, next_probe_at = ? WHERE name = ?', consecutive, cooldown, now + cooldown, name);
@@ -340,6 +348,8 @@ export class DestinationRegistry extends DurableObject<Env> {
         now + cooldown,
         name,
       );
+      // A token of this opening's own: a probe sent during an earlier opening, still on its way, is not taken for one of this one.
+      this.ctx.storage.kv.put(`probe_token:${name}`, now);
       log('warn', 'circuit_open', { destination: name, consecutive_failures: consecutive, probe_in_s: policy.cooldownSeconds });
       await this.syncHeld(name);
       await notifyAlerts(this.env, [{ kind: 'circuit_open', destination: name, detail: `${consecutive} failures in a row` }]);

@@ -441,7 +441,8 @@ const HOLD_RETRY_MS = 30_000;
 
 async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ctx: BatchContext): Promise<void> {
   const { plan, body, event, raw, pending, attempt } = w;
-  type Result = { name: string; state: PendingDelivery; outcome: DeliveryOutcome | 'held' | 'hold_failed' | 'late'; started?: number; ended?: number };
+  /** `attempts`: what a delivery that could not be held has used (a failed probe used one). */
+  type Result = { name: string; state: PendingDelivery; outcome: DeliveryOutcome | 'held' | 'hold_failed' | 'late'; started?: number; ended?: number; attempts?: number };
   const outcomes = await Promise.all(
     attempt.map(async (name): Promise<Result> => {
       const dest = config.destinations.get(name);
@@ -468,7 +469,7 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
           (): Result => ({ name, state, outcome: 'held' }),
           (err: unknown): Result => {
             log('error', 'hold_failed', { event_id: body.id, destination: name, error: errorName(err) });
-            return { name, state, outcome: 'hold_failed' };
+            return { name, state, outcome: 'hold_failed', attempts };
           },
         );
       };
@@ -511,7 +512,8 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
   for (const name of Object.keys(pending)) if (!attempt.includes(name)) next[name] = pending[name] as PendingDelivery;
   const now = Date.now();
   const base = traceBase(body, keptIn(body, () => ledgerShardOf(event, config.settings.dedupShards)));
-  for (const { name, state, outcome, started, ended } of outcomes) {
+  for (const result of outcomes) {
+    const { name, state, outcome, started, ended } = result;
     const traced = { ...base, destination: name, rules: state.rules };
     if (outcome === 'held') {
       log('info', 'delivery_held', { event_id: body.id, event_type: body.type, destination: name });
@@ -525,7 +527,7 @@ async function deliverMessage(w: MessageWork, config: RouterConfig, env: Env, ct
       continue;
     }
     if (outcome === 'hold_failed') {
-      next[name] = { attempts: state.attempts, rules: state.rules, not_before: now + HOLD_RETRY_MS };
+      next[name] = { attempts: result.attempts ?? state.attempts, rules: state.rules, not_before: now + HOLD_RETRY_MS };
       ctx.trace.add({ ...traced, state: 'retrying', next_attempt_at: now + HOLD_RETRY_MS });
       continue;
     }
@@ -594,8 +596,10 @@ function record(ctx: BatchContext, name: string, outcome: DeliveryOutcome, at: n
   else if (outcome.retryable) streak.failures.push(ended);
   r.retryable_failures = streak.failures.length;
   r.trailing_failures = streak.failures.filter((t) => t > streak.lastOk).length;
-  // A probe the destination answered, even with a 4xx, shows it is back.
-  if (probe) r.probe = outcome.ok || !outcome.retryable ? 'ok' : 'failed';
+  // A probe the destination answered, even with a 4xx, shows it is back. One that never reached it (refused here:
+  // too large for a queue message, a missing binding) says nothing of it: the circuit stays open, the next probe
+  // comes a cooldown later (not doubled).
+  if (probe) r.probe = outcome.ok || (!outcome.retryable && outcome.status !== null) ? 'ok' : outcome.retryable ? 'failed' : 'unanswered';
   if (outcome.ok) {
     r.delivered += 1;
     r.last_success_at = Math.max(r.last_success_at ?? 0, at);

@@ -16,12 +16,14 @@ import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/load';
 import { MAX_CIRCUIT_COOLDOWN_SECONDS } from '../../src/config/router-config';
+import { deadLetterStub } from '../../src/deadletters/store';
 import { type HeldDeliveries, heldStub } from '../../src/destinations/held';
 import { type DestinationHealth, type DestinationRegistry, registryStub } from '../../src/destinations/registry';
 import type { RouterMessage } from '../../src/queue/message';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { type LogRecord, watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
+import { until } from '../helpers/until';
 import { sampleEvent } from '../helpers/webhook';
 
 const URL = 'https://crm.circuit-registry.test/hooks';
@@ -217,6 +219,75 @@ describe('circuit breaker in the registry', () => {
     expect(sink.about(id, URL)).toHaveLength(1);
     expect(await held.count()).toBe(0);
     expect(await health(reg, name)).toMatchObject({ circuit: 'closed', consecutive_failures: 0 });
+  });
+
+  it('a probe of an earlier opening, arriving after the circuit closed and opened again, is not taken for this opening\'s probe: held again, no request', async () => {
+    const name = `reopened-${crypto.randomUUID()}`;
+    const runEnv = routerEnv(name);
+    const reg = await openCircuit(name);
+    const held = heldStub(env, name);
+    const id = await arrive(runEnv, held);
+    const stale = await probeNow(reg, held, name);
+    expect(stale).toEqual([expect.objectContaining({ id, probe: name })]);
+    // Before it arrives (a queue backlog), a success closes the circuit and 20 failures open it again.
+    await reg.report({ [name]: { delivered: 1, failed: 0, last_success_at: Date.now() } }, { [name]: { failures: FAILURES, cooldownSeconds: COOLDOWN_S } });
+    expect(await health(reg, name)).toMatchObject({ circuit: 'closed' });
+    await openCircuit(name);
+    await runBatch(stale, runEnv);
+    expect(sink.about(id)).toHaveLength(0);
+    expect(await held.count()).toBe(1);
+    expect(await health(reg, name)).toMatchObject({ circuit: 'open', consecutive_failures: FAILURES });
+  });
+
+  it('a probe refused before reaching the service (too large for a queue message) does not close the circuit: no recovery, the next probe a cooldown later', async () => {
+    const logs = watchLogs();
+    const name = `refused-${crypto.randomUUID()}`;
+    const runEnv = testEnv({
+      destinations: [{ name, type: 'queue', queue: 'AUDIT_QUEUE', max_attempts: 10, circuit: { failures: FAILURES, cooldown_seconds: COOLDOWN_S } }],
+      rules: [{ name: 'everything', events: ['*'], to: [name] }],
+    });
+    const reg = await openCircuit(name);
+    const held = heldStub(env, name);
+    const big = sampleEvent({ data: { id: 'user_big', object: 'user', blob: 'x'.repeat(200_000) } });
+    await runBatch([routerMessage(big)], runEnv);
+    expect(await held.count()).toBe(1);
+    const probes = await probeNow(reg, held, name);
+    expect(probes).toEqual([expect.objectContaining({ id: big.id, probe: name })]);
+    const sentAt = Date.now();
+    await runBatch(probes, runEnv);
+    // The probe itself is dead-lettered (it can never be sent); the circuit learnt nothing of the service.
+    await until(async () => (await deadLetterStub(env).list(500, 0, { destination: name })).length === 1, 'the refused probe dead-lettered');
+    expect((await deadLetterStub(env).list(500, 0, { destination: name }))[0]).toMatchObject({ reason: 'message_too_large' });
+    const row = await runInDurableObject(reg, (_i, state) =>
+      state.storage.sql.exec<{ cooldown_ms: number; next_probe_at: number }>('SELECT cooldown_ms, next_probe_at FROM destinations WHERE name = ?', name).one(),
+    );
+    expect(row.cooldown_ms).toBe(COOLDOWN_S * 1000);
+    expect(row.next_probe_at).toBeGreaterThanOrEqual(sentAt + COOLDOWN_S * 1000);
+    expect(await health(reg, name)).toMatchObject({ circuit: 'open' });
+    expect(lines(logs, 'circuit_closed', name)).toEqual([]);
+    expect(lines(logs, 'circuit_probe_unanswered', name)).toEqual([expect.objectContaining({ next_probe_in_s: COOLDOWN_S })]);
+  });
+
+  it('a failed probe whose delivery cannot be put back on hold still counts its attempt: the retry it becomes carries it', async () => {
+    const name = `rehold-${crypto.randomUUID()}`;
+    const runEnv = routerEnv(name);
+    const reg = await openCircuit(name);
+    const held = heldStub(env, name);
+    sink.on(URL, () => new Response('down', { status: 503 }));
+    const id = await arrive(runEnv, held);
+    const probes = await probeNow(reg, held, name);
+    // The held store is unavailable (simulated) when the failed probe goes back on hold; the follow-up is observed
+    // on its way to the real local queue.
+    const unavailable = vi.spyOn(runEnv.HELD_DELIVERIES, 'get').mockImplementation(() => {
+      throw new Error('held store unavailable');
+    });
+    const sent = vi.spyOn(runEnv.EVENTS_QUEUE, 'sendBatch');
+    await runBatch(probes, runEnv);
+    unavailable.mockRestore();
+    expect(sink.about(id, URL)).toHaveLength(1);
+    const followUps = sent.mock.calls.flatMap((c) => [...c[0]].map((m) => m.body as RouterMessage)).filter((m) => m.id === id);
+    expect(followUps).toHaveLength(1);
+    expect(followUps[0]?.pending?.[name]?.attempts).toBe(1);
   });
 
   it('failed probes double the cooldown up to 15 minutes (MAX_CIRCUIT_COOLDOWN); each probe logs circuit_probe_sent and circuit_probe_failed', async () => {

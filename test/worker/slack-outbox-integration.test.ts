@@ -221,6 +221,30 @@ describe('Slack outbox', () => {
     expect(calls[2]?.body.text.startsWith('<!channel> ')).toBe(true);
   });
 
+  it('a mention\'s event patterns are read as a rule reads them: a ! pattern excludes', async () => {
+    const dest = destination({ digestWindowSeconds: 60, mention: { text: '<!here>', rules: [], events: ['authentication.*', '!authentication.password_succeeded'] } });
+    await outboxStub(env, dest.name).submit(dest, item('authentication.password_failed'));
+    expect(calls[0]?.body.text.startsWith('<!here> ')).toBe(true);
+    const other = destination({ digestWindowSeconds: 60, mention: { text: '<!here>', rules: [], events: ['authentication.*', '!authentication.password_succeeded'] } });
+    const ok = makeEvent('authentication.password_succeeded');
+    await outboxStub(env, other.name).submit(other, { event_id: ok.id, event_type: ok.event, rules: ['logins'], raw: JSON.stringify(ok) });
+    expect(calls).toHaveLength(2);
+    expect(JSON.stringify(calls[1]?.body)).not.toContain('<!here>');
+  });
+
+  it('operational alerts carry the mention too (as events of type router.alert no rule routed)', async () => {
+    const raw = (id: string) => JSON.stringify({ id, event: ALERT_EVENT_TYPE, created_at: new Date().toISOString(), data: { text: 'down' } });
+    const always = destination({ digestWindowSeconds: 60, mention: { text: '<!channel>', rules: [], events: [] } });
+    await outboxStub(env, always.name).submit(always, { event_id: 'alert_m1:x', event_type: ALERT_EVENT_TYPE, rules: [], raw: raw('alert_m1'), alert: ':rotating_light: down' });
+    expect(calls[0]?.body.text.startsWith('<!channel> ')).toBe(true);
+    expect(JSON.stringify(calls[0]?.body.blocks)).toContain('<!channel> :rotating_light: down');
+    // A mention kept for chosen rules is not added to alerts.
+    const byRule = destination({ digestWindowSeconds: 60, mention: { text: '<!here>', rules: ['failed-logins'], events: [] } });
+    await outboxStub(env, byRule.name).submit(byRule, { event_id: 'alert_m2:x', event_type: ALERT_EVENT_TYPE, rules: [], raw: raw('alert_m2'), alert: ':rotating_light: down' });
+    expect(calls).toHaveLength(2);
+    expect(JSON.stringify(calls[1]?.body)).not.toContain('<!here>');
+  });
+
   it('uses the configured title as the header', async () => {
     const titled = destination({ digestWindowSeconds: 60, title: 'Acme security' });
     await outboxStub(env, titled.name).submit(titled, item());

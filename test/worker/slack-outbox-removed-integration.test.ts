@@ -145,6 +145,30 @@ describe('a Slack outbox whose destination was removed from a valid config', () 
     await expectAllDeadLettered(stub, dest, items);
   });
 
+  it('a paused outbox whose destination is then removed: kept while configured, then dead-lettered as destination_removed by its own alarm (nothing could resume it)', async () => {
+    const dest = destination();
+    const items = Array.from({ length: 3 }, (_, i) => event(i));
+    const stub = outboxStub(env, dest.name);
+    await stub.pause();
+    expect((await stub.submitMany(dest, items)).every((o) => o === 'accepted')).toBe(true);
+    // Paused, and still the consumer's destination: an alarm keeps the buffer, sends nothing, and looks again hours later.
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(calls).toEqual([]);
+    expect(await stub.pending()).toBe(3);
+    const next = await runInDurableObject(stub, (_i, state) => state.storage.getAlarm());
+    expect((next as number) - Date.now()).toBeGreaterThan(60 * 60 * 1000);
+    // A deploy without the destination: the object is met afresh, and the valid config no longer has it.
+    await runInDurableObject(stub, (instance) => {
+      (instance as unknown as { lastDest: unknown }).lastDest = undefined;
+    });
+    await runAlarmsUntilNone(stub);
+    const dead = await deadLettersOf(dest.name);
+    expect(dead.map((d) => d.event_id)).toEqual(items.map((i) => i.event_id));
+    for (const d of dead) expect(d).toMatchObject({ reason: 'destination_removed', attempts: 0 });
+    expect(calls).toEqual([]);
+    expect(await stub.pending()).toBe(0);
+  });
+
   it('alerts (more than one alerts message) followed by events: alerts and events all dead-lettered once as destination_removed, then no alarm', async () => {
     const dest = destination();
     const alerts = Array.from({ length: MAX_ALERTS_PER_MESSAGE + 5 }, (_, i) => alert(dest, i));

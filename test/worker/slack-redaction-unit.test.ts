@@ -388,6 +388,9 @@ describe('sensitive field names (generic formatter)', () => {
     // URLs and links, plural too, in any casing.
     'redirect_uris', 'callback_urls', 'links', 'href', 'hrefs', 'redirectUris', 'callbackUrls', 'logoUrls', 'image-links',
     'urls', 'uris', 'REDIRECT_URIS',
+    // Plurals of secret words, recovery codes and PKCE's verifier.
+    'codes', 'recovery_codes', 'backupCodes', 'code_verifier', 'codeVerifier', 'hashes', 'signatures', 'sessions', 'pins',
+    'otps', 'salts', 'jwts', 'passcodes',
   ];
 
   it.each(SENSITIVE_NAMES.map((n) => [n]))('%s: hidden', (name) => {

@@ -73,6 +73,8 @@ const MAX_EVENTS_PER_MESSAGE = 5000;
 const SLICE = 500;
 /** How long buffered events wait between checks while the configuration is invalid. */
 const HOLD_DELAY_SECONDS = 60;
+/** How often a paused outbox with a buffer looks whether its destination was removed from the config. */
+const PAUSED_CHECK_MS = 6 * 60 * 60 * 1000;
 /** Between two runs dead-lettering the buffer of a removed destination. */
 const REMOVED_DELAY_MS = 1000;
 /** How long a submitted event id is remembered (a consumer redelivery within it is a duplicate). */
@@ -161,7 +163,7 @@ export class SlackOutbox extends DurableObject<Env> {
     const outcomes = items.map((item): SubmitOutcome => {
       if (item.replay !== true && this.sql.exec('SELECT 1 FROM seen WHERE event_id = ?', item.event_id).toArray().length > 0) return 'duplicate';
       if (waiting >= dest.maxPending) return 'full';
-      const entry = item.alert !== undefined ? renderAlert(item.alert) : renderEntry(dest, parseEvent(item), item.rules);
+      const entry = item.alert !== undefined ? renderAlert(dest, item.alert) : renderEntry(dest, parseEvent(item), item.rules);
       this.sql.exec(
         'INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         item.event_id,
@@ -216,6 +218,8 @@ export class SlackOutbox extends DurableObject<Env> {
    */
   async pause(): Promise<void> {
     this.ctx.storage.kv.put('paused', true);
+    // Paused, the alarm only looks, every PAUSED_CHECK_MS, whether the destination was removed (nothing could resume it).
+    if (this.count() > 0) await this.scheduleAt(Date.now() + PAUSED_CHECK_MS);
   }
 
   /** Resumed: the buffer goes out again, at the destination's pace. */
@@ -232,8 +236,13 @@ export class SlackOutbox extends DurableObject<Env> {
   private async flush(): Promise<void> {
     const now = Date.now();
     this.sweepSeen(now);
-    // Paused: nothing goes out until `resume` (which schedules the next send).
-    if (this.ctx.storage.kv.get<boolean>('paused') === true) return;
+    // Paused: nothing goes out until `resume` (which schedules the next send), unless the destination was
+    // removed from the config meanwhile: nothing could resume it then (the admin API needs the destination), so
+    // its buffer is dead-lettered as below.
+    if (this.ctx.storage.kv.get<boolean>('paused') === true && this.destination().kind !== 'removed') {
+      if (this.count() > 0) await this.scheduleAt(Date.now() + PAUSED_CHECK_MS);
+      return;
+    }
     const first = this.sql
       .exec<{ seq: number; received_at: number; event_type: string }>('SELECT seq, received_at, event_type FROM entries ORDER BY seq LIMIT 1')
       .toArray()[0];
@@ -278,7 +287,7 @@ export class SlackOutbox extends DurableObject<Env> {
     let events = 0;
     try {
       const composed =
-        alerts.length > 0 ? { message: alertsMessage(alerts.map((a) => a.sample)), events: alerts.length } : this.compose(dest, lastSeq, now - first.received_at);
+        alerts.length > 0 ? { message: alertsMessage(dest, alerts.map((a) => a.sample)), events: alerts.length } : this.compose(dest, lastSeq, now - first.received_at);
       events = composed.events;
       outcome = await postToSlack(dest, composed.message);
     } catch (err) {

@@ -29,7 +29,8 @@ export function mentionFor(dest: SlackDestination, rules: readonly string[], typ
   if (m === undefined) return undefined;
   if (m.rules.length === 0 && m.events.length === 0) return m.text;
   if (m.rules.some((r) => rules.includes(r))) return m.text;
-  if (m.events.length > 0 && m.events.some((p) => Matcher.namesMatch([p], type))) return m.text;
+  // The list as a rule reads it: `!` patterns exclude (a list of exclusions only selects every other name).
+  if (m.events.length > 0 && Matcher.namesMatch(m.events, type)) return m.text;
   return undefined;
 }
 
@@ -59,8 +60,13 @@ export const ALERT_EVENT_TYPE = 'router.alert';
 export const MAX_ALERTS_PER_MESSAGE = 20;
 
 /** An operational alert: its (already escaped) mrkdwn as a message of its own; `sample` keeps the text. */
-export function renderAlert(text: string): RenderedEntry {
-  return { single: JSON.stringify(alertsMessage([text])), sample: text };
+export function renderAlert(dest: SlackDestination, text: string): RenderedEntry {
+  return { single: JSON.stringify(alertsMessage(dest, [text])), sample: text };
+}
+
+/** The mention an alerts message carries: alerts are events of type `router.alert` that no rule routed. */
+function alertMention(dest: SlackDestination): string | undefined {
+  return mentionFor(dest, [], ALERT_EVENT_TYPE);
 }
 
 /**
@@ -68,8 +74,13 @@ export function renderAlert(text: string): RenderedEntry {
  * window): one message, one section per alert in the order they were raised.
  * Never folded into an event digest, which would only count them.
  */
-export function alertsMessage(texts: readonly string[]): SlackMessage {
-  return { text: texts.join('\n'), blocks: texts.map((text) => ({ type: 'section', text: { type: 'mrkdwn', text } })) };
+export function alertsMessage(dest: SlackDestination, texts: readonly string[]): SlackMessage {
+  const mention = alertMention(dest);
+  const lead = mention !== undefined ? `${mention} ` : '';
+  return {
+    text: `${lead}${texts.join('\n')}`,
+    blocks: texts.map((text, i) => ({ type: 'section', text: { type: 'mrkdwn', text: i === 0 ? `${lead}${text}` : text } })),
+  };
 }
 
 /** One waiting event, as the digest reads it. */

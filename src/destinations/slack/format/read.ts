@@ -64,7 +64,7 @@ const SENSITIVE_EXACT = new Set([
   'uri',
 ]);
 const SENSITIVE_PATTERN =
-  /(^|_)(token|tokens|secret|secrets|password|passwords|passcode|otp|code|urls?|uris?|links?|hrefs?|jwt|cookie|hash|signature|credential|credentials|apikey|(api|access|secret|signing|private|client|session)_?key)$|^(secret|password|token)_/;
+  /(^|_)(token|tokens|secret|secrets|password|passwords|passcodes?|otps?|codes?|urls?|uris?|links?|hrefs?|jwt|cookie|hash|signature|credential|credentials|apikey|(api|access|secret|signing|private|client|session)_?key)$|^(secret|password|token)_/;
 /** A name with one of these words is sensitive (unless it ends in a `METADATA_WORDS` word). */
 const SENSITIVE_WORDS = new Set([
   'key',
@@ -99,6 +99,19 @@ const SENSITIVE_WORDS = new Set([
   'bearer',
   'salt',
   'hash',
+  // Plurals (a list of them is as secret as one), and PKCE's code_verifier.
+  'signatures',
+  'sigs',
+  'sessions',
+  'otps',
+  'totps',
+  'pins',
+  'jwts',
+  'salts',
+  'hashes',
+  'passcodes',
+  'passphrases',
+  'verifier',
 ]);
 /** A single glued word ending in one of these is sensitive too (`accesstoken`, `clientsecret`). */
 const SENSITIVE_SUFFIX = /(token|tokens|secret|secrets|password|passwords|passwd|credential|credentials|apikey|privatekey)$/;

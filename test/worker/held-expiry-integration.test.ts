@@ -1,0 +1,64 @@
+/**
+ * The held store's expiry when the dead-letter store fails (README, Pause and
+ * resume: held deliveries of a removed destination go "within 6 hours", those
+ * held too long "between 14 days and 14 days and 6 hours"): a failed call is
+ * tried again a minute later, not at the next 6-hourly check, and nothing is
+ * lost meanwhile. The dead-letter store's failure is simulated on the held
+ * store's own binding; everything else is real.
+ */
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { deadLetterStub } from '../../src/deadletters/store';
+import { type HeldDelivery, heldStub } from '../../src/destinations/held';
+import { sampleEvent } from '../helpers/webhook';
+
+afterEach(() => vi.restoreAllMocks());
+
+function heldDelivery(): HeldDelivery {
+  const e = sampleEvent();
+  return {
+    event_id: e.id as string,
+    event_type: e.event as string,
+    created_at: e.created_at as string,
+    source: 'webhook',
+    stale: false,
+    accepted_at: Date.now(),
+    attempts: 0,
+    rules: ['everything'],
+    body: JSON.stringify(e),
+  };
+}
+
+describe('held deliveries of a removed destination, with the dead-letter store down', () => {
+  it('the failed call is tried again a minute later (not in 6 hours); once the store is back, they are dead-lettered as destination_removed', async () => {
+    // A destination the project's ROUTER (wrangler.toml) does not have: removed, as far as the held store can tell.
+    const name = `removed-held-${crypto.randomUUID().slice(0, 8)}`;
+    const held = heldStub(env, name);
+    const items = [heldDelivery(), heldDelivery()];
+    await held.hold(name, items);
+    await held.pause(name);
+
+    // The dead-letter store refuses (simulated on the held store's binding).
+    await runInDurableObject(held, (instance) => {
+      const binding = (instance as unknown as { env: Env }).env.DEAD_LETTERS;
+      vi.spyOn(binding, 'get').mockImplementation(() => {
+        throw new Error('dead-letter store unavailable');
+      });
+    });
+    const before = Date.now();
+    expect(await runDurableObjectAlarm(held)).toBe(true);
+    expect(await held.count()).toBe(2);
+    const next = (await runInDurableObject(held, (_i, state) => state.storage.getAlarm())) as number;
+    expect(next).toBeGreaterThanOrEqual(before + 30_000);
+    expect(next).toBeLessThanOrEqual(Date.now() + 60_000);
+
+    // Back: the next alarm moves them.
+    vi.restoreAllMocks();
+    expect(await runDurableObjectAlarm(held)).toBe(true);
+    expect(await held.count()).toBe(0);
+    const dead = await deadLetterStub(env).list(500, 0, { destination: name });
+    expect(dead.map((d) => d.event_id).sort()).toEqual(items.map((i) => i.event_id).sort());
+    for (const d of dead) expect(d).toMatchObject({ reason: 'destination_removed' });
+  });
+});
