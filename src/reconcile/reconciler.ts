@@ -199,6 +199,15 @@ function markOf(p: Position | null): Mark | null {
  * than the last event at or before the earliest created_at from there on (so
  * the next run's window still covers everything after the disorder).
  */
+/** How many out-of-order event ids the reconciler remembers as answered that way before (the newest kept). */
+const DISORDER_MEMORY = 1000;
+
+/** The remembered out-of-order ids (a single id, as an older release stored it, reads as one). */
+function disorderSeen(kv: SyncKvStorage): string[] {
+  const v = kv.get<string | string[]>('disorder_seen');
+  return typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
+
 function safeEnd(seq: readonly Seen[], disorderAt: number): number {
   let limit = seq.findIndex((s) => !s.handled);
   if (limit < 0) limit = seq.length;
@@ -371,6 +380,9 @@ export class Reconciler extends DurableObject<Env> {
     const seq: Seen[] = [];
     let maxMs = -Infinity;
     let disorderAt = -1;
+    // Events the API answered out of order in earlier runs (passed now), and those found out of order in this one.
+    const passed = new Set(disorderSeen(kv));
+    const found: string[] = [];
     // The most service requests one page can take: one per shard holding its events, one for dead letters.
     const pageCalls = Math.min(PAGE_SIZE, settings.dedupShards) + 1;
     for (let page = 0; ; page++) {
@@ -400,11 +412,16 @@ export class Reconciler extends DurableObject<Env> {
       const handled = await this.admitPage(result.events, settings, floorMs, report);
       for (const [i, e] of result.events.entries()) {
         const mark: Mark = { id: e.event.id, ms: e.createdAtMs };
-        if (e.createdAtMs < maxMs && disorderAt < 0) {
-          // The same disorder as the last run's: the API answers it that way every time. Holding the position
-          // again would fail every run at the same place; its events are all admitted, so it is passed.
-          if (kv.get<string>('disorder_seen') === e.event.id) log('warn', 'reconcile_disorder_passed', { event_id: e.event.id, created_at: e.event.created_at });
-          else disorderAt = seq.length;
+        if (e.createdAtMs < maxMs) {
+          // The same disorder as an earlier run's: the API answers it that way every time. Holding the position
+          // again would fail every run at the same place; its events are all admitted, so it is passed. Every
+          // out-of-order event of a failed run is remembered, not only the first: one misplaced event with
+          // several later ones earlier than it costs one failed run, not one per event.
+          if (passed.has(e.event.id)) log('warn', 'reconcile_disorder_passed', { event_id: e.event.id, created_at: e.event.created_at });
+          else {
+            found.push(e.event.id);
+            if (disorderAt < 0) disorderAt = seq.length;
+          }
         }
         maxMs = Math.max(maxMs, e.createdAtMs);
         if (isAfter(mark, newestAtStart)) report.read += 1;
@@ -421,7 +438,7 @@ export class Reconciler extends DurableObject<Env> {
 
       if (disorderAt >= 0) {
         const bad = seq[disorderAt] as Seen;
-        kv.put('disorder_seen', bad.id);
+        kv.put('disorder_seen', [...passed, ...found].slice(-DISORDER_MEMORY));
         return {
           kind: 'out_of_order',
           status: null,

@@ -814,6 +814,25 @@ describe('reconciliation: page order', () => {
     expect(logLines(warn, 'reconcile_disorder_passed')).toMatchObject([{ event_id: e3.id }]);
   });
 
+  it('one misplaced event with several later ones earlier than it: one failed run, then the same answer passes (every out-of-order event of the failed run is remembered)', async () => {
+    const errors = vi.spyOn(console, 'error');
+    const t = Date.now() - 100 * SECOND;
+    const e1 = ev(t);
+    const e2 = ev(t + 30 * SECOND); // misplaced: e3 and e4 are earlier
+    const e3 = ev(t + 10 * SECOND);
+    const e4 = ev(t + 20 * SECOND);
+    const e5 = ev(t + 40 * SECOND);
+    const same = () => page([e1, e2, e3, e4, e5]);
+    answers.push(same);
+    expect(await run()).toMatchObject({ status: 'failed', error: 'out_of_order' });
+    answers.push(same);
+    expect(await run()).toMatchObject({ status: 'completed' });
+    expect((await status()).cursor?.id).toBe(e5.id);
+    answers.push(same);
+    expect(await run()).toMatchObject({ status: 'completed' });
+    expect(logLines(errors, 'reconcile_failed').filter((l) => l.kind === 'out_of_order')).toHaveLength(1);
+  });
+
   it('checks the order across pages too', async () => {
     const t = Date.now() - 10 * MINUTE;
     const first = evs(100, t);
