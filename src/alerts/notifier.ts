@@ -43,6 +43,12 @@ export interface AlertSignal {
   detail?: string;
   /** A recovery of this kind's outage (reconciliation working again, configuration fixed). */
   recovered?: boolean;
+  /**
+   * This kind's outage ended with nothing to announce (a removed destination's
+   * circuit was dropped): no recovery message, and a later outage of the same
+   * subject counts its time from its own start.
+   */
+  forgotten?: boolean;
 }
 
 type Row = {
@@ -97,6 +103,10 @@ export class AlertNotifier extends DurableObject<Env> {
     if (cfg === null) return;
     const now = Date.now();
     for (const s of signals) {
+      if (s.forgotten === true) {
+        this.sql.exec('UPDATE alerts SET outage_open = 0, opened_at = NULL, recovery = NULL WHERE kind = ? AND subject = ?', s.kind, s.destination ?? ROUTER_SUBJECT);
+        continue;
+      }
       if (s.recovered === true) {
         this.recover(s.kind, s.destination ?? ROUTER_SUBJECT, cfg, now, s.detail);
         continue;

@@ -493,6 +493,8 @@ export class DestinationRegistry extends DurableObject<Env> {
     this.ctx.storage.kv.delete(`probe_token:${row.name}`);
     log('info', 'circuit_forgotten', { destination: row.name, reason: 'destination_removed', open_for_s: Math.round((now - (row.circuit_open_at ?? now)) / 1000) });
     await this.syncHeld(row.name);
+    // No recovery to announce; a destination added back under the name starts a new outage, timed from its own opening.
+    await notifyAlerts(this.env, [{ kind: 'circuit_open', destination: row.name, forgotten: true }]);
   }
 
   async health(names: string[]): Promise<DestinationHealth[]> {

@@ -73,6 +73,27 @@ describe('alerts', () => {
     expect(mine[1]).toMatch(/recovered after \d+ s: circuit closed \(0 held\)/);
   });
 
+  it('a circuit dropped because its destination was removed ends its outage without a recovery message; one opened later is timed from its own opening', async () => {
+    // A name the delivery ROUTER does not have: removed, as far as the registry can tell.
+    const name = `gone-${crypto.randomUUID().slice(0, 8)}`;
+    const reg = registryStub(env);
+    await reg.report({ [name]: { delivered: 0, failed: 3, retryable_failures: 3, trailing_failures: 3 } }, { [name]: { failures: 3, cooldownSeconds: 60 } });
+    await sink.until(() => posted().some((t) => t.includes(`Circuit *open* for *${name}*`)), 'the outage alert');
+    const outage = () =>
+      runInDurableObject(alertsStub(env), (_i, state) =>
+        state.storage.sql.exec<{ outage_open: number; opened_at: number | null }>("SELECT outage_open, opened_at FROM alerts WHERE kind = 'circuit_open' AND subject = ?", name).one(),
+      );
+    expect((await outage()).outage_open).toBe(1);
+    // Its probe time finds nothing held, under a valid ROUTER without it: the circuit is dropped.
+    await runInDurableObject(reg, (_i, state) => {
+      state.storage.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', Date.now() - 1, name);
+    });
+    await runDurableObjectAlarm(reg);
+    expect(await outage()).toEqual({ outage_open: 0, opened_at: null });
+    expect((await reg.health([name]))[0]).toMatchObject({ circuit: 'closed' });
+    expect(posted().filter((t) => t.includes(name))).toEqual([expect.stringContaining('Circuit *open*')]);
+  });
+
   it('Slack down: the alert waits in the outbox and is delivered once Slack is back', async () => {
     sink.on(ALERTS, () => new Response('down', { status: 503 }));
     const name = `pause-${crypto.randomUUID().slice(0, 8)}`;
