@@ -156,6 +156,8 @@ interface EventFailure {
   attempts: number;
   first_at: number;
   last: 'unavailable' | 'in_progress';
+  /** The event's created_at (ms): a backfill never starts after an event still being retried. Absent in older records. */
+  created_ms?: number;
 }
 
 interface Failure {
@@ -251,7 +253,7 @@ export class Reconciler extends DurableObject<Env> {
       kv.delete('newest');
       kv.delete('continue_after');
       kv.delete('owed_from');
-      clamp = this.setSince(opts.rangeStart, floorMs, settings, false);
+      clamp = this.setSince(this.backfillStart(opts.rangeStart), floorMs, settings, false);
     } else if (kv.get<string>('since') === undefined) {
       clamp = this.setSince(settings.reconcileSince ?? iso(started), floorMs, settings, false);
     }
@@ -506,7 +508,7 @@ export class Reconciler extends DurableObject<Env> {
         continue;
       }
       const previous = kv.get<EventFailure>(key);
-      const failure: EventFailure = { attempts: (previous?.attempts ?? 0) + 1, first_at: previous?.first_at ?? now, last: o.status };
+      const failure: EventFailure = { attempts: (previous?.attempts ?? 0) + 1, first_at: previous?.first_at ?? now, last: o.status, created_ms: e.createdAtMs };
       // An event another delivery holds is given up on only once that claim's lease must have run out.
       if (failure.attempts >= MAX_EVENT_ATTEMPTS && (o.status === 'unavailable' || now - failure.first_at >= leaseMs)) giveUp.push({ i, failure });
       else {
@@ -570,6 +572,25 @@ export class Reconciler extends DurableObject<Env> {
    * A clamp is logged (`reconcile_since_clamped`) and kept for the status;
    * `quiet` re-clamps a start that aged past the floor without logging again.
    */
+  /**
+   * Where a backfill starts: `range_start`, or earlier if an event the
+   * router could not enqueue yet is older (the position restarts at the
+   * backfill's start, and an event before it would never be read again:
+   * neither enqueued nor dead-lettered).
+   */
+  private backfillStart(requested: string): string {
+    let oldest = Number.POSITIVE_INFINITY;
+    let retrying = 0;
+    for (const [, f] of this.ctx.storage.kv.list<EventFailure>({ prefix: FAIL_PREFIX })) {
+      retrying += 1;
+      if (f.created_ms !== undefined) oldest = Math.min(oldest, f.created_ms);
+    }
+    if (!(oldest < Date.parse(requested))) return requested;
+    const moved = iso(oldest);
+    log('warn', 'reconcile_backfill_moved', { requested, moved_to: moved, retrying });
+    return moved;
+  }
+
   private setSince(requested: string, floorMs: number, settings: RouterSettings, quiet: boolean): SinceClamp | undefined {
     const kv = this.ctx.storage.kv;
     if (Date.parse(requested) >= floorMs) {

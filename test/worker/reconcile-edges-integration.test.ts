@@ -315,6 +315,27 @@ describe('reconciliation: events that cannot be enqueued', () => {
   });
 });
 
+describe('reconciliation: a backfill while an event is still being retried', () => {
+  it('starts no later than the oldest event still being retried (logged), so that event is read again and recovered, not abandoned', async () => {
+    const logs = vi.spyOn(console, 'warn');
+    const t = Date.now() - 10 * MINUTE;
+    const [a, x, b] = [ev(t), ev(t + SECOND), ev(t + 5 * MINUTE)] as [ApiEvent, ApiEvent, ApiEvent];
+    const queue = await queueFor(x, new Set([x.id]));
+    visible = [a, x, b];
+    expect(await run('admin', new Date(t - SECOND).toISOString())).toMatchObject({ status: 'failed', error: 'enqueue_failed', retrying: 1 });
+    expect((await status()).retrying_events).toBe(1);
+    // The queue is back, and an operator backfills from a time after x.
+    queue.heal();
+    const requested = new Date(t + 2 * MINUTE).toISOString();
+    expect(await run('admin', requested)).toMatchObject({ status: 'completed', retrying: 0 });
+    expect(Date.parse(requests.at(-1)!.searchParams.get('range_start')!)).toBeLessThanOrEqual(Date.parse(x.created_at));
+    expect(logLines(logs, 'reconcile_backfill_moved')).toMatchObject([{ requested, moved_to: x.created_at, retrying: 1 }]);
+    expect(queue.sent).toContain(x.id);
+    expect(await ledgerOf(x).isCommitted(x.id)).toBe(true);
+    expect((await status()).retrying_events).toBe(0);
+  });
+});
+
 describe('reconciliation: an event another delivery is admitting (in_progress)', () => {
   it('holds the position before it without failing the run, never dead-letters it while its claim may be live, and delivers it once the lease ran out', async () => {
     const t = Date.now() - MINUTE;
