@@ -9,7 +9,7 @@ import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { SlackDestination } from '../../src/config/router-config';
 import { deadLetterStub } from '../../src/deadletters/store';
-import { NEXT_ALERT_SQL, outboxStub } from '../../src/destinations/slack/outbox';
+import { NEXT_ALERT_SQL, NEXT_NOTABLE_SQL, outboxStub } from '../../src/destinations/slack/outbox';
 import { ALERT_EVENT_TYPE } from '../../src/destinations/slack/render';
 import { makeEvent } from '../fixtures/events';
 import { emptyFiller, fillOutbox } from '../helpers/outbox-fill';
@@ -96,6 +96,37 @@ describe('Slack outbox', () => {
     await elapseAndRunAlarm(stub);
     expect(countOf(calls[3]!.body)).toBe(1);
     expect(await stub.pending()).toBe(0);
+  });
+
+  it('an impersonated session in a burst is never folded into a digest: it goes out alone, with its warning, between the digests', async () => {
+    const dest = destination({ digestWindowSeconds: 3600 });
+    const stub = outboxStub(env, dest.name);
+    await stub.submit(dest, item());
+    expect(calls).toHaveLength(1); // quiet: at once; the window now runs
+    await stub.submit(dest, item('user.created'));
+    await stub.submit(dest, item('user.created'));
+    const session = (impersonated: boolean) => {
+      const e = makeEvent('session.created');
+      const data = e.data as Record<string, unknown>;
+      if (impersonated) data.impersonator = { email: 'admin@example.test', reason: 'support ticket 42' };
+      else delete data.impersonator;
+      return { event_id: e.id, event_type: e.event, rules: ['sessions'], raw: JSON.stringify(e) };
+    };
+    await stub.submit(dest, session(false));
+    await stub.submit(dest, session(true));
+    await stub.submit(dest, session(false));
+    await elapseAndRunAlarm(stub);
+    expect(countOf(calls[1]!.body)).toBe(3); // the two users and the plain session
+    expect(JSON.stringify(calls[1]!.body)).not.toContain('Impersonated');
+    await elapseAndRunAlarm(stub);
+    expect(countOf(calls[2]!.body)).toBe(1);
+    expect(JSON.stringify(calls[2]!.body.blocks)).toContain('*Impersonated session*: admin@example.test');
+    await elapseAndRunAlarm(stub);
+    expect(countOf(calls[3]!.body)).toBe(1);
+    expect(JSON.stringify(calls[3]!.body)).not.toContain('Impersonated');
+    expect(await stub.pending()).toBe(0);
+    // Found through its own index: one row read, whatever waits in front of it.
+    expect(await runInDurableObject(stub, (_i, state) => state.storage.sql.exec(NEXT_NOTABLE_SQL).rowsRead)).toBeLessThanOrEqual(1);
   });
 
   it('finding the next alert behind a backlog reads one row, not the backlog (rows read are billed)', async () => {

@@ -86,6 +86,8 @@ const SEEN_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
  * not a scan of every event waiting in front of it (rows read are billed).
  */
 export const NEXT_ALERT_SQL = `SELECT seq FROM entries WHERE event_type = '${ALERT_EVENT_TYPE}' ORDER BY seq LIMIT 1`;
+/** The first notable event in the buffer (through the partial index `entries_notable`). */
+export const NEXT_NOTABLE_SQL = 'SELECT seq FROM entries WHERE notable = 1 ORDER BY seq LIMIT 1';
 
 export class SlackOutbox extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -109,13 +111,18 @@ export class SlackOutbox extends DurableObject<Env> {
         key_value TEXT,
         raw TEXT NOT NULL,
         received_at INTEGER NOT NULL,
-        marks TEXT
+        marks TEXT,
+        notable INTEGER
       );
       CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     `);
     // Buffers created before entries kept their marks.
-    if (!this.sql.exec<{ name: string }>('PRAGMA table_info(entries)').toArray().some((c) => c.name === 'marks')) this.sql.exec('ALTER TABLE entries ADD COLUMN marks TEXT');
+    const columns = this.sql.exec<{ name: string }>('PRAGMA table_info(entries)').toArray().map((c) => c.name);
+    if (!columns.includes('marks')) this.sql.exec('ALTER TABLE entries ADD COLUMN marks TEXT');
+    // Buffers created before notable events were sent alone.
+    if (!columns.includes('notable')) this.sql.exec('ALTER TABLE entries ADD COLUMN notable INTEGER');
+    this.sql.exec('CREATE INDEX IF NOT EXISTS entries_notable ON entries (seq) WHERE notable = 1');
     // Alerts only (a partial index: events do not pay for it), so finding the next alert behind a backlog reads one row.
     this.sql.exec(`CREATE INDEX IF NOT EXISTS entries_alerts ON entries (seq) WHERE event_type = '${ALERT_EVENT_TYPE}'`);
     this.migrateRawOutbox();
@@ -165,7 +172,7 @@ export class SlackOutbox extends DurableObject<Env> {
       if (waiting >= dest.maxPending) return 'full';
       const entry = item.alert !== undefined ? renderAlert(dest, item.alert) : renderEntry(dest, parseEvent(item), item.rules);
       this.sql.exec(
-        'INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO entries (event_id, event_type, rules, single, sample, key_field, key_value, raw, received_at, marks, notable) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         item.event_id,
         item.event_type,
         JSON.stringify(item.rules),
@@ -176,6 +183,7 @@ export class SlackOutbox extends DurableObject<Env> {
         item.raw,
         now,
         item.marks !== undefined ? JSON.stringify(item.marks) : null,
+        entry.notable === true ? 1 : null,
       );
       this.sql.exec('INSERT OR REPLACE INTO seen (event_id, expires_at) VALUES (?, ?)', item.event_id, seenUntil);
       waiting += 1;
@@ -266,11 +274,15 @@ export class SlackOutbox extends DurableObject<Env> {
       alerts.length === 0
         ? this.sql.exec<{ seq: number }>(NEXT_ALERT_SQL).toArray()[0]?.seq
         : undefined;
+    // Likewise a notable event (an impersonated session, an expiring SAML certificate): it goes out alone, as its
+    // own message with its warning, never counted in a digest. At the head, it is this message.
+    const nextNotable = alerts.length === 0 ? this.sql.exec<{ seq: number }>(NEXT_NOTABLE_SQL).toArray()[0]?.seq : undefined;
     const lastSeq = Math.min(
       alerts[alerts.length - 1]?.seq ??
         this.sql.exec<{ seq: number }>('SELECT seq FROM entries ORDER BY seq LIMIT 1 OFFSET ?', MAX_EVENTS_PER_MESSAGE - 1).toArray()[0]?.seq ??
         this.sql.exec<{ seq: number }>('SELECT MAX(seq) AS seq FROM entries').one().seq,
       nextAlert !== undefined ? nextAlert - 1 : Number.POSITIVE_INFINITY,
+      nextNotable === undefined ? Number.POSITIVE_INFINITY : nextNotable === first.seq ? first.seq : nextNotable - 1,
     );
     if (found.kind === 'removed') {
       // Nothing else resumes this outbox (the admin API needs the destination):

@@ -7,7 +7,7 @@
 import type { SlackDestination } from '../../config/router-config';
 import type { UnknownEvent } from '../../events/catalog';
 import { Matcher } from '../../routing/matcher';
-import { type DigestGroup, type SlackMessage, digestSampleLine, formatDigest, formatSlackMessage, keyFieldOf } from './format';
+import { type DigestGroup, type SlackMessage, digestSampleLine, formatDigest, formatSlackMessage, isNotable, keyFieldOf } from './format';
 
 /** What the outbox keeps of one event: only what a message needs (plus the raw body, for dead letters). */
 export interface RenderedEntry {
@@ -17,6 +17,8 @@ export interface RenderedEntry {
   sample: string;
   keyField?: string;
   keyValue?: string;
+  /** A warning stands out in its message (impersonation, SAML certificate): sent alone, never in a digest. */
+  notable?: boolean;
 }
 
 /** A rendered single message larger than this is not kept; the event goes out as a digest of one. */
@@ -46,6 +48,7 @@ export function renderEntry(dest: SlackDestination, event: UnknownEvent, rules: 
   const single = JSON.stringify(buildSlackMessage(dest, event, rules));
   const entry: RenderedEntry = { sample: digestSampleLine(event) };
   if (single.length <= MAX_SINGLE_BYTES) entry.single = single;
+  if (isNotable(event)) entry.notable = true;
   const key = keyFieldOf(event);
   if (key !== undefined) {
     entry.keyField = key.field;

@@ -44,6 +44,20 @@ function actorOf(context: unknown): string {
   return `By: ${literal(name, 200)}${source !== undefined ? ` (${literal(source, 50)})` : ''}`;
 }
 
+/**
+ * Whether the event's message has a warning that must stand out (an
+ * impersonated session, an expiring or expired SAML certificate): the outbox
+ * sends such an event in a message of its own, never folded into a digest.
+ */
+export function isNotable(event: UnknownEvent): boolean {
+  const e: Record<string, unknown> = isRecord(event) ? event : {};
+  try {
+    return describe(str(e.event, '(unknown type)'), isRecord(e.data) ? e.data : {}).warning !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 export function formatSlackMessage(event: UnknownEvent, ctx: SlackFormatContext): SlackMessage {
   const e: Record<string, unknown> = isRecord(event) ? event : {};
   const type = str(e.event, '(unknown type)');
