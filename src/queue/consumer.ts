@@ -826,11 +826,18 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
       for (const m of chunk) m.ack();
       requeued += chunk.length;
     } catch (err) {
+      // Both the store and the queue failed: the platform keeps the message through max_retries (100) retries, then
+      // drops it. Waits that double up to 12 hours stretch those retries over weeks (about 46 days), not 100 minutes.
       log('error', 'dead_letter_requeue_failed', { count: chunk.length, error: errorName(err) });
-      for (const m of chunk) m.retry({ delaySeconds: 60 });
+      for (const m of chunk) m.retry({ delaySeconds: dlqRetryDelaySeconds(m.attempts) });
     }
   }
   if (requeued > 0) log('warn', 'dead_letters_requeued', { count: requeued, retry_in_s: 300 });
+}
+
+/** The wait before the DLQ consumer's next try of a message it could neither store nor re-queue: 60 s doubling, at most 12 hours. */
+export function dlqRetryDelaySeconds(attempts: number): number {
+  return Math.min(60 * 2 ** Math.max(0, Math.min(attempts - 1, 20)), 43_200);
 }
 
 /**

@@ -4,7 +4,7 @@
  * retried on its own outcome; the platform DLQ consumer that never discards;
  * stored bodies that live as long as a delivery may still need them.
  */
-import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { createExecutionContext, createMessageBatch, getQueueResult, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { DedupLedger } from '../../src/dedup/ledger';
@@ -15,6 +15,7 @@ import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { deadLettersFor } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { sampleEvent } from '../helpers/webhook';
+import worker from '../../src/index';
 import { BIG, CRM } from './router';
 
 const sink = new Sink();
@@ -144,6 +145,24 @@ describe('the platform dead-letter queue consumer never discards', () => {
     expect(result.ackAll).toBe(false);
     expect(result.explicitAcks).toEqual([]);
     expect(result.retryMessages.map((r: { msgId: string }) => r.msgId)).toEqual(batch.messages.map((m) => m.id));
+  });
+
+  it('the waits between those tries double from a minute up to 12 hours, so the platform\'s 100 tries span weeks, not 100 minutes', async () => {
+    const e = sampleEvent({ event: 'user.created' });
+    vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ add: () => Promise.reject(new Error('store down')) } as never);
+    vi.spyOn(env.EVENTS_DLQ, 'sendBatch').mockRejectedValue(new Error('queue down'));
+    const delays: (number | undefined)[] = [];
+    for (const attempts of [1, 2, 3, 10, 11, 100]) {
+      const batch = createMessageBatch<RouterMessage>('workos-router-events-dlq', [{ id: `dlq-${attempts}`, timestamp: new Date(), attempts, body: routerMessage(e) }]);
+      const message = batch.messages[0] as Message<RouterMessage>;
+      // The platform's message, observed: what the consumer asks of it.
+      const retry = vi.spyOn(message, 'retry');
+      const ctx = createExecutionContext();
+      await worker.queue(batch as MessageBatch<unknown>, env, ctx);
+      await getQueueResult(batch, ctx);
+      delays.push(...retry.mock.calls.map((c) => c[0]?.delaySeconds));
+    }
+    expect(delays).toEqual([60, 120, 240, 30_720, 43_200, 43_200]);
   });
 
   it('a batch of large events goes back in chunks a sendBatch takes, every message acked', async () => {

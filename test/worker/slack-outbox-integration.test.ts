@@ -107,7 +107,7 @@ describe('Slack outbox', () => {
     await stub.submit(dest, item('user.created'));
     const session = (impersonated: boolean) => {
       const e = makeEvent('session.created');
-      const data = e.data as Record<string, unknown>;
+      const data = e.data as unknown as Record<string, unknown>;
       if (impersonated) data.impersonator = { email: 'admin@example.test', reason: 'support ticket 42' };
       else delete data.impersonator;
       return { event_id: e.id, event_type: e.event, rules: ['sessions'], raw: JSON.stringify(e) };
