@@ -8,6 +8,7 @@
  * `npm run check`.
  */
 import { parseIsoTime } from './iso-time';
+import { firstDuplicateKey } from './json-duplicates';
 import { EVENT_TYPES, isCatalogEventType } from '../events/catalog';
 import { Matcher, globToRegExp } from '../routing/matcher';
 import { compileAllowlist } from '../webhook/source-ip';
@@ -263,6 +264,13 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
       // Never echo the engine's message: V8 quotes the input, which may hold a secret.
       const at = jsonErrorPosition(e, raw);
       return { ok: false, problems: [at === undefined ? 'ROUTER: not valid JSON' : `ROUTER: not valid JSON (at position ${at})`], warnings };
+    }
+    // JSON.parse keeps the last of a repeated key silently (a second "rules" would replace the first); TOML refuses it.
+    const repeated = firstDuplicateKey(raw);
+    if (repeated !== null) {
+      // A path of config names is shown; anything else (a key that may be a pasted value) is not.
+      const problem = /^[A-Za-z0-9_.[\]-]{1,200}$/.test(repeated) ? `ROUTER: ${repeated} is written twice` : 'ROUTER: a key is written twice in one object';
+      return { ok: false, problems: [`${problem} (JSON would keep only the last)`], warnings };
     }
   }
   if (!isPlainObject(root)) return { ok: false, problems: ['ROUTER: must be a table (object)'], warnings };

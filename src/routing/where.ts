@@ -224,10 +224,30 @@ function specKey(spec: unknown): string | undefined {
   return `${key}${list ? ']' : '}'}`;
 }
 
-/** Reads a dotted path out of an event; undefined when any step is missing. */
+/**
+ * Reads a dotted path out of an event; undefined when any step is missing. A
+ * step into a list of objects reads that field of each element (a list of
+ * the values found): `data.domains.domain` on `{ domains: [{ domain: "a" },
+ * { domain: "b" }] }` is `["a", "b"]`, which a condition matches when any
+ * element does. A numeric step still indexes the list.
+ */
 export function readPath(root: unknown, segments: readonly string[]): unknown {
   let cur: unknown = root;
   for (const seg of segments) {
+    if (Array.isArray(cur) && !/^(0|[1-9][0-9]*)$/.test(seg)) {
+      const found: unknown[] = [];
+      for (const el of cur) {
+        // Own fields only: `constructor`, `__proto__`, `toString` are not event fields.
+        if (el !== null && typeof el === 'object' && !Array.isArray(el) && Object.hasOwn(el, seg)) {
+          const v = (el as Record<string, unknown>)[seg];
+          if (Array.isArray(v)) found.push(...v);
+          else found.push(v);
+        }
+      }
+      if (found.length === 0) return undefined;
+      cur = found;
+      continue;
+    }
     // Own fields only: `constructor`, `__proto__`, `toString` are not event fields.
     if (cur === null || typeof cur !== 'object' || !Object.hasOwn(cur, seg)) return undefined;
     cur = (cur as Record<string, unknown>)[seg];

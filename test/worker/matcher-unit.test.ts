@@ -594,6 +594,35 @@ describe('where operators', () => {
   });
 });
 
+describe('a path through a list of objects', () => {
+  // WorkOS lists objects, not strings: dsync.activated's data.domains is [{ object, id, domain }].
+  const activated = (domains: unknown) => ev('dsync.activated', { id: 'directory_01', domains });
+  const TWO = [
+    { object: 'organization_domain', id: 'org_domain_1', domain: 'example.com' },
+    { object: 'organization_domain', id: 'org_domain_2', domain: 'acme.io' },
+  ];
+
+  it('reads the field of every element: equality, any-of, suffix and exists match when any element does', () => {
+    expect(whereHit({ 'data.domains.domain': 'acme.io' }, activated(TWO))).toBe(true);
+    expect(whereHit({ 'data.domains.domain': 'other.com' }, activated(TWO))).toBe(false);
+    expect(whereHit({ 'data.domains.domain': ['x.org', 'example.com'] }, activated(TWO))).toBe(true);
+    expect(whereHit({ 'data.domains.domain': { suffix: '.io' } }, activated(TWO))).toBe(true);
+    expect(whereHit({ 'data.domains.domain': { exists: true } }, activated(TWO))).toBe(true);
+    expect(whereHit({ 'data.domains.domain': { exists: true } }, activated([]))).toBe(false);
+    expect(whereHit({ 'data.domains.domain': { not: 'acme.io' } }, activated(TWO))).toBe(false);
+    expect(whereHit({ 'data.domains.domain': { not: 'other.com' } }, activated(TWO))).toBe(true);
+  });
+
+  it('a numeric step still indexes the list; elements that are not objects, or lack the field, are skipped', () => {
+    expect(whereHit({ 'data.domains.1.domain': 'acme.io' }, activated(TWO))).toBe(true);
+    expect(whereHit({ 'data.domains.0.domain': 'acme.io' }, activated(TWO))).toBe(false);
+    expect(whereHit({ 'data.domains.domain': 'acme.io' }, activated(['acme.io', null, { id: 'x' }, TWO[1]]))).toBe(true);
+    expect(whereHit({ 'data.domains.domain': { exists: true } }, activated(['acme.io', { id: 'x' }]))).toBe(false);
+    // Own fields only, in elements too.
+    expect(whereHit({ 'data.domains.constructor': { exists: true } }, activated(TWO))).toBe(false);
+  });
+});
+
 describe('indexed, unconditional and scanned rules for one type', () => {
   const m = configMatcher([
     { name: 'all-users', events: ['user.created'], to: ['all'] },

@@ -415,6 +415,36 @@ describe('ROUTER properties', () => {
     );
   });
 
+  it('property: a JSON ROUTER with a key written twice in one object is refused, naming the key\'s path (JSON.parse would keep only the last); one without is not', () => {
+    const key = fc.constantFrom('rules', 'destinations', 'name', 'to', 'events', 'url', 'where', 'x_y');
+    const doubled = fc.tuple(fc.json(), key, fc.boolean(), fc.nat({ max: 8 })).map(([json, k, nest, spaces]) => {
+      const pad = ' '.repeat(spaces);
+      const inner = `{${pad}"${k}"${pad}:${pad}1,${pad}"other":${json},"${k}":${pad}${json}${pad}}`;
+      return { text: nest ? `{"destinations":[{"a":1},${inner}]}` : inner, path: nest ? `destinations[1].${k}` : k };
+    });
+    fc.assert(
+      fc.property(doubled, ({ text, path }) => {
+        const r = parseRouterConfig(text, () => undefined);
+        expect(r.ok).toBe(false);
+        if (!r.ok) expect(r.problems).toEqual([`ROUTER: ${path} is written twice (JSON would keep only the last)`]);
+      }),
+      { numRuns: RUNS },
+    );
+    // Any JSON text JSON.stringify writes has no repeated key: never refused for one.
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue(), routerConfig), (v) => {
+        const r = parseRouterConfig(JSON.stringify(v) ?? 'null', () => undefined);
+        if (!r.ok) expect(r.problems.join('\n')).not.toContain('written twice');
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('a repeated key whose name is not a config name is not quoted (it may be a pasted value)', () => {
+    const r = parseRouterConfig('{"rules":[],"headers":{"sk_live_x y":"a","sk_live_x y":"b"}}', () => undefined);
+    expect(r).toMatchObject({ ok: false, problems: ['ROUTER: a key is written twice in one object (JSON would keep only the last)'] });
+  });
+
   it('property: a JSON string that does not parse is reported without any of its text', () => {
     // A config holding the marker, serialized, then damaged: cut short, or one character replaced.
     const damaged = fc.tuple(routerConfig, fc.nat(), fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 1 }), fc.boolean()).map(([cfg, n, ch, cut]) => {
