@@ -77,14 +77,20 @@ async function drain(stub: ReturnType<typeof outboxStub>, timeoutMs = 30_000): P
   }
 }
 
+/** A destination whose hour-long window runs (its first event went out at once), with two user.created waiting. */
+async function windowRunning(): Promise<{ dest: SlackDestination; stub: ReturnType<typeof outboxStub> }> {
+  const dest = destination({ digestWindowSeconds: 3600 });
+  const stub = outboxStub(env, dest.name);
+  await stub.submit(dest, item());
+  expect(calls).toHaveLength(1); // quiet: at once; the window now runs
+  await stub.submit(dest, item('user.created'));
+  await stub.submit(dest, item('user.created'));
+  return { dest, stub };
+}
+
 describe('Slack outbox', () => {
   it('an alert queued behind events is not counted in their digest: it goes out in its own message next', async () => {
-    const dest = destination({ digestWindowSeconds: 3600 });
-    const stub = outboxStub(env, dest.name);
-    await stub.submit(dest, item());
-    expect(calls).toHaveLength(1); // quiet: at once; the window now runs
-    await stub.submit(dest, item('user.created'));
-    await stub.submit(dest, item('user.created'));
+    const { dest, stub } = await windowRunning();
     const raw = JSON.stringify({ id: 'alert_1', event: ALERT_EVENT_TYPE, created_at: new Date().toISOString(), data: { text: ':rotating_light: the alert' } });
     await stub.submit(dest, { event_id: 'alert_1:x', event_type: ALERT_EVENT_TYPE, rules: [], raw, alert: ':rotating_light: the alert' });
     await stub.submit(dest, item());
@@ -99,12 +105,7 @@ describe('Slack outbox', () => {
   });
 
   it('an impersonated session in a burst is never folded into a digest: it goes out alone, with its warning, between the digests', async () => {
-    const dest = destination({ digestWindowSeconds: 3600 });
-    const stub = outboxStub(env, dest.name);
-    await stub.submit(dest, item());
-    expect(calls).toHaveLength(1); // quiet: at once; the window now runs
-    await stub.submit(dest, item('user.created'));
-    await stub.submit(dest, item('user.created'));
+    const { dest, stub } = await windowRunning();
     const session = (impersonated: boolean) => {
       const e = makeEvent('session.created');
       const data = e.data as unknown as Record<string, unknown>;
