@@ -12,7 +12,8 @@
  *
  * Answers:
  *   200 {"status":"processed"}    verified, handled once
- *   200 {"status":"duplicate"}    an Idempotency-Key already handled (a router retry or replay)
+ *   200 {"status":"duplicate"}    an Idempotency-Key already handled (a router retry); an operator's
+ *                                 replay (X-WorkOS-Replay: true) is handled again
  *   401 {"error":"…"}             missing or wrong signature (also too old: the SDK's 3-minute tolerance)
  *   400 {"error":"…"}             not JSON, or an Idempotency-Key that is not the signed event's id
  *   413, 405                      body too large, not a POST
@@ -32,8 +33,10 @@ export interface ReceivedEvent {
   id: string;
   /** The event type from the verified body, e.g. "user.created". */
   type: string;
-  /** `X-WorkOS-Stale: true`: the router had already routed a newer event for the same object. */
+  /** `X-WorkOS-Stale: true`: out of date (a newer event about the same object or subject was routed, or the object was deleted). */
   stale: boolean;
+  /** `X-WorkOS-Replay: true`: an operator sent it again (a dead-letter or event replay); handled again even if its key was seen. */
+  replay: boolean;
   /** What `workos.webhooks.constructEvent` returned: the SDK's deserialised (camelCase) event; undefined for a type this SDK version does not know. */
   event: Event | undefined;
   /** The verified body as received. */
@@ -52,6 +55,8 @@ export interface ReceiverOptions {
   onEvent?: (received: ReceivedEvent) => void | Promise<void>;
   /** Idempotency keys remembered (oldest forgotten first; default 100,000). In memory only: a restart forgets them. */
   maxKeys?: number;
+  /** Events kept in `processed`, newest last (default 1,000; 0 keeps none): each holds its body, up to 1.9 MB. */
+  keepProcessed?: number;
   /** Largest body accepted (default 2 MiB; the router forwards at most 1.9 MB). */
   maxBodyBytes?: number;
   /** Signature tolerance in ms (default 180,000, the SDK's). */
@@ -66,7 +71,7 @@ export interface Receiver {
   /** e.g. http://127.0.0.1:40123 (any path accepts the router's POSTs). */
   url: string;
   port: number;
-  /** Every event handled, in order (each Idempotency-Key once). */
+  /** The last events handled, in order (each Idempotency-Key once, unless replayed; at most `keepProcessed`). */
   processed: ReceivedEvent[];
   stats: { processed: number; duplicates: number; rejected: number; failed: number };
   close: () => Promise<void>;
@@ -88,6 +93,7 @@ export async function createReceiver(opts: ReceiverOptions): Promise<Receiver> {
   if (typeof opts.secret !== 'string' || opts.secret === '') throw new Error('createReceiver: secret is required');
   const workos = new WorkOS(opts.apiKey ?? process.env.WORKOS_API_KEY ?? 'sk_unused_webhook_verification_only');
   const maxKeys = opts.maxKeys ?? DEFAULT_MAX_KEYS;
+  const keepProcessed = opts.keepProcessed ?? 1_000;
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
   const tolerance = opts.toleranceMs ?? 180_000;
   const log = opts.log ?? ((line) => console.log(JSON.stringify(line)));
@@ -120,7 +126,10 @@ export async function createReceiver(opts: ReceiverOptions): Promise<Receiver> {
       throw new HttpError(400, 'invalid_json');
     }
     // The official SDK verifies the signature (HMAC-SHA256 over "<t>.<body>", within the tolerance).
-    // It signs JSON.stringify(payload): WorkOS bodies, which the router forwards byte for byte, are in that form.
+    // It signs JSON.stringify(payload): WorkOS bodies, which the router forwards byte for byte, are in that form
+    // (compact JSON). A body in any other form (spaces, \u escapes) would fail here with 401, which the router
+    // dead-letters: log it apart, so it is not mistaken for a forgery.
+    if (JSON.stringify(payload) !== raw) log({ msg: 'body_not_compact_json', bytes: raw.length });
     let event: Event | undefined;
     try {
       event = await workos.webhooks.constructEvent({ payload, sigHeader, secret: opts.secret, tolerance });
@@ -134,7 +143,9 @@ export async function createReceiver(opts: ReceiverOptions): Promise<Receiver> {
     const idempotencyKey = header(req, 'idempotency-key') ?? id;
     if (idempotencyKey === '' || idempotencyKey !== id) throw new HttpError(400, 'idempotency_key_mismatch');
 
-    if (seen.has(idempotencyKey)) {
+    // An operator's replay (the header is not signed: at worst it makes a signed, recent event be handled again).
+    const replay = header(req, 'x-workos-replay') === 'true';
+    if (seen.has(idempotencyKey) && !replay) {
       stats.duplicates += 1;
       log({ msg: 'duplicate', idempotency_key: idempotencyKey, event_type: type });
       return answer(res, 200, { status: 'duplicate', id });
@@ -152,6 +163,7 @@ export async function createReceiver(opts: ReceiverOptions): Promise<Receiver> {
       id,
       type,
       stale: header(req, 'x-workos-stale') === 'true',
+      replay,
       event,
       raw,
       receivedAt: Date.now(),
@@ -171,9 +183,12 @@ export async function createReceiver(opts: ReceiverOptions): Promise<Receiver> {
     }
     seen.set(idempotencyKey, received.receivedAt);
     if (seen.size > maxKeys) seen.delete(seen.keys().next().value as string);
-    processed.push(received);
+    if (keepProcessed > 0) {
+      processed.push(received);
+      if (processed.length > keepProcessed) processed.splice(0, processed.length - keepProcessed);
+    }
     stats.processed += 1;
-    log({ msg: 'processed', idempotency_key: idempotencyKey, event_type: type, stale: received.stale, sdk_event: event !== undefined });
+    log({ msg: 'processed', idempotency_key: idempotencyKey, event_type: type, stale: received.stale, replay, sdk_event: event !== undefined });
     return answer(res, 200, { status: 'processed', id });
   }
 

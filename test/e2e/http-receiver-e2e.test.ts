@@ -138,6 +138,23 @@ describe('examples/http-receiver behind the router (wrangler dev)', () => {
     expect(receiver.stats.duplicates).toBe(duplicatesBefore + 1);
   });
 
+  it('an operator\'s replay (X-WorkOS-Replay: true) of a handled event is handled again, marked as a replay', async () => {
+    const first = receiver.processed[0]!;
+    const res = await fetch(`${receiver.url}/workos`, {
+      method: 'POST',
+      headers: {
+        'Content-Type': 'application/json',
+        'WorkOS-Signature': workosSignature(first.raw, RECEIVER_SECRET),
+        'Idempotency-Key': first.idempotencyKey,
+        'X-WorkOS-Replay': 'true',
+      },
+      body: first.raw,
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'processed', id: first.id });
+    expect(handled(first.id).map((p) => p.replay)).toEqual([false, true]);
+  });
+
   it('a wrong or missing signature gets 401 and is not handled', async () => {
     const e = makeEvent('user.deleted');
     const body = JSON.stringify(e);
