@@ -155,6 +155,34 @@ describe('examples/http-receiver behind the router (wrangler dev)', () => {
     expect(handled(first.id).map((p) => p.replay)).toEqual([false, true]);
   });
 
+  it('keeps only its last keepProcessed events in memory (each holds its body), while every one is handled and remembered', async () => {
+    const small = await createReceiver({ secret: RECEIVER_SECRET, keepProcessed: 2, log: () => undefined });
+    try {
+      const events = [makeEvent('user.created'), makeEvent('user.updated'), makeEvent('user.deleted')];
+      for (const e of events) {
+        const raw = JSON.stringify(e);
+        const res = await fetch(`${small.url}/workos`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', 'WorkOS-Signature': workosSignature(raw, RECEIVER_SECRET), 'Idempotency-Key': e.id },
+          body: raw,
+        });
+        expect(await res.json()).toEqual({ status: 'processed', id: e.id });
+      }
+      expect(small.stats.processed).toBe(3);
+      expect(small.processed.map((p) => p.id)).toEqual([events[1]?.id, events[2]?.id]);
+      // The first is still remembered as handled.
+      const raw = JSON.stringify(events[0]);
+      const again = await fetch(`${small.url}/workos`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'WorkOS-Signature': workosSignature(raw, RECEIVER_SECRET), 'Idempotency-Key': events[0]?.id as string },
+        body: raw,
+      });
+      expect(await again.json()).toEqual({ status: 'duplicate', id: events[0]?.id });
+    } finally {
+      await small.close();
+    }
+  });
+
   it('a wrong or missing signature gets 401 and is not handled', async () => {
     const e = makeEvent('user.deleted');
     const body = JSON.stringify(e);
