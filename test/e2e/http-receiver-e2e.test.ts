@@ -53,6 +53,15 @@ async function waitFor(what: string, check: () => boolean, timeoutMs = 30_000): 
   }
 }
 
+/** POSTs `raw` to a receiver as the router does: signed with the destination's secret, with its Idempotency-Key. */
+function deliverTo(url: string, raw: string, idempotencyKey: string, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${url}/workos`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'WorkOS-Signature': workosSignature(raw, RECEIVER_SECRET), 'Idempotency-Key': idempotencyKey, ...headers },
+    body: raw,
+  });
+}
+
 /** Sends a webhook to the router as WorkOS does; returns the body sent. */
 async function sendToRouter(event: unknown): Promise<string> {
   const body = JSON.stringify(event);
@@ -121,17 +130,7 @@ describe('examples/http-receiver behind the router (wrangler dev)', () => {
     // A router retry of an already handled delivery: same bytes and key, freshly signed.
     const first = receiver.processed[0]!;
     const duplicatesBefore = receiver.stats.duplicates;
-    const res = await fetch(`${receiver.url}/workos`, {
-      method: 'POST',
-      headers: {
-        'Content-Type': 'application/json',
-        'WorkOS-Signature': workosSignature(first.raw, RECEIVER_SECRET),
-        'Idempotency-Key': first.idempotencyKey,
-        'X-WorkOS-Event-Id': first.id,
-        'X-WorkOS-Event': first.type,
-      },
-      body: first.raw,
-    });
+    const res = await deliverTo(receiver.url, first.raw, first.idempotencyKey, { 'X-WorkOS-Event-Id': first.id, 'X-WorkOS-Event': first.type });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'duplicate', id: first.id });
     expect(handled(first.id)).toHaveLength(1);
@@ -140,16 +139,7 @@ describe('examples/http-receiver behind the router (wrangler dev)', () => {
 
   it('an operator\'s replay (X-WorkOS-Replay: true) of a handled event is handled again, marked as a replay', async () => {
     const first = receiver.processed[0]!;
-    const res = await fetch(`${receiver.url}/workos`, {
-      method: 'POST',
-      headers: {
-        'Content-Type': 'application/json',
-        'WorkOS-Signature': workosSignature(first.raw, RECEIVER_SECRET),
-        'Idempotency-Key': first.idempotencyKey,
-        'X-WorkOS-Replay': 'true',
-      },
-      body: first.raw,
-    });
+    const res = await deliverTo(receiver.url, first.raw, first.idempotencyKey, { 'X-WorkOS-Replay': 'true' });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'processed', id: first.id });
     expect(handled(first.id).map((p) => p.replay)).toEqual([false, true]);
@@ -160,23 +150,13 @@ describe('examples/http-receiver behind the router (wrangler dev)', () => {
     try {
       const events = [makeEvent('user.created'), makeEvent('user.updated'), makeEvent('user.deleted')];
       for (const e of events) {
-        const raw = JSON.stringify(e);
-        const res = await fetch(`${small.url}/workos`, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/json', 'WorkOS-Signature': workosSignature(raw, RECEIVER_SECRET), 'Idempotency-Key': e.id },
-          body: raw,
-        });
+        const res = await deliverTo(small.url, JSON.stringify(e), e.id);
         expect(await res.json()).toEqual({ status: 'processed', id: e.id });
       }
       expect(small.stats.processed).toBe(3);
       expect(small.processed.map((p) => p.id)).toEqual([events[1]?.id, events[2]?.id]);
       // The first is still remembered as handled.
-      const raw = JSON.stringify(events[0]);
-      const again = await fetch(`${small.url}/workos`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', 'WorkOS-Signature': workosSignature(raw, RECEIVER_SECRET), 'Idempotency-Key': events[0]?.id as string },
-        body: raw,
-      });
+      const again = await deliverTo(small.url, JSON.stringify(events[0]), events[0]?.id as string);
       expect(await again.json()).toEqual({ status: 'duplicate', id: events[0]?.id });
     } finally {
       await small.close();
