@@ -268,7 +268,7 @@ describe('circuit breaker in the registry', () => {
     expect(lines(logs, 'circuit_probe_unanswered', name)).toEqual([expect.objectContaining({ next_probe_in_s: COOLDOWN_S })]);
   });
 
-  it('a failed probe whose delivery cannot be put back on hold still counts its attempt: the retry it becomes carries it', async () => {
+  it('a failed probe whose delivery cannot be put back on hold still counts its attempt: the retry it becomes carries it', { timeout: 90_000 }, async () => {
     const name = `rehold-${crypto.randomUUID()}`;
     const runEnv = routerEnv(name);
     const reg = await openCircuit(name);
@@ -276,18 +276,22 @@ describe('circuit breaker in the registry', () => {
     sink.on(URL, () => new Response('down', { status: 503 }));
     const id = await arrive(runEnv, held);
     const probes = await probeNow(reg, held, name);
-    // The held store is unavailable (simulated) when the failed probe goes back on hold; the follow-up is observed
-    // on its way to the real local queue.
+    // The held store is unavailable (simulated) when the failed probe goes back on hold.
     const unavailable = vi.spyOn(runEnv.HELD_DELIVERIES, 'get').mockImplementation(() => {
       throw new Error('held store unavailable');
     });
-    const sent = vi.spyOn(runEnv.EVENTS_QUEUE, 'sendBatch');
     await runBatch(probes, runEnv);
     unavailable.mockRestore();
     expect(sink.about(id, URL)).toHaveLength(1);
-    const followUps = sent.mock.calls.flatMap((c) => [...c[0]].map((m) => m.body as RouterMessage)).filter((m) => m.id === id);
-    expect(followUps).toHaveLength(1);
-    expect(followUps[0]?.pending?.[name]?.attempts).toBe(1);
+    // Both messages go through the real local queue to this project's own consumer, whose ROUTER lacks the test's
+    // destination, so each is dead-lettered there, counting one more attempt: the probe message the held store sent
+    // (0 attempts before it) at once, and the retry it became (30 s later), which carries the probe's attempt.
+    const dead = async () => (await deadLetterStub(env).list(500, 0, { destination: name })).filter((d) => d.event_id === id);
+    await until(async () => (await dead()).length === 2, 'the probe message and its retry, consumed', 75_000, 250);
+    expect((await dead()).map((d) => [d.reason, d.attempts])).toEqual([
+      ['destination_removed', 1],
+      ['destination_removed', 2],
+    ]);
   });
 
   it('failed probes double the cooldown up to 15 minutes (MAX_CIRCUIT_COOLDOWN); each probe logs circuit_probe_sent and circuit_probe_failed', async () => {
