@@ -836,7 +836,7 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
 }
 
 /** The wait before the DLQ consumer's next try of a message it could neither store nor re-queue: 60 s doubling, at most 12 hours. */
-export function dlqRetryDelaySeconds(attempts: number): number {
+function dlqRetryDelaySeconds(attempts: number): number {
   return Math.min(60 * 2 ** Math.max(0, Math.min(attempts - 1, 20)), 43_200);
 }
 

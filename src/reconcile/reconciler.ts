@@ -195,12 +195,6 @@ function markOf(p: Position | null): Mark | null {
   return Number.isNaN(ms) ? null : { id: p.id, ms };
 }
 
-/**
- * The index of the last event the position may move to: before the first
- * event not handled, and, when the order broke at `disorderAt`, no later
- * than the last event at or before the earliest created_at from there on (so
- * the next run's window still covers everything after the disorder).
- */
 /** How many out-of-order event ids the reconciler remembers as answered that way before (the newest kept). */
 const DISORDER_MEMORY = 1000;
 
@@ -210,6 +204,12 @@ function disorderSeen(kv: SyncKvStorage): string[] {
   return typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 }
 
+/**
+ * The index of the last event the position may move to: before the first
+ * event not handled, and, when the order broke at `disorderAt`, no later
+ * than the last event at or before the earliest created_at from there on (so
+ * the next run's window still covers everything after the disorder).
+ */
 function safeEnd(seq: readonly Seen[], disorderAt: number): number {
   let limit = seq.findIndex((s) => !s.handled);
   if (limit < 0) limit = seq.length;
@@ -568,11 +568,6 @@ export class Reconciler extends DurableObject<Env> {
   }
 
   /**
-   * Stores the start of reading, clamped to the ledger's memory (`floorMs`).
-   * A clamp is logged (`reconcile_since_clamped`) and kept for the status;
-   * `quiet` re-clamps a start that aged past the floor without logging again.
-   */
-  /**
    * Where a backfill starts: `range_start`, or earlier if an event the
    * router could not enqueue yet is older (the position restarts at the
    * backfill's start, and an event before it would never be read again:
@@ -591,6 +586,11 @@ export class Reconciler extends DurableObject<Env> {
     return moved;
   }
 
+  /**
+   * Stores the start of reading, clamped to the ledger's memory (`floorMs`).
+   * A clamp is logged (`reconcile_since_clamped`) and kept for the status;
+   * `quiet` re-clamps a start that aged past the floor without logging again.
+   */
   private setSince(requested: string, floorMs: number, settings: RouterSettings, quiet: boolean): SinceClamp | undefined {
     const kv = this.ctx.storage.kv;
     if (Date.parse(requested) >= floorMs) {

@@ -7,7 +7,7 @@
 import type { SlackDestination } from '../../config/router-config';
 import type { UnknownEvent } from '../../events/catalog';
 import { Matcher } from '../../routing/matcher';
-import { type DigestGroup, type SlackMessage, digestSampleLine, formatDigest, formatSlackMessage, isNotable, keyFieldOf } from './format';
+import { type DigestGroup, type SlackMessage, digestSampleLine, formatDigest, formatWithWarning, keyFieldOf } from './format';
 
 /** What the outbox keeps of one event: only what a message needs (plus the raw body, for dead letters). */
 export interface RenderedEntry {
@@ -36,19 +36,21 @@ export function mentionFor(dest: SlackDestination, rules: readonly string[], typ
   return undefined;
 }
 
-export function buildSlackMessage(dest: SlackDestination, event: UnknownEvent, rules: readonly string[]): SlackMessage {
-  const ctx: Parameters<typeof formatSlackMessage>[1] = { rule: rules.join(', '), destination: dest.name };
+/** The event's single message for this destination, and whether it carries a warning. */
+export function buildSlackMessage(dest: SlackDestination, event: UnknownEvent, rules: readonly string[]): ReturnType<typeof formatWithWarning> {
+  const ctx: Parameters<typeof formatWithWarning>[1] = { rule: rules.join(', '), destination: dest.name };
   if (dest.title !== undefined) ctx.title = dest.title;
   const mention = mentionFor(dest, rules, event.event);
   if (mention !== undefined) ctx.mention = mention;
-  return formatSlackMessage(event, ctx);
+  return formatWithWarning(event, ctx);
 }
 
 export function renderEntry(dest: SlackDestination, event: UnknownEvent, rules: readonly string[]): RenderedEntry {
-  const single = JSON.stringify(buildSlackMessage(dest, event, rules));
+  const { message, warning } = buildSlackMessage(dest, event, rules);
+  const single = JSON.stringify(message);
   const entry: RenderedEntry = { sample: digestSampleLine(event) };
   if (single.length <= MAX_SINGLE_BYTES) entry.single = single;
-  if (isNotable(event)) entry.notable = true;
+  if (warning) entry.notable = true;
   const key = keyFieldOf(event);
   if (key !== undefined) {
     entry.keyField = key.field;

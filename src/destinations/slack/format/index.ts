@@ -44,21 +44,16 @@ function actorOf(context: unknown): string {
   return `By: ${literal(name, 200)}${source !== undefined ? ` (${literal(source, 50)})` : ''}`;
 }
 
+export function formatSlackMessage(event: UnknownEvent, ctx: SlackFormatContext): SlackMessage {
+  return formatWithWarning(event, ctx).message;
+}
+
 /**
- * Whether the event's message has a warning that must stand out (an
+ * The message, and whether it carries a warning that must stand out (an
  * impersonated session, an expiring or expired SAML certificate): the outbox
  * sends such an event in a message of its own, never folded into a digest.
  */
-export function isNotable(event: UnknownEvent): boolean {
-  const e: Record<string, unknown> = isRecord(event) ? event : {};
-  try {
-    return describe(str(e.event, '(unknown type)'), isRecord(e.data) ? e.data : {}).warning !== undefined;
-  } catch {
-    return false;
-  }
-}
-
-export function formatSlackMessage(event: UnknownEvent, ctx: SlackFormatContext): SlackMessage {
+export function formatWithWarning(event: UnknownEvent, ctx: SlackFormatContext): { message: SlackMessage; warning: boolean } {
   const e: Record<string, unknown> = isRecord(event) ? event : {};
   const type = str(e.event, '(unknown type)');
   const id = str(e.id, '(no id)');
@@ -99,5 +94,5 @@ export function formatSlackMessage(event: UnknownEvent, ctx: SlackFormatContext)
     `${lead}${literal(type, MAX_NAME)} · ${literal(id, MAX_NAME)} · ${literal(time, MAX_NAME)}`,
     MAX_TEXT,
   );
-  return { text, blocks: capBlocks(blocks) };
+  return { message: { text, blocks: capBlocks(blocks) }, warning: d.warning !== undefined };
 }
