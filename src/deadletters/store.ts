@@ -373,12 +373,38 @@ export class DeadLetterStore extends DurableObject<Env> {
     const row = this.sql.exec<{ event_id: string; destination: string }>('DELETE FROM dead_letters WHERE seq = ? RETURNING event_id, destination', seq).toArray()[0];
     if (row === undefined) return 'not_found';
     // The trace knows a delivery by event and destination, not by record: while another dead letter of the same
-    // pair remains (the event dead-lettered there again after a replay), the delivery is not marked discarded.
-    const another = this.sql
-      .exec('SELECT 1 FROM dead_letters WHERE destination = ? AND event_id = ? LIMIT 1', row.destination, row.event_id)
-      .toArray().length > 0;
-    if (!another) await this.traceDiscarded([row]);
+    // pair remains (the event dead-lettered there again), the delivery is not marked discarded.
+    await this.traceDiscarded(this.withoutOthers([row]));
     return 'deleted';
+  }
+
+  /**
+   * The deleted (event, destination) pairs of which no dead letter remains.
+   * Per destination, one query over its remaining records (the destination
+   * index): none when a discard took all of them, the usual case.
+   */
+  private withoutOthers(deleted: Array<{ event_id: string; destination: string }>): Array<{ event_id: string; destination: string }> {
+    const byDestination = new Map<string, Set<string>>();
+    for (const d of deleted) {
+      const ids = byDestination.get(d.destination) ?? new Set<string>();
+      ids.add(d.event_id);
+      byDestination.set(d.destination, ids);
+    }
+    const out: Array<{ event_id: string; destination: string }> = [];
+    for (const [destination, ids] of byDestination) {
+      const remaining = new Set(
+        this.sql
+          .exec<{ event_id: string }>(
+            'SELECT DISTINCT event_id FROM dead_letters WHERE destination = ? AND event_id IN (SELECT value FROM json_each(?))',
+            destination,
+            JSON.stringify([...ids]),
+          )
+          .toArray()
+          .map((r) => r.event_id),
+      );
+      for (const id of ids) if (!remaining.has(id)) out.push({ event_id: id, destination });
+    }
+    return out;
   }
 
   /** Tells the trace these deliveries were discarded (best effort: the trace is observability). */
@@ -584,7 +610,7 @@ export class DeadLetterStore extends DurableObject<Env> {
       page[page.length - 1] ?? job.cursor_seq,
       job.id,
     );
-    await this.traceDiscarded(deleted);
+    await this.traceDiscarded(this.withoutOthers(deleted));
     const now = Date.now();
     this.sql.exec('UPDATE dead_letter_jobs SET next_at = ? WHERE id = ?', now, job.id);
     if (page.length < DISCARD_SLICE) this.finish(job.id, 'done', now);

@@ -109,6 +109,13 @@ describe('delivery trace', () => {
     // Deleting one while the other remains: the delivery is still dead-lettered (the answer comes once the trace was told).
     expect((await admin(`/dead-letters/${seqs[0]}`, { method: 'DELETE' })).status).toBe(200);
     expect((await trace(e.id as string))?.deliveries[0]?.state).toBe('dead_lettered');
+    // A bulk discard whose filter selects one of them while the other remains: still dead-lettered (it used to mark
+    // every pair it deleted). The answer comes once the job's slice has told the trace.
+    await deadLetterStub(env).add([deadLetterRecord({ event_id: e.id as string, event_type: e.event as string, destination: 'warehouse', reason: 'http_418', body: JSON.stringify(e) })]);
+    const bulk = await admin('/dead-letters/discard', { method: 'POST', body: { filter: { destination: 'warehouse', reason: 'http_418' } } });
+    expect(bulk.status).toBe(200);
+    expect(await bulk.json()).toMatchObject({ action: 'discard', matched: 1, discarded: 1 });
+    expect((await trace(e.id as string))?.deliveries[0]?.state).toBe('dead_lettered');
     // Discarding the last one marks it discarded.
     expect((await admin(`/dead-letters/${seqs[1]}`, { method: 'DELETE' })).status).toBe(200);
     expect((await trace(e.id as string))?.deliveries[0]?.state).toBe('discarded');
