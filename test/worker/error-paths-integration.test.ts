@@ -1,0 +1,263 @@
+/**
+ * Error paths no other test pins down (audit: every error path has a test
+ * asserting its status and error code). Each test triggers one site of
+ * src/ — named in its title — through the real app, asserts the HTTP status
+ * and the `error` code (the console answers HTML: its status and page text),
+ * and, where the README or SECURITY.md promises it, that nothing changed.
+ */
+import { createExecutionContext, runInDurableObject } from 'cloudflare:test';
+import { env, exports } from 'cloudflare:workers';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { app } from '../../src/app';
+import { createSession } from '../../src/console/session';
+import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
+import worker from '../../src/index';
+import { reconcilerStub } from '../../src/reconcile/reconciler';
+import { makeEvent } from '../fixtures/events';
+import { testEnv } from '../helpers/consumer';
+import { watchLogs } from '../helpers/observe';
+
+const TOKEN = 'test-admin-token';
+const AUTH = { Authorization: `Bearer ${TOKEN}` };
+const ORIGIN = 'https://router.test';
+
+afterEach(() => vi.restoreAllMocks());
+
+function admin(path: string, init: RequestInit = {}): Promise<Response> {
+  return exports.default.fetch(new Request(`${ORIGIN}/admin${path}`, { ...init, headers: { ...AUTH, ...(init.headers ?? {}) } }));
+}
+
+async function expectError(res: Response, status: number, error: string, message?: RegExp): Promise<string> {
+  expect(res.headers.get('content-type')).toMatch(/application\/json/);
+  const body = (await res.json()) as { error: string; message: string };
+  expect({ status: res.status, error: body.error }, body.message).toEqual({ status, error });
+  expect(typeof body.message).toBe('string');
+  if (message !== undefined) expect(body.message).toMatch(message);
+  return body.message;
+}
+
+/** A reason no other test uses: filters name it so that only this test's records are selected. */
+function newTag(): string {
+  return `t${crypto.randomUUID().replace(/-/g, '').slice(0, 12)}`;
+}
+
+async function addDeadLetters(tag: string, n: number): Promise<void> {
+  await deadLetterStub(env).add(
+    Array.from({ length: n }, () => {
+      const e = makeEvent('user.created');
+      return deadLetterRecord({ event_id: e.id, event_type: e.event, destination: 'audit', rules: ['everything-to-audit'], reason: `${tag}_http_500`, body: JSON.stringify(e) });
+    }),
+  );
+}
+
+async function taggedCount(tag: string): Promise<number> {
+  return (await deadLetterStub(env).list(500, 0)).filter((r) => r.reason.startsWith(tag)).length;
+}
+
+/** A Durable Object namespace whose objects fail every call (an unexpected exception inside a route). */
+function failingNamespace(real: Env['DEAD_LETTERS']): Env['DEAD_LETTERS'] {
+  const stub = new Proxy({}, { get: () => () => Promise.reject(new Error('secret detail: storage exploded')) });
+  return { idFromName: (n: string) => real.idFromName(n), get: () => stub } as unknown as Env['DEAD_LETTERS'];
+}
+
+describe('POST /admin/reconcile', () => {
+  it('src/admin/routes.ts:80 — 409 reconcile_disabled when the reconciler itself reports disabled; no run, no WorkOS request', async () => {
+    const fetchSpy = vi.spyOn(globalThis, 'fetch');
+    const stub = reconcilerStub(env);
+    const before = await stub.status();
+    // The Worker has the key (so the route's own check passes); the reconciler object runs without it.
+    let original!: Env;
+    await runInDurableObject(stub, (instance) => {
+      const holder = instance as unknown as { env: Env };
+      original = holder.env;
+      holder.env = { ...original, WORKOS_API_KEY: '' } as Env;
+    });
+    try {
+      await expectError(await admin('/reconcile', { method: 'POST' }), 409, 'reconcile_disabled', /WORKOS_API_KEY/);
+    } finally {
+      await runInDurableObject(stub, (instance) => void ((instance as unknown as { env: Env }).env = original));
+    }
+    expect(fetchSpy).not.toHaveBeenCalled();
+    const after = await stub.status();
+    expect(after.last_run_at).toBe(before.last_run_at);
+    expect(after.last_run).toEqual(before.last_run);
+  });
+});
+
+describe('POST /admin/dead-letters/replay and /discard: checks the validation table does not reach', () => {
+  for (const action of ['replay', 'discard'] as const) {
+    it(`${action}: src/admin/bulk.ts:145 (text over 256 characters) and :155 (over 100 patterns) — 400 invalid_request, nothing changed`, async () => {
+      const tag = newTag();
+      await addDeadLetters(tag, 2);
+      const before = await deadLetterStub(env).count();
+      const send = vi.spyOn(env.EVENTS_QUEUE, 'send');
+      const cases: [unknown, RegExp][] = [
+        [{ filter: { destination: 'd'.repeat(257) } }, /^filter\.destination must be at most 256 characters long\.$/],
+        [{ filter: { reason: `${tag}${'r'.repeat(257)}` } }, /^filter\.reason must be at most 256 characters long\.$/],
+        [{ filter: { reason: `${tag}*`, event_type: Array.from({ length: 101 }, (_, i) => `user.t${i}`) } }, /^filter\.event_type takes at most 100 patterns\.$/],
+      ];
+      for (const [body, message] of cases) {
+        await expectError(await admin(`/dead-letters/${action}`, { method: 'POST', body: JSON.stringify(body) }), 400, 'invalid_request', message);
+      }
+      // Exactly 256 characters and exactly 100 patterns are accepted (the limits are the sites above, not something else).
+      const ok = await admin(`/dead-letters/${action}`, {
+        method: 'POST',
+        body: JSON.stringify({ dry_run: true, filter: { destination: 'd'.repeat(256), event_type: Array.from({ length: 100 }, (_, i) => `user.t${i}`) } }),
+      });
+      expect(ok.status).toBe(200);
+      expect(await deadLetterStub(env).count()).toBe(before);
+      expect(await taggedCount(tag)).toBe(2);
+      expect(send).not.toHaveBeenCalled();
+      expect((await deadLetterStub(env).jobs()).filter((j) => j.filter.reason?.startsWith(tag))).toEqual([]);
+    });
+  }
+
+  it('discard: src/admin/bulk.ts:178 (malformed Idempotency-Key, tested elsewhere for replay only) — 400 invalid_request, nothing discarded', async () => {
+    const tag = newTag();
+    await addDeadLetters(tag, 1);
+    for (const key of [' ', 'a b', 'a\tb', 'k'.repeat(256)]) {
+      const res = await admin('/dead-letters/discard', { method: 'POST', headers: { 'Idempotency-Key': key }, body: JSON.stringify({ filter: { reason: `${tag}*` } }) });
+      await expectError(res, 400, 'invalid_request', /Idempotency-Key/);
+    }
+    expect(await taggedCount(tag)).toBe(1);
+  });
+});
+
+describe('GET /admin/events: query checks not reached elsewhere', () => {
+  it('src/admin/events.ts:125 via ?destination= (over 64 characters) — 400 invalid_request', async () => {
+    await expectError(await admin(`/events?destination=${'d'.repeat(65)}`), 400, 'invalid_request', /^destination must be a destination name\.$/);
+    expect((await admin(`/events?destination=${'d'.repeat(64)}`)).status).toBe(200);
+  });
+
+  it('src/admin/bulk.ts:155 via ?type= (over 100 patterns) — 400 invalid_request', async () => {
+    const types = Array.from({ length: 101 }, (_, i) => `user.t${i}`);
+    await expectError(await admin(`/events?type=${types.join(',')}`), 400, 'invalid_request', /^type takes at most 100 patterns\.$/);
+    expect((await admin(`/events?type=${types.slice(1).join(',')}`)).status).toBe(200);
+  });
+});
+
+describe('POST /admin/events/replay: body checks not reached elsewhere (nothing is sent)', () => {
+  const replay = (body: unknown) => admin('/events/replay', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+
+  it('src/admin/events.ts:246 — no "to": 400 invalid_request', async () => {
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    await expectError(await replay({ filter: {} }), 400, 'invalid_request', /^to is required/);
+    await expectError(await replay({ filter: {}, dry_run: true }), 400, 'invalid_request', /^to is required/);
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+
+  it('src/admin/events.ts:251 — a cursor that is not a string: 400 invalid_request', async () => {
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    for (const cursor of [5, null, ['x'], { at: 1 }]) {
+      await expectError(await replay({ filter: {}, to: 'audit', cursor }), 400, 'invalid_request', /^cursor must be a string/);
+    }
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+
+  it('src/admin/events.ts:125 via filter.destination and a "to" over 64 characters — 400 invalid_request', async () => {
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    for (const destination of [5, '', 'd'.repeat(65), ['audit']]) {
+      await expectError(await replay({ filter: { destination }, to: 'audit' }), 400, 'invalid_request', /^filter\.destination must be a destination name\.$/);
+    }
+    await expectError(await replay({ filter: {}, to: 't'.repeat(65) }), 400, 'invalid_request', /^to must be a destination name\.$/);
+    await expectError(await replay({ filter: {}, to: 5 }), 400, 'invalid_request', /^to must be a destination name\.$/);
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+
+  it('src/admin/bulk.ts:153/155/158/160 via filter.event_type — 400 invalid_request', async () => {
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const cases: [unknown, RegExp][] = [
+      [[], /^filter\.event_type must be a pattern or a non-empty list/],
+      [{ in: 'user.*' }, /^filter\.event_type must be a pattern or a non-empty list/],
+      [Array.from({ length: 101 }, (_, i) => `user.t${i}`), /^filter\.event_type takes at most 100 patterns/],
+      ['', /^filter\.event_type: empty pattern/],
+      [['user.*', 5], /^filter\.event_type\[1\]: empty pattern/],
+      ['user created', /^filter\.event_type: invalid pattern/],
+    ];
+    for (const [eventType, message] of cases) {
+      await expectError(await replay({ filter: { event_type: eventType }, to: 'audit' }), 400, 'invalid_request', message);
+    }
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+
+  it('src/admin/bulk.ts:170 via filter.since / filter.until — 400 invalid_request', async () => {
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    await expectError(await replay({ filter: { since: 'yesterday' }, to: 'audit' }), 400, 'invalid_request', /^filter\.since must be an ISO 8601 time/);
+    await expectError(await replay({ filter: { since: '2026-02-30' }, to: 'audit' }), 400, 'invalid_request', /^filter\.since must be an ISO 8601 time/);
+    await expectError(await replay({ filter: { until: 1767225600000 }, to: 'audit' }), 400, 'invalid_request', /^filter\.until must be an ISO 8601 time/);
+    await expectError(await replay({ filter: { until: '2026-01-01T00:00:00' }, to: 'audit' }), 400, 'invalid_request', /^filter\.until must be an ISO 8601 time/);
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+});
+
+describe("Hono's own paths under /admin", () => {
+  it('src/app.ts:17 — an unknown admin path (or a known one with another method) is 404 not_found once authorized; 401 unauthorized before that', async () => {
+    for (const [path, method] of [['/nope', 'GET'], ['/dead-letters/1/nope', 'POST'], ['/reconcile', 'GET'], ['/status', 'POST'], ['/metrics', 'DELETE']] as const) {
+      await expectError(await admin(path, { method }), 404, 'not_found', /^No such route\.$/);
+      const anon = await exports.default.fetch(new Request(`${ORIGIN}/admin${path}`, { method }));
+      expect(anon.headers.get('www-authenticate')).toBe('Bearer');
+      await expectError(anon, 401, 'unauthorized');
+    }
+  });
+});
+
+describe('500 internal_error through the real app', () => {
+  it('src/http/errors.ts:56 — an unexpected exception in an admin route: 500 internal_error, generic message, logged as unhandled_error', async () => {
+    const logs = watchLogs();
+    const broken = { ...env, DEAD_LETTERS: failingNamespace(env.DEAD_LETTERS) } as Env;
+    const res = await worker.fetch(new Request(`${ORIGIN}/admin/status`, { headers: AUTH }), broken, createExecutionContext());
+    const message = await expectError(res, 500, 'internal_error');
+    expect(message).toBe('The router hit an unexpected error.');
+    expect(logs.records().filter((r) => r.msg === 'unhandled_error')).toEqual([{ level: 'error', msg: 'unhandled_error', path: '/admin/status', error: expect.stringContaining('storage exploded') }]);
+  });
+});
+
+describe('console error pages (HTML: the status and the page, no JSON code)', () => {
+  const ROUTER = { destinations: [{ name: 'audit', type: 'queue', queue: 'AUDIT_QUEUE' }], rules: [{ name: 'all', events: ['*'], to: ['audit'] }] };
+  const request = (path: string, init: RequestInit, e: Env) => app.request(`${ORIGIN}${path}`, { redirect: 'manual', ...init }, e);
+  async function sessionCookie(): Promise<string> {
+    const { value } = await createSession(TOKEN, Date.now());
+    return `router_console=${value}`;
+  }
+
+  it('src/console/routes.ts:76 — POST /console/login when the console is behind Access, or off: 403 "Not available", no session', async () => {
+    const modes: [string, Env][] = [
+      ['access', testEnv(ROUTER, { ACCESS_TEAM_DOMAIN: 'team.cloudflareaccess.com', ACCESS_AUD: 'aud' })],
+      ['disabled', testEnv(ROUTER, { ADMIN_TOKEN: undefined })],
+    ];
+    for (const [mode, e] of modes) {
+      const res = await request('/console/login', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: ORIGIN }, body: new URLSearchParams({ token: TOKEN }) }, e);
+      expect(res.status, mode).toBe(403);
+      expect(res.headers.get('content-type'), mode).toContain('text/html');
+      expect(await res.text(), mode).toContain('<h1>Not available</h1>');
+      expect(res.headers.getSetCookie(), mode).toEqual([]);
+    }
+  });
+
+  it('src/console/routes.ts:165 — a page needing ROUTER while it is invalid: 500 with the config_invalid message', async () => {
+    const broken = testEnv('{not json');
+    const cookie = await sessionCookie();
+    for (const path of ['/console/events', '/console/events/event_x', '/console/destinations']) {
+      const res = await request(path, { headers: { Cookie: cookie } }, broken);
+      expect(res.status, path).toBe(500);
+      expect(res.headers.get('content-type'), path).toContain('text/html');
+      const text = await res.text();
+      expect(text, path).toContain('Something went wrong');
+      expect(text, path).toContain('The router configuration is invalid: see the overview.');
+    }
+  });
+
+  it('src/console/routes.ts:418 — an unexpected exception in a console page: 500 "Something went wrong", nothing leaked, logged as console_error', async () => {
+    const logs = watchLogs();
+    const e = { ...testEnv(ROUTER), DEAD_LETTERS: failingNamespace(env.DEAD_LETTERS) } as Env;
+    const res = await request('/console/dead-letters', { headers: { Cookie: await sessionCookie() } }, e);
+    expect(res.status).toBe(500);
+    expect(res.headers.get('content-type')).toContain('text/html');
+    expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
+    const text = await res.text();
+    expect(text).toContain('<h1>Something went wrong</h1>');
+    expect(text).toContain('The router could not complete this page; see the Worker logs.');
+    expect(text).not.toContain('storage exploded');
+    expect(logs.records().filter((r) => r.msg === 'console_error')).toEqual([{ level: 'error', msg: 'console_error', path: '/console/dead-letters', error: expect.stringContaining('storage exploded') }]);
+  });
+});
