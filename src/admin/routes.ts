@@ -3,6 +3,7 @@
  * Responses carry identifiers and counts only, never payloads.
  */
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { destinationRoutes } from './destinations';
 import { eventRoutes } from './events';
 import { metricsRoutes } from './metrics';
@@ -30,6 +31,19 @@ adminRoutes.use('*', async (c, next) => {
   }
   await next();
 });
+
+/** Admin requests are small JSON documents (a bulk filter, a replay's selection): a larger body is refused before it is read whole. */
+export const ADMIN_BODY_LIMIT_BYTES = 64 * 1024;
+
+adminRoutes.use(
+  '*',
+  bodyLimit({
+    maxSize: ADMIN_BODY_LIMIT_BYTES,
+    onError: () => {
+      throw new ApiError(413, 'payload_too_large', `The request body is larger than ${ADMIN_BODY_LIMIT_BYTES / 1024} KB; admin requests are small JSON documents.`);
+    },
+  }),
+);
 
 adminRoutes.get('/status', async (c) => {
   const loaded = loadConfig(c.env);

@@ -4,6 +4,7 @@
  * and request checks: src/console/auth.ts. Pages: src/console/pages.ts.
  */
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { type EventFilter, filterFromQuery, findEvent, pageOfEvents, replayEvents } from '../admin/events';
@@ -64,9 +65,28 @@ async function form(c: C): Promise<Record<string, string | string[]>> {
 
 const one = (v: string | string[] | undefined): string => (typeof v === 'string' ? v.trim() : (v?.[0]?.trim() ?? ''));
 
+/**
+ * The console's forms are small (at most 100 selected seqs): a larger body is
+ * refused before it is read whole. The sign-in form is read before any
+ * credential is checked, so this bounds what anyone can make the Worker hold.
+ */
+export const CONSOLE_BODY_LIMIT_BYTES = 64 * 1024;
+
+consoleRoutes.use(
+  '*',
+  bodyLimit({
+    maxSize: CONSOLE_BODY_LIMIT_BYTES,
+    onError: (c) => {
+      log('warn', 'console_body_too_large', { path: c.req.path });
+      return c.html(pages.refusalPage('Too large', 'This form is larger than the console accepts.'), 413, pages.SECURITY_HEADERS);
+    },
+  }),
+);
+
 // Sign-in and sign-out (token mode only; Access signs in at the team domain).
 consoleRoutes.get('/login', (c) => {
   const mode = consoleMode(c.env);
+  if (mode.kind === 'disabled') return send(c, pages.refusalPage('Console disabled', 'Set the ADMIN_TOKEN secret (or Cloudflare Access) to enable the console.'), 403);
   if (mode.kind !== 'token') return redirect(c, '/console');
   return send(c, pages.loginPage({ failed: false }));
 });

@@ -27,8 +27,6 @@ export type ErrorCode =
   | 'reconcile_disabled'
   | 'not_replayable'
   | 'idempotency_key_reused'
-  | 'forbidden'
-  | 'csrf_failed'
   | 'source_not_allowed'
   | 'internal_error';
 
