@@ -37,6 +37,21 @@ async function pendingFor(kind: string, subject: string): Promise<number> {
   return runInDurableObject(alertsStub(env), (_i, state) => state.storage.sql.exec<{ pending: number }>('SELECT pending FROM alerts WHERE kind = ? AND subject = ?', kind, subject).toArray()[0]?.pending ?? 0);
 }
 
+/**
+ * Everything handed to the alerts outbox has been posted: an entry leaves it only once Slack took it (the sink
+ * answers 200), so an alert handed over before this call has reached the sink by the time it returns.
+ */
+async function alertsOutboxDrained(): Promise<void> {
+  await until(async () => (await outboxStub(env, 'ops-alerts').pending()) === 0, 'the alerts outbox drained', 30_000);
+}
+
+/** The notifier's row for a router-wide kind. */
+async function routerRow(kind: string): Promise<{ pending: number; outage_open: number; recovery: string | null }> {
+  return runInDurableObject(alertsStub(env), (_i, state) =>
+    state.storage.sql.exec<{ pending: number; outage_open: number; recovery: string | null }>("SELECT pending, outage_open, recovery FROM alerts WHERE kind = ? AND subject = '(router)'", kind).one(),
+  );
+}
+
 describe('alerts', () => {
   it('dead letters: one message at once, then what happens within the interval is counted into the next', async () => {
     sink.on(BRITTLE, () => new Response('down', { status: 500 }));
@@ -81,16 +96,22 @@ describe('alerts', () => {
     await sink.until(() => posted().some((t) => t.includes(`Circuit *open* for *${name}*`)), 'the outage alert');
     const outage = () =>
       runInDurableObject(alertsStub(env), (_i, state) =>
-        state.storage.sql.exec<{ outage_open: number; opened_at: number | null }>("SELECT outage_open, opened_at FROM alerts WHERE kind = 'circuit_open' AND subject = ?", name).one(),
+        state.storage.sql.exec<{ outage_open: number; opened_at: number | null; recovery: string | null }>(
+          "SELECT outage_open, opened_at, recovery FROM alerts WHERE kind = 'circuit_open' AND subject = ?",
+          name,
+        ).one(),
       );
     expect((await outage()).outage_open).toBe(1);
     // Its probe time finds nothing held, under a valid ROUTER without it: the circuit is dropped.
     await runInDurableObject(reg, (_i, state) => {
       state.storage.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', Date.now() - 1, name);
     });
-    await runDurableObjectAlarm(reg);
-    expect(await outage()).toEqual({ outage_open: 0, opened_at: null });
+    expect(await runDurableObjectAlarm(reg)).toBe(true);
+    // Ended, with no recovery kept to send...
+    expect(await outage()).toEqual({ outage_open: 0, opened_at: null, recovery: null });
     expect((await reg.health([name]))[0]).toMatchObject({ circuit: 'closed' });
+    // ...and none handed to the alerts outbox (the alarm awaits the notifier), which may post only after its window.
+    await alertsOutboxDrained();
     expect(posted().filter((t) => t.includes(name))).toEqual([expect.stringContaining('Circuit *open*')]);
   });
 
@@ -194,9 +215,12 @@ describe('alerts about the router', () => {
     const bodies = sink.received.filter((r) => r.url === ALERTS).map((r) => r.body);
     expect(bodies.some((b) => b.includes('router.alert') || b.includes('WorkOS event'))).toBe(false);
 
-    // Working again, a run that succeeds says nothing more.
+    // Working again, a run that succeeds says nothing more: no outage open, no recovery kept to send...
     expect((await reconcilerStub(env).run({ trigger: 'admin' })).status).toBe('completed');
-    expect(await pendingFor('reconcile_error', '(router)')).toBe(0);
+    expect(await routerRow('reconcile_error')).toEqual({ pending: 0, outage_open: 0, recovery: null });
+    // ...and nothing handed to the alerts outbox (run() awaits the hand-off), which posts only after its 1 s window:
+    // once it has drained, a second "works again" would have reached Slack.
+    await alertsOutboxDrained();
     expect(router()).toHaveLength(3);
   });
 

@@ -13,7 +13,7 @@ import { type SlackOutbox, outboxStub } from '../../src/destinations/slack/outbo
 import { HOLD_DELAY_SECONDS } from '../../src/queue/consumer';
 import type { RouterMessage } from '../../src/queue/message';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
-import { deadLettersFor } from '../helpers/observe';
+import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { sampleEvent } from '../helpers/webhook';
 import { SLACK } from './router';
@@ -86,7 +86,12 @@ describe('an invalid config holds events', () => {
       return original;
     });
     sink.on(SLACK, () => new Response('ok'));
-    for (let i = 0; i < 3; i++) await runDurableObjectAlarm(stub);
+    const logs = watchLogs();
+    // Each alarm ran (one was scheduled every time: the hold schedules the next look) and said it held the buffer.
+    for (let i = 0; i < 3; i++) expect(await runDurableObjectAlarm(stub), `alarm ${i + 1} ran`).toBe(true);
+    const held = logs.records().filter((r) => r.msg === 'slack_outbox_held' && r.destination === name);
+    expect(held).toHaveLength(3);
+    expect(held[0]).toMatchObject({ level: 'warn', events: 1, retry_in_s: HOLD_DELAY_SECONDS });
     expect(await stub.pending()).toBe(1);
     expect(await deadLettersFor(event.id as string)).toEqual([]);
     expect(sink.about(event.id as string, SLACK)).toHaveLength(1); // only the failed attempt, before the hold

@@ -5,8 +5,12 @@
  * `"` and `\` is escaped. Every size below goes through the real local queue
  * and the real consumer and must arrive byte-identical, exactly once.
  */
+import { runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { INLINE_MESSAGE_LIMIT, QUEUE_MESSAGE_LIMIT } from '../../src/queue/message';
+import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
+import type { UnknownEvent } from '../../src/events/catalog';
+import { INLINE_MESSAGE_LIMIT, QUEUE_MESSAGE_LIMIT, type RouterMessage } from '../../src/queue/message';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
@@ -28,6 +32,42 @@ function eventOfSize(type: string, bytes: number): { event: Record<string, unkno
   const text = JSON.stringify(event);
   expect(text.length).toBe(bytes);
   return { event, text };
+}
+
+const bytesOf = (v: unknown) => new TextEncoder().encode(JSON.stringify(v)).byteLength;
+
+/**
+ * An escaped-heavy event whose queue message, carrying it inline, would be about `target` bytes (the fields the
+ * ledger sets, at their sizes; exact to a few bytes, which the tests' 1,500-byte distances absorb).
+ */
+function eventWithMessageNear(target: number): { event: Record<string, unknown>; text: string } {
+  const messageOf = (e: { event: Record<string, unknown>; text: string }) =>
+    bytesOf({ v: 1, id: e.event.id, type: e.event.event, created_at: e.event.created_at, source: 'webhook', accepted_at: Date.now(), ledger_shard: 'ledger-15', body: e.text });
+  let lo = 1_000;
+  let hi = target;
+  while (hi - lo > 10) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (messageOf(eventOfSize('connection.activated', mid)) <= target) lo = mid;
+    else hi = mid;
+  }
+  const found = eventOfSize('connection.activated', lo);
+  expect(Math.abs(messageOf(found) - target)).toBeLessThan(100);
+  return found;
+}
+
+/** Posts the event through the webhook endpoint and returns the message its ledger shard enqueued (observed, really sent). */
+async function admitted(event: Record<string, unknown>, text: string): Promise<RouterMessage> {
+  const shard = ledgerStubByName(env, ledgerShardOf(event as unknown as UnknownEvent, 16));
+  const send = await runInDurableObject(shard, (instance) => vi.spyOn((instance as unknown as { env: Env }).env.EVENTS_QUEUE, 'send'));
+  try {
+    const res = await postWebhook(text);
+    expect(await res.json()).toEqual({ status: 'accepted', id: event.id });
+    const sent = send.mock.calls.map((c) => c[0] as RouterMessage).filter((m) => m.id === event.id);
+    expect(sent).toHaveLength(1);
+    return sent[0] as RouterMessage;
+  } finally {
+    send.mockRestore();
+  }
 }
 
 /** Sends a small event after the others and waits for it: the queue has moved past everything sent before. */
@@ -58,9 +98,34 @@ describe('events near and over the queue message limit', () => {
     }
   });
 
-  it('decides inline vs. reference on the serialised message, with the stated margin', () => {
+  it('decides inline vs. reference on the serialised message, with the stated margin', async () => {
     expect(QUEUE_MESSAGE_LIMIT).toBe(128_000);
     expect(INLINE_MESSAGE_LIMIT).toBe(120_000);
+    // Both events are far under 120,000 bytes raw, half quotes and backslashes: serialised into a message, they
+    // land 1,500 bytes either side of 120,000, both under the platform's 128,000.
+    const inline = eventWithMessageNear(INLINE_MESSAGE_LIMIT - 1_500);
+    const ref = eventWithMessageNear(INLINE_MESSAGE_LIMIT + 1_500);
+    expect(ref.text.length).toBeLessThan(INLINE_MESSAGE_LIMIT - 40_000);
+
+    const small = await admitted(inline.event, inline.text);
+    expect(small.body_ref).toBeUndefined();
+    expect(small.body).toBe(inline.text);
+    expect(bytesOf(small)).toBeLessThanOrEqual(INLINE_MESSAGE_LIMIT);
+
+    const large = await admitted(ref.event, ref.text);
+    expect(large.body).toBeUndefined();
+    expect(large.body_ref).toEqual({ shard: ledgerShardOf(ref.event as unknown as UnknownEvent, 16), until: expect.any(Number) });
+    // Inline, it would have been over the margin, though the queue would still have taken it.
+    const { body_ref: _ref, ...rest } = large;
+    const wouldBe = bytesOf({ ...rest, body: ref.text });
+    expect(wouldBe).toBeGreaterThan(INLINE_MESSAGE_LIMIT);
+    expect(wouldBe).toBeLessThanOrEqual(QUEUE_MESSAGE_LIMIT);
+
+    // Either way, the real consumer delivers it byte-identical.
+    for (const { event, text } of [inline, ref]) {
+      await sink.until(() => sink.about(event.id as string, BIG).length > 0, `delivery of the ${text.length}-byte event`);
+      expect(sink.about(event.id as string, BIG)[0]?.body === text).toBe(true);
+    }
   });
 
   it('a queue destination refuses an event over 128,000 bytes as message_too_large (permanent), and takes one just under', async () => {

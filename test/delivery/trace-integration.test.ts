@@ -296,11 +296,17 @@ describe('event replay', () => {
     await ledgerStubByName(env, ledgerShardOf(e as unknown as UnknownEvent, 16)).storeBody(e.id as string, raw, Date.now() + 86_400_000);
     await runBatch([routerMessage(e)], env, 'workos-router-events-dlq', 100);
     await traceWhen(e.id as string, (v) => v.deliveries.length === 2 && v.deliveries.every((d) => d.state === 'dead_lettered'), 'dead-lettered by the DLQ consumer');
-    const res = await admin('/events/replay', { method: 'POST', body: { filter: { event_type: 'user.created', since, state: 'dead_lettered' }, to: 'crm', dry_run: true, limit: 500 } });
+    expect(sink.about(e.id as string, CRM)).toEqual([]);
+    // Replayed for real (other user.created events dead-lettered meanwhile may be replayed with it: crm answers 200).
+    const res = await admin('/events/replay', { method: 'POST', body: { filter: { event_type: 'user.created', since, state: 'dead_lettered' }, to: 'crm', limit: 500 } });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { replayable: number; not_replayable: Array<{ id: string; reason: string }> };
+    const body = (await res.json()) as { replayed: number; not_replayable: Array<{ id: string; reason: string }> };
     expect(body.not_replayable.map((n) => n.id)).not.toContain(e.id);
-    expect(body.replayable).toBeGreaterThanOrEqual(1);
+    expect(body.replayed).toBeGreaterThanOrEqual(1);
+    // This event reaches crm, as a replay, with the body its ledger shard kept.
+    await sink.until(() => sink.about(e.id as string, CRM).some((r) => r.headers.get('x-workos-replay') === 'true'), 'the replay of this event at crm');
+    const [got] = sink.about(e.id as string, CRM);
+    expect(got?.body).toBe(raw);
   });
 
   it('error paths: unknown destination 404, bad requests 400', async () => {
