@@ -13,6 +13,7 @@ import { app } from '../../src/app';
 import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
 import type { RouterMessage } from '../../src/queue/message';
 import { makeEvent } from '../fixtures/events';
+import { postWebhook, sampleEvent } from '../helpers/webhook';
 
 const AUTH = { Authorization: 'Bearer test-admin-token' };
 const admin = (path: string, init: RequestInit = {}) =>
@@ -183,11 +184,28 @@ describe('POST /admin/dead-letters/<seq>/replay', () => {
     // The consumer delivers the WorkOS envelope, unmarked (the record was not stale).
     await vi.waitFor(() => expect(audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
     expect(audit.deliveriesOf(event.id)[0]).toEqual(event);
+    // A sentinel, sent after the replay through the same queue to the same
+    // destination: once it is delivered, whatever was enqueued before it (the
+    // replay, and any copy a regression would add) has been consumed; once
+    // its trace shows the delivery, its batch has finished too (a batch
+    // writes its dead letters, then its traces).
+    const sentinel = sampleEvent();
+    const sentinelId = sentinel.id as string;
+    expect(await (await postWebhook(sentinel)).json()).toEqual({ status: 'accepted', id: sentinelId });
+    await vi.waitFor(() => expect(audit.deliveriesOf(sentinelId)).toHaveLength(1), DELIVERY);
+    await vi.waitFor(async () => {
+      const traced = await admin(`/events/${sentinelId}`);
+      expect(traced.status).toBe(200);
+      expect(((await traced.json()) as { deliveries: Array<{ destination: string; state: string }> }).deliveries).toContainEqual(
+        expect.objectContaining({ destination: 'audit', state: 'delivered' }),
+      );
+    }, DELIVERY);
     // Delivered once, to the queue destination only: no HTTP request, no new dead letter.
+    expect(audit.deliveriesOf(event.id)).toHaveLength(1);
     expect(fetchSpy).not.toHaveBeenCalled();
     expect(await listedIds()).not.toContain(event.id);
     await expectError(await admin(`/dead-letters/${seq}/replay`, { method: 'POST' }), 404, 'not_found');
-  });
+  }, 3 * DELIVERY.timeout); // two trips through the consumer (the replay, then the sentinel)
 
   it('keeps the stale mark and the source: the router message carries them, the destination sees stale: true', async () => {
     const routerQueue = vi.spyOn(env.EVENTS_QUEUE, 'send'); // pass-through: the message really is enqueued

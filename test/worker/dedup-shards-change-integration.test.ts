@@ -4,6 +4,18 @@
  * so a copy accepted before the change is still a duplicate, and the
  * out-of-order record of its object still counts. The ledger shards are real
  * Durable Objects; admissions go through the same `admitEvent` as webhooks.
+ *
+ * One exception to "a queue send is stubbed only to simulate its failure":
+ * `holdEnqueue` holds one event's send on its way and then really sends it
+ * (it fails nothing, changes nothing it passes on). Two tests need an
+ * admission in progress in a shard at a given moment, and that cannot be
+ * made any other way: a shard's admission is only marked in memory (claims
+ * are no longer persisted, so no stored row can stand for it), and when the
+ * shard has no other shard to ask, the enqueue is the only await between
+ * that mark and the commit (the commit is one synchronous SQL step), so the
+ * only point where the admission can be caught "in progress" is the send.
+ * Holding a Durable Object call instead would stub our own code's answer;
+ * racing two real admissions would make the outcome a matter of timing.
  */
 import { runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';

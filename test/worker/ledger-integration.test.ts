@@ -216,15 +216,28 @@ describe('ledger admitMany (a reconciliation page for one shard)', () => {
     const stub = fresh();
     const t = Date.now() - 60_000;
     const errors = vi.spyOn(console, 'error');
-    await runInDurableObject(stub, (instance) => {
-      const original = instance.admit.bind(instance);
-      vi.spyOn(instance, 'admit').mockImplementation((req) => (req.id === 'event_many_throws' ? Promise.reject(new Error('SQLITE_FULL')) : original(req)));
+    // A simulated storage failure, at the platform's SQL API: the write of
+    // that one event's ledger row fails (the disk is full), after its enqueue
+    // (at-least-once: a retry is enqueued again); every other statement,
+    // including the other event's row, really runs.
+    const failedWrites: string[] = [];
+    await runInDurableObject(stub, (_instance, state) => {
+      const sql = state.storage.sql;
+      const exec = sql.exec.bind(sql);
+      vi.spyOn(sql, 'exec').mockImplementation(((query: string, ...bindings: SqlStorageValue[]) => {
+        if (/^\s*INSERT\b[^(]*\bledger_d\d{8}\b/i.test(query) && bindings[0] === 'event_many_throws') {
+          failedWrites.push(query);
+          throw new Error('SQLITE_FULL');
+        }
+        return exec(query, ...bindings);
+      }) as typeof sql.exec);
     });
     const results = await stub.admitMany([
       { ...about('event_many_throws', 'user.created', t), ordering: undefined },
       { ...about('event_many_fine', 'user.created', t), ordering: undefined },
     ]);
     vi.restoreAllMocks();
+    expect(failedWrites).toHaveLength(1); // the failure did come from storage
     expect(results).toEqual([{ status: 'unavailable' }, { status: 'accepted' }]);
     const line = errors.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"ledger_admit_failed"'));
     expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'error', event_id: 'event_many_throws', error: 'Error: SQLITE_FULL' });

@@ -19,6 +19,10 @@ const ADMIN = { Authorization: 'Bearer test-admin-token' };
 type ApiAnswer = (url: URL) => Response | Promise<Response>;
 let answers: ApiAnswer[];
 let requests: URL[];
+/** The Authorization header of each request in `requests` (checked in the test body: a throw inside the mock would be caught by the reconciler). */
+let authorizations: Array<string | null>;
+/** Requests to anything but the Events API (answered with a network error). */
+let unexpected: string[];
 
 function page(events: object[], after: string | null = null): Response {
   return Response.json({ object: 'list', data: events, list_metadata: { before: null, after } });
@@ -31,15 +35,20 @@ function events(n: number) {
 beforeEach(async () => {
   answers = [];
   requests = [];
+  authorizations = [];
+  unexpected = [];
   await runInDurableObject(reconcilerStub(env), async (_i, state) => {
     await state.storage.deleteAll();
   });
   vi.spyOn(globalThis, 'fetch').mockImplementation(async (input, init) => {
     const req = new Request(input as RequestInfo, init);
     const url = new URL(req.url);
-    if (`${url.origin}${url.pathname}` !== API) throw new Error(`unexpected fetch ${req.url}`);
-    expect(req.headers.get('authorization')).toBe('Bearer sk_test_reconcile');
+    if (`${url.origin}${url.pathname}` !== API) {
+      unexpected.push(req.url);
+      throw new Error(`unexpected fetch ${req.url}`);
+    }
     requests.push(url);
+    authorizations.push(req.headers.get('authorization'));
     const next = answers.shift();
     if (next === undefined) return page([]);
     return next(url);
@@ -51,6 +60,13 @@ afterEach(() => vi.restoreAllMocks());
 function expectResumesFrom(q: URL, last: { created_at: string }) {
   expect(q.searchParams.get('after')).toBeNull();
   expect(q.searchParams.get('range_start')).toBe(new Date(Date.parse(last.created_at) - 120_000).toISOString());
+}
+
+/** Every request reached the Events API with the configured key, and nothing else was fetched (asserted in the test body). */
+function expectAuthenticatedApiCallsOnly(): void {
+  expect(unexpected).toEqual([]);
+  expect(authorizations).toHaveLength(requests.length);
+  expect(authorizations.filter((a) => a !== 'Bearer sk_test_reconcile')).toEqual([]);
 }
 
 async function reconcile(body?: object): Promise<Response> {
@@ -78,6 +94,7 @@ describe('reconciliation', () => {
     expect(q.searchParams.get('order')).toBe('asc');
     expect(q.searchParams.get('after')).toBeNull();
     expect(Date.parse(q.searchParams.get('range_start')!)).toBeGreaterThanOrEqual(before - 1000);
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('follows pages, recovers missed events once, and persists the cursor across runs', async () => {
@@ -95,6 +112,7 @@ describe('reconciliation', () => {
     expect(second).toMatchObject({ status: 'completed', read: 0, reread: 1, recovered: 0 });
     expectResumesFrom(requests[2]!, all[129]!);
     expect(sends.count()).toBe(130);
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('delivers only the events the webhooks missed', async () => {
@@ -111,6 +129,7 @@ describe('reconciliation', () => {
     // And a webhook arriving after reconciliation is a duplicate.
     const { object: _o, ...late } = all[9]!;
     expect(await (await postWebhook(late)).json()).toMatchObject({ status: 'duplicate' });
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('does not move the cursor when a later page fails, and backs off after 5xx', async () => {
@@ -128,6 +147,7 @@ describe('reconciliation', () => {
     // An admin run retries from the last good page.
     await reconcile();
     expectResumesFrom(requests.at(-1)!, all[99]!);
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('honours Retry-After on 429', async () => {
@@ -135,6 +155,7 @@ describe('reconciliation', () => {
     expect(await (await reconcile()).json()).toMatchObject({ status: 'failed', error: 'rate_limited' });
     const status = await reconcilerStub(env).status();
     expect(Date.parse(status.backoff_until!) - Date.now()).toBeGreaterThan(590_000);
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('401: a clear error, logged once, surfaced on the status endpoint', async () => {
@@ -148,6 +169,7 @@ describe('reconciliation', () => {
     expect(body.reconcile.last_error.kind).toBe('unauthorized');
     expect(body.reconcile.last_error.message).toContain('WORKOS_API_KEY');
     expect(JSON.stringify(body)).not.toContain('sk_test_reconcile');
+    expectAuthenticatedApiCallsOnly();
   });
 
   it.each([
@@ -162,6 +184,7 @@ describe('reconciliation', () => {
     answers.push(() => page([]));
     await reconcile();
     expectResumesFrom(requests.at(-1)!, good[2]!);
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('skips a malformed item of a page (logged and counted) and takes the events around it, on this run and the next', async () => {
@@ -181,6 +204,7 @@ describe('reconciliation', () => {
     answers.push(() => page([]));
     expect(await (await reconcile()).json()).toMatchObject({ status: 'completed' });
     expectResumesFrom(requests.at(-1)!, good[2]!);
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('a full page that ends with a skipped item: the next page starts after that item', async () => {
@@ -189,6 +213,7 @@ describe('reconciliation', () => {
     answers.push(() => page([...all, tail], 'event_tail_bad'), () => page([]));
     expect(await (await reconcile()).json()).toMatchObject({ status: 'completed', pages: 2, read: 99, skipped_malformed: 1 });
     expect(requests[1]!.searchParams.get('after')).toBe('event_tail_bad');
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('backfills from range_start on request', async () => {
@@ -202,6 +227,7 @@ describe('reconciliation', () => {
     expect(q.searchParams.get('range_start')).toBe(start);
     expect(q.searchParams.get('after')).toBeNull();
     expect((await reconcilerStub(env).status()).clamped_since).toBeNull();
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('rejects a bad range_start with 400 invalid_request, and a body that is not JSON; nothing is read', async () => {
@@ -216,6 +242,7 @@ describe('reconciliation', () => {
     expect(notJson.status).toBe(400);
     expect(await notJson.json()).toMatchObject({ error: 'invalid_request' });
     expect(requests.length).toBe(before);
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('rejects a body that is not an object, or has a field other than range_start (a misspelt one would run an ordinary reconciliation, answered 200): 400, nothing read', async () => {
@@ -233,15 +260,20 @@ describe('reconciliation', () => {
       expect(await res.json(), body).toMatchObject({ error: 'invalid_request' });
     }
     expect(requests.length).toBe(before);
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('is off without WORKOS_API_KEY: no request, one notice', async () => {
+    // The notice is written once per isolate (logOnce). Each test file runs
+    // in a fresh runtime, and no other test here runs the cron without a key:
+    // this test's first run is the isolate's first without one.
     const logs = vi.spyOn(console, 'log');
     const noKey = { ...env, WORKOS_API_KEY: '' } as Env;
     await worker.scheduled(createScheduledController(), noKey, createExecutionContext());
     await worker.scheduled(createScheduledController(), noKey, createExecutionContext());
     expect(requests).toHaveLength(0);
-    expect(logs.mock.calls.filter((c) => String(c[0]).includes('reconcile_disabled')).length).toBeLessThanOrEqual(1);
+    expect(logs.mock.calls.filter((c) => String(c[0]).includes('"msg":"reconcile_disabled"'))).toHaveLength(1);
+    expectAuthenticatedApiCallsOnly();
   });
 
   it('admin endpoints need the bearer token', async () => {
@@ -250,5 +282,6 @@ describe('reconciliation', () => {
     expect(await res.json()).toMatchObject({ error: 'unauthorized' });
     const wrong = await exports.default.fetch(new Request('https://router.test/admin/status', { headers: { Authorization: 'Bearer nope' } }));
     expect(wrong.status).toBe(401);
+    expectAuthenticatedApiCallsOnly();
   });
 });

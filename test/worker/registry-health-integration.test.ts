@@ -69,10 +69,29 @@ describe('destination registry: success reports coalesced', () => {
   });
 
   it('metrics read through counters() and health() see every success', async () => {
-    const reg = fresh();
     const t0 = Date.now();
-    for (let i = 0; i < 4; i++) await reg.report({ crm: ok(5, t0 + i) }, policy);
-    await reg.counters();
-    expect((await stored(reg, 'crm'))?.delivered).toBe(20);
+    const waiting = async () => {
+      const reg = fresh();
+      for (let i = 0; i < 4; i++) await reg.report({ crm: ok(5, t0 + i) }, policy);
+      // Only the first report is written: 15 deliveries wait in memory.
+      expect((await stored(reg, 'crm'))?.delivered).toBe(5);
+      return reg;
+    };
+    // counters() holds no per-destination delivered count (successes add no
+    // counter row): what it sees is storage, which it first brings up to 20,
+    // so the /admin/metrics read made with it finds all 20.
+    const viaCounters = await waiting();
+    await viaCounters.counters();
+    expect((await stored(viaCounters, 'crm'))?.delivered).toBe(20);
+    expect((await viaCounters.health(['crm']))[0]).toMatchObject({ delivered: 20 });
+    // health() on its own answers all 20, and writes them.
+    const viaHealth = await waiting();
+    expect((await viaHealth.health(['crm']))[0]).toMatchObject({ delivered: 20, failed: 0, last_success_at: new Date(t0 + 3).toISOString() });
+    expect((await stored(viaHealth, 'crm'))?.delivered).toBe(20);
+    // Read together, as /admin/metrics does.
+    const both = await waiting();
+    const [, health] = await Promise.all([both.counters(), both.health(['crm'])]);
+    expect(health[0]).toMatchObject({ delivered: 20 });
+    expect((await stored(both, 'crm'))?.delivered).toBe(20);
   });
 });
