@@ -163,7 +163,13 @@ export function filterFromQuery(q: (name: string) => string | undefined, all: (n
   if (since !== undefined) f.since = since;
   const until = parseTime(q('until') || undefined, 'until');
   if (until !== undefined) f.until = until;
+  timeOrder(f, 'since', 'until');
   return f;
+}
+
+/** `since` must come before `until` (an empty range is a mistake, refused as the dead-letter filters refuse it). */
+function timeOrder(f: EventFilter, since: string, until: string): void {
+  if (f.since !== undefined && f.until !== undefined && f.since >= f.until) throw invalid(`${since} must be earlier than ${until}.`);
 }
 
 export function parseLimit(value: string | undefined, def: number, max: number): number {
@@ -242,6 +248,7 @@ export function parseEventReplay(text: string): EventReplayRequest {
   if (since !== undefined) filter.since = since;
   const until = parseTime(rf.until, 'filter.until');
   if (until !== undefined) filter.until = until;
+  timeOrder(filter, 'filter.since', 'filter.until');
   const to = parseDestination(b.to, 'to');
   if (to === undefined) throw invalid('to is required: the destination to send the events to.');
   if (b.dry_run !== undefined && typeof b.dry_run !== 'boolean') throw invalid('dry_run must be true or false.');

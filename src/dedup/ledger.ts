@@ -394,7 +394,8 @@ export class DedupLedger extends DurableObject<Env> {
     try {
       await this.env.EVENTS_QUEUE.send(message, { contentType: 'json' });
     } catch (err) {
-      if (large) this.sql.exec('DELETE FROM bodies WHERE id = ?', req.id);
+      // The body stays (until its day is dropped): a send reported failed may still have been stored by the
+      // queue, and that message needs it; WorkOS's retry of the event replaces it.
       log('error', 'enqueue_failed', { event_id: req.id, error: errorName(err) });
       return { status: 'unavailable' };
     }

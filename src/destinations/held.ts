@@ -89,15 +89,27 @@ export class HeldDeliveries extends DurableObject<Env> {
     const cols = this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('held')").toArray();
     if (!cols.some((c) => c.name === 'replay')) this.sql.exec('ALTER TABLE held ADD COLUMN replay INTEGER');
     if (!cols.some((c) => c.name === 'ledger_shard')) this.sql.exec('ALTER TABLE held ADD COLUMN ledger_shard TEXT');
+    // A delivery already held is not held twice (see hold): one index row per held delivery, on a path that only
+    // runs while the destination is paused or its circuit open.
+    this.sql.exec('CREATE INDEX IF NOT EXISTS held_by_event ON held (event_id)');
   }
 
-  /** Keeps deliveries for `destination`. When the destination was resumed meanwhile, they drain at once. */
+  /**
+   * Keeps deliveries for `destination`. When the destination was resumed
+   * meanwhile, they drain at once. An event already held here is not held
+   * again: a hold whose answer was lost (the call stored them, the consumer
+   * saw it fail) is made again by the message's retry, and a drained delivery
+   * whose removal a crash prevented may come back while the destination is
+   * blocked again; kept twice, it would be delivered twice.
+   */
   async hold(destination: string, items: HeldDelivery[]): Promise<void> {
     const now = Date.now();
     this.ctx.storage.kv.put('destination', destination);
+    let kept = 0;
     for (const d of items) {
-      this.sql.exec(
-        'INSERT INTO held (event_id, event_type, created_at, source, stale, accepted_at, attempts, rules, body, held_at, replay, ledger_shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      kept += this.sql.exec(
+        `INSERT INTO held (event_id, event_type, created_at, source, stale, accepted_at, attempts, rules, body, held_at, replay, ledger_shard)
+         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM held WHERE event_id = ?1)`,
         d.event_id,
         d.event_type,
         d.created_at,
@@ -110,9 +122,9 @@ export class HeldDeliveries extends DurableObject<Env> {
         now,
         d.replay === true ? 1 : null,
         d.ledger_shard ?? null,
-      );
+      ).rowsWritten > 0 ? 1 : 0;
     }
-    log('info', 'deliveries_held', { destination, count: items.length });
+    log('info', 'deliveries_held', { destination, count: kept, ...(kept < items.length ? { already_held: items.length - kept } : {}) });
     await this.scheduleAt(this.ctx.storage.kv.get<boolean>('active') === true ? this.nextDrainAt(now) : now + EXPIRY_CHECK_MS);
   }
 

@@ -376,10 +376,11 @@ export class DestinationRegistry extends DurableObject<Env> {
    * it did (with how many it drains). The registry is the only one that
    * tells a held store to hold or drain, and one destination's calls go one
    * after another: a pause that lands while a circuit-close's drain call is
-   * on its way makes the next call, which arrives after it and holds. When
-   * the held store cannot be reached, the sync is owed: the alarm tries
-   * again every 30 s until it succeeds, so deliveries are neither stranded
-   * after a circuit closed nor drained into an open one.
+   * on its way makes the next call, which arrives after it and holds. The
+   * sync is owed from before the call until it succeeds: when the held store
+   * cannot be reached, or this object restarts during the call, the alarm
+   * tries again every 30 s, so deliveries are neither stranded after a
+   * circuit closed nor drained into an open one.
    */
   private syncHeld(name: string): Promise<HeldSync> {
     const before = this.heldLanes.get(name) ?? Promise.resolve();
@@ -397,6 +398,11 @@ export class DestinationRegistry extends DurableObject<Env> {
   private async syncHeldNow(name: string): Promise<HeldSync> {
     const row = this.sql.exec<Row>('SELECT * FROM destinations WHERE name = ?', name).toArray()[0];
     const hold = row !== undefined && (row.paused_at !== null || row.circuit_open_at !== null);
+    // Owed from before the call, not only once it is seen failing: the state that asks for it is already
+    // written, and a restart of this object during the call (a deploy) must not leave the held store
+    // holding behind a closed circuit, or draining into an open one, with nothing to tell it again.
+    this.ctx.storage.kv.put(`held_sync_owed:${name}`, true);
+    await this.scheduleProbe(Date.now() + HELD_SYNC_RETRY_MS);
     try {
       const held = heldStub(this.env, name);
       let sync: HeldSync = { state: 'holding' };

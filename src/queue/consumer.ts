@@ -117,7 +117,10 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     blocked = { paused: new Set(b.paused), open: new Set(b.open), probes: b.probes };
   } catch (err) {
     log('error', 'destination_registry_unavailable', { error: errorName(err) });
-    batch.retryAll({ delaySeconds: 30 });
+    // Each message by its own attempts: a long outage must not use up the platform's retries (and dead-letter every
+    // event untried) within the hour; the bodies kept in the ledger outlive the waits.
+    await keepBodies(env, [...batch.messages], () => undefined, (m) => failureRetryDelaySeconds(m.attempts));
+    for (const m of batch.messages) m.retry({ delaySeconds: failureRetryDelaySeconds(m.attempts) });
     return;
   }
   const rateLimited = [...config.destinations.values()].some((d) => d.maxPerSecond !== null);
@@ -663,7 +666,10 @@ async function prepareFollowUp(plan: MessagePlan, env: Env, config: RouterConfig
   if (ref !== undefined) {
     if (ref.until !== undefined && ref.until >= needUntil) return;
     const until = needUntil + BODY_KEEP_MARGIN_MS;
-    await ledgerStubByName(env, ref.shard).extendBody(f.body.id, until);
+    const stub = ledgerStubByName(env, ref.shard);
+    // Gone (it should not be, but a ledger that lost it must not take the event with it): stored again from
+    // the copy this batch read, when it read one.
+    if (!(await stub.extendBody(f.body.id, until)) && plan.raw !== undefined) await stub.storeBody(f.body.id, plan.raw, until);
     f.body = { ...f.body, body_ref: { shard: ref.shard, until } };
     return;
   }
@@ -699,21 +705,14 @@ async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | unde
   // Per message: is everything it must leave behind safe?
   const safe = new Map<MessagePlan, boolean>();
   for (const plan of await prepareFollowUps(plans, env, config, now)) safe.set(plan, false);
-  const sending = plans.filter((p) => p.followUp !== undefined && safe.get(p) !== false);
-  for (const chunk of chunkPlans(sending)) {
-    try {
-      await env.EVENTS_QUEUE.sendBatch(
-        chunk.map((p) => ({ body: (p.followUp as FollowUp).body, contentType: 'json' as const, delaySeconds: (p.followUp as FollowUp).delaySeconds })),
-      );
-    } catch (err) {
-      for (const p of chunk) safe.set(p, false);
-      log('error', 'follow_up_enqueue_failed', { count: chunk.length, error: errorName(err) });
-    }
-  }
-  // Dead letters, in calls of bounded size: the first is reserved in the budget, the others use what it has left;
+  // Dead letters first, then follow-ups, each only for messages whose earlier steps are safe. A message whose dead
+  // letters could not be written is retried whole (its deliveries run again), so it must leave no follow-up behind:
+  // sent, each redelivery would start one more retry chain of the destinations still failing. The other way round,
+  // a follow-up that cannot be sent after its dead letters were written costs a duplicate dead letter on redelivery.
+  // Dead letters go in calls of bounded size: the first is reserved in the budget, the others use what it has left;
   // messages whose records find no room are retried whole (their deliveries run again: at-least-once).
   const calls = deadLetterCalls(
-    plans.filter((p) => p.deadLetters.length > 0),
+    plans.filter((p) => p.deadLetters.length > 0 && safe.get(p) !== false),
     (p) => p.deadLetters,
   );
   for (const [i, chunk] of calls.entries()) {
@@ -729,11 +728,24 @@ async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | unde
       log('error', 'dead_letter_store_failed', { count: chunk.length, error: errorName(err) });
     }
   }
+  const sending = plans.filter((p) => p.followUp !== undefined && safe.get(p) !== false);
+  for (const chunk of chunkPlans(sending)) {
+    try {
+      await env.EVENTS_QUEUE.sendBatch(
+        chunk.map((p) => ({ body: (p.followUp as FollowUp).body, contentType: 'json' as const, delaySeconds: (p.followUp as FollowUp).delaySeconds })),
+      );
+    } catch (err) {
+      for (const p of chunk) safe.set(p, false);
+      log('error', 'follow_up_enqueue_failed', { count: chunk.length, error: errorName(err) });
+    }
+  }
+  const failed = plans.filter((p) => p.redeliver !== true && safe.get(p) === false);
+  await keepBodies(env, failed.map((p) => p.message), (m) => failed.find((p) => p.message === m)?.raw, (m) => failureRetryDelaySeconds(m.attempts));
   for (const plan of plans) {
     if (plan.redeliver === true) plan.message.retry({ delaySeconds: 0 });
     // Retrying the original re-runs its deliveries (at-least-once; receivers
     // deduplicate on Idempotency-Key). Losing it would drop the event.
-    else if (safe.get(plan) === false) plan.message.retry({ delaySeconds: 30 });
+    else if (safe.get(plan) === false) plan.message.retry({ delaySeconds: failureRetryDelaySeconds(plan.message.attempts) });
     else plan.message.ack();
   }
 }
@@ -817,6 +829,10 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
     }
   }
   if (left.size === 0) return;
+  // A large event's body waits in the ledger only as long as its message was expected to need it: while the
+  // store stays down it must outlive every wait below (a store down for a day would otherwise find it gone).
+  const bodies = new Map(groups.map((g) => [g.message, g.records.find((r) => r.body !== '')?.body]));
+  await keepBodies(env, [...left], (m) => bodies.get(m), (m) => Math.max(300, dlqRetryDelaySeconds(m.attempts)));
   // Back to the DLQ as fresh messages (their retry count starts again), in chunks a sendBatch takes
   // (a batch of large events exceeds one call's limit); each message acked or retried on its own chunk.
   let requeued = 0;
@@ -835,9 +851,47 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
   if (requeued > 0) log('warn', 'dead_letters_requeued', { count: requeued, retry_in_s: 300 });
 }
 
+/**
+ * Keeps the ledger bodies of these messages (those that carry a reference)
+ * for at least their wait more, plus a day: extended, or stored again from
+ * `bodyOf` when the ledger no longer has it. Best effort: a ledger that
+ * cannot be reached now is asked again at the message's next try.
+ */
+async function keepBodies(env: Env, messages: Message<unknown>[], bodyOf: (m: Message<unknown>) => string | undefined, waitSecondsOf: (m: Message<unknown>) => number): Promise<void> {
+  const now = Date.now();
+  await Promise.all(
+    messages.map(async (m) => {
+      const b = m.body;
+      if (!isRouterMessage(b) || b.body_ref === undefined) return;
+      const until = now + waitSecondsOf(m) * 1000 + DAY_MS + BODY_KEEP_MARGIN_MS;
+      if (b.body_ref.until !== undefined && b.body_ref.until >= until) return;
+      try {
+        const stub = ledgerStubByName(env, b.body_ref.shard);
+        if (await stub.extendBody(b.id, until)) return;
+        const body = bodyOf(m);
+        if (body !== undefined) await stub.storeBody(b.id, body, until);
+      } catch (err) {
+        log('warn', 'body_keep_failed', { event_id: b.id, error: errorName(err) });
+      }
+    }),
+  );
+}
+
+/**
+ * The wait before a message is tried again after a failure of the router's
+ * own services (the destination registry, the dead-letter store, the queue):
+ * `first` seconds, doubling with each attempt, at most 12 hours (the
+ * platform's longest delay). The platform drops a message after its 100th
+ * try (`max_retries`); these waits stretch those tries over about 46 days
+ * instead of an hour or two.
+ */
+export function failureRetryDelaySeconds(attempts: number, first = 30): number {
+  return Math.min(first * 2 ** Math.max(0, Math.min(attempts - 1, 20)), 43_200);
+}
+
 /** The wait before the DLQ consumer's next try of a message it could neither store nor re-queue: 60 s doubling, at most 12 hours. */
 function dlqRetryDelaySeconds(attempts: number): number {
-  return Math.min(60 * 2 ** Math.max(0, Math.min(attempts - 1, 20)), 43_200);
+  return failureRetryDelaySeconds(attempts, 60);
 }
 
 /**

@@ -231,6 +231,21 @@ export class Reconciler extends DurableObject<Env> {
   private running = false;
   /** Requests to Cloudflare services this run has made (see `SERVICE_CALL_BUDGET`). */
   private serviceCalls = 0;
+  /** This run's part in `owed_from`: whether it read the overlap owed, and the one it leaves (see `settleOwed`). */
+  private owed: { consumed: boolean; next: number | undefined } = { consumed: false, next: undefined };
+
+  /**
+   * After a run that succeeded: the overlap it owes the next run (it stopped
+   * close to real time), kept with an older one it did not read; one it read
+   * is dropped. A failed run changes nothing, so what it was to read stays owed.
+   */
+  private settleOwed(): void {
+    const kv = this.ctx.storage.kv;
+    const prior = this.owed.consumed ? undefined : kv.get<number>('owed_from');
+    const owed = Math.min(prior ?? Number.POSITIVE_INFINITY, this.owed.next ?? Number.POSITIVE_INFINITY);
+    if (owed === Number.POSITIVE_INFINITY) kv.delete('owed_from');
+    else kv.put('owed_from', owed);
+  }
 
   async run(opts: RunOptions): Promise<RunReport> {
     const idle = (status: RunReport['status']): RunReport => ({ status, ...emptyCounts(), behind: false });
@@ -260,6 +275,7 @@ export class Reconciler extends DurableObject<Env> {
 
     this.running = true;
     this.serviceCalls = 0;
+    this.owed = { consumed: false, next: undefined };
     const report: RunReport = { ...idle('completed'), ...(clamp !== undefined ? { clamped_since: clamp } : {}) };
     try {
       this.prune(started, floorMs, settings);
@@ -278,6 +294,7 @@ export class Reconciler extends DurableObject<Env> {
         const lag = (await this.status()).lag_seconds;
         if (lag !== null && lag > LAG_ALERT_SECONDS) signals.push({ kind: 'reconcile_lag', detail: `${Math.round(lag / 60)} min behind` });
       }
+      this.settleOwed();
       await notifyAlerts(this.env, signals);
       kv.delete('last_error');
       kv.put('failures', 0);
@@ -366,7 +383,8 @@ export class Reconciler extends DurableObject<Env> {
     // the first run after it reads from there.
     else if (startPos !== null && startMark !== null && overlapMs > 0) {
       const owedFrom = kv.get<number>('owed_from') ?? Number.POSITIVE_INFINITY;
-      kv.delete('owed_from');
+      // Read now, dropped only when this run succeeds (a failed run leaves it owed to the next).
+      this.owed.consumed = true;
       window = { rangeStart: iso(Math.max(Math.min(Math.min(startMark.ms, lastRunAt) - overlapMs, owedFrom), floorMs)) };
     }
     // A position older than the retention floor (the Events API may no longer serve it): start from the floor.
@@ -396,7 +414,7 @@ export class Reconciler extends DurableObject<Env> {
           kv.put('continue_after', { id: last.id, ms: last.ms });
           // Stopped close to real time: an event created just before `last` may still become visible, and the
           // continuation reads only after it. The first run that reads an overlap again starts this far back.
-          if (overlapMs > 0 && last.ms > started - OWED_WINDOW_MS) kv.put('owed_from', Math.min(kv.get<number>('owed_from') ?? Number.POSITIVE_INFINITY, last.ms - overlapMs));
+          if (overlapMs > 0 && last.ms > started - OWED_WINDOW_MS) this.owed.next = last.ms - overlapMs;
         }
         return null;
       }

@@ -12,11 +12,11 @@ import { ledgerStubByName } from '../../src/dedup/shard';
 import { MAX_DELAY_SECONDS } from '../../src/destinations/types';
 import { type RouterMessage, QUEUE_MESSAGE_LIMIT, messageBytes } from '../../src/queue/message';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
-import { deadLettersFor } from '../helpers/observe';
+import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { sampleEvent } from '../helpers/webhook';
 import worker from '../../src/index';
-import { BIG, CRM } from './router';
+import { BIG, CRM, OPS } from './router';
 
 const sink = new Sink();
 beforeEach(() => sink.reset().install());
@@ -125,7 +125,84 @@ describe('stored bodies live as long as a delivery may need them', () => {
   });
 });
 
+describe("a batch whose own services fail: retried whole, with waits that grow, leaving nothing behind", () => {
+  const storeDown = () => vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ addShared: () => Promise.reject(new Error('store down')) } as never);
+
+  async function runAt(e: Record<string, unknown>, attempts: number, runEnv: Env = env): Promise<{ delays: (number | undefined)[] }> {
+    const batch = createMessageBatch<RouterMessage>('workos-router-events', [{ id: `m-${crypto.randomUUID()}`, timestamp: new Date(), attempts, body: routerMessage(e) }]);
+    const message = batch.messages[0] as Message<RouterMessage>;
+    // The platform's message, observed: what the consumer asks of it.
+    const retry = vi.spyOn(message, 'retry');
+    const ack = vi.spyOn(message, 'ack');
+    const ctx = createExecutionContext();
+    await worker.queue(batch as MessageBatch<unknown>, runEnv, ctx);
+    await getQueueResult(batch, ctx);
+    expect(ack).not.toHaveBeenCalled();
+    return { delays: retry.mock.calls.map((c) => c[0]?.delaySeconds) };
+  }
+
+  it('dead letters that cannot be written: no follow-up is sent for the destination still failing (each redelivery started one more retry chain)', async () => {
+    const e = sampleEvent({ event: 'user.created' });
+    sink.on(CRM, () => new Response('no', { status: 400 })); // permanent: a dead letter
+    sink.on(OPS, () => new Response('busy', { status: 503 })); // retryable: a follow-up
+    storeDown();
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const logs = watchLogs();
+    const runs = [];
+    for (const attempts of [1, 2, 3]) runs.push(await runAt(e, attempts));
+    // Both destinations were tried each time (the redelivery runs the deliveries again: at-least-once) …
+    expect(sink.about(e.id as string, CRM)).toHaveLength(3);
+    expect(sink.about(e.id as string, OPS)).toHaveLength(3);
+    expect(logs.records().filter((r) => r.msg === 'dead_letter_store_failed')).toHaveLength(3);
+    // … but no follow-up was ever sent: the platform's retry of the message is the only chain.
+    expect(sentBy(sendBatch).filter((s) => s.body.id === e.id)).toEqual([]);
+    expect(runs.map((r) => r.delays)).toEqual([[30], [60], [120]]);
+  });
+
+  it('the waits double from 30 s to 12 hours, so a long outage does not use up the platform\'s 100 tries within the hour', async () => {
+    const e = sampleEvent({ event: 'user.created' });
+    sink.on(CRM, () => new Response('no', { status: 400 }));
+    storeDown();
+    const delays: (number | undefined)[] = [];
+    for (const attempts of [1, 2, 5, 11, 12, 100]) delays.push(...(await runAt(e, attempts)).delays);
+    expect(delays).toEqual([30, 60, 480, 30_720, 43_200, 43_200]);
+  });
+
+  it('the destination registry unreachable: every message waits the same growing time, no delivery is tried, and the body kept in the ledger outlives the wait', async () => {
+    const e = bigEvent('connection.activated', 150_000);
+    const shard = 'ledger-0';
+    const until = Date.now() + 60_000;
+    await ledgerStubByName(env, shard).storeBody(e.id as string, JSON.stringify(e), until);
+    const registryDown = { ...env, DESTINATIONS: { idFromName: () => env.DESTINATIONS.idFromName('x'), get: () => ({ blocked: () => Promise.reject(new Error('registry reset')) }) } } as unknown as Env;
+    const logs = watchLogs();
+    const batch = createMessageBatch<RouterMessage>('workos-router-events', [
+      { id: `m-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 6, body: { ...routerMessage(e), body: undefined, body_ref: { shard, until } } },
+    ]);
+    const message = batch.messages[0] as Message<RouterMessage>;
+    const retry = vi.spyOn(message, 'retry');
+    const ctx = createExecutionContext();
+    await worker.queue(batch as MessageBatch<unknown>, registryDown, ctx);
+    await getQueueResult(batch, ctx);
+    expect(retry.mock.calls.map((c) => c[0]?.delaySeconds)).toEqual([960]);
+    expect(logs.records().filter((r) => r.msg === 'destination_registry_unavailable')).toHaveLength(1);
+    expect(sink.about(e.id as string, BIG)).toEqual([]);
+    // Kept through the wait and a day after it.
+    expect((await ledgerRow(shard, e.id as string))?.expires_at).toBeGreaterThanOrEqual(Date.now() + 960_000 + 86_400_000);
+  });
+});
+
 describe('the platform dead-letter queue consumer never discards', () => {
+  it('while the dead-letter store is down, a large event\'s body in the ledger is kept through the wait (it expired a day after its last expected use)', async () => {
+    const e = bigEvent('connection.activated', 150_000);
+    const shard = 'ledger-1';
+    await ledgerStubByName(env, shard).storeBody(e.id as string, JSON.stringify(e), Date.now() + 60_000);
+    vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ addShared: () => Promise.reject(new Error('store down')) } as never);
+    const message: RouterMessage = { ...routerMessage(e), body: undefined, body_ref: { shard, until: Date.now() + 60_000 }, pending: { big: { attempts: 3, rules: ['connections'] } } };
+    const { result } = await runBatch([message], env, 'workos-router-events-dlq', 100);
+    expect(result.explicitAcks).toHaveLength(1); // back to the DLQ, in 300 s
+    expect((await ledgerRow(shard, e.id as string))?.expires_at).toBeGreaterThanOrEqual(Date.now() + 300_000 + 86_400_000);
+  });
+
   it('when the dead-letter store is down, the batch is re-sent to the DLQ as fresh messages and acked', async () => {
     const e = sampleEvent({ event: 'user.created' });
     vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ add: () => Promise.reject(new Error('store down')) } as never);

@@ -9,7 +9,8 @@
  *   ingest-integration.test.ts shows that path); either way two messages.
  * - a crash BEFORE the enqueue: nothing was written, so the retry is accepted
  *   at once (a claim would have made it wait for its lease, answering 409).
- * - a failed enqueue writes nothing and leaves nothing behind.
+ * - a failed enqueue writes no row; a large event's body stays (the queue may
+ *   have stored the message it reported failed, and that message needs it).
  * - concurrent copies inside one object still make exactly one message (they
  *   wait in the id's lane for the first one's outcome): ingest-integration's
  *   "50 simultaneous deliveries of one id" test.
@@ -30,7 +31,8 @@ import { shardKeyOf, shardName, shardOf } from '../../src/dedup/shard';
 import type { RouterMessage } from '../../src/queue/message';
 import { Sink } from '../helpers/sink';
 import { postWebhook, sampleEvent as baseSample } from '../helpers/webhook';
-import { CRM } from './router';
+import { BIG, CRM } from './router';
+import { deadLettersFor } from '../helpers/observe';
 
 const sink = new Sink();
 beforeEach(() => sink.reset().install());
@@ -128,5 +130,23 @@ describe('ledger: one row per accepted event, written after the enqueue', () => 
     }));
     expect(left).toEqual({ ledger: 0, bodies: 0 });
     await deliveredExactly(event, 0);
+  });
+
+  it('a large event whose send the queue stored but reported failed: its body stays for that message, which delivers it (the body was deleted and the message dead-lettered body_expired)', async () => {
+    // Over the inline limit: the message carries a reference to the body kept in the ledger.
+    const event = baseSample({ event: 'connection.activated', data: { id: `conn_${crypto.randomUUID()}`, object: 'connection', blob: 'x'.repeat(150_000) } });
+    await runInDurableObject(ledgerFor(event), (instance) => {
+      const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+      const real = queue.send.bind(queue);
+      vi.spyOn(queue, 'send').mockImplementationOnce(async (message, options) => {
+        await real(message, options);
+        throw new Error('reported failed after it was stored');
+      });
+    });
+    expect((await postWebhook(event)).status).toBe(503);
+    // Not accepted (WorkOS retries it), but the message the queue kept is delivered, body and all.
+    await sink.until(() => sink.about(event.id as string, BIG).length > 0, 'the stored message delivered');
+    expect(sink.about(event.id as string, BIG)[0]?.body === JSON.stringify(event)).toBe(true);
+    expect(await deadLettersFor(event.id as string)).toEqual([]);
   });
 });

@@ -89,6 +89,31 @@ describe('circuit probes', () => {
     expect(await held.count()).toBe(0);
   });
 
+  it('the sync is owed from before its call: a registry restarted while the drain call is on its way tells the held store again from its alarm (the deliveries stayed stranded until held_too_long)', async () => {
+    const name = `restart-${crypto.randomUUID()}`;
+    const { reg, policy, held } = await openWithOneHeld(name);
+    let calls = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const spy = interceptHeld({ resume: (go) => (++calls === 1 ? gate.then(() => Promise.reject(new Error('never answered: the registry restarted'))) : go()) });
+    const closing = reg.report({ [name]: { delivered: 1, failed: 0, probe: 'ok' } }, policy).catch((err: unknown) => err);
+    await until(async () => calls === 1, 'the drain call on its way');
+    // The registry restarts (a deploy) while its call to the held store is on its way.
+    await runInDurableObject(reg, (_i, state) => state.abort('simulated restart during the held-store call')).catch(() => undefined);
+    await closing;
+    release();
+    const again = registryStub(env);
+    expect((await again.health([name]))[0]).toMatchObject({ circuit: 'closed' });
+    expect(await runInDurableObject(again, (_i, state) => state.storage.kv.get(`held_sync_owed:${name}`))).toBe(true);
+    // Its alarm tells the held store again; it drains.
+    expect(await runDurableObjectAlarm(again)).toBe(true);
+    spy.mockRestore();
+    expect(calls).toBe(2);
+    expect(await runInDurableObject(again, (_i, state) => state.storage.kv.get(`held_sync_owed:${name}`))).toBeUndefined();
+    await runDurableObjectAlarm(held);
+    await until(async () => (await held.count()) === 0, 'the held store drained', 5_000);
+  });
+
   it('a pause that lands while the circuit-close drain call is on its way leaves the held store holding', async () => {
     const name = `race-${crypto.randomUUID()}`;
     const { reg, policy, held } = await openWithOneHeld(name);

@@ -188,6 +188,17 @@ describe('POST /admin/events/replay: body checks not reached elsewhere (nothing 
     await expectError(await replay({ filter: { until: '2026-01-01T00:00:00' }, to: 'audit' }), 400, 'invalid_request', /^filter\.until must be an ISO 8601 time/);
     expect(sendBatch).not.toHaveBeenCalled();
   });
+
+  it('filter.since not earlier than filter.until (an empty range, refused as the dead-letter filters refuse it) — 400 invalid_request', async () => {
+    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    for (const [since, until] of [['2026-11-02', '2026-11-01'], ['2026-11-01T00:00:00Z', '2026-11-01']]) {
+      await expectError(await replay({ filter: { since, until }, to: 'audit', dry_run: true }), 400, 'invalid_request', /^filter\.since must be earlier than filter\.until\.$/);
+      await expectError(await admin(`/events?since=${since}&until=${until}`), 400, 'invalid_request', /^since must be earlier than until\.$/);
+    }
+    expect((await replay({ filter: { since: '2026-11-01', until: '2026-11-02' }, to: 'audit', dry_run: true })).status).toBe(200);
+    expect((await admin('/events?since=2026-11-01&until=2026-11-02')).status).toBe(200);
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
 });
 
 describe("Hono's own paths under /admin", () => {

@@ -62,3 +62,24 @@ describe('held deliveries of a removed destination, with the dead-letter store d
     for (const d of dead) expect(d).toMatchObject({ reason: 'destination_removed' });
   });
 });
+
+describe('a delivery already held is not held again', () => {
+  it('the same event held twice (a hold whose answer was lost, made again by the retry) is kept once', async () => {
+    const name = `held-twice-${crypto.randomUUID().slice(0, 8)}`;
+    const held = heldStub(env, name);
+    const [a, b] = [heldDelivery(), heldDelivery()];
+    const logs = vi.spyOn(console, 'log');
+    await held.pause(name);
+    await held.hold(name, [a as HeldDelivery]);
+    // The retry holds it again (its attempts unchanged), together with another event, and once more within one call.
+    await held.hold(name, [{ ...(a as HeldDelivery) }, b as HeldDelivery, { ...(b as HeldDelivery) }]);
+    expect(await held.count()).toBe(2);
+    const lines = logs.mock.calls.map((c) => String(c[0])).filter((l) => l.includes('"msg":"deliveries_held"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => [l.count, l.already_held])).toEqual([
+      [1, undefined],
+      [1, 2],
+    ]);
+    const rows = await runInDurableObject(held, (_i, state) => state.storage.sql.exec<{ event_id: string }>('SELECT event_id FROM held ORDER BY seq').toArray().map((r) => r.event_id));
+    expect(rows).toEqual([a?.event_id, b?.event_id]);
+  });
+});

@@ -607,6 +607,8 @@ const replayCaseArb: fc.Arbitrary<ReplayCase> = fc
     ok &&= c.state === undefined || (typeof c.state === 'string' && STATES.includes(c.state));
     ok &&= c.since === undefined || c.since.ms !== null;
     ok &&= c.until === undefined || c.until.ms !== null;
+    // An empty range is refused, as in the dead-letter filters.
+    ok &&= c.since?.ms == null || c.until?.ms == null || c.since.ms < c.until.ms;
     ok &&= textOk(c.to, 64);
     ok &&= c.dry_run === undefined || typeof c.dry_run === 'boolean';
     ok &&= c.limit === undefined || (typeof c.limit === 'number' && Number.isInteger(c.limit) && c.limit >= 1 && c.limit <= 500);

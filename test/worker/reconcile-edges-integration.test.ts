@@ -559,6 +559,25 @@ describe('reconciliation: catching up', { timeout: 30_000 }, () => {
     expect(await ledgerOf(late).isCommitted(late.id)).toBe(true);
   });
 
+  it('…and when that first run fails, the overlap it owed is still owed to the next one (it was dropped as soon as read)', async () => {
+    await reconcilerSettings({ reconcile_max_pages: 1 });
+    const t = Date.now() - 1100 * SECOND;
+    const all = evs(1100, t);
+    visible = all;
+    expect(await run('admin', new Date(t - SECOND).toISOString())).toMatchObject({ pages: 8, behind: true });
+    const stop = all[799]!;
+    const late = ev(Date.parse(stop.created_at) - 5 * SECOND);
+    visible = [...all, late];
+    expect(await run()).toMatchObject({ behind: false });
+    // The run that reads the overlap fails on its first page (the Events API answers 500).
+    answers.push(() => new Response('unavailable', { status: 500 }));
+    expect(await run()).toMatchObject({ status: 'failed' });
+    // The next one still reads from before `stop`.
+    const report = await run();
+    expect(report).toMatchObject({ status: 'completed', recovered: 1 });
+    expect(await ledgerOf(late).isCommitted(late.id)).toBe(true);
+  });
+
   it('makes progress when the overlap window alone holds more than a run can read', async () => {
     await reconcilerSettings({ reconcile_max_pages: 1 });
     const t = Date.now() - 5 * MINUTE;
