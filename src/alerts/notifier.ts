@@ -225,7 +225,11 @@ export class AlertNotifier extends DurableObject<Env> {
     if (this.sql.exec("SELECT 1 FROM alerts WHERE kind = 'config_invalid' AND outage_open = 1").toArray().length > 0) {
       next = Math.min(next ?? Number.POSITIVE_INFINITY, now + 60_000);
     }
-    if (next !== null) await this.ctx.storage.setAlarm(next);
+    if (next !== null) {
+      // Only ever earlier: a signal that came while this alarm awaited its posts may have set a sooner one.
+      const current = await this.ctx.storage.getAlarm();
+      if (current === null || current <= now || current > next) await this.ctx.storage.setAlarm(next);
+    }
   }
 
   private async sendRecovery(row: Row, text: string, cfg: Settings): Promise<boolean> {

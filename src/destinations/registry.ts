@@ -476,8 +476,15 @@ export class DestinationRegistry extends DurableObject<Env> {
     }
     const probeAt = this.sql.exec<{ at: number | null }>('SELECT MIN(next_probe_at) AS at FROM destinations WHERE circuit_open_at IS NOT NULL').one().at;
     const owed = [...this.ctx.storage.kv.list({ prefix: 'held_sync_owed:' })].length > 0;
-    const next = Math.min(probeAt ?? Number.POSITIVE_INFINITY, owed ? now + HELD_SYNC_RETRY_MS : Number.POSITIVE_INFINITY);
-    if (next !== Number.POSITIVE_INFINITY) await this.ctx.storage.setAlarm(Math.max(next, now + 1_000));
+    // Success counts still in memory are written by their own due time too (a report during this alarm may have set it).
+    const next = Math.min(probeAt ?? Number.POSITIVE_INFINITY, owed ? now + HELD_SYNC_RETRY_MS : Number.POSITIVE_INFINITY, this.flushDue ?? Number.POSITIVE_INFINITY);
+    if (next !== Number.POSITIVE_INFINITY) {
+      const target = Math.max(next, now + 1_000);
+      // Only ever earlier: a report or a pause made while this alarm awaited its calls may have set a sooner one
+      // (an alarm time up to this one's start is this alarm's own).
+      const current = await this.ctx.storage.getAlarm();
+      if (current === null || current <= now || current > target) await this.ctx.storage.setAlarm(target);
+    }
   }
 
   /** Only a valid ROUTER without the destination means it was removed (an invalid one says nothing). */
