@@ -66,6 +66,12 @@ type Row = {
 
 type Settings = { alerts: AlertsConfig; targets: SlackDestination[] };
 
+/** How long a notify call's id is remembered (a retry comes within a second). */
+const CALL_ID_TTL_MS = 60 * 60 * 1000;
+/** Tries of one notify call whose error is retryable, and the wait before the second (doubling). */
+const NOTIFY_TRIES = 3;
+const NOTIFY_RETRY_MS = 200;
+
 /** Outage kind → the recovery kind that ends it. */
 const RECOVERY_OF: Partial<Record<AlertKind, AlertKind>> = { circuit_closed: 'circuit_open', resumed: 'paused' };
 
@@ -98,10 +104,22 @@ export class AlertNotifier extends DurableObject<Env> {
     }
   }
 
-  async notify(signals: AlertSignal[]): Promise<void> {
+  /**
+   * Takes signals. `callId`, when given, makes a retried call harmless: a
+   * call whose answer was lost (its signals already taken) and that is made
+   * again is taken once; ids are remembered for `CALL_ID_TTL_MS`.
+   */
+  async notify(signals: AlertSignal[], callId?: string): Promise<void> {
     const cfg = this.config();
     if (cfg === null) return;
     const now = Date.now();
+    if (callId !== undefined) {
+      const kv = this.ctx.storage.kv;
+      if (kv.get<number>(`call:${callId}`) !== undefined) return;
+      kv.put(`call:${callId}`, now);
+      // Forget old ids now and then, a bounded look each time (one key per call: a burst of dead letters makes many).
+      if (Math.random() < 0.1) for (const [key, at] of kv.list<number>({ prefix: 'call:', limit: 200 })) if (at < now - CALL_ID_TTL_MS) kv.delete(key);
+    }
     for (const s of signals) {
       if (s.forgotten === true) {
         this.sql.exec('UPDATE alerts SET outage_open = 0, opened_at = NULL, recovery = NULL WHERE kind = ? AND subject = ?', s.kind, s.destination ?? ROUTER_SUBJECT);
@@ -367,15 +385,29 @@ export async function rememberAlertSettings(env: Env): Promise<void> {
   }
 }
 
-/** Tells the notifier (best effort: an alert must never break what it reports on). */
+/**
+ * Tells the notifier (best effort: an alert must never break what it reports
+ * on). A call that fails with an error the runtime marks retryable (the
+ * notifier was reset, by a deploy say) is made again, twice at most, with the
+ * same call id, so signals already taken are not counted twice.
+ */
 export async function notifyAlerts(env: Env, signals: AlertSignal[]): Promise<void> {
   if (signals.length === 0) return;
   // No alerts configured: no request. (An invalid config still asks: the notifier keeps the last valid alerts.)
   const loaded = loadConfig(env);
   if (loaded.ok && loaded.config.alerts === null) return;
-  try {
-    await alertsStub(env).notify(signals);
-  } catch (err) {
-    log('warn', 'alert_notify_failed', { error: errorName(err) });
+  const callId = crypto.randomUUID();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await alertsStub(env).notify(signals, callId);
+      return;
+    } catch (err) {
+      const retryable = typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === true;
+      if (!retryable || attempt >= NOTIFY_TRIES) {
+        log('warn', 'alert_notify_failed', { error: errorName(err), attempts: attempt });
+        return;
+      }
+      await new Promise((r) => setTimeout(r, NOTIFY_RETRY_MS * attempt));
+    }
   }
 }

@@ -8,7 +8,7 @@
 import { createExecutionContext, createScheduledController, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { type MockInstance, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { alertsStub } from '../../src/alerts/notifier';
+import { alertsStub, notifyAlerts } from '../../src/alerts/notifier';
 import { registryStub } from '../../src/destinations/registry';
 import { outboxStub } from '../../src/destinations/slack/outbox';
 import worker from '../../src/index';
@@ -174,5 +174,67 @@ describe('alerts: the settings an invalid ROUTER is announced with', () => {
     await waitOnExecutionContext(ctx);
     const kept = await runInDurableObject(alertsStub(env), (_i, state) => state.storage.kv.get<{ targets: { name: string }[] }>('config'));
     expect(kept?.targets.map((t) => t.name)).toEqual(['ops-alerts']);
+  });
+});
+
+describe('a notify call that fails on its way', () => {
+  /** An ALERTS namespace whose notifier is the real one, each call going through `around` (which makes it, or not). */
+  function alertsThrough(around: (call: () => Promise<void>, n: number) => Promise<void>): Env {
+    let n = 0;
+    const ns = {
+      idFromName: (name: string) => env.ALERTS.idFromName(name),
+      get: (id: DurableObjectId) => {
+        const real = env.ALERTS.get(id) as unknown as { notify: (s: unknown, c?: string) => Promise<void> };
+        return { notify: (signals: unknown, callId?: string) => around(() => real.notify(signals, callId), ++n) };
+      },
+    };
+    return { ...env, ALERTS: ns } as unknown as Env;
+  }
+  const retryable = (message: string) => Object.assign(new Error(message), { retryable: true });
+
+  it('is made again when the runtime says it may be, and signals the notifier already took are not counted twice', async () => {
+    const name = `lost-answer-${crypto.randomUUID().slice(0, 8)}`;
+    // The first call reaches the notifier, then its answer is lost (the object was reset).
+    let calls = 0;
+    const e = alertsThrough(async (call, n) => {
+      calls = n;
+      await call();
+      if (n === 1) throw retryable('Durable Object reset because its code was updated.');
+    });
+    await notifyAlerts(e, [{ kind: 'dead_letter', destination: name, count: 3 }]);
+    expect(calls).toBe(2);
+    await sink.until(() => about(name).length > 0, 'the alert posted');
+    expect(about(name)).toHaveLength(1);
+    expect(about(name)[0]).toContain(`*3* new dead letters for *${name}*`);
+    // Taken once: nothing more waits for the next interval (taken twice, three more would).
+    expect(await pendingFor('dead_letter', name)).toBe(0);
+  });
+
+  it('a retryable failure before the notifier got it: the retry delivers the alert; a failure the runtime does not call retryable is not retried, and logged', async () => {
+    const name = `retried-${crypto.randomUUID().slice(0, 8)}`;
+    let calls = 0;
+    await notifyAlerts(
+      alertsThrough(async (call, n) => {
+        calls = n;
+        if (n === 1) throw retryable('Network connection lost.');
+        await call();
+      }),
+      [{ kind: 'paused', destination: name }],
+    );
+    expect(calls).toBe(2);
+    await sink.until(() => about(name).length > 0, 'the retried alert posted');
+
+    const warnings = vi.spyOn(console, 'warn');
+    let tries = 0;
+    await notifyAlerts(
+      alertsThrough(async () => {
+        tries++;
+        throw new Error('not retryable');
+      }),
+      [{ kind: 'paused', destination: `never-${name}` }],
+    );
+    expect(tries).toBe(1);
+    const line = warnings.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"alert_notify_failed"'));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'warn', error: 'Error: not retryable', attempts: 1 });
   });
 });
