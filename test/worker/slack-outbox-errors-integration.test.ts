@@ -339,3 +339,68 @@ describe('digest_window_seconds validation (README: "≥ 1 s"; "digest_window_se
     expect(dflt.ok && dflt.config.destinations.get('security')).toMatchObject({ digestWindowSeconds: 10 });
   });
 });
+
+describe('dead letters a failed store call still owes', () => {
+  it('are dead-lettered when the store is back, without posting the entries again (a new cycle of retries, hours long, started first)', async () => {
+    const dest = destination({ retry: { maxAttempts: 10, retryDelaySeconds: 60 } });
+    const stub = outboxStub(env, dest.name);
+    answer = async () => new Response('invalid_token', { status: 403 });
+    // The dead-letter store refuses (simulated on the outbox's own binding).
+    const refusal = await runInDurableObject(stub, (instance) =>
+      vi.spyOn((instance as unknown as { env: Env }).env.DEAD_LETTERS, 'get').mockImplementation(() => {
+        throw new Error('dead-letter store unavailable');
+      }),
+    );
+    const it1 = item();
+    const logs = watchLogs();
+    expect(await stub.submit(dest, it1)).toBe('accepted');
+    expect(calls).toHaveLength(1);
+    expect(await stub.pending()).toBe(1); // kept: its dead letter is owed
+    // The next run, store still down: it tries the store again, and posts nothing.
+    expect(await elapseAndRunAlarm(stub)).toBe(true);
+    expect(logs.records().filter((r) => r.msg === 'dead_letter_store_failed' && r.destination === dest.name)).toHaveLength(2);
+    expect(calls).toHaveLength(1);
+    // The store is back: dead-lettered with the outcome that ended it, still without a POST.
+    refusal.mockRestore();
+    expect(await elapseAndRunAlarm(stub)).toBe(true);
+    const dead = await deadLettersAt(dest);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ event_id: it1.event_id, reason: 'slack_invalid_token', last_status: 403, attempts: 1 });
+    expect(await stub.pending()).toBe(0);
+    expect(calls).toHaveLength(1);
+  });
+});
+
+describe('one run of the outbox at a time', () => {
+  it('an alarm due while a run is still dead-lettering what it sent does not post or dead-letter the same entries again', async () => {
+    const dest = destination({ digestWindowSeconds: 1, retry: { maxAttempts: 10, retryDelaySeconds: 60 } });
+    const stub = outboxStub(env, dest.name);
+    answer = async () => new Response('invalid_token', { status: 403 });
+    // The dead-letter store answers slowly: the call waits for `release`.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    const slow = await runInDurableObject(stub, (instance) => {
+      const binding = (instance as unknown as { env: Env }).env.DEAD_LETTERS;
+      const realGet = binding.get.bind(binding);
+      return vi.spyOn(binding, 'get').mockImplementation((id) => {
+        const real = realGet(id) as unknown as { add: (r: unknown) => Promise<unknown> };
+        return { add: async (records: unknown) => (started++, await gate, real.add(records)) } as never;
+      });
+    });
+    const it1 = item();
+    const submitting = stub.submit(dest, it1);
+    await until(async () => started === 1, 'the dead-letter call on its way');
+    expect(calls).toHaveLength(1);
+    // The window has passed: the alarm comes while the first run still waits for the store.
+    await elapseAndRunAlarm(stub);
+    expect(calls).toHaveLength(1);
+    expect(started).toBe(1);
+    release();
+    expect(await submitting).toBe('accepted');
+    slow.mockRestore();
+    expect(await deadLettersAt(dest)).toHaveLength(1);
+    expect(await stub.pending()).toBe(0);
+    expect(calls).toHaveLength(1);
+  });
+});

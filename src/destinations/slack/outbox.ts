@@ -89,6 +89,14 @@ export const NEXT_ALERT_SQL = `SELECT seq FROM entries WHERE event_type = '${ALE
 /** The first notable event in the buffer (through the partial index `entries_notable`). */
 export const NEXT_NOTABLE_SQL = 'SELECT seq FROM entries WHERE notable = 1 ORDER BY seq LIMIT 1';
 
+/** The dead letters a run owes after the store failed: the entries up to `lastSeq`, with the outcome that ended them. */
+interface OwedDeadLetters {
+  lastSeq: number;
+  reason: string;
+  status: number | null;
+  attempts: number;
+}
+
 export class SlackOutbox extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private sending = false;
@@ -241,7 +249,24 @@ export class SlackOutbox extends DurableObject<Env> {
     return Math.max(this.meta('last_sent_at') + dest.digestWindowSeconds * 1000, this.meta('blocked_until'));
   }
 
+  /**
+   * One run of the outbox, never two at once: a run holds `sending` from its
+   * first read of the buffer until it has removed what it sent or
+   * dead-lettered (an alarm due a window after the POST, while a slow
+   * dead-letter call is still on its way, would post or dead-letter the same
+   * entries again).
+   */
   private async flush(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      await this.flushNow();
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private async flushNow(): Promise<void> {
     const now = Date.now();
     this.sweepSeen(now);
     // Paused: nothing goes out until `resume` (which schedules the next send), unless the destination was
@@ -294,7 +319,15 @@ export class SlackOutbox extends DurableObject<Env> {
       return;
     }
     const dest = found.dest;
-    this.sending = true;
+    // Entries whose dead letters a failed store call still owes: dead-lettered first, not posted again.
+    const owed = this.ctx.storage.kv.get<OwedDeadLetters>('dead_letters_owed');
+    if (owed !== undefined) {
+      if (!(await this.deadLetterUpTo(owed.lastSeq, name, owed.reason, owed.status, owed.attempts))) return; // retried later
+      this.ctx.storage.kv.delete('dead_letters_owed');
+      if (this.count() > 0) await this.scheduleAt(this.nextAllowed(dest));
+      else await this.ctx.storage.deleteAlarm();
+      return;
+    }
     let outcome: DeliveryOutcome;
     let events = 0;
     try {
@@ -308,7 +341,6 @@ export class SlackOutbox extends DurableObject<Env> {
     } finally {
       // The window starts when the POST completed, whatever its outcome.
       this.setMeta('last_sent_at', Date.now());
-      this.sending = false;
     }
     if (outcome.ok) {
       const only = events === 1 ? this.sql.exec<{ event_id: string }>('SELECT event_id FROM entries WHERE seq <= ? LIMIT 1', lastSeq).toArray()[0] : undefined;
@@ -329,8 +361,13 @@ export class SlackOutbox extends DurableObject<Env> {
         log('warn', 'slack_delivery_failed', { destination: name, events, status: outcome.status, reason: outcome.reason, retry_in_s: delay });
       } else {
         const reason = outcome.retryable ? `attempts_exhausted: ${outcome.reason}` : outcome.reason;
-        await this.deadLetterUpTo(lastSeq, name, reason, outcome.status, attempts);
         this.setMeta('attempts', 0);
+        if (!(await this.deadLetterUpTo(lastSeq, name, reason, outcome.status, attempts))) {
+          // The store failed (the alarm is set to try again): owed as they are, not posted again (which started a
+          // whole new cycle of retries, hours long, before the next try of the store).
+          this.ctx.storage.kv.put('dead_letters_owed', { lastSeq, reason, status: outcome.status, attempts } satisfies OwedDeadLetters);
+          return;
+        }
       }
     }
     if (this.count() > 0) await this.scheduleAt(this.nextAllowed(dest));
