@@ -41,6 +41,15 @@ export interface DeadLetterInput {
   source?: RouterMessage['source'];
   /** The ledger shard that admitted the event (`RouterMessage.ledger_shard`): a replay tells the trace where its body is kept. */
   ledger_shard?: string;
+  /**
+   * Who writes this dead letter, so that writing it again changes nothing:
+   * the queue message and destination, the held delivery, the outbox entry.
+   * A message redelivered after its dead letters were stored, or a call
+   * made again after its answer was lost, would otherwise store a second
+   * record (and a bulk replay would then deliver the event twice). Not
+   * listed, not kept past the record.
+   */
+  key?: string;
 }
 
 /**
@@ -127,6 +136,7 @@ export function deadLetterRecord(fields: {
   stale?: boolean;
   source?: RouterMessage['source'];
   ledger_shard?: string;
+  key?: string;
 }): DeadLetterInput {
   const record: DeadLetterInput = {
     event_id: fields.event_id,
@@ -141,6 +151,7 @@ export function deadLetterRecord(fields: {
   if (fields.stale !== undefined) record.stale = fields.stale;
   if (fields.source !== undefined) record.source = fields.source;
   if (fields.ledger_shard !== undefined) record.ledger_shard = fields.ledger_shard;
+  if (fields.key !== undefined) record.key = fields.key;
   return record;
 }
 
@@ -194,6 +205,7 @@ const ADDED_COLUMNS: ReadonlyArray<[string, string]> = [
   ['stale', 'INTEGER'],
   ['source', 'TEXT'],
   ['ledger_shard', 'TEXT'],
+  ['dedup_key', 'TEXT'],
 ];
 
 /**
@@ -207,7 +219,12 @@ const ADDED_COLUMNS: ReadonlyArray<[string, string]> = [
  * order follows their time of death) and the hourly sweep (a scan, billed as
  * rows read, like the ledger's).
  */
-const INDEXES = ['CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead_letters (destination)'];
+const INDEXES = [
+  'CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead_letters (destination)',
+  // A dead letter written again (a redelivered message, a call made again) is the same record (DeadLetterInput.key):
+  // one more row written per record, on a path that only runs when deliveries fail.
+  'CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_by_key ON dead_letters (dedup_key) WHERE dedup_key IS NOT NULL',
+];
 
 /** Records one replay slice takes at most (also bounded by `consumer_subrequest_budget` subrequests). */
 export const REPLAY_SLICE = 100;
@@ -326,8 +343,10 @@ export class DeadLetterStore extends DurableObject<Env> {
 
   async add(records: DeadLetterInput[]): Promise<void> {
     const now = Date.now();
+    const added: DeadLetterInput[] = [];
     for (const r of records) {
-      this.insert(r, now);
+      if (!this.insert(r, now)) continue;
+      added.push(r);
       log('error', 'dead_letter', {
         event_id: r.event_id,
         event_type: r.event_type,
@@ -339,8 +358,9 @@ export class DeadLetterStore extends DurableObject<Env> {
         ...(r.source !== undefined ? { source: r.source } : {}),
       });
     }
-    if (records.length > 0) await this.ensureAlarm(now);
-    await notifyAlerts(this.env, deadLetterSignals(records));
+    if (added.length < records.length) log('warn', 'dead_letters_already_stored', { count: records.length - added.length });
+    if (added.length > 0) await this.ensureAlarm(now);
+    await notifyAlerts(this.env, deadLetterSignals(added));
   }
 
   /** Summaries in seq order after `afterSeq`; with a filter (as bulk actions take), only the records it selects. */
@@ -785,22 +805,27 @@ export class DeadLetterStore extends DurableObject<Env> {
     return this.sql.exec('SELECT 1 FROM dead_letters LIMIT 1').toArray().length > 0;
   }
 
-  private insert(r: DeadLetterInput, deadAt: number, seq?: number): void {
-    this.sql.exec(
-      'INSERT INTO dead_letters (seq, event_id, event_type, destination, rules, reason, last_status, attempts, body, dead_at, stale, source, ledger_shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      seq ?? null,
-      r.event_id,
-      r.event_type,
-      r.destination,
-      JSON.stringify(r.rules),
-      r.reason,
-      r.last_status,
-      r.attempts,
-      r.body,
-      deadAt,
-      r.stale === undefined ? null : r.stale ? 1 : 0,
-      r.source ?? null,
-      r.ledger_shard ?? null,
+  /** Stores one record; false when one with its key is already stored (nothing written). */
+  private insert(r: DeadLetterInput, deadAt: number, seq?: number): boolean {
+    return (
+      this.sql.exec(
+        `INSERT INTO dead_letters (seq, event_id, event_type, destination, rules, reason, last_status, attempts, body, dead_at, stale, source, ledger_shard, dedup_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING seq`,
+        seq ?? null,
+        r.event_id,
+        r.event_type,
+        r.destination,
+        JSON.stringify(r.rules),
+        r.reason,
+        r.last_status,
+        r.attempts,
+        r.body,
+        deadAt,
+        r.stale === undefined ? null : r.stale ? 1 : 0,
+        r.source ?? null,
+        r.ledger_shard ?? null,
+        r.key ?? null,
+      ).toArray().length > 0
     );
   }
 

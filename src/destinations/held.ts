@@ -284,6 +284,8 @@ export class HeldDeliveries extends DurableObject<Env> {
           stale: r.stale === 1,
           source: r.source === 'reconcile' ? 'reconcile' : 'webhook',
           ...(r.ledger_shard !== null ? { ledger_shard: r.ledger_shard } : {}),
+          // A call made again after its answer was lost stores nothing more.
+          key: `held:${destination}:${r.seq}`,
         }),
       );
       try {

@@ -711,6 +711,9 @@ async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | unde
   // a follow-up that cannot be sent after its dead letters were written costs a duplicate dead letter on redelivery.
   // Dead letters go in calls of bounded size: the first is reserved in the budget, the others use what it has left;
   // messages whose records find no room are retried whole (their deliveries run again: at-least-once).
+  // Each keyed by its message and destination: a redelivery of the message (its follow-up failed after these were
+  // stored) writes them again, and the store keeps the first.
+  for (const p of plans) for (const d of p.deadLetters) d.key ??= `msg:${p.message.id}:${d.destination}`;
   const calls = deadLetterCalls(
     plans.filter((p) => p.deadLetters.length > 0 && safe.get(p) !== false),
     (p) => p.deadLetters,
@@ -807,6 +810,8 @@ async function consumeDeadLetterQueue(batch: MessageBatch<unknown>, env: Env): P
       bodiesReadable = false;
       break;
     }
+    // A retry of this message after its records were stored (the answer was lost) stores nothing more.
+    for (const r of records) r.key = `dlq:${m.id}:${r.destination}`;
     groups.push({ message: m, records });
   }
   const left = new Set<Message<unknown>>(batch.messages);

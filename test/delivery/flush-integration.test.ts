@@ -159,6 +159,31 @@ describe("a batch whose own services fail: retried whole, with waits that grow, 
     expect(runs.map((r) => r.delays)).toEqual([[30], [60], [120]]);
   });
 
+  it('a follow-up that fails after the dead letters were stored: the redelivery stores them again, and the store keeps one (a duplicate record replayed the event twice)', async () => {
+    const e = sampleEvent({ event: 'user.created' });
+    sink.on(CRM, () => new Response('no', { status: 400 })); // permanent: a dead letter
+    sink.on(OPS, () => new Response('busy', { status: 503 })); // retryable: a follow-up
+    const real = env.EVENTS_QUEUE.sendBatch.bind(env.EVENTS_QUEUE);
+    let sends = 0;
+    vi.spyOn(env.EVENTS_QUEUE, 'sendBatch').mockImplementation(async (messages, options) => {
+      if (++sends === 1) throw new Error('queue down'); // the first follow-up fails
+      return real(messages, options);
+    });
+    const body = routerMessage(e);
+    const id = `m-${crypto.randomUUID()}`;
+    for (const attempts of [1, 2]) {
+      // The same platform message, delivered again.
+      const batch = createMessageBatch<RouterMessage>('workos-router-events', [{ id, timestamp: new Date(), attempts, body }]);
+      const ctx = createExecutionContext();
+      await worker.queue(batch as MessageBatch<unknown>, env, ctx);
+      const result = await getQueueResult(batch, ctx);
+      expect(attempts === 1 ? result.retryMessages.length : result.explicitAcks.length).toBe(1);
+    }
+    expect(sink.about(e.id as string, CRM)).toHaveLength(2);
+    const dead = await deadLettersFor(e.id as string);
+    expect(dead.map((d) => [d.destination, d.reason])).toEqual([['crm', 'http_400']]);
+  });
+
   it('the waits double from 30 s to 12 hours, so a long outage does not use up the platform\'s 100 tries within the hour', async () => {
     const e = sampleEvent({ event: 'user.created' });
     sink.on(CRM, () => new Response('no', { status: 400 }));

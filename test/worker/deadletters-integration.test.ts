@@ -94,6 +94,26 @@ describe('dead-letter store', () => {
     expect(after).toEqual(before);
   });
 
+  it('a record written again under its key (a call made again after its answer was lost) is kept once, and alerted once', async () => {
+    const stub = freshStore();
+    const a = record({ key: 'held:audit:7' });
+    const b = record({ key: 'held:audit:8' });
+    const unkeyed = record();
+    const logs = vi.spyOn(console, 'warn');
+    await stub.add([a, b, unkeyed]);
+    // The same call again, with a record it did not carry before; and the unkeyed record once more (no key: kept again).
+    const c = record({ key: 'held:audit:9' });
+    await stub.add([{ ...a }, { ...b }, c, { ...unkeyed }]);
+    expect((await stub.list(500, 0)).map((d) => d.event_id)).toEqual([a.event_id, b.event_id, unkeyed.event_id, c.event_id, unkeyed.event_id]);
+    const lines = logs.mock.calls.map((c) => String(c[0])).filter((l) => l.includes('"msg":"dead_letters_already_stored"'));
+    expect(lines.map((l) => JSON.parse(l))).toEqual([{ level: 'warn', msg: 'dead_letters_already_stored', count: 2 }]);
+    // A key is the record's while it is stored: once it is gone, the key may be used again.
+    const [first] = await stub.list(1, 0);
+    expect(await stub.remove(first!.seq)).toBe('deleted');
+    await stub.add([{ ...a }]);
+    expect((await stub.list(500, 0)).filter((d) => d.event_id === a.event_id)).toHaveLength(1);
+  });
+
   it('remove deletes one record and says whether there was one', async () => {
     const stub = freshStore();
     const a = record();

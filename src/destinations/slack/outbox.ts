@@ -453,6 +453,8 @@ export class SlackOutbox extends DurableObject<Env> {
           attempts,
           body: r.raw,
           ...(r.marks !== null ? (JSON.parse(r.marks) as OutboxMarks) : {}),
+          // A call made again after its answer was lost stores nothing more.
+          key: `outbox:${destination}:${r.seq}`,
         }),
       );
       try {
