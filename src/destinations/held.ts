@@ -171,21 +171,22 @@ export class HeldDeliveries extends DurableObject<Env> {
    * as the probe (the consumer tries it although the circuit is open). False
    * when nothing is held.
    */
-  async probe(destination: string, token?: number): Promise<boolean> {
+  async probe(destination: string, token?: number): Promise<'sent' | 'empty' | 'failed'> {
     this.ctx.storage.kv.put('destination', destination);
-    if ((await this.count()) === 0) return false;
-    await this.sendOldest(destination, 1, { token });
-    return true;
+    if ((await this.count()) === 0) return 'empty';
+    // Not sent (the queue or the ledger refused): the registry tries again soon, not after a probe's report wait.
+    return (await this.sendOldest(destination, 1, { token })).sent > 0 ? 'sent' : 'failed';
   }
 
   /** Re-enqueues the oldest slice in acceptance order; true when more remain. */
-  private drainStep(destination: string): Promise<boolean> {
-    return this.sendOldest(destination, DRAIN_SLICE, null);
+  private async drainStep(destination: string): Promise<boolean> {
+    return (await this.sendOldest(destination, DRAIN_SLICE, null)).more;
   }
 
-  private async sendOldest(destination: string, limit: number, probe: { token: number | undefined } | null): Promise<boolean> {
+  /** Re-enqueues the oldest held deliveries, up to `limit`: how many went, and whether any remain to send. */
+  private async sendOldest(destination: string, limit: number, probe: { token: number | undefined } | null): Promise<{ sent: number; more: boolean }> {
     const rows = this.sql.exec<Row>('SELECT * FROM held ORDER BY accepted_at, seq LIMIT ?', limit).toArray();
-    if (rows.length === 0) return false;
+    if (rows.length === 0) return { sent: 0, more: false };
     const loaded = loadConfig(this.env);
     const settings = loaded.ok ? loaded.config.settings : undefined;
     const messages: RouterMessage[] = [];
@@ -221,7 +222,7 @@ export class HeldDeliveries extends DurableObject<Env> {
           await stub.storeBody(r.event_id, r.body, until);
         } catch (err) {
           log('error', 'held_body_store_failed', { destination, event_id: r.event_id, error: errorName(err) });
-          return true; // try again next step
+          return { sent: 0, more: true }; // try again next step
         }
         m.body_ref = { shard: name, until };
       }
@@ -242,7 +243,7 @@ export class HeldDeliveries extends DurableObject<Env> {
       sent += chunk.length;
     }
     if (sent > 0) log('info', probe !== null ? 'circuit_probe_sent' : 'held_drained', { destination, count: sent });
-    return sent === taken.length ? (await this.count()) > 0 : true;
+    return { sent, more: sent === taken.length ? (await this.count()) > 0 : true };
   }
 
   /**
@@ -285,7 +286,7 @@ export class HeldDeliveries extends DurableObject<Env> {
           source: r.source === 'reconcile' ? 'reconcile' : 'webhook',
           ...(r.ledger_shard !== null ? { ledger_shard: r.ledger_shard } : {}),
           // A call made again after its answer was lost stores nothing more.
-          key: `held:${destination}:${r.seq}`,
+          key: `held:${this.ctx.id.toString()}:${r.seq}`,
         }),
       );
       try {

@@ -145,6 +145,23 @@ describe('circuit probes', () => {
     expect(await runInDurableObject(held, (_i, state) => state.storage.kv.get('active'))).toBe(true);
   });
 
+  it('a probe the queue refused is tried again 30 s later, not after the wait for a probe\'s report (it counted as sent)', async () => {
+    const name = `unsent-${crypto.randomUUID()}`;
+    const { reg, held } = await openWithOneHeld(name);
+    // The queue refuses the held store's send (simulated on its own binding).
+    const refusal = await runInDurableObject(held, (instance) => vi.spyOn((instance as unknown as { env: Env }).env.EVENTS_QUEUE, 'sendBatch').mockRejectedValue(new Error('queue down')));
+    await runInDurableObject(reg, (_i, state) => state.storage.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', Date.now() - 1, name));
+    const before = Date.now();
+    expect(await runDurableObjectAlarm(reg)).toBe(true);
+    expect(refusal).toHaveBeenCalledTimes(1);
+    refusal.mockRestore();
+    expect(await held.count()).toBe(1);
+    const next = Date.parse((await reg.health([name]))[0]?.next_probe_at as string);
+    expect(next - before).toBeGreaterThanOrEqual(29_000);
+    expect(next - before).toBeLessThan(PROBE_REPORT_WAIT_MS - 60_000);
+    expect(next - Date.now()).toBeLessThanOrEqual(30_000);
+  });
+
   it('a held delivery keeps the ledger shard that admitted its event: the message it goes back as says it', async () => {
     const name = `probe-${crypto.randomUUID()}`;
     const held = heldStub(env, name);
@@ -153,7 +170,7 @@ describe('circuit probes', () => {
     await held.hold(name, [{ ...item, ledger_shard: 'ledger-7' }]);
     // Observed on its way to the real queue, not replaced.
     const sent = await runInDurableObject(held, (instance) => vi.spyOn((instance as unknown as { env: Env }).env.EVENTS_QUEUE, 'sendBatch'));
-    expect(await held.probe(name)).toBe(true);
+    expect(await held.probe(name)).toBe('sent');
     const messages = sent.mock.calls.flatMap((c) => [...c[0]].map((m) => m.body as Record<string, unknown>));
     sent.mockRestore();
     expect(messages).toEqual([expect.objectContaining({ id: e.id, probe: name, ledger_shard: 'ledger-7', body: item.body })]);

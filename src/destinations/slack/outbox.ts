@@ -454,7 +454,7 @@ export class SlackOutbox extends DurableObject<Env> {
           body: r.raw,
           ...(r.marks !== null ? (JSON.parse(r.marks) as OutboxMarks) : {}),
           // A call made again after its answer was lost stores nothing more.
-          key: `outbox:${destination}:${r.seq}`,
+          key: `outbox:${this.ctx.id.toString()}:${r.seq}`,
         }),
       );
       try {
