@@ -708,11 +708,10 @@ async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | unde
   // Dead letters first, then follow-ups, each only for messages whose earlier steps are safe. A message whose dead
   // letters could not be written is retried whole (its deliveries run again), so it must leave no follow-up behind:
   // sent, each redelivery would start one more retry chain of the destinations still failing. The other way round,
-  // a follow-up that cannot be sent after its dead letters were written costs a duplicate dead letter on redelivery.
+  // a follow-up that cannot be sent after its dead letters were written makes the redelivery write them again: each
+  // is keyed by its message and destination, and the store keeps the first.
   // Dead letters go in calls of bounded size: the first is reserved in the budget, the others use what it has left;
   // messages whose records find no room are retried whole (their deliveries run again: at-least-once).
-  // Each keyed by its message and destination: a redelivery of the message (its follow-up failed after these were
-  // stored) writes them again, and the store keeps the first.
   for (const p of plans) for (const d of p.deadLetters) d.key ??= `msg:${p.message.id}:${d.destination}`;
   const calls = deadLetterCalls(
     plans.filter((p) => p.deadLetters.length > 0 && safe.get(p) !== false),
@@ -890,7 +889,7 @@ async function keepBodies(env: Env, messages: Message<unknown>[], bodyOf: (m: Me
  * try (`max_retries`); these waits stretch those tries over about 46 days
  * instead of an hour or two.
  */
-export function failureRetryDelaySeconds(attempts: number, first = 30): number {
+function failureRetryDelaySeconds(attempts: number, first = 30): number {
   return Math.min(first * 2 ** Math.max(0, Math.min(attempts - 1, 20)), 43_200);
 }
 
