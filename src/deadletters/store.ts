@@ -436,7 +436,7 @@ export class DeadLetterStore extends DurableObject<Env> {
     );
   }
 
-  /** Removes and returns one record (with its body) for replay; null when there is none, or a job is replaying it right now. */
+  /** Removes and returns one record (with its body); null when there is none, or a job is replaying it right now. (Replays keep the record until enqueued: `replayOne`.) */
   async take(seq: number): Promise<DeadLetterRecord | null> {
     const taken = this.takeNow(seq);
     return taken.status === 'taken' ? taken.record : null;
@@ -470,18 +470,6 @@ export class DeadLetterStore extends DurableObject<Env> {
     }
     if (outcome.status === 'not_replayable') return { status: 'not_replayable', reason: record.reason, why: outcome.why };
     return { status: 'unavailable', error: outcome.error };
-  }
-
-  /**
-   * Puts a taken record back (when its replay could not be enqueued): same
-   * seq and time of death when known, so the operator's view and the
-   * retention clock are unchanged.
-   */
-  async restore(record: DeadLetterInput & { seq?: number; dead_at?: number }): Promise<void> {
-    const now = Date.now();
-    this.insert(record, record.dead_at ?? now, record.seq);
-    log('warn', 'dead_letter_restored', { event_id: record.event_id, destination: record.destination, ...(record.seq !== undefined ? { seq: record.seq } : {}) });
-    await this.ensureAlarm(now);
   }
 
   /**
@@ -555,11 +543,18 @@ export class DeadLetterStore extends DurableObject<Env> {
    * `dead_letter_retention_days`; hourly while records remain).
    */
   override async alarm(): Promise<void> {
-    const job = this.sql.exec<{ id: string }>(`SELECT id FROM dead_letter_jobs WHERE state = 'running' ORDER BY next_at, started_at LIMIT 1`).toArray()[0];
-    if (job !== undefined) await this.exclusive(() => this.runSlice(job.id));
-    const now = Date.now();
-    if (job === undefined || this.sweepAt === undefined || this.sweepAt <= now) this.sweep(now);
-    await this.reschedule();
+    try {
+      const job = this.sql.exec<{ id: string }>(`SELECT id FROM dead_letter_jobs WHERE state = 'running' ORDER BY next_at, started_at LIMIT 1`).toArray()[0];
+      if (job !== undefined) await this.exclusive(() => this.runSlice(job.id));
+      const now = Date.now();
+      if (job === undefined || this.sweepAt === undefined || this.sweepAt <= now) this.sweep(now);
+      await this.reschedule();
+    } catch (err) {
+      // The platform retries a failed alarm a few times, then drops it: the next add must look again, not trust
+      // that an alarm is set (the sweep and running jobs would stop until this object restarts).
+      this.alarmKnownSet = false;
+      throw err;
+    }
   }
 
   private sweep(now: number): void {
@@ -806,12 +801,11 @@ export class DeadLetterStore extends DurableObject<Env> {
   }
 
   /** Stores one record; false when one with its key is already stored (nothing written). */
-  private insert(r: DeadLetterInput, deadAt: number, seq?: number): boolean {
+  private insert(r: DeadLetterInput, deadAt: number): boolean {
     return (
       this.sql.exec(
-        `INSERT INTO dead_letters (seq, event_id, event_type, destination, rules, reason, last_status, attempts, body, dead_at, stale, source, ledger_shard, dedup_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING seq`,
-        seq ?? null,
+        `INSERT INTO dead_letters (event_id, event_type, destination, rules, reason, last_status, attempts, body, dead_at, stale, source, ledger_shard, dedup_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING seq`,
         r.event_id,
         r.event_type,
         r.destination,

@@ -83,17 +83,6 @@ describe('dead-letter store', () => {
     expect(await stub.take(items[0]!.seq)).toBeNull();
   });
 
-  it('restore puts a taken record back under its seq, time of death and marks', async () => {
-    const stub = freshStore();
-    const r = record({ stale: true, source: 'reconcile' });
-    await stub.add([r, record()]);
-    const [before] = await stub.list(1, 0);
-    const taken = (await stub.take(before!.seq))!;
-    await stub.restore(taken);
-    const [after] = await stub.list(1, 0);
-    expect(after).toEqual(before);
-  });
-
   it('a record written again under its key (a call made again after its answer was lost) is kept once, and alerted once', async () => {
     const stub = freshStore();
     const a = record({ key: 'held:audit:7' });
@@ -209,6 +198,26 @@ describe('dead-letter retention', () => {
       return getAlarm.mock.calls.length;
     });
     expect(reads).toBeLessThanOrEqual(1);
+    expect(await runInDurableObject(stub, (_i, state) => state.storage.getAlarm())).not.toBeNull();
+  });
+
+  it('an alarm that failed (and that the platform then dropped) is set again by the next add: the sweep does not stop until a restart', async () => {
+    const stub = freshStore();
+    await stub.add([record()]);
+    // The sweep's storage fails (a simulated storage error), every retry of the alarm alike.
+    const failing = await runInDurableObject(stub, (_i, state) => {
+      const sql = state.storage.sql;
+      const exec = sql.exec.bind(sql);
+      return vi.spyOn(sql, 'exec').mockImplementation(((query: string, ...bindings: SqlStorageValue[]) => {
+        if (query.startsWith('DELETE FROM dead_letters WHERE dead_at')) throw new Error('SQLITE_IOERR');
+        return exec(query, ...bindings);
+      }) as typeof sql.exec);
+    });
+    await expect(runDurableObjectAlarm(stub)).rejects.toThrow(/SQLITE_IOERR/);
+    failing.mockRestore();
+    // The platform gives up on it: no alarm is left.
+    await runInDurableObject(stub, (_i, state) => state.storage.deleteAlarm());
+    await stub.add([record()]);
     expect(await runInDurableObject(stub, (_i, state) => state.storage.getAlarm())).not.toBeNull();
   });
 
