@@ -9,7 +9,7 @@ import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
 import { heldStub } from '../../src/destinations/held';
-import { PROBE_REPORT_WAIT_MS, registryStub } from '../../src/destinations/registry';
+import { HEALTH_FLUSH_MS, PROBE_REPORT_WAIT_MS, registryStub } from '../../src/destinations/registry';
 import { until } from '../helpers/until';
 import { sampleEvent } from '../helpers/webhook';
 
@@ -160,6 +160,38 @@ describe('circuit probes', () => {
     expect(next - before).toBeGreaterThanOrEqual(29_000);
     expect(next - before).toBeLessThan(PROBE_REPORT_WAIT_MS - 60_000);
     expect(next - Date.now()).toBeLessThanOrEqual(30_000);
+  });
+
+  it("the registry's alarm keeps a sooner time a report set while it awaited a held store (success counts waited a probe's cooldown)", async () => {
+    const reg = registryStub(env);
+    const suffix = crypto.randomUUID().slice(0, 8);
+    const [owedName, openName, healthy] = [`owed-${suffix}`, `open-${suffix}`, `healthy-${suffix}`];
+    // An open circuit whose next probe is a minute away.
+    await reg.report({ [openName]: { delivered: 0, failed: 1, retryable_failures: 1, trailing_failures: 1 } }, { [openName]: { failures: 1, cooldownSeconds: 60 } });
+    // A healthy destination the registry knows (its next success-only report waits in memory).
+    await reg.report({ [healthy]: { delivered: 1, failed: 0, last_success_at: Date.now() } });
+    // A held-store sync owed, whose call waits at a gate during the alarm.
+    await runInDurableObject(reg, (_i, state) => state.storage.kv.put(`held_sync_owed:${owedName}`, true));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    const spy = interceptHeld({
+      pause: () => undefined,
+      resume: async (go) => {
+        calls++;
+        await gate;
+        return go();
+      },
+    });
+    const running = runDurableObjectAlarm(reg);
+    await until(async () => calls === 1, "the alarm's held-store call on its way");
+    // Meanwhile a batch reports successes only: written within HEALTH_FLUSH_MS, for which the alarm is set.
+    await reg.report({ [healthy]: { delivered: 5, failed: 0, last_success_at: Date.now() } });
+    release();
+    expect(await running).toBe(true);
+    spy.mockRestore();
+    const at = (await runInDurableObject(reg, (_i, state) => state.storage.getAlarm())) as number;
+    expect(at - Date.now()).toBeLessThanOrEqual(HEALTH_FLUSH_MS);
   });
 
   it('a held delivery keeps the ledger shard that admitted its event: the message it goes back as says it', async () => {
