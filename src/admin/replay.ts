@@ -51,7 +51,7 @@ export async function replayRecord(env: Env, config: RouterConfig, record: DeadL
   const event = parsed as UnknownEvent;
   const bodyBytes = utf8Length(record.body);
   if (record.reason === RECONCILE_ENQUEUE_FAILED) {
-    const result = await admitEvent(env, settings, event, record.body, bodyBytes, record.source ?? 'reconcile');
+    const result = await admitEvent(env, config, event, record.body, bodyBytes, record.source ?? 'reconcile');
     if (result.status === 'accepted') return { status: 'replayed' };
     if (result.status === 'duplicate') return { status: 'duplicate' };
     return { status: 'unavailable', error: result.status };

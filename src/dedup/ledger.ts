@@ -67,7 +67,8 @@ export interface AdmitRequest {
   shardKey?: string;
   retentionMs: number;
   /** Out-of-order tracking, when the event is about an object or subject with a parseable `created_at`. */
-  ordering?: OrderingKey & { createdAtMs: number; deletion: boolean };
+  /** `routed: false`: no rule routes the event; it is judged, but does not move the record (absent: routed, as older Workers send it). */
+  ordering?: OrderingKey & { createdAtMs: number; deletion: boolean; routed?: false };
 }
 
 /** An object's ordering record: the newest `created_at` routed about it, and whether it was deleted. */
@@ -438,7 +439,8 @@ export class DedupLedger extends DurableObject<Env> {
 
   private writeOrder(req: AdmitRequest, order: { row?: OrderRow }, now: number): void {
     const o = req.ordering;
-    if (o === undefined) return;
+    // An event no rule routes reached nobody: an older one that is routed must not be stale because of it.
+    if (o === undefined || o.routed === false) return;
     this.sql.exec(
       'INSERT OR REPLACE INTO objects (key, newest_ms, deleted, expires_at) VALUES (?, ?, ?, ?)',
       o.key,

@@ -4,22 +4,33 @@
  * records it in a single Durable Object request. Reconciliation hands a
  * page's events to each shard in one request (`admitEvents`).
  */
-import type { RouterSettings } from '../config/router-config';
+import type { RouterConfig, RouterSettings } from '../config/router-config';
 import type { AdmitRequest, AdmitResult } from '../dedup/ledger';
 import { ledgerStubByName, orderingKeyOf, shardName, shardOf } from '../dedup/shard';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
 import type { RouterMessage } from '../queue/message';
 
-/** An event to admit: the parsed event and the exact text it came as. */
+/**
+ * An event to admit: the parsed event and the exact text it came as, and
+ * whether a rule routes it (an event no rule routes is still deduplicated,
+ * but does not move its object's ordering record: README, Out-of-order
+ * protection, counts the newest event *routed*).
+ */
 export interface Admission {
   event: UnknownEvent;
   text: string;
   bodyBytes: number;
+  routed: boolean;
 }
 
 /** Bodies carried by one ledger request of `admitEvents` at most (well under an RPC message's limit). */
 export const ADMIT_CALL_BYTES = 4 * 1024 * 1024;
+
+/** Whether a rule of `config` routes the event (its `where` included). */
+export function isRouted(config: RouterConfig, event: UnknownEvent): boolean {
+  return config.matcher.match(event).rules.length > 0;
+}
 
 function admitRequestOf(settings: RouterSettings, a: Admission, source: RouterMessage['source']): AdmitRequest {
   const { event } = a;
@@ -44,20 +55,13 @@ function admitRequestOf(settings: RouterSettings, a: Admission, source: RouterMe
     ...(ordering !== undefined && !ordered ? { shardKey: key } : {}),
     retentionMs: settings.dedupRetentionDays * 86_400_000,
     ...(ordered
-      ? { ordering: { ...ordering, createdAtMs, deletion: event.event.endsWith('.deleted') } }
+      ? { ordering: { ...ordering, createdAtMs, deletion: event.event.endsWith('.deleted'), ...(a.routed ? {} : { routed: false }) } }
       : {}),
   };
 }
 
-export async function admitEvent(
-  env: Env,
-  settings: RouterSettings,
-  event: UnknownEvent,
-  text: string,
-  bodyBytes: number,
-  source: RouterMessage['source'],
-): Promise<AdmitResult> {
-  const req = admitRequestOf(settings, { event, text, bodyBytes }, source);
+export async function admitEvent(env: Env, config: RouterConfig, event: UnknownEvent, text: string, bodyBytes: number, source: RouterMessage['source']): Promise<AdmitResult> {
+  const req = admitRequestOf(config.settings, { event, text, bodyBytes, routed: isRouted(config, event) }, source);
   try {
     return await ledgerStubByName(env, req.shard).admit(req);
   } catch (err) {

@@ -34,11 +34,11 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { loadConfig } from '../config/load';
-import type { RouterSettings } from '../config/router-config';
+import type { RouterConfig, RouterSettings } from '../config/router-config';
 import { RECONCILE_ENQUEUE_FAILED, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import type { AdmitResult } from '../dedup/ledger';
 import { EVENT_TYPES } from '../events/catalog';
-import { admitEvents } from '../ingest/admit';
+import { admitEvents, isRouted } from '../ingest/admit';
 import { stringBinding } from '../env';
 import { errorName, log } from '../log';
 import { type ApiEvent, type EventsPageQuery, fetchEventsPage } from './workos-api';
@@ -279,7 +279,7 @@ export class Reconciler extends DurableObject<Env> {
     const report: RunReport = { ...idle('completed'), ...(clamp !== undefined ? { clamped_since: clamp } : {}) };
     try {
       this.prune(started, floorMs, settings);
-      const failure = await this.readPages(apiKey, types, settings, started, floorMs, report);
+      const failure = await this.readPages(apiKey, types, loaded.config, started, floorMs, report);
       if (failure !== null) {
         this.recordFailure(failure);
         report.status = 'failed';
@@ -355,11 +355,12 @@ export class Reconciler extends DurableObject<Env> {
   private async readPages(
     apiKey: string,
     types: readonly string[],
-    settings: RouterSettings,
+    config: RouterConfig,
     started: number,
     floorMs: number,
     report: RunReport,
   ): Promise<Failure | null> {
+    const settings = config.settings;
     const kv = this.ctx.storage.kv;
     const base = stringBinding(this.env, 'WORKOS_API_BASE_URL') ?? 'https://api.workos.com';
     const startPos = this.position();
@@ -429,7 +430,7 @@ export class Reconciler extends DurableObject<Env> {
         report.skipped_malformed += 1;
         log('warn', 'reconcile_item_skipped', { event_id: item.id, problem: item.problem });
       }
-      const handled = await this.admitPage(result.events, settings, floorMs, report);
+      const handled = await this.admitPage(result.events, config, floorMs, report);
       for (const [i, e] of result.events.entries()) {
         const mark: Mark = { id: e.event.id, ms: e.createdAtMs };
         if (e.createdAtMs < maxMs) {
@@ -481,7 +482,8 @@ export class Reconciler extends DurableObject<Env> {
    * already dead-lettered). Returns, per event, whether it is handled: the
    * position may move past it.
    */
-  private async admitPage(events: readonly ApiEvent[], settings: RouterSettings, floorMs: number, report: RunReport): Promise<boolean[]> {
+  private async admitPage(events: readonly ApiEvent[], config: RouterConfig, floorMs: number, report: RunReport): Promise<boolean[]> {
+    const settings = config.settings;
     const kv = this.ctx.storage.kv;
     const handled = events.map(() => false);
     const todo: number[] = [];
@@ -499,7 +501,7 @@ export class Reconciler extends DurableObject<Env> {
       settings,
       todo.map((i) => {
         const e = events[i] as ApiEvent;
-        return { event: e.event, text: e.raw, bodyBytes: utf8.encode(e.raw).byteLength };
+        return { event: e.event, text: e.raw, bodyBytes: utf8.encode(e.raw).byteLength, routed: isRouted(config, e.event) };
       }),
       'reconcile',
       () => (this.serviceCalls += 1),

@@ -129,7 +129,7 @@ export async function handleWebhook(c: Context<{ Bindings: Env }>): Promise<Resp
     logOnce(`unknown-type:${event.event}`, 'warn', 'unknown_event_type', { event_type: event.event });
   }
 
-  const result = await admitEvent(env, settings, event, envelope.text, body.bytes.byteLength, 'webhook');
+  const result = await admitEvent(env, loaded.config, event, envelope.text, body.bytes.byteLength, 'webhook');
   if (result.status === 'accepted' && result.stale === true) fields.stale = true;
   switch (result.status) {
     case 'accepted':

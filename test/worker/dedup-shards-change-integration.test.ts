@@ -94,7 +94,9 @@ function errorLine(errors: { mock: { calls: unknown[][] } }, msg: string): Recor
 
 const admit = (s: RouterSettings, e: UnknownEvent) => {
   const text = JSON.stringify(e);
-  return admitEvent(env, s, e, text, utf8.encode(text).byteLength, 'webhook');
+  const loaded = loadConfig(env);
+  if (!loaded.ok) throw new Error('config invalid');
+  return admitEvent(env, { ...loaded.config, settings: s }, e, text, utf8.encode(text).byteLength, 'webhook');
 };
 
 afterEach(() => vi.restoreAllMocks());
