@@ -427,8 +427,14 @@ export class DedupLedger extends DurableObject<Env> {
   private readOrder(req: AdmitRequest, previous: OrderRow | null): { stale: boolean; row?: OrderRow } {
     const o = req.ordering;
     if (o === undefined) return { stale: false };
-    // This shard's record, else the previous shard's (since dedup_shards changed), written here after the admission.
-    const row = this.orderOf(o.key) ?? previous ?? undefined;
+    // This shard's record and the previous shard's (since dedup_shards changed), together: each may know what the
+    // other does not (a Worker on the old count committed a deletion there, one on the new count an update here).
+    // The result is written here after the admission.
+    const own = this.orderOf(o.key);
+    const row =
+      own !== undefined && previous !== null
+        ? { newest_ms: Math.max(own.newest_ms, previous.newest_ms), deleted: own.deleted === 1 || previous.deleted === 1 ? 1 : 0 }
+        : (own ?? previous ?? undefined);
     if (row === undefined) return { stale: false };
     if (o.kind === 'object') {
       if (o.deletion) return { stale: false, row };

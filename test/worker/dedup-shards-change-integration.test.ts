@@ -129,6 +129,16 @@ describe('changing dedup_shards with dedup_shards_previous', () => {
     expect(await admit(after(), userEvent('user.updated', gone, t + 5_000))).toEqual({ status: 'accepted', stale: true });
   });
 
+  it('when both shards know part of an object (Workers on both counts during the rollout), the two records are read together', async () => {
+    const t = Date.now() - 60_000;
+    const user = movingUser();
+    // An update committed at its new shard, then the deletion committed at its old shard (a Worker not yet on the new count).
+    expect(await admit(after(), userEvent('user.updated', user, t + 1_000))).toEqual({ status: 'accepted' });
+    expect(await admit(before(), userEvent('user.deleted', user, t + 3_000))).toEqual({ status: 'accepted' });
+    // A late update, older than the deletion: stale (the new shard's own record, which knew only the first update, hid it).
+    expect(await admit(after(), userEvent('user.updated', user, t + 2_000))).toEqual({ status: 'accepted', stale: true });
+  });
+
   it('without dedup_shards_previous the old shard is not asked (the documented limit)', async () => {
     const e = userEvent('user.updated', movingUser(), Date.now() - 60_000);
     expect(await admit(before(), e)).toEqual({ status: 'accepted' });
