@@ -151,7 +151,23 @@ export class HeldDeliveries extends DurableObject<Env> {
     return this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM held').one().n;
   }
 
-  override async alarm(): Promise<void> {
+  /**
+   * Work that takes rows out of the store (a drain step, a probe, the
+   * expiry) runs one at a time: a probe sent while the expiry reads the same
+   * oldest rows would be both sent and dead-lettered.
+   */
+  private lane: Promise<unknown> = Promise.resolve();
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const mine = this.lane.then(fn, fn);
+    this.lane = mine.catch(() => undefined);
+    return mine;
+  }
+
+  override alarm(): Promise<void> {
+    return this.exclusive(() => this.alarmNow());
+  }
+
+  private async alarmNow(): Promise<void> {
     const destination = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
     const expired = await this.expire(destination);
     if (this.ctx.storage.kv.get<boolean>('active') === true) {
@@ -173,9 +189,11 @@ export class HeldDeliveries extends DurableObject<Env> {
    */
   async probe(destination: string, token?: number): Promise<'sent' | 'empty' | 'failed'> {
     this.ctx.storage.kv.put('destination', destination);
-    if ((await this.count()) === 0) return 'empty';
-    // Not sent (the queue or the ledger refused): the registry tries again soon, not after a probe's report wait.
-    return (await this.sendOldest(destination, 1, { token })).sent > 0 ? 'sent' : 'failed';
+    return this.exclusive(async () => {
+      if ((await this.count()) === 0) return 'empty';
+      // Not sent (the queue or the ledger refused): the registry tries again soon, not after a probe's report wait.
+      return (await this.sendOldest(destination, 1, { token })).sent > 0 ? 'sent' : 'failed';
+    });
   }
 
   /** Re-enqueues the oldest slice in acceptance order; true when more remain. */

@@ -11,6 +11,7 @@ import { env } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { deadLetterStub } from '../../src/deadletters/store';
 import { type HeldDelivery, heldStub } from '../../src/destinations/held';
+import { until } from '../helpers/until';
 import { sampleEvent } from '../helpers/webhook';
 
 afterEach(() => vi.restoreAllMocks());
@@ -81,5 +82,44 @@ describe('a delivery already held is not held again', () => {
     ]);
     const rows = await runInDurableObject(held, (_i, state) => state.storage.sql.exec<{ event_id: string }>('SELECT event_id FROM held ORDER BY seq').toArray().map((r) => r.event_id));
     expect(rows).toEqual([a?.event_id, b?.event_id]);
+  });
+});
+
+describe('a probe and the expiry never take the same held delivery', () => {
+  it('a delivery held too long, probed while the expiry runs: sent once, not also dead-lettered', async () => {
+    // `audit` is a destination of the project's ROUTER (so the expiry is about time, not a removed destination).
+    const name = 'audit';
+    const held = heldStub(env, name);
+    const d = heldDelivery();
+    await held.hold(name, [d]);
+    await held.pause(name);
+    await runInDurableObject(held, (_i, state) => {
+      state.storage.sql.exec('UPDATE held SET held_at = held_at - ?', 15 * 86_400_000);
+    });
+    // The probe's send is slow: it reaches the real queue only once released (delayed, not replaced).
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const send = await runInDurableObject(held, (instance) => {
+      const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
+      const real = queue.sendBatch.bind(queue);
+      return vi.spyOn(queue, 'sendBatch').mockImplementation(async (messages, options) => {
+        await gate;
+        return real(messages, options);
+      });
+    });
+    const probing = held.probe(name, 1);
+    await until(async () => send.mock.calls.length === 1, 'the probe on its way');
+    // The 6-hourly check comes meanwhile: the delivery is 15 days old.
+    const checking = runDurableObjectAlarm(held);
+    // Time for the check to reach the rows while the probe still waits (without the store's one-at-a-time lane it
+    // dead-lettered the delivery here); the assertions below follow both completing.
+    await new Promise((r) => setTimeout(r, 300));
+    release();
+    expect(await probing).toBe('sent');
+    expect(await checking).toBe(true);
+    send.mockRestore();
+    expect(await held.count()).toBe(0);
+    // Sent as the probe; the expiry found nothing left to dead-letter.
+    expect((await deadLetterStub(env).list(500, 0)).filter((r) => r.event_id === d.event_id)).toEqual([]);
   });
 });
