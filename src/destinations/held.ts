@@ -164,11 +164,11 @@ export class HeldDeliveries extends DurableObject<Env> {
   }
 
   override alarm(): Promise<void> {
-    return this.exclusive(() => this.alarmNow());
+    const destination = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
+    return this.exclusive(() => this.alarmNow(destination));
   }
 
-  private async alarmNow(): Promise<void> {
-    const destination = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
+  private async alarmNow(destination: string): Promise<void> {
     const expired = await this.expire(destination);
     if (this.ctx.storage.kv.get<boolean>('active') === true) {
       this.ctx.storage.kv.put('drained_at', Date.now());

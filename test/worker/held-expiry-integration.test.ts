@@ -90,34 +90,41 @@ describe('a probe and the expiry never take the same held delivery', () => {
     // `audit` is a destination of the project's ROUTER (so the expiry is about time, not a removed destination).
     const name = 'audit';
     const held = heldStub(env, name);
-    const d = heldDelivery();
+    // Too large for a queue message: the probe first stores its body in the ledger.
+    const e = sampleEvent({ data: { id: `user_${crypto.randomUUID()}`, object: 'user', blob: 'x'.repeat(150_000) } });
+    const d: HeldDelivery = { ...heldDelivery(), event_id: e.id as string, body: JSON.stringify(e) };
     await held.hold(name, [d]);
     await held.pause(name);
-    await runInDurableObject(held, (_i, state) => {
-      state.storage.sql.exec('UPDATE held SET held_at = held_at - ?', 15 * 86_400_000);
-    });
-    // The probe's send is slow: it reaches the real queue only once released (delayed, not replaced).
+    // The ledger answers the probe's call slowly (delayed, then made for real); the alarm's start is observed.
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const send = await runInDurableObject(held, (instance) => {
-      const queue = (instance as unknown as { env: Env }).env.EVENTS_QUEUE;
-      const real = queue.sendBatch.bind(queue);
-      return vi.spyOn(queue, 'sendBatch').mockImplementation(async (messages, options) => {
-        await gate;
-        return real(messages, options);
+    const seen = await runInDurableObject(held, (instance, state) => {
+      state.storage.sql.exec('UPDATE held SET held_at = held_at - ?', 15 * 86_400_000);
+      const ledger = (instance as unknown as { env: Env }).env.DEDUP_LEDGER;
+      const realGet = ledger.get.bind(ledger);
+      let stores = 0;
+      vi.spyOn(ledger, 'get').mockImplementation((id) => {
+        const real = realGet(id) as unknown as { storeBody: (...a: unknown[]) => Promise<void> };
+        return {
+          storeBody: async (...args: unknown[]) => {
+            stores++;
+            await gate;
+            return real.storeBody(...args);
+          },
+        } as never;
       });
+      const reads = vi.spyOn(state.storage.kv, 'get');
+      return { stores: () => stores, alarmStarted: () => reads.mock.calls.some((c) => c[0] === 'destination') };
     });
     const probing = held.probe(name, 1);
-    await until(async () => send.mock.calls.length === 1, 'the probe on its way');
-    // The 6-hourly check comes meanwhile: the delivery is 15 days old.
+    await until(async () => seen.stores() === 1, 'the probe on its way');
+    // The 6-hourly check comes meanwhile (the delivery is 15 days old): once it has started, the probe goes on.
     const checking = runDurableObjectAlarm(held);
-    // Time for the check to reach the rows while the probe still waits (without the store's one-at-a-time lane it
-    // dead-lettered the delivery here); the assertions below follow both completing.
-    await new Promise((r) => setTimeout(r, 300));
+    await until(async () => seen.alarmStarted(), 'the check started');
     release();
     expect(await probing).toBe('sent');
     expect(await checking).toBe(true);
-    send.mockRestore();
+    vi.restoreAllMocks();
     expect(await held.count()).toBe(0);
     // Sent as the probe; the expiry found nothing left to dead-letter.
     expect((await deadLetterStub(env).list(500, 0)).filter((r) => r.event_id === d.event_id)).toEqual([]);
