@@ -24,6 +24,7 @@ import { type AlertSignal, notifyAlerts } from '../alerts/notifier';
 import { ALERT_EVENT_TYPE } from '../destinations/slack/render';
 import { type BulkAction, type BulkRequest, type DeadLetterFilter, type DeadLetterJob, type JobState, type StartResult, requestFingerprint } from '../admin/bulk';
 import { type ReplayOutcome, replayRecord, replaySubrequests } from '../admin/replay';
+import { Lane } from '../lane';
 
 export interface DeadLetterInput {
   event_id: string;
@@ -274,7 +275,7 @@ export class DeadLetterStore extends DurableObject<Env> {
   /** Records whose replay a job is enqueuing right now: nobody else takes them meanwhile. */
   private readonly inflight = new Set<number>();
   /** Job slices run one at a time (the request's first slice and the alarm's). */
-  private slices: Promise<void> = Promise.resolve();
+  private readonly slices = new Lane();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -517,7 +518,7 @@ export class DeadLetterStore extends DurableObject<Env> {
       return { kind: 'started', job: toJob(this.jobRow(id) as JobRow) };
     }
     await this.armWatchdog(id, now);
-    await this.exclusive(() => this.runSlice(id));
+    await this.slices.run(() => this.runSlice(id));
     const job = toJob(this.jobRow(id) as JobRow); // as the request's slice left it (the alarm may start on the next one)
     await this.reschedule();
     return { kind: 'started', job };
@@ -545,7 +546,7 @@ export class DeadLetterStore extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     try {
       const job = this.sql.exec<{ id: string }>(`SELECT id FROM dead_letter_jobs WHERE state = 'running' ORDER BY next_at, started_at LIMIT 1`).toArray()[0];
-      if (job !== undefined) await this.exclusive(() => this.runSlice(job.id));
+      if (job !== undefined) await this.slices.run(() => this.runSlice(job.id));
       const now = Date.now();
       if (job === undefined || this.sweepAt === undefined || this.sweepAt <= now) this.sweep(now);
       await this.reschedule();
@@ -587,12 +588,6 @@ export class DeadLetterStore extends DurableObject<Env> {
     if (current !== null && this.sweepAt === undefined && !othersRunning) this.sweepAt = current;
     if (current === null || current > now + JOB_WATCHDOG_MS) await this.ctx.storage.setAlarm(now + JOB_WATCHDOG_MS);
     this.alarmKnownSet = true;
-  }
-
-  private exclusive(fn: () => Promise<void>): Promise<void> {
-    const run = this.slices.then(fn, fn);
-    this.slices = run.catch(() => undefined);
-    return run;
   }
 
   private async runSlice(id: string): Promise<void> {

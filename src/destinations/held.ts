@@ -14,6 +14,7 @@ import { deadLetterRecord, deadLetterStub } from '../deadletters/store';
 import { ledgerStub } from '../dedup/shard';
 import { errorName, log } from '../log';
 import { HandOffBatch } from './hand-off';
+import { Lane } from '../lane';
 import { TraceWriter } from '../trace/client';
 import { type RouterMessage, chunkForSendBatch, fitsInline, utf8Length } from '../queue/message';
 
@@ -156,16 +157,11 @@ export class HeldDeliveries extends DurableObject<Env> {
    * expiry) runs one at a time: a probe sent while the expiry reads the same
    * oldest rows would be both sent and dead-lettered.
    */
-  private lane: Promise<unknown> = Promise.resolve();
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const mine = this.lane.then(fn, fn);
-    this.lane = mine.catch(() => undefined);
-    return mine;
-  }
+  private readonly lane = new Lane();
 
   override alarm(): Promise<void> {
     const destination = this.ctx.storage.kv.get<string>('destination') ?? '(unknown)';
-    return this.exclusive(() => this.alarmNow(destination));
+    return this.lane.run(() => this.alarmNow(destination));
   }
 
   private async alarmNow(destination: string): Promise<void> {
@@ -189,7 +185,7 @@ export class HeldDeliveries extends DurableObject<Env> {
    */
   async probe(destination: string, token?: number): Promise<'sent' | 'empty' | 'failed'> {
     this.ctx.storage.kv.put('destination', destination);
-    return this.exclusive(async () => {
+    return this.lane.run(async () => {
       if ((await this.count()) === 0) return 'empty';
       // Not sent (the queue or the ledger refused): the registry tries again soon, not after a probe's report wait.
       return (await this.sendOldest(destination, 1, { token })).sent > 0 ? 'sent' : 'failed';

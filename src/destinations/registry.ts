@@ -453,18 +453,18 @@ export class DestinationRegistry extends DurableObject<Env> {
         // The token is written before the probe is sent, so a consumer reading it finds the probe's own.
         this.ctx.storage.kv.put(tokenKey, now);
         const probe = await heldStub(this.env, row.name).probe(row.name, now);
-        if (probe === 'failed') {
-          // Held deliveries, but none could be sent: tried again soon (this is not a probe on its way).
+        // No probe went out: an earlier one still on its way stays the one tried.
+        if (probe !== 'sent') {
           if (previousToken === undefined) this.ctx.storage.kv.delete(tokenKey);
           else this.ctx.storage.kv.put(tokenKey, previousToken);
+        }
+        if (probe === 'failed') {
+          // Held deliveries, but none could be sent: tried again soon.
           log('warn', 'circuit_probe_not_sent', { destination: row.name, retry_in_s: 30 });
           this.sql.exec('UPDATE destinations SET next_probe_at = ? WHERE name = ?', now + 30_000, row.name);
           continue;
         }
         if (probe === 'empty') {
-          // No probe went out: an earlier one still on its way stays the one tried.
-          if (previousToken === undefined) this.ctx.storage.kv.delete(tokenKey);
-          else this.ctx.storage.kv.put(tokenKey, previousToken);
           if (this.removedFromConfig(row.name)) {
             await this.forget(row, now);
             continue;

@@ -666,10 +666,7 @@ async function prepareFollowUp(plan: MessagePlan, env: Env, config: RouterConfig
   if (ref !== undefined) {
     if (ref.until !== undefined && ref.until >= needUntil) return;
     const until = needUntil + BODY_KEEP_MARGIN_MS;
-    const stub = ledgerStubByName(env, ref.shard);
-    // Gone (it should not be, but a ledger that lost it must not take the event with it): stored again from
-    // the copy this batch read, when it read one.
-    if (!(await stub.extendBody(f.body.id, until)) && plan.raw !== undefined) await stub.storeBody(f.body.id, plan.raw, until);
+    await keepBody(env, ref.shard, f.body.id, until, plan.raw);
     f.body = { ...f.body, body_ref: { shard: ref.shard, until } };
     return;
   }
@@ -870,15 +867,22 @@ async function keepBodies(env: Env, messages: Message<unknown>[], bodyOf: (m: Me
       const until = now + waitSecondsOf(m) * 1000 + DAY_MS + BODY_KEEP_MARGIN_MS;
       if (b.body_ref.until !== undefined && b.body_ref.until >= until) return;
       try {
-        const stub = ledgerStubByName(env, b.body_ref.shard);
-        if (await stub.extendBody(b.id, until)) return;
-        const body = bodyOf(m);
-        if (body !== undefined) await stub.storeBody(b.id, body, until);
+        await keepBody(env, b.body_ref.shard, b.id, until, bodyOf(m));
       } catch (err) {
         log('warn', 'body_keep_failed', { event_id: b.id, error: errorName(err) });
       }
     }),
   );
+}
+
+/**
+ * Keeps a body in the ledger until at least `until`; gone (it should not be,
+ * but a ledger that lost it must not take the event with it), it is stored
+ * again from `body`, the copy at hand, when there is one.
+ */
+async function keepBody(env: Env, shard: string, id: string, until: number, body: string | undefined): Promise<void> {
+  const stub = ledgerStubByName(env, shard);
+  if (!(await stub.extendBody(id, until)) && body !== undefined) await stub.storeBody(id, body, until);
 }
 
 /**
