@@ -13,7 +13,7 @@
  * unreadable file), 2 on usage errors and for an `--env` the file does not define.
  * `--list-envs` prints the environments the file defines, one per line.
  */
-import { type ConfigResult, isShownSecretName, parseRouterConfig } from '../src/config/router-config';
+import { isShownSecretName } from '../src/config/router-config';
 import { CONFIG_OPTIONS, type Tool, parseToolArgs, requestedEnv, unknownEnvMessage, usageError } from './lib/args';
 import {
   UnknownEnvironmentError,
@@ -24,6 +24,7 @@ import {
   environmentNames,
   parseWranglerFile,
   queueProblems,
+  configOf,
   sharedQueues,
   viewOf,
 } from './wrangler-config';
@@ -100,7 +101,7 @@ function checkOne(view: WranglerView): boolean {
   const env = view.env;
   const label = env !== undefined ? `${path} --env ${env}` : multiple ? `${path} (top level)` : path;
   const tag = env !== undefined ? `[env.${env}] ` : multiple ? '[top level] ' : '';
-  const result: ConfigResult = parseRouterConfig(view.router, view.lookup);
+  const { source, result } = configOf(view);
   const routerProblems = result.ok
     ? []
     : result.problems.map((p) =>
@@ -111,7 +112,8 @@ function checkOne(view: WranglerView): boolean {
   const compared = env !== undefined ? compareWithTopLevel(top, view) : { problems: [], warnings: [] };
   const bindingProblems = [...compared.problems, ...queueProblems(view)];
 
-  for (const w of [...result.warnings, ...compared.warnings, ...sizeWarnings(view.router)]) console.warn(`! warning: ${tag}${w}`);
+  const sizes = source.ok && source.origin === 'ROUTER' ? sizeWarnings(view.router) : [];
+  for (const w of [...result.warnings, ...compared.warnings, ...sizes]) console.warn(`! warning: ${tag}${w}`);
   const secretFiles = defaultSecretFiles().join('/');
   for (const file of ignoredSecretFiles(env)) {
     console.warn(`! warning: ${tag}${file} is not read: npm run dev passes --env-file dev.env, and wrangler then reads no .dev.vars file; put local secrets in dev.env`);
@@ -134,7 +136,12 @@ function checkOne(view: WranglerView): boolean {
   if (!result.ok || bindingProblems.length > 0) return false;
   const { rules, destinations } = result.config;
   const bindings = env !== undefined ? '; Durable Objects, router queues and consumers match the top level' : '';
-  console.log(`✓ ${label}: ROUTER is valid (${rules.length} rule(s), ${destinations.size} destination(s); ${(routerBytes(view.router) / 1024).toFixed(1)} KB of the 5 KB a variable may hold)${bindings}.`);
+  const size =
+    source.ok && source.origin === 'router.json'
+      ? `router.json, ${(routerBytes(view.routerFile) / 1024).toFixed(1)} KB, bundled with the Worker`
+      : `${(routerBytes(view.router) / 1024).toFixed(1)} KB of the 5 KB a variable may hold`;
+  const name = source.ok ? source.origin : 'ROUTER';
+  console.log(`✓ ${label}: ${name} is valid (${rules.length} rule(s), ${destinations.size} destination(s); ${size})${bindings}.`);
   return true;
 }
 
@@ -153,6 +160,6 @@ function sizeWarnings(router: unknown): string[] {
   const bytes = routerBytes(router);
   if (bytes <= VAR_SIZE_LIMIT_BYTES) return [];
   return [
-    `ROUTER is ${(bytes / 1024).toFixed(1)} KB as uploaded (JSON); Cloudflare's limits page lists 5 KB per environment variable (developers.cloudflare.com/workers/platform/limits), so \`wrangler deploy\` may refuse it: shorten names, merge rules that share destinations, or list event types with patterns`,
+    `ROUTER is ${(bytes / 1024).toFixed(1)} KB as uploaded (JSON); Cloudflare's limits page lists 5 KB per environment variable (developers.cloudflare.com/workers/platform/limits), so \`wrangler deploy\` may refuse it: shorten names, merge rules that share destinations, or list event types with patterns; or move the config to router.json (bundled with the Worker, no such limit)`,
   ];
 }

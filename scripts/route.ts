@@ -15,13 +15,13 @@
  * exit 2 on usage errors, unreadable input, invalid configs and an unknown environment.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { type Destination, type Rule, parseRouterConfig, suggest } from '../src/config/router-config';
+import { type Destination, type Rule, suggest } from '../src/config/router-config';
 import { EVENT_TYPES, type UnknownEvent, isCatalogEventType } from '../src/events/catalog';
 import { Matcher } from '../src/routing/matcher';
 import { isPlainObject, readPath } from '../src/routing/where';
 import { envelopeProblem } from '../src/webhook/envelope';
 import { CONFIG_OPTIONS, type Tool, assertEnvironmentExists, parseToolArgs, requestedEnv, usageError as toolUsageError } from './lib/args';
-import { readWranglerConfig } from './wrangler-config';
+import { configOf, readWranglerConfig } from './wrangler-config';
 
 const USAGE = `usage: npm run route -- <event type | event.json> [--config wrangler.toml] [--env <name>]
 
@@ -80,7 +80,7 @@ try {
   console.error(`✗ ${configPath}: ${(err as Error).message}`);
   process.exit(2);
 }
-const result = parseRouterConfig(view.router, view.lookup);
+const { result, root: rawRoot } = configOf(view);
 if (!result.ok) {
   const where = env !== undefined ? ` [env.${env}]` : '';
   const checkArgs = `${configPath}${env !== undefined ? ` --env ${env}` : ''}`;
@@ -90,7 +90,6 @@ if (!result.ok) {
 }
 const { config } = result;
 // The raw rules, for showing each `where` condition as written (parse succeeded: same order and count).
-const rawRoot: unknown = typeof view.router === 'string' ? JSON.parse(view.router) : view.router;
 const rawRules: unknown[] = isPlainObject(rawRoot) && Array.isArray(rawRoot.rules) ? rawRoot.rules : [];
 
 // ---------------------------------------------------------------------------

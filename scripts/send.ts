@@ -25,12 +25,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseRouterConfig, suggest } from '../src/config/router-config';
+import { suggest } from '../src/config/router-config';
 import { EVENT_TYPES, type EventType, isCatalogEventType } from '../src/events/catalog';
 import { makeEvent, newEventId } from '../test/fixtures/events';
 import { CONFIG_OPTIONS, type Tool, assertEnvironmentExists, parseToolArgs, requestedEnv, usageError as toolUsageError } from './lib/args';
 import { postSigned } from './lib/sign';
-import { readWranglerConfig } from './wrangler-config';
+import { configOf, readWranglerConfig } from './wrangler-config';
 
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 const DEFAULT_URL = 'http://127.0.0.1:8787/webhooks/workos';
@@ -212,7 +212,7 @@ function routingLine(name: string): string {
   } catch (err) {
     return `! warning: cannot read ${configPath}: ${(err as Error).message}`;
   }
-  const parsed = parseRouterConfig(view.router, view.lookup);
+  const parsed = configOf(view).result;
   if (!parsed.ok) {
     return `! warning: [env.${name}] ROUTER is invalid, the router answers 500 config_invalid (npm run check -- --env ${name})`;
   }

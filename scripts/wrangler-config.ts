@@ -16,9 +16,9 @@
  * what an environment lacks because wrangler did not copy it.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parse } from 'smol-toml';
-import type { BindingLookup } from '../src/config/router-config';
+import { type BindingLookup, type ConfigResult, type RouterSource, chooseRouterSource, parseRouterConfig } from '../src/config/router-config';
 
 /** The router's own queue bindings: every deployment needs both, with a consumer on each. */
 export const ROUTER_QUEUE_BINDINGS = ['EVENTS_QUEUE', 'EVENTS_DLQ'] as const;
@@ -59,6 +59,12 @@ export interface WranglerView {
   hasVars: boolean;
   vars: Record<string, unknown>;
   router: unknown;
+  /**
+   * `router.json` next to the wrangler config, as text: the routing config
+   * bundled with the Worker when it is larger than a variable may hold
+   * (`null` in the file: unused). Undefined when the file is absent.
+   */
+  routerFile: string | undefined;
   durableObjects: DurableObjectBinding[];
   producers: QueueProducer[];
   consumers: QueueConsumer[];
@@ -201,6 +207,7 @@ export function viewOf(toml: Table, full: string, opts: ReadOptions = {}): Wrang
     hasVars,
     vars,
     router: vars.ROUTER,
+    routerFile: readRouterFile(full),
     durableObjects,
     producers,
     consumers,
@@ -367,4 +374,37 @@ export function sharedQueues(views: WranglerView[]): string[] {
 /** A top-level queue name as the environment's: `<name>-<env>`, keeping "-dlq" last. */
 export function envQueueName(queue: string, env: string): string {
   return queue.endsWith('-dlq') ? `${queue.slice(0, -4)}-${env}-dlq` : `${queue}-${env}`;
+}
+
+/** `router.json` beside the wrangler config, as text (undefined when absent). */
+export function readRouterFile(configPath: string): string | undefined {
+  const file = join(dirname(configPath), 'router.json');
+  return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+}
+
+/**
+ * The routing config of a view as the Worker would take it: `ROUTER`, or
+ * `router.json` when the file holds one (its JSON text, so that a key written
+ * twice is reported, which the bundler would settle silently).
+ */
+export function routerSourceOf(view: WranglerView): RouterSource {
+  let file: unknown = view.routerFile;
+  if (typeof file === 'string') {
+    try {
+      if (JSON.parse(file) === null) file = null;
+    } catch {
+      // Not JSON: kept as text, so that the config check reports where.
+    }
+  }
+  return chooseRouterSource(view.router, file);
+}
+
+/** The view's routing config, validated as the Worker validates it, and its parsed root (for tools that show rules as written). */
+export function configOf(view: WranglerView): { source: RouterSource; result: ConfigResult; root: unknown } {
+  const source = routerSourceOf(view);
+  if (!source.ok) return { source, result: { ok: false, problems: [source.problem], warnings: [] }, root: undefined };
+  const result = parseRouterConfig(source.raw, view.lookup, { origin: source.origin });
+  let root: unknown = source.raw;
+  if (result.ok && typeof root === 'string') root = JSON.parse(root);
+  return { source, result, root };
 }

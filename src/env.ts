@@ -17,9 +17,3 @@ export function stringBinding(env: Env, name: StringBinding): string | undefined
 export function bindingNamed(env: Env, name: string): unknown {
   return (env as unknown as Record<string, unknown>)[name];
 }
-
-/** The raw `ROUTER` var (a TOML table or a JSON string); validated by `parseRouterConfig`. */
-export function routerVar(env: Env): unknown {
-  const value: unknown = env.ROUTER;
-  return value;
-}

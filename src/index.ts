@@ -2,7 +2,9 @@
  * Worker entry: the Hono app is the `fetch` handler; the same module exports
  * the `queue` handler and the Durable Object classes.
  */
+import { env as startupEnv } from 'cloudflare:workers';
 import { app } from './app';
+import { prepareConfig } from './config/load';
 import { consumeBatch } from './queue/consumer';
 import { rememberAlertSettings } from './alerts/notifier';
 import { runScheduledReconcile } from './reconcile/scheduled';
@@ -15,6 +17,11 @@ export { DestinationRegistry } from './destinations/registry';
 export { HeldDeliveries } from './destinations/held';
 export { DeliveryTrace } from './trace/store';
 export { AlertNotifier } from './alerts/notifier';
+
+// At the isolate's startup, not in a request: the routing config's validation
+// and matcher index (tens of ms for thousands of rules) are built here, within
+// the platform's startup limit, and the requests that follow reuse them.
+prepareConfig(startupEnv);
 
 export default {
   fetch: app.fetch,

@@ -1,12 +1,73 @@
 /**
  * Per-isolate config: validated once for each `env` object the runtime hands
  * us, with the problems logged once; its `log_level` applied on every call.
+ *
+ * `prepareConfig` builds it ahead, at the isolate's startup (the Worker's
+ * global scope): validation and the matcher's index for every catalog type,
+ * so that no request pays for them. A request's `env` reuses that build when
+ * it holds the same config (the same object, or the same JSON text) and the
+ * same secrets and bindings the config names; anything else is built anew.
  */
-import { bindingNamed, routerVar } from '../env';
+import { EVENT_TYPES } from '../events/catalog';
+import { bindingNamed } from '../env';
 import { log, logOnce, setLogLevel, setLogLevelIfUnapplied } from '../log';
-import { type ConfigResult, parseRouterConfig } from './router-config';
+import { type ConfigResult, isQueueBinding, parseRouterConfig } from './router-config';
+import { routerSource } from './source';
 
 const cache = new WeakMap<object, ConfigResult>();
+
+/** The build made at startup, with what it read: the config and each binding it looked up. */
+interface Prepared {
+  raw: unknown;
+  lookups: Map<string, unknown>;
+  result: ConfigResult;
+}
+let prepared: Prepared | undefined;
+
+/** What a lookup's answer is compared by: a string by value, a queue binding by kind (each env has its own stub), anything else by identity. */
+const A_QUEUE = Symbol('queue binding');
+function lookedUp(value: unknown): unknown {
+  return typeof value !== 'string' && isQueueBinding(value) ? A_QUEUE : value;
+}
+
+function build(env: Env, seen?: Map<string, unknown>): ConfigResult {
+  const source = routerSource(env);
+  if (!source.ok) return { ok: false, problems: [source.problem], warnings: [] };
+  return parseRouterConfig(source.raw, (name) => {
+    const value = bindingNamed(env, name);
+    seen?.set(name, lookedUp(value));
+    return value;
+  }, { origin: source.origin });
+}
+
+/**
+ * Builds the config ahead, once, from the env the isolate starts with (its
+ * global scope): validation, then the matcher's index and entry for every
+ * catalog type. Logs nothing (the first request that uses it logs what it
+ * found) and never throws: a failure here only means the first request
+ * builds it.
+ */
+export function prepareConfig(env: Env): void {
+  try {
+    const lookups = new Map<string, unknown>();
+    const source = routerSource(env);
+    if (!source.ok) return;
+    const result = build(env, lookups);
+    if (result.ok) for (const type of EVENT_TYPES) result.config.matcher.rulesForType(type);
+    prepared = { raw: source.raw, lookups, result };
+  } catch {
+    prepared = undefined;
+  }
+}
+
+/** The startup build, when this env holds the same config and names the same secrets and bindings. */
+function preparedFor(env: Env): ConfigResult | undefined {
+  if (prepared === undefined) return undefined;
+  const source = routerSource(env);
+  if (!source.ok || source.raw !== prepared.raw) return undefined;
+  for (const [name, value] of prepared.lookups) if (lookedUp(bindingNamed(env, name)) !== value) return undefined;
+  return prepared.result;
+}
 
 export function loadConfig(env: Env): ConfigResult {
   const result = parsedConfig(env);
@@ -35,7 +96,7 @@ export function applyLogLevelOnce(env: Env): void {
 export function parsedConfig(env: Env): ConfigResult {
   let result = cache.get(env);
   if (result === undefined) {
-    result = parseRouterConfig(routerVar(env), (name) => bindingNamed(env, name));
+    result = preparedFor(env) ?? build(env);
     cache.set(env, result);
     if (!result.ok) {
       logOnce(`config:${result.problems.join('|')}`, 'error', 'config_invalid', { problems: result.problems });

@@ -245,17 +245,40 @@ const utf8 = new TextEncoder();
 /** Where secrets and bindings are looked up (the Worker's env, or a stand-in for `npm run check`). */
 export type BindingLookup = (name: string) => unknown;
 
+/** Where a routing config was read from: the `ROUTER` variable, or `router.json` bundled with the Worker. */
+export type RouterOrigin = 'ROUTER' | 'router.json';
+
+export type RouterSource = { ok: true; raw: unknown; origin: RouterOrigin } | { ok: false; problem: string };
+
+/** The text of the problem reported when both places hold a config. */
+export const BOTH_SOURCES_PROBLEM =
+  'ROUTER and router.json both hold a routing config: keep one (router.json is for a config larger than the 5 KB a variable may hold: remove ROUTER from wrangler.toml, or write null in router.json)';
+
+/**
+ * Which routing config is in force: the `ROUTER` variable, or (for a config
+ * larger than a variable may hold) `router.json`, whose `null` means unused.
+ * Both set is a problem, never a silent choice: a config moved to the file
+ * while the old variable stayed would otherwise keep routing by the old one.
+ */
+export function chooseRouterSource(variable: unknown, file: unknown): RouterSource {
+  const inVariable = variable !== undefined && variable !== null && variable !== '';
+  const inFile = file !== undefined && file !== null;
+  if (inVariable && inFile) return { ok: false, problem: BOTH_SOURCES_PROBLEM };
+  return inFile ? { ok: true, raw: file, origin: 'router.json' } : { ok: true, raw: variable, origin: 'ROUTER' };
+}
+
 /**
  * Parses and validates `ROUTER`. `lookup` resolves secret and binding names;
  * pass `checkBindings: false` to validate shape only (offline check without secrets).
  */
-export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { checkBindings?: boolean } = {}): ConfigResult {
+export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { checkBindings?: boolean; origin?: RouterOrigin } = {}): ConfigResult {
   const checkBindings = opts.checkBindings ?? true;
+  const label = opts.origin ?? 'ROUTER';
   const problems: string[] = [];
   const warnings: string[] = [];
   let root: unknown = raw;
   if (raw === undefined || raw === null || raw === '') {
-    return { ok: false, problems: ['ROUTER: missing (define [vars.ROUTER] in wrangler.toml)'], warnings };
+    return { ok: false, problems: [`${label}: missing (define [vars.ROUTER] in wrangler.toml, or write a larger config in router.json)`], warnings };
   }
   if (typeof raw === 'string') {
     try {
@@ -263,19 +286,19 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
     } catch (e) {
       // Never echo the engine's message: V8 quotes the input, which may hold a secret.
       const at = jsonErrorPosition(e, raw);
-      return { ok: false, problems: [at === undefined ? 'ROUTER: not valid JSON' : `ROUTER: not valid JSON (at position ${at})`], warnings };
+      return { ok: false, problems: [at === undefined ? `${label}: not valid JSON` : `${label}: not valid JSON (at position ${at})`], warnings };
     }
     // JSON.parse keeps the last of a repeated key silently (a second "rules" would replace the first); TOML refuses it.
     const repeated = firstDuplicateKey(raw);
     if (repeated !== null) {
       // A path of config names is shown; anything else (a key that may be a pasted value) is not.
-      const problem = /^[A-Za-z0-9_.[\]-]{1,200}$/.test(repeated) ? `ROUTER: ${repeated} is written twice` : 'ROUTER: a key is written twice in one object';
+      const problem = /^[A-Za-z0-9_.[\]-]{1,200}$/.test(repeated) ? `${label}: ${repeated} is written twice` : `${label}: a key is written twice in one object`;
       return { ok: false, problems: [`${problem} (JSON would keep only the last)`], warnings };
     }
   }
-  if (!isPlainObject(root)) return { ok: false, problems: ['ROUTER: must be a table (object)'], warnings };
+  if (!isPlainObject(root)) return { ok: false, problems: [`${label}: must be a table (object)`], warnings };
 
-  for (const key of Object.keys(root)) if (!TOP_KEYS.has(key)) problems.push(`ROUTER.${key}: unknown field${suggest(key, TOP_KEYS)}`);
+  for (const key of Object.keys(root)) if (!TOP_KEYS.has(key)) problems.push(`${label}.${key}: unknown field${suggest(key, TOP_KEYS)}`);
 
   const settings = {} as RouterSettings;
   for (const spec of SETTINGS_SPEC) {

@@ -15,7 +15,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import { applyLogLevelOnce, loadConfig } from '../config/load';
 import { type RouterConfig, type RouterSettings, SETTINGS_SPEC } from '../config/router-config';
-import { routerVar } from '../env';
+import { routerSource } from '../config/source';
 import { audit, errorName, log, logOnce } from '../log';
 import { type RouterMessage, packNextFit } from '../queue/message';
 import { Matcher } from '../routing/matcher';
@@ -169,7 +169,8 @@ const RETENTION_SPEC = SETTINGS_SPEC.find((s) => s.field === 'deadLetterRetentio
 export function deadLetterRetentionDays(env: Env): number {
   const loaded = loadConfig(env);
   if (loaded.ok) return loaded.config.settings.deadLetterRetentionDays;
-  let raw: unknown = routerVar(env);
+  const source = routerSource(env);
+  let raw: unknown = source.ok ? source.raw : undefined;
   if (typeof raw === 'string') {
     try {
       raw = JSON.parse(raw);

@@ -226,7 +226,7 @@ where = { data.organization_id = "org_1" }
     ['null', null],
     ['an empty string', ''],
   ])('reports a missing ROUTER (%s)', (_label, raw) => {
-    expect(parse(raw)).toEqual({ ok: false, problems: ['ROUTER: missing (define [vars.ROUTER] in wrangler.toml)'], warnings: [] });
+    expect(parse(raw)).toEqual({ ok: false, problems: ['ROUTER: missing (define [vars.ROUTER] in wrangler.toml, or write a larger config in router.json)'], warnings: [] });
   });
 
   it.each([

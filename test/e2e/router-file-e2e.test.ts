@@ -1,0 +1,166 @@
+/**
+ * A routing config larger than a variable may hold: `router.json`, bundled
+ * with the Worker. A project copy whose wrangler.toml has no `[vars.ROUTER]`
+ * and whose router.json holds 10,000 rules (one HTTP destination per tenant,
+ * selected by `data.organization_id`) is checked, bundled as `wrangler deploy`
+ * bundles it, and run by a real `wrangler dev`: events of tenants at both ends
+ * of the list reach their own destination and nobody else's. Both places set
+ * is refused, by the check and by the running Worker.
+ */
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { parse, stringify } from 'smol-toml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RouterProcess, startRouter } from '../../scripts/lib/dev-server';
+import { postSigned } from '../../scripts/lib/sign';
+import { type Sink, startSink } from '../../scripts/lib/sink';
+import { makeEvent } from '../fixtures/events';
+
+const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+const SECRET = 'whsec_router_file_e2e';
+const TENANTS = 5_000; // two rules each: 10,000 rules
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function exec(cmd: string, args: string[], cwd: string, timeout = 120_000): Promise<Run> {
+  return new Promise((done) => {
+    execFile(
+      cmd,
+      args,
+      { cwd, timeout, maxBuffer: 20 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_ENV: '' } },
+      (err, stdout, stderr) => done({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr }),
+    );
+  });
+}
+
+const org = (t: number) => `org_tenant_${t}`;
+
+/** 10,000 rules: per tenant, its directory events and its user events, each to the tenant's own destination. */
+function tenantConfig(sinkUrl: string): { destinations: unknown[]; rules: unknown[] } {
+  const destinations: unknown[] = [];
+  const rules: unknown[] = [];
+  for (let t = 0; t < TENANTS; t++) {
+    destinations.push({ name: `t${t}`, type: 'http', url: `${sinkUrl}/t/${t}` });
+    rules.push({ name: `t${t}-dsync`, events: ['dsync.*'], where: { 'data.organization_id': org(t) }, to: [`t${t}`] });
+    rules.push({ name: `t${t}-users`, events: ['organization_membership.*'], where: { 'data.organization_id': org(t) }, to: [`t${t}`] });
+  }
+  return { destinations, rules };
+}
+
+/** A copy of the project (src, package.json, node_modules linked) whose wrangler.toml has no ROUTER and no environments. */
+function projectCopy(dir: string, routerJson: unknown, keepRouterVar = false): string {
+  cpSync(resolve(ROOT, 'src'), join(dir, 'src'), { recursive: true });
+  for (const f of ['package.json', 'tsconfig.json']) cpSync(resolve(ROOT, f), join(dir, f));
+  symlinkSync(resolve(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  const toml = parse(readFileSync(resolve(ROOT, 'wrangler.toml'), 'utf8')) as Record<string, unknown>;
+  delete toml.env;
+  const vars = toml.vars as Record<string, unknown>;
+  if (!keepRouterVar) delete vars.ROUTER;
+  writeFileSync(join(dir, 'wrangler.toml'), stringify(toml));
+  writeFileSync(join(dir, 'dev.env'), `WORKOS_WEBHOOK_SECRET=${SECRET}\nADMIN_TOKEN=router-file-admin\n`);
+  writeFileSync(join(dir, 'router.json'), `${JSON.stringify(routerJson, null, 1)}\n`);
+  return join(dir, 'wrangler.toml');
+}
+
+let base: string;
+let sink: Sink;
+let config: { destinations: unknown[]; rules: unknown[] };
+
+beforeAll(async () => {
+  base = mkdtempSync(join(tmpdir(), 'router-file-'));
+  sink = await startSink();
+  config = tenantConfig(sink.url);
+});
+
+afterAll(async () => {
+  await sink?.close();
+  rmSync(base, { recursive: true, force: true });
+});
+
+describe('router.json: a 10,000-rule config', () => {
+  let dir: string;
+  let wranglerToml: string;
+  let router: RouterProcess | undefined;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(base, 'big-'));
+    wranglerToml = projectCopy(dir, config);
+  });
+
+  afterAll(async () => {
+    await router?.stop();
+  });
+
+  it('npm run check validates it as the Worker will, and says where it comes from', async () => {
+    const r = await exec(resolve(ROOT, 'node_modules/.bin/tsx'), [resolve(ROOT, 'scripts/check.ts'), wranglerToml], dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/✓ .*wrangler\.toml: router\.json is valid \(10000 rule\(s\), 5000 destination\(s\); router\.json, \d+\.\d KB, bundled with the Worker\)\./);
+    expect(r.stderr).not.toContain('5 KB');
+  });
+
+  it('wrangler bundles it with the Worker, within the Free plan\'s 3 MB (compressed)', async () => {
+    const out = join(dir, 'dry-run');
+    const r = await exec(process.execPath, [resolve(ROOT, 'node_modules/wrangler/bin/wrangler.js'), 'deploy', '--dry-run', '--config', wranglerToml, '--outdir', out], dir);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const files = readdirSync(out).filter((f) => f.endsWith('.js'));
+    expect(files.length).toBeGreaterThan(0);
+    const bundle = files.map((f) => readFileSync(join(out, f))).reduce((a, b) => Buffer.concat([a, b]));
+    // The rules are in the bundle (the last tenant's destination name and org), not read at run time.
+    expect(bundle.includes(org(TENANTS - 1))).toBe(true);
+    expect(gzipSync(bundle).length).toBeLessThan(3 * 1024 * 1024);
+    expect(statSync(join(dir, 'router.json')).size).toBeGreaterThan(5 * 1024); // far above what a variable may hold
+  });
+
+  it('wrangler dev routes events of the first and the last tenant to their own destination only', async () => {
+    router = await startRouter({ config: wranglerToml, vars: { WORKOS_WEBHOOK_SECRET: SECRET } });
+    const first = makeEvent('dsync.user.created', { data: { organization_id: org(0) } });
+    const last = makeEvent('organization_membership.created', { data: { organization_id: org(TENANTS - 1) } });
+    const nobody = makeEvent('dsync.user.created', { data: { organization_id: 'org_no_such_tenant' } });
+    for (const e of [nobody, first, last]) {
+      const res = await postSigned(`${router.url}/webhooks/workos`, JSON.stringify(e), SECRET);
+      expect(res.status, await res.clone().text()).toBe(200);
+      expect(((await res.json()) as { status: string }).status).toBe('accepted');
+    }
+    await expect.poll(() => sink.requests.filter((r) => r.path === `/t/${TENANTS - 1}`).length, { timeout: 60_000, interval: 250 }).toBe(1);
+    await expect.poll(() => sink.requests.filter((r) => r.path === '/t/0').length, { timeout: 60_000, interval: 250 }).toBe(1);
+    // Both delivered (the positive signal); the unmatched event, sent before them, reached no destination.
+    const ids = (path: string) => sink.requests.filter((r) => r.path === path).map((r) => (JSON.parse(r.body.toString()) as { id: string }).id);
+    expect(ids('/t/0')).toEqual([first.id]);
+    expect(ids(`/t/${TENANTS - 1}`)).toEqual([last.id]);
+    expect(sink.requests.map((r) => r.body.toString()).filter((b) => b.includes(nobody.id))).toEqual([]);
+    expect(sink.requests).toHaveLength(2);
+    expect(router.output()).not.toContain('config_invalid');
+  });
+});
+
+describe('router.json and ROUTER both set', () => {
+  it('npm run check refuses it, naming both', async () => {
+    const dir = mkdtempSync(join(base, 'both-check-'));
+    const wranglerToml = projectCopy(dir, { destinations: [], rules: [] }, true);
+    const r = await exec(resolve(ROOT, 'node_modules/.bin/tsx'), [resolve(ROOT, 'scripts/check.ts'), wranglerToml], dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('✗ ROUTER and router.json both hold a routing config: keep one');
+  });
+
+  it('the running Worker answers 500 config_invalid and logs why (never routes by one of them silently)', async () => {
+    const dir = mkdtempSync(join(base, 'both-dev-'));
+    const wranglerToml = projectCopy(dir, { destinations: [], rules: [] }, true);
+    const router = await startRouter({ config: wranglerToml, vars: { WORKOS_WEBHOOK_SECRET: SECRET } });
+    try {
+      const e = makeEvent('user.created');
+      const res = await postSigned(`${router.url}/webhooks/workos`, JSON.stringify(e), SECRET);
+      expect(res.status).toBe(500);
+      expect(((await res.json()) as { error: string }).error).toBe('config_invalid');
+      await expect.poll(() => router.output(), { timeout: 10_000 }).toContain('ROUTER and router.json both hold a routing config');
+    } finally {
+      await router.stop();
+    }
+  });
+});
