@@ -1,6 +1,7 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
 import { DELIVERY_ROUTER, DELIVERY_SECRETS } from './test/delivery/router';
+import { WORKERS_ROUTER } from './test/worker/router';
 
 /** Secrets the in-workerd tests run with (never used outside tests). */
 export const TEST_BINDINGS = {
@@ -18,7 +19,8 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },
-            miniflare: { bindings: TEST_BINDINGS },
+            // Its own routing (the shipped one), not whatever wrangler.toml or router.json holds now.
+            miniflare: { bindings: { ...TEST_BINDINGS, ROUTER: WORKERS_ROUTER } },
           }),
         ],
         test: {

@@ -112,7 +112,7 @@ function checkOne(view: WranglerView): boolean {
   const compared = env !== undefined ? compareWithTopLevel(top, view) : { problems: [], warnings: [] };
   const bindingProblems = [...compared.problems, ...queueProblems(view)];
 
-  const sizes = source.ok && source.origin === 'ROUTER' ? sizeWarnings(view.router) : [];
+  const sizes = source.origin === 'ROUTER' ? sizeWarnings(view.router) : [];
   for (const w of [...result.warnings, ...compared.warnings, ...sizes]) console.warn(`! warning: ${tag}${w}`);
   const secretFiles = defaultSecretFiles().join('/');
   for (const file of ignoredSecretFiles(env)) {
@@ -137,11 +137,10 @@ function checkOne(view: WranglerView): boolean {
   const { rules, destinations } = result.config;
   const bindings = env !== undefined ? '; Durable Objects, router queues and consumers match the top level' : '';
   const size =
-    source.ok && source.origin === 'router.json'
+    source.origin === 'router.json'
       ? `router.json, ${(routerBytes(view.routerFile) / 1024).toFixed(1)} KB, bundled with the Worker`
       : `${(routerBytes(view.router) / 1024).toFixed(1)} KB of the 5 KB a variable may hold`;
-  const name = source.ok ? source.origin : 'ROUTER';
-  console.log(`✓ ${label}: ${name} is valid (${rules.length} rule(s), ${destinations.size} destination(s); ${size})${bindings}.`);
+  console.log(`✓ ${label}: ${source.origin} is valid (${rules.length} rule(s), ${destinations.size} destination(s); ${size})${bindings}.`);
   return true;
 }
 

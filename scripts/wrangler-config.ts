@@ -18,7 +18,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse } from 'smol-toml';
-import { type BindingLookup, type ConfigResult, type RouterSource, chooseRouterSource, parseRouterConfig } from '../src/config/router-config';
+import { BOTH_SOURCES_PROBLEM, type BindingLookup, type ConfigResult, type RouterSource, chooseRouterSource, parseRouterConfig } from '../src/config/router-config';
 
 /** The router's own queue bindings: every deployment needs both, with a consumer on each. */
 export const ROUTER_QUEUE_BINDINGS = ['EVENTS_QUEUE', 'EVENTS_DLQ'] as const;
@@ -402,7 +402,8 @@ export function routerSourceOf(view: WranglerView): RouterSource {
 /** The view's routing config, validated as the Worker validates it, and its parsed root (for tools that show rules as written). */
 export function configOf(view: WranglerView): { source: RouterSource; result: ConfigResult; root: unknown } {
   const source = routerSourceOf(view);
-  if (!source.ok) return { source, result: { ok: false, problems: [source.problem], warnings: [] }, root: undefined };
+  // In wrangler.toml, both set is a mistake (a config moved to the file while the old variable stayed): refused.
+  if (source.fileIgnored) return { source, result: { ok: false, problems: [BOTH_SOURCES_PROBLEM], warnings: [] }, root: undefined };
   const result = parseRouterConfig(source.raw, view.lookup, { origin: source.origin });
   let root: unknown = source.raw;
   if (result.ok && typeof root === 'string') root = JSON.parse(root);

@@ -11,7 +11,7 @@
 import { EVENT_TYPES } from '../events/catalog';
 import { bindingNamed } from '../env';
 import { log, logOnce, setLogLevel, setLogLevelIfUnapplied } from '../log';
-import { type ConfigResult, isQueueBinding, parseRouterConfig } from './router-config';
+import { type ConfigResult, FILE_IGNORED_WARNING, isQueueBinding, parseRouterConfig } from './router-config';
 import { routerSource } from './source';
 
 const cache = new WeakMap<object, ConfigResult>();
@@ -32,12 +32,13 @@ function lookedUp(value: unknown): unknown {
 
 function build(env: Env, seen?: Map<string, unknown>): ConfigResult {
   const source = routerSource(env);
-  if (!source.ok) return { ok: false, problems: [source.problem], warnings: [] };
-  return parseRouterConfig(source.raw, (name) => {
+  const result = parseRouterConfig(source.raw, (name) => {
     const value = bindingNamed(env, name);
     seen?.set(name, lookedUp(value));
     return value;
   }, { origin: source.origin });
+  if (source.fileIgnored) result.warnings.push(FILE_IGNORED_WARNING);
+  return result;
 }
 
 /**
@@ -51,7 +52,6 @@ export function prepareConfig(env: Env): void {
   try {
     const lookups = new Map<string, unknown>();
     const source = routerSource(env);
-    if (!source.ok) return;
     const result = build(env, lookups);
     if (result.ok) for (const type of EVENT_TYPES) result.config.matcher.rulesForType(type);
     prepared = { raw: source.raw, lookups, result };
@@ -63,8 +63,7 @@ export function prepareConfig(env: Env): void {
 /** The startup build, when this env holds the same config and names the same secrets and bindings. */
 function preparedFor(env: Env): ConfigResult | undefined {
   if (prepared === undefined) return undefined;
-  const source = routerSource(env);
-  if (!source.ok || source.raw !== prepared.raw) return undefined;
+  if (routerSource(env).raw !== prepared.raw) return undefined;
   for (const [name, value] of prepared.lookups) if (lookedUp(bindingNamed(env, name)) !== value) return undefined;
   return prepared.result;
 }

@@ -248,23 +248,33 @@ export type BindingLookup = (name: string) => unknown;
 /** Where a routing config was read from: the `ROUTER` variable, or `router.json` bundled with the Worker. */
 export type RouterOrigin = 'ROUTER' | 'router.json';
 
-export type RouterSource = { ok: true; raw: unknown; origin: RouterOrigin } | { ok: false; problem: string };
+/** The config in force, where it came from, and whether `router.json` also holds one (then not used). */
+export interface RouterSource {
+  raw: unknown;
+  origin: RouterOrigin;
+  fileIgnored: boolean;
+}
 
-/** The text of the problem reported when both places hold a config. */
+/** `npm run check`: both set in the deployed configuration is an error. */
 export const BOTH_SOURCES_PROBLEM =
   'ROUTER and router.json both hold a routing config: keep one (router.json is for a config larger than the 5 KB a variable may hold: remove ROUTER from wrangler.toml, or write null in router.json)';
 
+/** The running Worker: a `ROUTER` given at run time wins, and says so once per isolate. */
+export const FILE_IGNORED_WARNING =
+  'router.json holds a routing config but ROUTER is set, so router.json is not used (remove ROUTER to route by router.json)';
+
 /**
- * Which routing config is in force: the `ROUTER` variable, or (for a config
- * larger than a variable may hold) `router.json`, whose `null` means unused.
- * Both set is a problem, never a silent choice: a config moved to the file
- * while the old variable stayed would otherwise keep routing by the old one.
+ * Which routing config is in force: the `ROUTER` variable when it is set,
+ * else `router.json` (its `null` means unused). A `ROUTER` set at run time
+ * (`wrangler dev --var`, an env file, the dashboard) overrides the bundled
+ * file, as the test suite and `npm run demo` do; the Worker logs it as a
+ * config warning, and `npm run check` refuses both set in wrangler.toml.
  */
 export function chooseRouterSource(variable: unknown, file: unknown): RouterSource {
   const inVariable = variable !== undefined && variable !== null && variable !== '';
   const inFile = file !== undefined && file !== null;
-  if (inVariable && inFile) return { ok: false, problem: BOTH_SOURCES_PROBLEM };
-  return inFile ? { ok: true, raw: file, origin: 'router.json' } : { ok: true, raw: variable, origin: 'ROUTER' };
+  if (inVariable || !inFile) return { raw: variable, origin: 'ROUTER', fileIgnored: inVariable && inFile };
+  return { raw: file, origin: 'router.json', fileIgnored: false };
 }
 
 /**

@@ -169,8 +169,7 @@ const RETENTION_SPEC = SETTINGS_SPEC.find((s) => s.field === 'deadLetterRetentio
 export function deadLetterRetentionDays(env: Env): number {
   const loaded = loadConfig(env);
   if (loaded.ok) return loaded.config.settings.deadLetterRetentionDays;
-  const source = routerSource(env);
-  let raw: unknown = source.ok ? source.raw : undefined;
+  let raw: unknown = routerSource(env).raw;
   if (typeof raw === 'string') {
     try {
       raw = JSON.parse(raw);

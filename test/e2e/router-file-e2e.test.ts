@@ -5,7 +5,8 @@
  * selected by `data.organization_id`) is checked, bundled as `wrangler deploy`
  * bundles it, and run by a real `wrangler dev`: events of tenants at both ends
  * of the list reach their own destination and nobody else's. Both places set
- * is refused, by the check and by the running Worker.
+ * in wrangler.toml is refused by the check; a ROUTER given at run time
+ * overrides the file, and the Worker says so.
  */
 import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -105,6 +106,15 @@ describe('router.json: a 10,000-rule config', () => {
     expect(r.stderr).not.toContain('5 KB');
   });
 
+  it('npm run route explains an event by it: the last tenant\'s event goes to the last tenant only', async () => {
+    const file = join(dir, 'event.json');
+    writeFileSync(file, JSON.stringify(makeEvent('dsync.user.created', { data: { organization_id: org(TENANTS - 1) } })));
+    const r = await exec(resolve(ROOT, 'node_modules/.bin/tsx'), [resolve(ROOT, 'scripts/route.ts'), file, '--config', wranglerToml], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const block = r.stdout.slice(r.stdout.indexOf('Destinations'));
+    expect([...block.matchAll(/^ {2}[✓?] (\S+)/gm)].map((m) => m[1])).toEqual([`t${TENANTS - 1}`]);
+  });
+
   it('wrangler bundles it with the Worker, within the Free plan\'s 3 MB (compressed)', async () => {
     const out = join(dir, 'dry-run');
     const r = await exec(process.execPath, [resolve(ROOT, 'node_modules/wrangler/bin/wrangler.js'), 'deploy', '--dry-run', '--config', wranglerToml, '--outdir', out], dir);
@@ -141,24 +151,28 @@ describe('router.json: a 10,000-rule config', () => {
 });
 
 describe('router.json and ROUTER both set', () => {
-  it('npm run check refuses it, naming both', async () => {
+  const routeTo = (path: string) => ({ destinations: [{ name: 'd', type: 'http', url: `${sink.url}${path}` }], rules: [{ name: 'users', events: ['user.*'], to: ['d'] }] });
+
+  it('in wrangler.toml: npm run check refuses it, naming both', async () => {
     const dir = mkdtempSync(join(base, 'both-check-'));
-    const wranglerToml = projectCopy(dir, { destinations: [], rules: [] }, true);
+    const wranglerToml = projectCopy(dir, routeTo('/file'), true);
     const r = await exec(resolve(ROOT, 'node_modules/.bin/tsx'), [resolve(ROOT, 'scripts/check.ts'), wranglerToml], dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('✗ ROUTER and router.json both hold a routing config: keep one');
   });
 
-  it('the running Worker answers 500 config_invalid and logs why (never routes by one of them silently)', async () => {
+  it('ROUTER given at run time (as the tests and npm run demo give theirs) overrides the file, and the Worker logs that the file is not used', async () => {
     const dir = mkdtempSync(join(base, 'both-dev-'));
-    const wranglerToml = projectCopy(dir, { destinations: [], rules: [] }, true);
-    const router = await startRouter({ config: wranglerToml, vars: { WORKOS_WEBHOOK_SECRET: SECRET } });
+    const wranglerToml = projectCopy(dir, routeTo('/file'));
+    const router = await startRouter({ config: wranglerToml, vars: { WORKOS_WEBHOOK_SECRET: SECRET, ROUTER: routeTo('/var') } });
     try {
       const e = makeEvent('user.created');
       const res = await postSigned(`${router.url}/webhooks/workos`, JSON.stringify(e), SECRET);
-      expect(res.status).toBe(500);
-      expect(((await res.json()) as { error: string }).error).toBe('config_invalid');
-      await expect.poll(() => router.output(), { timeout: 10_000 }).toContain('ROUTER and router.json both hold a routing config');
+      expect(res.status, await res.clone().text()).toBe(200);
+      await expect.poll(() => sink.requests.filter((r) => r.path === '/var').length, { timeout: 60_000, interval: 250 }).toBe(1);
+      expect(sink.requests.filter((r) => r.path === '/file')).toEqual([]);
+      await expect.poll(() => router.output(), { timeout: 10_000 }).toContain('router.json holds a routing config but ROUTER is set, so router.json is not used');
+      expect(router.output()).not.toContain('config_invalid');
     } finally {
       await router.stop();
     }

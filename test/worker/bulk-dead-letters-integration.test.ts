@@ -28,7 +28,8 @@ import {
 } from '../../src/deadletters/store';
 import type { RouterMessage } from '../../src/queue/message';
 import { makeEvent } from '../fixtures/events';
-import { watchLogs } from '../helpers/observe';
+import { deliverSentinel, traceOf } from '../helpers/audit-sentinel';
+import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { postWebhook } from '../helpers/webhook';
 
 const AUTH = { Authorization: 'Bearer test-admin-token' };
@@ -126,19 +127,13 @@ async function finished(id: string, store: Store = deadLetterStub(env)): Promise
   }
 }
 
-/** Router-queue sends (pass-through spy), by event id. */
-function observeRouterQueue() {
-  const send = vi.spyOn(env.EVENTS_QUEUE, 'send');
-  return {
-    send,
-    sentFor: (id: string) => send.mock.calls.filter((c) => (c[0] as RouterMessage).id === id).length,
-  };
-}
-
 /** Audit-queue deliveries by the consumer (pass-through spy), by event id. */
 function observeAudit() {
   const send = vi.spyOn(env.AUDIT_QUEUE, 'send');
-  return { deliveredFor: (id: string) => send.mock.calls.filter((c) => (c[0] as { id?: unknown }).id === id).length };
+  return {
+    deliveredFor: (id: string) => send.mock.calls.filter((c) => (c[0] as { id?: unknown }).id === id).length,
+    deliveriesOf: (id: string) => send.mock.calls.filter((c) => (c[0] as { id?: unknown }).id === id).map((c) => c[0] as Record<string, unknown>),
+  };
 }
 
 describe('validation: 400 invalid_request, nothing changed', () => {
@@ -185,19 +180,22 @@ describe('validation: 400 invalid_request, nothing changed', () => {
   for (const action of ['replay', 'discard'] as const) {
     it(`${action}: every malformed request is refused with a message naming the problem`, async () => {
       const tag = newTag();
-      await deadLetterStub(env).add([record(tag), record(tag)]);
+      const records = [record(tag), record(tag)];
+      await deadLetterStub(env).add(records);
       const before = await deadLetterStub(env).count();
-      const send = vi.spyOn(env.EVENTS_QUEUE, 'send');
+      const audit = observeAudit();
       for (const [what, body, message] of cases) {
         const res = await bulk(action, body);
         expect(res.status, what).toBe(400);
         await expectError(res, 400, 'invalid_request', message);
       }
+      // Nothing was enqueued: a sentinel sent after these requests is delivered, and neither record before it.
+      await deliverSentinel(audit.deliveredFor, DELIVERY);
+      for (const r of records) expect(audit.deliveredFor(r.event_id), r.event_id).toBe(0);
       expect(await deadLetterStub(env).count()).toBe(before);
       expect(await taggedIds(tag)).toHaveLength(2);
-      expect(send).not.toHaveBeenCalled();
       expect((await deadLetterStub(env).jobs()).filter((j) => j.filter.reason === `${tag}*`)).toEqual([]);
-    });
+    }, 2 * DELIVERY.timeout);
   }
 
   it('error messages do not echo long or hostile input', async () => {
@@ -404,23 +402,41 @@ describe('POST /admin/dead-letters/discard', () => {
 describe('POST /admin/dead-letters/replay', () => {
   it('a small set: each matching record replayed once through the real queue (200), removed; the others stay', async () => {
     const tag = newTag();
-    const routerQueue = observeRouterQueue();
     const audit = observeAudit();
     const matching = [record(tag), record(tag, { type: 'user.deleted' }), record(tag, { stale: true, source: 'reconcile' })];
+    // Too large for the audit queue: its delivery fails again, and the dead letter it leaves shows the marks the replay carried.
+    const big = makeEvent('user.created');
+    (big.data as unknown as Record<string, unknown>).notes = 'n'.repeat(200 * 1024);
+    const tooLarge = record(tag, { event_id: big.id, body: JSON.stringify(big), stale: true, source: 'reconcile' });
     const other = record(tag, { type: 'dsync.user.created' });
-    await deadLetterStub(env).add([...matching, other]);
+    await deadLetterStub(env).add([...matching, tooLarge, other]);
     const res = await bulk('replay', { filter: { reason: `${tag}*`, event_type: 'user.*' } });
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ action: 'replay', matched: 3, replayed: 3, failed: 0, job: { action: 'replay', state: 'done', matched: 3, done: 3, failed: 0, uncertain: 0 } });
+    expect(await res.json()).toMatchObject({ action: 'replay', matched: 4, replayed: 4, failed: 0, job: { action: 'replay', state: 'done', matched: 4, done: 4, failed: 0, uncertain: 0 } });
     expect(await taggedIds(tag)).toEqual([other.event_id]);
-    for (const r of matching) expect(routerQueue.sentFor(r.event_id)).toBe(1);
-    const stale = routerQueue.send.mock.calls.map((c) => c[0] as RouterMessage).find((m) => m.id === matching[2]!.event_id);
-    expect(stale).toMatchObject({ stale: true, source: 'reconcile', pending: { audit: { attempts: 0, rules: ['everything-to-audit'] } } });
     await vi.waitFor(() => {
       for (const r of matching) expect(audit.deliveredFor(r.event_id)).toBe(1);
     }, DELIVERY);
-    expect(routerQueue.sentFor(other.event_id)).toBe(0);
-  });
+    // The stale record: the destination sees the mark; the trace shows a first attempt for the record's rules.
+    expect(audit.deliveriesOf(matching[2]!.event_id)[0]).toEqual({ ...JSON.parse(matching[2]!.body), stale: true });
+    await vi.waitFor(async () => {
+      expect(await traceOf(matching[2]!.event_id)).toMatchObject({
+        source: 'replay',
+        stale: true,
+        deliveries: [{ destination: 'audit', state: 'delivered', rules: ['everything-to-audit'], attempts: [{ status: 200, error: null }] }],
+      });
+    }, DELIVERY);
+    await vi.waitFor(async () => {
+      expect(await deadLettersFor(big.id)).toEqual([
+        expect.objectContaining({ destination: 'audit', reason: 'message_too_large', rules: ['everything-to-audit'], stale: true, source: 'reconcile' }),
+      ]);
+    }, DELIVERY);
+    // Once each, and the record the filter left out not at all: a sentinel sent after them is delivered first.
+    await deliverSentinel(audit.deliveredFor, DELIVERY);
+    for (const r of matching) expect(audit.deliveredFor(r.event_id)).toBe(1);
+    expect(audit.deliveredFor(big.id)).toBe(0);
+    expect(audit.deliveredFor(other.event_id)).toBe(0);
+  }, 4 * DELIVERY.timeout);
 
   it('records that cannot be replayed are kept and counted failed; the rest are replayed', async () => {
     const tag = newTag();
@@ -441,7 +457,7 @@ describe('POST /admin/dead-letters/replay', () => {
 
   it('events reconciliation could not enqueue go through the dedup ledger: admitted once, or found already delivered', async () => {
     const tag = newTag();
-    const routerQueue = observeRouterQueue();
+    const audit = observeAudit();
     const fresh = makeEvent('user.created');
     const arrived = makeEvent('user.created', { data: { id: `user_${tag}` } });
     expect((await postWebhook(arrived)).status).toBe(200);
@@ -450,19 +466,21 @@ describe('POST /admin/dead-letters/replay', () => {
         deadLetterRecord({ event_id: e.id, event_type: e.event, destination: ROUTER_DESTINATION, reason: RECONCILE_ENQUEUE_FAILED, body: JSON.stringify(e), source: 'reconcile' }),
       ),
     );
-    const sentBefore = routerQueue.sentFor(arrived.id);
     const res = await bulk('replay', { filter: { destination: ROUTER_DESTINATION, reason: RECONCILE_ENQUEUE_FAILED, event_type: 'user.created' } });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ replayed: 2, failed: 0 });
-    expect(routerQueue.sentFor(fresh.id)).toBe(1);
-    expect(routerQueue.sentFor(arrived.id)).toBe(sentBefore); // a duplicate: not enqueued again
     const left = (await all()).filter((r) => r.event_id === fresh.id || r.event_id === arrived.id);
     expect(left).toEqual([]);
-  });
+    // Each delivered once: the fresh one by its replay, the one that arrived by its webhook only (a duplicate is not
+    // enqueued again) — a sentinel sent after the replay is delivered with no second copy of either before it.
+    await vi.waitFor(() => expect([audit.deliveredFor(fresh.id), audit.deliveredFor(arrived.id)]).toEqual([1, 1]), DELIVERY);
+    await deliverSentinel(audit.deliveredFor, DELIVERY);
+    expect(audit.deliveredFor(fresh.id)).toBe(1);
+    expect(audit.deliveredFor(arrived.id)).toBe(1);
+  }, 3 * DELIVERY.timeout);
 
   it('a large set: 202, then the alarm replays the rest in slices; every record enqueued exactly once', async () => {
     const tag = newTag();
-    const routerQueue = observeRouterQueue();
     const audit = observeAudit();
     const records = Array.from({ length: 120 }, () => record(tag));
     await deadLetterStub(env).add(records);
@@ -476,15 +494,17 @@ describe('POST /admin/dead-letters/replay', () => {
     const job = await finished(first.job!.id);
     expect(job).toMatchObject({ state: 'done', matched: 120, done: 120, failed: 0 });
     expect(await taggedIds(tag)).toEqual([]);
-    for (const r of records) expect(routerQueue.sentFor(r.event_id), r.event_id).toBe(1);
     await vi.waitFor(() => {
       for (const r of records) expect(audit.deliveredFor(r.event_id)).toBe(1);
     }, DELIVERY);
-  });
+    // Exactly once: a sentinel sent after the job is delivered with no second copy before it.
+    await deliverSentinel(audit.deliveredFor, DELIVERY);
+    for (const r of records) expect(audit.deliveredFor(r.event_id), r.event_id).toBe(1);
+  }, 4 * DELIVERY.timeout);
 
   it('a retried request with the same Idempotency-Key returns the same job and replays nothing again (even records added since)', async () => {
     const tag = newTag();
-    const routerQueue = observeRouterQueue();
+    const audit = observeAudit();
     const key = crypto.randomUUID();
     const firstSet = [record(tag), record(tag)];
     await deadLetterStub(env).add(firstSet);
@@ -497,15 +517,20 @@ describe('POST /admin/dead-letters/replay', () => {
     expect(again.status).toBe(200);
     const repeated = (await again.json()) as BulkResponse;
     expect(repeated).toEqual({ ...first, repeated: true });
-    for (const r of firstSet) expect(routerQueue.sentFor(r.event_id)).toBe(1);
-    expect(routerQueue.sentFor(later.event_id)).toBe(0);
     expect(await taggedIds(tag)).toEqual([later.event_id]);
+    // The first set delivered once, the later record not at all: a sentinel sent after the repeat is delivered first.
+    await vi.waitFor(() => expect(firstSet.map((r) => audit.deliveredFor(r.event_id))).toEqual([1, 1]), DELIVERY);
+    await deliverSentinel(audit.deliveredFor, DELIVERY);
+    for (const r of firstSet) expect(audit.deliveredFor(r.event_id)).toBe(1);
+    expect(audit.deliveredFor(later.event_id)).toBe(0);
     // A new key is a new request.
     const next = (await (await bulk('replay', { filter: { reason: `${tag}*` } }, { 'Idempotency-Key': crypto.randomUUID() })).json()) as BulkResponse;
     expect(next).toMatchObject({ matched: 1, replayed: 1 });
     expect(next.job?.id).not.toBe(first.job?.id);
-    expect(routerQueue.sentFor(later.event_id)).toBe(1);
-  });
+    await vi.waitFor(() => expect(audit.deliveredFor(later.event_id)).toBe(1), DELIVERY);
+    await deliverSentinel(audit.deliveredFor, DELIVERY);
+    expect([...firstSet, later].map((r) => audit.deliveredFor(r.event_id))).toEqual([1, 1, 1]);
+  }, 4 * DELIVERY.timeout);
 
   it('an Idempotency-Key of 255 characters is taken, and remembered for 7 days after its job finished (then a new request)', async () => {
     const tag = newTag();
@@ -532,15 +557,18 @@ describe('POST /admin/dead-letters/replay', () => {
 
   it('two simultaneous requests with one key start one job', async () => {
     const tag = newTag();
-    const routerQueue = observeRouterQueue();
+    const audit = observeAudit();
     const records = Array.from({ length: 5 }, () => record(tag));
     await deadLetterStub(env).add(records);
     const key = crypto.randomUUID();
     const [a, b] = await Promise.all([0, 1].map(async () => (await bulk('replay', { filter: { reason: `${tag}*` } }, { 'Idempotency-Key': key })).json() as Promise<BulkResponse>));
     expect(a?.job?.id).toBe(b?.job?.id);
     await finished(a!.job!.id);
-    for (const r of records) expect(routerQueue.sentFor(r.event_id)).toBe(1);
-  });
+    // Each record delivered, and once: a sentinel sent after the job is delivered with no second copy before it.
+    await vi.waitFor(() => expect(records.filter((r) => audit.deliveredFor(r.event_id) === 0)).toEqual([]), DELIVERY);
+    await deliverSentinel(audit.deliveredFor, DELIVERY);
+    for (const r of records) expect(audit.deliveredFor(r.event_id), r.event_id).toBe(1);
+  }, 3 * DELIVERY.timeout);
 
   it('the queue failing: records kept under their seqs, the job retries with backoff, then fails; a new request replays them', async () => {
     const tag = newTag();

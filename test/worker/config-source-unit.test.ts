@@ -7,7 +7,7 @@ import { env } from 'cloudflare:workers';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parsedConfig, prepareConfig } from '../../src/config/load';
-import { BOTH_SOURCES_PROBLEM, type HttpDestination, chooseRouterSource, parseRouterConfig } from '../../src/config/router-config';
+import { FILE_IGNORED_WARNING, type HttpDestination, chooseRouterSource, parseRouterConfig } from '../../src/config/router-config';
 import { routerSource } from '../../src/config/source';
 
 const CONFIG = {
@@ -30,16 +30,16 @@ const crmSecret = (e: Env): string | undefined => {
 };
 
 describe('chooseRouterSource', () => {
-  it('ROUTER alone, router.json alone, neither, both', () => {
-    expect(chooseRouterSource({ rules: [] }, null)).toEqual({ ok: true, raw: { rules: [] }, origin: 'ROUTER' });
-    expect(chooseRouterSource('{"rules":[]}', null)).toEqual({ ok: true, raw: '{"rules":[]}', origin: 'ROUTER' });
-    expect(chooseRouterSource(undefined, { rules: [] })).toEqual({ ok: true, raw: { rules: [] }, origin: 'router.json' });
-    expect(chooseRouterSource('', { rules: [] })).toEqual({ ok: true, raw: { rules: [] }, origin: 'router.json' });
-    expect(chooseRouterSource(undefined, null)).toEqual({ ok: true, raw: undefined, origin: 'ROUTER' });
-    expect(chooseRouterSource({ rules: [] }, { rules: [] })).toEqual({ ok: false, problem: BOTH_SOURCES_PROBLEM });
+  it('ROUTER alone, router.json alone, neither; both: ROUTER wins, and the file is flagged as not used', () => {
+    expect(chooseRouterSource({ rules: [] }, null)).toEqual({ raw: { rules: [] }, origin: 'ROUTER', fileIgnored: false });
+    expect(chooseRouterSource('{"rules":[]}', null)).toEqual({ raw: '{"rules":[]}', origin: 'ROUTER', fileIgnored: false });
+    expect(chooseRouterSource(undefined, { rules: [] })).toEqual({ raw: { rules: [] }, origin: 'router.json', fileIgnored: false });
+    expect(chooseRouterSource('', { rules: [] })).toEqual({ raw: { rules: [] }, origin: 'router.json', fileIgnored: false });
+    expect(chooseRouterSource(undefined, null)).toEqual({ raw: undefined, origin: 'ROUTER', fileIgnored: false });
+    expect(chooseRouterSource({ rules: [1] }, { rules: [2] })).toEqual({ raw: { rules: [1] }, origin: 'ROUTER', fileIgnored: true });
   });
 
-  it('property: both set is always refused; otherwise the one set is taken as given', () => {
+  it('property: a set ROUTER is always what is used, the file only when ROUTER is unset; both set is always flagged', () => {
     const set = fc.oneof(fc.string({ minLength: 1 }), fc.dictionary(fc.string(), fc.jsonValue()), fc.array(fc.jsonValue()), fc.integer(), fc.boolean());
     const unset = fc.constantFrom(undefined, null, '');
     fc.assert(
@@ -47,17 +47,18 @@ describe('chooseRouterSource', () => {
         const s = chooseRouterSource(variable, file);
         const inVar = variable !== undefined && variable !== null && variable !== '';
         const inFile = file !== undefined && file !== null;
-        if (inVar && inFile) return !s.ok;
-        if (!s.ok) return false;
-        return inFile ? s.origin === 'router.json' && s.raw === file : s.origin === 'ROUTER' && s.raw === variable;
+        if (s.fileIgnored !== (inVar && inFile)) return false;
+        return inVar || !inFile ? s.origin === 'ROUTER' && s.raw === variable : s.origin === 'router.json' && s.raw === file;
       }),
       { numRuns: 2000 },
     );
   });
 
-  it('the project ships router.json as null: this Worker reads ROUTER', () => {
+  it('the project ships router.json as null: this Worker reads ROUTER, with nothing ignored', () => {
     const s = routerSource(env);
-    expect(s.ok && s.origin).toBe('ROUTER');
+    expect({ origin: s.origin, fileIgnored: s.fileIgnored }).toEqual({ origin: 'ROUTER', fileIgnored: false });
+    const r = parsedConfig(env);
+    expect(r.warnings).not.toContain(FILE_IGNORED_WARNING);
   });
 
   it('problems of a router.json config name router.json, not ROUTER', () => {

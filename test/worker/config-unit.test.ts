@@ -215,7 +215,7 @@ where = { data.organization_id = "org_1" }
     expect(problems(parseToml(toml))).toEqual(['rules[0].where["data"].organization_id: unknown operator (use prefix, suffix, exists or not)']);
   });
 
-  it('accepts the shipped wrangler.toml ROUTER with the real bindings', () => {
+  it('accepts the workers project\'s ROUTER (the routing wrangler.toml ships) with the real bindings', () => {
     const bindings = env as unknown as Bindings;
     const { config } = ok(env.ROUTER, bindings);
     expect(config.destinations.get('audit')).toMatchObject({ type: 'queue', queue: 'AUDIT_QUEUE' });

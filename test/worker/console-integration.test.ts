@@ -17,6 +17,7 @@ import { registryStub } from '../../src/destinations/registry';
 import { TraceWriter } from '../../src/trace/client';
 import { testEnv } from '../helpers/consumer';
 import { watchLogs } from '../helpers/observe';
+import { deliverSentinel, observeAudit } from '../helpers/audit-sentinel';
 
 const TOKEN = 'test-admin-token';
 const ORIGIN = 'https://router.test';
@@ -387,7 +388,10 @@ describe('console behind Cloudflare Access', () => {
 });
 
 describe('console event replay beyond one page', () => {
-  it('501 matching events: 500 sent, then the last one is offered on its own page (by cursor), not the newest 500 again', async () => {
+  /** The Worker's own consumer delivers what the replay enqueues, 10 a batch. */
+  const DELIVERY = { timeout: 30_000, interval: 100 };
+
+  it('501 matching events: 500 sent, then the last one is offered on its own page (by cursor), not the newest 500 again', { timeout: 4 * DELIVERY.timeout }, async () => {
     const config = loadConfig(testEnv(ROUTER));
     if (!config.ok) throw new Error('config invalid');
     const type = 'vault.byok_key.deleted';
@@ -407,8 +411,8 @@ describe('console event replay beyond one page', () => {
     await runInDurableObject(ledgerStubByName(env, 'ledger-0'), (_i, state) => {
       for (const e of events) state.storage.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', e.id, JSON.stringify(e), Date.now() + 86_400_000);
     });
-    const sent = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
-    const ids = () => sent.mock.calls.flatMap((c) => [...c[0]].map((m) => (m.body as { id: string }).id));
+    const audit = observeAudit();
+    const delivered = (id: string) => audit.deliveriesOf(id).length;
     const s = await signIn();
     const fields = { csrf: s.csrf, type, since: new Date(since - 1).toISOString(), to: 'audit' };
     const first = await post('/console/events/replay', s, fields);
@@ -420,10 +424,15 @@ describe('console event replay beyond one page', () => {
     expect(next).toContain('Sent 500 events to audit. Next: 1 event would be sent again to audit.');
     const cursor = /name="cursor" value="([^"]+)"/.exec(next)?.[1];
     expect(cursor).toBeDefined();
-    expect(new Set(ids())).toEqual(new Set(events.slice(1).map((e) => e.id)));
+    // The newest 500 reach audit; the oldest is not among them (a sentinel sent after them is delivered, and it is not).
+    await vi.waitFor(() => expect(events.slice(1).filter((e) => delivered(e.id) === 0)).toEqual([]), DELIVERY);
+    await deliverSentinel(delivered, DELIVERY);
+    expect(delivered(events[0]!.id)).toBe(0);
     const last = await post('/console/events/replay', s, { ...fields, cursor: cursor as string, confirm: '1' });
     expect(last.status).toBe(303);
-    expect(ids().filter((id) => id === events[0]!.id)).toHaveLength(1);
-    expect(ids()).toHaveLength(501);
+    // Then the oldest, on its own: every one of the 501 delivered once (a later sentinel shows no second copy came).
+    await vi.waitFor(() => expect(delivered(events[0]!.id)).toBe(1), DELIVERY);
+    await deliverSentinel(delivered, DELIVERY);
+    expect(events.filter((e) => delivered(e.id) !== 1)).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@
  */
 import { createExecutionContext, runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { app } from '../../src/app';
 import { createSession } from '../../src/console/session';
 import { deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
@@ -16,10 +16,13 @@ import { reconcilerStub } from '../../src/reconcile/reconciler';
 import { makeEvent } from '../fixtures/events';
 import { testEnv } from '../helpers/consumer';
 import { watchLogs } from '../helpers/observe';
+import { deliverSentinel, observeAudit } from '../helpers/audit-sentinel';
 
 const TOKEN = 'test-admin-token';
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
 const ORIGIN = 'https://router.test';
+/** Waits for the consumer: about 1 s batch timeout, plus slack. */
+const DELIVERY = { timeout: 10_000, interval: 50 };
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -41,13 +44,12 @@ function newTag(): string {
   return `t${crypto.randomUUID().replace(/-/g, '').slice(0, 12)}`;
 }
 
-async function addDeadLetters(tag: string, n: number): Promise<void> {
+async function addDeadLetters(tag: string, n: number): Promise<string[]> {
+  const events = Array.from({ length: n }, () => makeEvent('user.created'));
   await deadLetterStub(env).add(
-    Array.from({ length: n }, () => {
-      const e = makeEvent('user.created');
-      return deadLetterRecord({ event_id: e.id, event_type: e.event, destination: 'audit', rules: ['everything-to-audit'], reason: `${tag}_http_500`, body: JSON.stringify(e) });
-    }),
+    events.map((e) => deadLetterRecord({ event_id: e.id, event_type: e.event, destination: 'audit', rules: ['everything-to-audit'], reason: `${tag}_http_500`, body: JSON.stringify(e) })),
   );
+  return events.map((e) => e.id);
 }
 
 async function taggedCount(tag: string): Promise<number> {
@@ -88,9 +90,9 @@ describe('POST /admin/dead-letters/replay and /discard: checks the validation ta
   for (const action of ['replay', 'discard'] as const) {
     it(`${action}: a filter text over 256 characters, or over 100 event-type patterns — 400 invalid_request, nothing changed`, async () => {
       const tag = newTag();
-      await addDeadLetters(tag, 2);
+      const ids = await addDeadLetters(tag, 2);
       const before = await deadLetterStub(env).count();
-      const send = vi.spyOn(env.EVENTS_QUEUE, 'send');
+      const audit = observeAudit();
       const cases: [unknown, RegExp][] = [
         [{ filter: { destination: 'd'.repeat(257) } }, /^filter\.destination must be at most 256 characters long\.$/],
         [{ filter: { reason: `${tag}${'r'.repeat(257)}` } }, /^filter\.reason must be at most 256 characters long\.$/],
@@ -105,11 +107,13 @@ describe('POST /admin/dead-letters/replay and /discard: checks the validation ta
         body: JSON.stringify({ dry_run: true, filter: { destination: 'd'.repeat(256), event_type: Array.from({ length: 100 }, (_, i) => `user.t${i}`) } }),
       });
       expect(ok.status).toBe(200);
+      // Nothing was enqueued: a sentinel sent after these requests is delivered, and none of this test's dead letters before it.
+      await deliverSentinel((id) => audit.deliveriesOf(id).length, DELIVERY);
+      for (const id of ids) expect(audit.deliveriesOf(id), id).toEqual([]);
       expect(await deadLetterStub(env).count()).toBe(before);
       expect(await taggedCount(tag)).toBe(2);
-      expect(send).not.toHaveBeenCalled();
       expect((await deadLetterStub(env).jobs()).filter((j) => j.filter.reason?.startsWith(tag))).toEqual([]);
-    });
+    }, 2 * DELIVERY.timeout);
   }
 
   it('discard: a malformed Idempotency-Key (tested elsewhere for replay only) — 400 invalid_request, nothing discarded', async () => {
@@ -138,34 +142,50 @@ describe('GET /admin/events: query checks not reached elsewhere', () => {
 
 describe('POST /admin/events/replay: body checks not reached elsewhere (nothing is sent)', () => {
   const replay = (body: unknown) => admin('/events/replay', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  /** A traced event with its body kept: what a replay of `{}` (every traced event) to audit would send again. */
+  let bait = '';
+  beforeAll(async () => {
+    const audit = observeAudit();
+    bait = await deliverSentinel((id) => audit.deliveriesOf(id).length, DELIVERY);
+    audit.send.mockRestore();
+  }, 2 * DELIVERY.timeout);
+  /** The audit destination's deliveries from here on. */
+  const watch = () => {
+    const audit = observeAudit();
+    return async () => {
+      // Nothing was sent: a sentinel sent after the refused requests is delivered, and the traced event was not sent again before it.
+      await deliverSentinel((id) => audit.deliveriesOf(id).length, DELIVERY);
+      expect(audit.deliveriesOf(bait)).toEqual([]);
+    };
+  };
 
   it('no "to": 400 invalid_request', async () => {
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const nothingSent = watch();
     await expectError(await replay({ filter: {} }), 400, 'invalid_request', /^to is required/);
     await expectError(await replay({ filter: {}, dry_run: true }), 400, 'invalid_request', /^to is required/);
-    expect(sendBatch).not.toHaveBeenCalled();
-  });
+    await nothingSent();
+  }, 2 * DELIVERY.timeout);
 
   it('a cursor that is not a string: 400 invalid_request', async () => {
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const nothingSent = watch();
     for (const cursor of [5, null, ['x'], { at: 1 }]) {
       await expectError(await replay({ filter: {}, to: 'audit', cursor }), 400, 'invalid_request', /^cursor must be a string/);
     }
-    expect(sendBatch).not.toHaveBeenCalled();
-  });
+    await nothingSent();
+  }, 2 * DELIVERY.timeout);
 
   it('filter.destination and a "to" over 64 characters — 400 invalid_request', async () => {
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const nothingSent = watch();
     for (const destination of [5, '', 'd'.repeat(65), ['audit']]) {
       await expectError(await replay({ filter: { destination }, to: 'audit' }), 400, 'invalid_request', /^filter\.destination must be a destination name\.$/);
     }
     await expectError(await replay({ filter: {}, to: 't'.repeat(65) }), 400, 'invalid_request', /^to must be a destination name\.$/);
     await expectError(await replay({ filter: {}, to: 5 }), 400, 'invalid_request', /^to must be a destination name\.$/);
-    expect(sendBatch).not.toHaveBeenCalled();
-  });
+    await nothingSent();
+  }, 2 * DELIVERY.timeout);
 
   it('filter.event_type not a pattern or a list of them, empty, over 100, or invalid — 400 invalid_request', async () => {
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const nothingSent = watch();
     const cases: [unknown, RegExp][] = [
       [[], /^filter\.event_type must be a pattern or a non-empty list/],
       [{ in: 'user.*' }, /^filter\.event_type must be a pattern or a non-empty list/],
@@ -177,28 +197,28 @@ describe('POST /admin/events/replay: body checks not reached elsewhere (nothing 
     for (const [eventType, message] of cases) {
       await expectError(await replay({ filter: { event_type: eventType }, to: 'audit' }), 400, 'invalid_request', message);
     }
-    expect(sendBatch).not.toHaveBeenCalled();
-  });
+    await nothingSent();
+  }, 2 * DELIVERY.timeout);
 
   it('filter.since / filter.until not a time — 400 invalid_request', async () => {
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const nothingSent = watch();
     await expectError(await replay({ filter: { since: 'yesterday' }, to: 'audit' }), 400, 'invalid_request', /^filter\.since must be an ISO 8601 time/);
     await expectError(await replay({ filter: { since: '2026-02-30' }, to: 'audit' }), 400, 'invalid_request', /^filter\.since must be an ISO 8601 time/);
     await expectError(await replay({ filter: { until: 1767225600000 }, to: 'audit' }), 400, 'invalid_request', /^filter\.until must be an ISO 8601 time/);
     await expectError(await replay({ filter: { until: '2026-01-01T00:00:00' }, to: 'audit' }), 400, 'invalid_request', /^filter\.until must be an ISO 8601 time/);
-    expect(sendBatch).not.toHaveBeenCalled();
-  });
+    await nothingSent();
+  }, 2 * DELIVERY.timeout);
 
   it('filter.since not earlier than filter.until (an empty range, refused as the dead-letter filters refuse it) — 400 invalid_request', async () => {
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
+    const nothingSent = watch();
     for (const [since, until] of [['2026-11-02', '2026-11-01'], ['2026-11-01T00:00:00Z', '2026-11-01']]) {
       await expectError(await replay({ filter: { since, until }, to: 'audit', dry_run: true }), 400, 'invalid_request', /^filter\.since must be earlier than filter\.until\.$/);
       await expectError(await admin(`/events?since=${since}&until=${until}`), 400, 'invalid_request', /^since must be earlier than until\.$/);
     }
     expect((await replay({ filter: { since: '2026-11-01', until: '2026-11-02' }, to: 'audit', dry_run: true })).status).toBe(200);
     expect((await admin('/events?since=2026-11-01&until=2026-11-02')).status).toBe(200);
-    expect(sendBatch).not.toHaveBeenCalled();
-  });
+    await nothingSent();
+  }, 2 * DELIVERY.timeout);
 });
 
 describe("Hono's own paths under /admin", () => {
