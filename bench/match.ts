@@ -369,22 +369,34 @@ function largestFitting(bytes: number): { rules: number; kb: number; buildMs: nu
  * of the first request (`parsedConfig` on a request's env holding the same
  * config: what the request pays). Run early in the process, code still cold.
  */
-function startupBuild(size: number): { rules: number; startupMs: number; requestUs: number; laterUs: number; reused: boolean } {
-  const raw: unknown = JSON.parse(JSON.stringify(buildRawConfig(size, TENANT_SHAPES).raw));
-  const envOf = () => ({ ROUTER: raw }) as unknown as Env;
-  const t0 = performance.now();
-  prepareConfig(envOf());
-  const startupMs = performance.now() - t0;
-  const first = envOf();
-  const r0 = performance.now();
-  const result = parsedConfig(first);
-  const requestUs = (performance.now() - r0) * 1000;
-  if (!result.ok) throw new Error(`match: ${size}-rule config invalid at startup`);
-  const second = envOf();
-  const l0 = performance.now();
-  const again = parsedConfig(second);
-  const laterUs = (performance.now() - l0) * 1000;
-  return { rules: result.config.rules.length, startupMs, requestUs, laterUs, reused: again === result };
+function startupBuild(size: number, cycles: number): { rules: number; startupMs: number; requestUs: number; laterUs: number; reused: boolean; cycleStartupMs: number[]; cycleRequestUs: number[] } {
+  const text = JSON.stringify(buildRawConfig(size, TENANT_SHAPES).raw);
+  const cycleStartupMs: number[] = [];
+  const cycleRequestUs: number[] = [];
+  let rules = 0;
+  let laterUs = 0;
+  let reused = true;
+  // The first cycle runs while the code is cold (an isolate's startup); the others show the spread (a garbage
+  // collection of the build's garbage may land in the first request's step).
+  for (let c = 0; c < cycles; c++) {
+    const raw: unknown = JSON.parse(text);
+    const envOf = () => ({ ROUTER: raw }) as unknown as Env;
+    const t0 = performance.now();
+    prepareConfig(envOf());
+    cycleStartupMs.push(performance.now() - t0);
+    const first = envOf();
+    const r0 = performance.now();
+    const result = parsedConfig(first);
+    cycleRequestUs.push((performance.now() - r0) * 1000);
+    if (!result.ok) throw new Error(`match: ${size}-rule config invalid at startup`);
+    rules = result.config.rules.length;
+    const second = envOf();
+    const l0 = performance.now();
+    const again = parsedConfig(second);
+    laterUs = (performance.now() - l0) * 1000;
+    reused &&= again === result;
+  }
+  return { rules, startupMs: cycleStartupMs[0] as number, requestUs: cycleRequestUs[0] as number, laterUs, reused, cycleStartupMs, cycleRequestUs };
 }
 
 /** The platform's limit on a Worker's startup (its global scope), per Cloudflare's limits page. */
@@ -394,7 +406,7 @@ export async function runMatch(ctx: BenchContext): Promise<BenchOutput> {
   const rounds = ctx.quick ? 3 : 7;
   const sliceMs = ctx.quick ? 100 : 200;
   const fits = largestFitting(VAR_LIMIT_BYTES);
-  const startup = startupBuild(10_000);
+  const startup = startupBuild(10_000, ctx.quick ? 3 : 6);
   const measured = measureSizes(TENANT_SHAPES, rounds, sliceMs, 'realistic mix', ctx.quick ? 20 : 80);
   const main = measured.sizes;
   const paired = measured.paired as PairedRatio;
@@ -479,8 +491,8 @@ export async function runMatch(ctx: BenchContext): Promise<BenchOutput> {
     {
       what: 'config work paid by the first request at 10,000 rules (router.json; built at the isolate\'s startup)',
       target: `≤ ${BUILD_TARGET_MS} ms`,
-      measured: `${fmt(startup.requestUs, 1)} µs`,
-      met: startup.reused && startup.requestUs / 1000 <= BUILD_TARGET_MS,
+      measured: `${fmt(Math.max(...startup.cycleRequestUs), 1)} µs (worst of ${startup.cycleRequestUs.length})`,
+      met: startup.reused && Math.max(...startup.cycleRequestUs) / 1000 <= BUILD_TARGET_MS,
     },
     {
       what: 'that startup build at 10,000 rules (validation, index, every catalog type), cold',
@@ -506,7 +518,7 @@ export async function runMatch(ctx: BenchContext): Promise<BenchOutput> {
     `Paired measurement of the same ratio: ${paired.pairs} pairs of ${paired.sliceMs} ms slices, the 10,000-rule and the 10-rule matcher back to back (alternating which goes first), one ratio per pair: median ${ratio(paired.median)}, interquartile range ${ratio(paired.p25)}–${ratio(paired.p75)} (target ≤ ${GROWTH_TARGET}×: ${paired.median <= GROWTH_TARGET ? 'met' : 'missed'}). The table's ratio divides two medians each taken over rounds seconds apart, so the machine's drift between those seconds lands in it (per-round ns of one config vary by the spread column); a pair's two slices are tens of milliseconds apart and share the machine's state, so the paired median is the steadier estimate of the same quantity. Both are reported.`,
     `Why the work per event does not grow: which rules a type name selects is computed once per distinct type and cached (one test per distinct pattern list, not per rule); rules whose \`where\` has an equality / any-of are indexed by (path, value) in one index shared by every type and keyed by the value itself, so the lookup is the equality test and an event evaluates only the remaining conditions of its own organization_id's rules, plus the type's unindexed rules. Rules matched per event stay between ${minMatched.toFixed(2)} and ${maxMatched.toFixed(2)} at every size.`,
     `What growth remains is memory traffic, not work (diagnostic table, measured in its own rounds after the main table, so compare its rows with each other): on the same 10,000-rule matcher, with the same operations per event, events spread over all ${fmt(top.tenants)} tenants cost ${ratio(hotAll.ns / hot3.ns)} what events touching only 3 tenants cost (${fmt(hotAll.ns)} vs ${fmt(hot3.ns)} ns). With thousands of tenants, the hash slot, the index bucket (its packed key and rule records) and the matched rules an event reads are less often still in the CPU caches.${monotonic ? '' : ' (The rows do not rise steadily in this run: the machine\'s noise is of the same size as the effect.)'} ${growth <= GROWTH_TARGET ? `The ${GROWTH_TARGET}× target holds in this run (${ratio(growth)}); the ratio moves from run to run on this shared machine (see the spread column).` : `The 10,000-rule figure misses ${GROWTH_TARGET}× in this run (${ratio(growth)}): that growth, plus this shared machine's noise, which moves the ratio from run to run (see the spread column).`}`,
-    `Built at startup, not in a request: the Worker builds its config in its global scope (src/index.ts calls prepareConfig with the env imported from cloudflare:workers), where Cloudflare's limits page sets a limit of its own, "Worker startup time: 1 second"; a request's env holding the same config (the same router.json object, or ROUTER's same text) and the same secrets and bindings reuses that build. At 10,000 rules the startup build (validation, then the matcher's index and the entry of every one of the ${fmt(EVENT_TYPES.length)} catalog types) took ${startup.startupMs.toFixed(1)} ms (limit ${fmt(STARTUP_LIMIT_MS)} ms), and the first request's config step ${fmt(startup.requestUs, 1)} µs (target ≤ ${BUILD_TARGET_MS} ms: ${startup.reused && startup.requestUs / 1000 <= BUILD_TARGET_MS ? 'met' : 'missed'}; later requests' ${fmt(startup.laterUs, 1)} µs${startup.reused ? '' : '; the startup build was NOT reused'}): what is left for a request is comparing the config and the ${'secrets and bindings it names'}. An event type outside the catalog still builds its entry on first sight (the cold µs/type column). Whether startup CPU also counts toward the first request's limit, Cloudflare's pages do not say; if it did, a config this large would want the Paid plan's CPU limit.`,
+    `Built at startup, not in a request: the Worker builds its config in its global scope (src/index.ts calls prepareConfig with the env imported from cloudflare:workers), where Cloudflare's limits page sets a limit of its own, "Worker startup time: 1 second"; a request's env holding the same config (the same router.json object, or ROUTER's same text) and the same secrets and bindings reuses that build. At 10,000 rules the startup build (validation, then the matcher's index and the entry of every one of the ${fmt(EVENT_TYPES.length)} catalog types) took ${startup.startupMs.toFixed(1)} ms cold, first in the process (${startup.cycleStartupMs.slice(1).map((v) => v.toFixed(0)).join(', ')} ms in ${startup.cycleStartupMs.length - 1} more cycles; limit ${fmt(STARTUP_LIMIT_MS)} ms), and the first request's config step after it ${startup.cycleRequestUs.map((v) => fmt(v, 1)).join(', ')} µs in the ${startup.cycleRequestUs.length} cycles (target ≤ ${BUILD_TARGET_MS} ms, worst case: ${startup.reused && Math.max(...startup.cycleRequestUs) / 1000 <= BUILD_TARGET_MS ? 'met' : 'missed'}; a later request's ${fmt(startup.laterUs, 1)} µs${startup.reused ? '' : '; the startup build was NOT reused'}): what is left for a request is comparing the config and the secrets and bindings it names; a figure in milliseconds there is a garbage collection of the build's garbage that landed in it, which the first request may meet in workerd as well. An event type outside the catalog still builds its entry on first sight (the cold µs/type column). Whether startup CPU also counts toward the first request's limit, Cloudflare's pages do not say; if it did, a config this large would want the Paid plan's CPU limit.`,
     `Config build without that (parseRouterConfig + new Matcher in a request, as before): ${top.configBuildMs.toFixed(1)} ms at 10,000 rules (and ${fmt(top.tenants)} destinations) vs ${base.configBuildMs.toFixed(1)} ms at 10 (over ${BUILD_TARGET_MS} ms at 10,000: ${buildMet ? 'no' : 'yes'}). It is all parseRouterConfig: every destination (a plain https URL is recognised by one pattern; any other URL goes through the URL parser) and every rule (name and duplicates; each distinct event pattern checked against the catalog once, not once per rule; destinations; \`where\` compiled: one test function per equality, one shared segments list per path, one shared test per repeated operator table; stale) are validated up front, so every problem is still reported at once, as \`npm run check\` reports it. new Matcher only keeps the rules. For scale, JSON.parse of the same config text takes ${top.jsonParseMs.toFixed(1)} ms on this machine (the build is ${ratio(top.configBuildMs / top.jsonParseMs, 1)} that).${buildMet ? '' : ` Why it misses: validating up front is one pass over 10,000 rules and ${fmt(top.tenants)} destinations in code that has barely run yet (an isolate's first request), on a shared 2-core machine where merely parsing the config's JSON costs ${top.jsonParseMs.toFixed(1)} ms; a config this large wants the Paid plan's CPU limit.`}`,
     `How large a config can be deployed: Cloudflare's limits page lists 5 KB per environment variable (developers.cloudflare.com/workers/platform/limits, "Environment variable size"), and ROUTER is one, uploaded as JSON: ${fmt(main[0]?.rules ?? 10)} rules of this mix take ${(main[0]?.configKB ?? 0).toFixed(1)} KB, 10,000 take ${(top.configKB / 1024).toFixed(1)} MB. The largest that fits 5 KB has ${fits.rules} rules (${fits.kb.toFixed(1)} KB) and builds in ${fits.buildMs.toFixed(1)} ms, measured first in the process while the code is cold, as in an isolate's first request (target ≤ ${BUILD_TARGET_MS} ms: ${fits.buildMs <= BUILD_TARGET_MS ? 'met' : 'missed'}). So every config Cloudflare accepts as a variable fits the Free plan's CPU even when built in a request. A larger one goes in router.json, bundled with the Worker (the Worker size limit applies: 3 MB compressed on Free; the 10,000-rule config compresses far below it, see test/e2e/router-file-e2e.test.ts), and \`npm run check\` warns when ROUTER passes 5 KB.`,
     `Lazy work, after the build: the first event on a fresh Matcher builds its index in one pass over the rules (${top.firstMatchMs.toFixed(1)} ms at 10,000 rules vs ${base.firstMatchMs.toFixed(2)} ms at 10${top.firstMatchMs > BUILD_TARGET_MS ? `: also more than ${BUILD_TARGET_MS} ms, paid by the first request of the isolate that matches an event or lists a type\'s rules: a queue batch or a reconciliation run` : ''}); after that, the first event of each other type costs ${fmt(top.coldUsPerType, 1)} µs at 10,000 rules (testing each distinct pattern list once and listing the type's unindexed rules) vs ${fmt(base.coldUsPerType, 1)} µs at 10.`,
