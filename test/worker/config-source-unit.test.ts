@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { parsedConfig, prepareConfig } from '../../src/config/load';
 import { FILE_IGNORED_WARNING, type HttpDestination, chooseRouterSource, parseRouterConfig } from '../../src/config/router-config';
 import { routerSource } from '../../src/config/source';
+import { WORKERS_ROUTER } from './router';
 
 const CONFIG = {
   destinations: [
@@ -54,11 +55,12 @@ describe('chooseRouterSource', () => {
     );
   });
 
-  it('the project ships router.json as null: this Worker reads ROUTER, with nothing ignored', () => {
+  it('the workers project\'s own ROUTER binding is the config in force, whatever router.json holds (a file it overrides is logged)', () => {
     const s = routerSource(env);
-    expect({ origin: s.origin, fileIgnored: s.fileIgnored }).toEqual({ origin: 'ROUTER', fileIgnored: false });
+    expect({ origin: s.origin, raw: s.raw }).toEqual({ origin: 'ROUTER', raw: WORKERS_ROUTER });
     const r = parsedConfig(env);
-    expect(r.warnings).not.toContain(FILE_IGNORED_WARNING);
+    expect(r.ok).toBe(true);
+    expect(r.warnings.includes(FILE_IGNORED_WARNING)).toBe(s.fileIgnored);
   });
 
   it('problems of a router.json config name router.json, not ROUTER', () => {

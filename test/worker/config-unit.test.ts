@@ -18,6 +18,7 @@ import {
   suggest,
 } from '../../src/config/router-config';
 import { EVENT_TYPES } from '../../src/events/catalog';
+import { WORKERS_ROUTER } from './router';
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -217,7 +218,7 @@ where = { data.organization_id = "org_1" }
 
   it('accepts the workers project\'s ROUTER (the routing wrangler.toml ships) with the real bindings', () => {
     const bindings = env as unknown as Bindings;
-    const { config } = ok(env.ROUTER, bindings);
+    const { config } = ok(WORKERS_ROUTER, bindings);
     expect(config.destinations.get('audit')).toMatchObject({ type: 'queue', queue: 'AUDIT_QUEUE' });
   });
 

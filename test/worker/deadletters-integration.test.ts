@@ -9,6 +9,7 @@ import { env } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DeadLetterStore, type DeadLetterInput, SWEEP_INTERVAL_MS, deadLetterRecord } from '../../src/deadletters/store';
 import { makeEvent } from '../fixtures/events';
+import { WORKERS_ROUTER } from './router';
 
 const DAY = 86_400_000;
 
@@ -238,7 +239,7 @@ describe('dead-letter retention', () => {
     await stub.add([older, newer]);
     await backdate(stub, older.event_id, 7.5);
     await backdate(stub, newer.event_id, 6.5);
-    const router = { ...(env.ROUTER as unknown as Record<string, unknown>), dead_letter_retention_days: 7 };
+    const router = { ...WORKERS_ROUTER, dead_letter_retention_days: 7 };
     const log = vi.spyOn(console, 'log');
     expect(await sweepWith(stub, router)).toBe(true);
     expect(await idsIn(stub)).toEqual([newer.event_id]);
@@ -256,7 +257,7 @@ describe('dead-letter retention', () => {
     expect(await sweepWith(stub, '{not json')).toBe(true);
     expect(await idsIn(stub)).toEqual([within.event_id]);
     // Invalid elsewhere, with a shorter retention set: still not swept sooner than the default.
-    const base = env.ROUTER as unknown as Record<string, unknown>;
+    const base: Record<string, unknown> = WORKERS_ROUTER;
     expect(await sweepWith(stub, { ...base, dead_letter_retention_days: 2, no_such_knob: true })).toBe(true);
     expect(await idsIn(stub)).toEqual([within.event_id]);
     // Invalid elsewhere, with a longer retention set: kept for the longer time.

@@ -27,6 +27,7 @@ import type { UnknownEvent } from '../../src/events/catalog';
 import { admitEvent } from '../../src/ingest/admit';
 import { lookupEvent } from '../../src/trace/client';
 import { sampleEvent } from '../helpers/webhook';
+import { WORKERS_ROUTER } from './router';
 
 const utf8 = new TextEncoder();
 
@@ -159,7 +160,7 @@ describe('changing dedup_shards with dedup_shards_previous', () => {
       await runInDurableObject(ledgerStubByName(env, name), (instance) => {
         const holder = instance as unknown as { env: Env };
         original = holder.env;
-        holder.env = { ...original, ROUTER: { ...(original.ROUTER as object), dedup_shards: 16, dedup_shards_previous: 8 } } as unknown as Env;
+        holder.env = { ...original, ROUTER: { ...WORKERS_ROUTER, dedup_shards: 16, dedup_shards_previous: 8 } } as unknown as Env;
       });
       // A stub made when restoring: one made in another test's context may not be used there.
       restore.push(() => runInDurableObject(ledgerStubByName(env, name), (i) => void ((i as unknown as { env: Env }).env = original)));

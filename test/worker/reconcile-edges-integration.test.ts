@@ -19,6 +19,7 @@ import { MAX_EVENT_ATTEMPTS, MAX_PAGES_PER_RUN, type RunReport, reconcilerStub }
 import { makeEvent } from '../fixtures/events';
 import { postWebhook } from '../helpers/webhook';
 import { asOlderRelease } from '../helpers/older-release';
+import { WORKERS_ROUTER } from './router';
 
 const API = 'https://api.workos.com/events';
 const ADMIN = { Authorization: 'Bearer test-admin-token' };
@@ -148,13 +149,13 @@ async function expireBackoff(): Promise<void> {
   await withReconcilerStorage((kv) => kv.put('backoff_until', Date.now() - 1));
 }
 
-/** Runs the reconciler with these ROUTER settings on top of wrangler.toml's (until the test ends). */
+/** Runs the reconciler with these ROUTER settings on top of the project's (until the test ends). */
 async function reconcilerSettings(extra: Record<string, unknown>): Promise<void> {
   const stub = reconciler();
   await runInDurableObject(stub, (instance) => {
     const holder = instance as unknown as { env: Env };
     const original = holder.env;
-    holder.env = { ...original, ROUTER: { ...(original.ROUTER as object), ...extra } } as unknown as Env;
+    holder.env = { ...original, ROUTER: { ...WORKERS_ROUTER, ...extra } } as unknown as Env;
     restoreReconcilerEnv = async () => {
       await runInDurableObject(stub, (i) => {
         (i as unknown as { env: Env }).env = original;
