@@ -754,12 +754,12 @@ export async function runSoak(input: Partial<SoakOptions> & { log?: (line: strin
   }
 }
 
-/** Which source the router ran from: the commit, and files of src/ or wrangler.toml that differed from it. */
+/** Which source the router ran from: the commit, and files of src/, wrangler.toml or router.json that differed from it. */
 function sourceProvenance(): { commit: string | null; modified: string[] } {
   const git = (args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   try {
     const commit = git(['rev-parse', 'HEAD']).trim();
-    const modified = git(['status', '--porcelain', '--', 'src', 'wrangler.toml'])
+    const modified = git(['status', '--porcelain', '--', 'src', 'wrangler.toml', 'router.json'])
       .split('\n')
       .filter((l) => l.trim() !== '')
       .map((l) => l.slice(3));
@@ -773,7 +773,8 @@ function sourceProvenance(): { commit: string | null; modified: string[] } {
 function snapshotSource(): { config: string; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'soak-src-'));
   cpSync(resolve(ROOT, 'src'), join(dir, 'src'), { recursive: true });
-  for (const file of ['wrangler.toml', 'package.json', 'tsconfig.json']) cpSync(resolve(ROOT, file), join(dir, file));
+  // router.json: the Worker imports it (the routing config bundled when larger than ROUTER may hold).
+  for (const file of ['wrangler.toml', 'router.json', 'package.json', 'tsconfig.json']) cpSync(resolve(ROOT, file), join(dir, file));
   symlinkSync(resolve(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
   return { config: join(dir, 'wrangler.toml'), dir };
 }
