@@ -11,7 +11,6 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RECONCILE_ENQUEUE_FAILED, ROUTER_DESTINATION, deadLetterRecord, deadLetterStub } from '../../src/deadletters/store';
 import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
 import type { UnknownEvent } from '../../src/events/catalog';
-import type { RouterMessage } from '../../src/queue/message';
 import { lookupEvent } from '../../src/trace/client';
 import { routerMessage } from '../helpers/consumer';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
@@ -92,12 +91,13 @@ describe('platform DLQ → dead-letter store → replay', () => {
     const id = event.id as string;
     await deadLetterStub(env).add([deadLetterRecord({ event_id: id, event_type: 'connection.deactivated', destination: ROUTER_DESTINATION, reason: 'consumer_retries_exhausted', body: JSON.stringify(event), source: 'reconcile' })]);
     const [record] = await deadLettersFor(id);
-    const send = vi.spyOn(env.EVENTS_QUEUE, 'send');
+    // big refuses it for good: the replay's own dead letter shows how the consumer took it.
+    sink.on(BIG, (_req, r) => new Response(null, { status: r.headers.get('x-workos-event-id') === id ? 410 : 200 }));
     expect((await admin(`/dead-letters/${record?.seq}/replay`)).status).toBe(200);
-    const sent = send.mock.calls[0]?.[0] as RouterMessage;
-    expect(sent.pending).toBeUndefined();
-    expect(sent.source).toBe('reconcile');
     await sink.until(() => sink.about(id, BIG).length === 1, 'the routed replay at big');
+    // Routed by the rules in force (big, by "connections"), with its source kept.
+    const [again] = await waitForDeadLetters(id, 1);
+    expect(again).toMatchObject({ destination: 'big', rules: ['connections'], reason: 'http_410', source: 'reconcile' });
   });
 
   it('an event reconciliation could never enqueue is replayed through the dedup ledger: delivered once, or not again if it arrived meanwhile', async () => {

@@ -8,11 +8,13 @@ import { createExecutionContext, createMessageBatch, getQueueResult, runDurableO
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { DedupLedger } from '../../src/dedup/ledger';
-import { ledgerStubByName } from '../../src/dedup/shard';
+import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
+import type { UnknownEvent } from '../../src/events/catalog';
 import { MAX_DELAY_SECONDS } from '../../src/destinations/types';
 import { type RouterMessage, QUEUE_MESSAGE_LIMIT, messageBytes } from '../../src/queue/message';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
+import { sentinelConsumed } from '../helpers/queue-sentinel';
 import { Sink } from '../helpers/sink';
 import { sampleEvent } from '../helpers/webhook';
 import worker from '../../src/index';
@@ -24,6 +26,15 @@ afterEach(() => vi.restoreAllMocks());
 
 type Sent = { body: RouterMessage; delaySeconds?: number };
 const sentBy = (spy: { mock: { calls: unknown[][] } }): Sent[] => spy.mock.calls.flatMap((c) => c[0] as Sent[]);
+
+/** This project's `users` route, each destination retried after a second: a follow-up is consumed within the test. */
+const USERS = {
+  destinations: [
+    { name: 'crm', type: 'http', url: CRM, max_attempts: 3, retry_delay_seconds: 1 },
+    { name: 'ops', type: 'http', url: OPS, max_attempts: 3, retry_delay_seconds: 1 },
+  ],
+  rules: [{ name: 'users', events: ['user.*'], to: ['crm', 'ops'] }],
+};
 
 function bigEvent(type: string, chars: number): Record<string, unknown> {
   return sampleEvent({ event: type, data: { id: `conn_${crypto.randomUUID()}`, object: 'connection', blob: 'x'.repeat(chars) } });
@@ -63,19 +74,20 @@ describe('a partly failed flush', () => {
     // Cloudflare services, reserved from the other budget (900 here).
     const router = {
       consumer_subrequest_budget: 8,
-      destinations: [{ name: 'big', type: 'http', url: BIG, max_attempts: 3 }],
+      destinations: [{ name: 'big', type: 'http', url: BIG, max_attempts: 3, retry_delay_seconds: 1 }],
       rules: [{ name: 'all', events: ['connection.*'], to: ['big'] }],
     };
     sink.on(BIG, () => new Response('busy', { status: 500 }));
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
     const events = [0, 1, 2].map(() => bigEvent('connection.activated', 110_000));
     const { result } = await runBatch(events.map((e) => routerMessage(e)), testEnv(router));
     for (const e of events) expect(sink.about(e.id as string, BIG)).toHaveLength(1);
     expect(result.explicitAcks).toHaveLength(3);
     expect(result.retryMessages).toEqual([]);
-    // Each failed event has its follow-up (its body inline or moved to the ledger).
-    const follows = sentBy(sendBatch);
-    expect(follows.map((f) => f.body.id).sort()).toEqual(events.map((e) => e.id as string).sort());
+    // Each failed event has its follow-up (its body inline or moved to the ledger): consumed a second
+    // later, it brings the event to big again, whole.
+    sink.on(BIG, () => new Response('ok'));
+    await sink.until(() => events.every((e) => sink.about(e.id as string, BIG).length === 2), 'each retry at big');
+    for (const e of events) expect(sink.about(e.id as string, BIG)[1]?.body === JSON.stringify(e)).toBe(true);
   });
 });
 
@@ -89,6 +101,7 @@ describe('stored bodies live as long as a delivery may need them', () => {
     const msg = routerMessage(event, { body_ref: { shard, until: soon }, pending: { big: { attempts: 1, rules: ['connections'] } } });
     delete msg.body;
     sink.on(BIG, () => new Response('later', { status: 429, headers: { 'Retry-After': String(MAX_DELAY_SECONDS) } }));
+    // observed, not stubbed: the follow-up waits 12 hours (MAX_DELAY_SECONDS), so no consumer takes it within the test
     const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
     const { result } = await runBatch([msg], env);
     expect(result.explicitAcks).toHaveLength(1);
@@ -104,24 +117,25 @@ describe('stored bodies live as long as a delivery may need them', () => {
 
   it('a follow-up that would outgrow a queue message moves its body to the ledger', async () => {
     // A message just under the platform limit (it was enqueued), to which the
-    // follow-up adds a few bytes (`not_before`, the attempt count).
+    // follow-up adds a few bytes (`not_before`, the attempt count): inline, it
+    // would be past the limit, and the queue would refuse it.
     const rules = Array.from({ length: 150 }, (_, i) => `a-rather-long-rule-name-to-fill-the-pending-metadata-${i}`);
     const event = bigEvent('connection.activated', 100_000);
     const data = event.data as { blob: string };
     const sized = () => routerMessage(event, { pending: { big: { attempts: 1, rules } } });
-    data.blob = 'x'.repeat(data.blob.length + (QUEUE_MESSAGE_LIMIT - 500 - messageBytes(sized())));
+    data.blob = 'x'.repeat(data.blob.length + (QUEUE_MESSAGE_LIMIT - 20 - messageBytes(sized())));
     const msg = sized();
     const raw = msg.body as string;
-    expect(messageBytes(msg)).toBe(QUEUE_MESSAGE_LIMIT - 500);
+    expect(messageBytes(msg)).toBe(QUEUE_MESSAGE_LIMIT - 20);
     sink.on(BIG, () => new Response('busy', { status: 503 }));
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
     const { result } = await runBatch([msg], env);
+    // Acked: its follow-up was taken by the queue.
     expect(result.explicitAcks).toHaveLength(1);
-    const [follow] = sentBy(sendBatch);
-    expect(follow?.body.body).toBeUndefined();
-    expect(messageBytes(follow?.body as RouterMessage)).toBeLessThan(QUEUE_MESSAGE_LIMIT);
-    const ref = follow?.body.body_ref as { shard: string };
-    expect(await ledgerStubByName(env, ref.shard).getBody(event.id as string)).toBe(raw);
+    expect(await ledgerStubByName(env, ledgerShardOf(event as unknown as UnknownEvent, 16)).getBody(event.id as string)).toBe(raw);
+    // Consumed when due (big: retry_delay_seconds = 1), it delivers the body read back from the ledger.
+    sink.on(BIG, () => new Response('ok'));
+    await sink.until(() => sink.about(event.id as string, BIG).length === 2, 'the retry at big');
+    expect(sink.about(event.id as string, BIG)[1]?.body === raw).toBe(true);
   });
 });
 
@@ -146,17 +160,18 @@ describe("a batch whose own services fail: retried whole, with waits that grow, 
     sink.on(CRM, () => new Response('no', { status: 400 })); // permanent: a dead letter
     sink.on(OPS, () => new Response('busy', { status: 503 })); // retryable: a follow-up
     storeDown();
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
     const logs = watchLogs();
     const runs = [];
-    for (const attempts of [1, 2, 3]) runs.push(await runAt(e, attempts));
+    // (ops retried after a second: a follow-up would be consumed within the test.)
+    for (const attempts of [1, 2, 3]) runs.push(await runAt(e, attempts, testEnv(USERS)));
     // Both destinations were tried each time (the redelivery runs the deliveries again: at-least-once) …
     expect(sink.about(e.id as string, CRM)).toHaveLength(3);
     expect(sink.about(e.id as string, OPS)).toHaveLength(3);
     expect(logs.records().filter((r) => r.msg === 'dead_letter_store_failed')).toHaveLength(3);
-    // … but no follow-up was ever sent: the platform's retry of the message is the only chain.
-    expect(sentBy(sendBatch).filter((s) => s.body.id === e.id)).toEqual([]);
     expect(runs.map((r) => r.delays)).toEqual([[30], [60], [120]]);
+    // … but no follow-up was ever sent (ops never had the event again): the platform's retry of the message is the only chain.
+    await sentinelConsumed(1);
+    expect(sink.about(e.id as string, OPS)).toHaveLength(3);
   });
 
   it('a follow-up that fails after the dead letters were stored: the redelivery stores them again, and the store keeps one (a duplicate record replayed the event twice)', async () => {
@@ -231,6 +246,7 @@ describe('the platform dead-letter queue consumer never discards', () => {
   it('when the dead-letter store is down, the batch is re-sent to the DLQ as fresh messages and acked', async () => {
     const e = sampleEvent({ event: 'user.created' });
     vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ add: () => Promise.reject(new Error('store down')) } as never);
+    // observed, not stubbed: the re-sent message waits 300 s in the DLQ, so no consumer takes it within the test
     const dlqSend = vi.spyOn(env.EVENTS_DLQ, 'sendBatch');
     const { batch, result } = await runBatch([routerMessage(e)], env, 'workos-router-events-dlq', 100);
     expect(result.explicitAcks).toEqual(batch.messages.map((m) => m.id));
@@ -283,11 +299,14 @@ describe('follow-ups for a destination that succeeded are never written', () => 
   it('one follow-up per event, carrying only the failed destinations', async () => {
     const e = sampleEvent({ event: 'user.created' });
     sink.on(CRM, () => new Response('busy', { status: 500 }));
-    const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
-    await runBatch([routerMessage(e)], env);
-    const sent = sentBy(sendBatch).filter((s) => s.body.id === e.id);
-    expect(sent).toHaveLength(1);
-    expect(Object.keys(sent[0]?.body.pending ?? {})).toEqual(['crm']);
+    await runBatch([routerMessage(e)], testEnv(USERS));
+    // Its follow-up, consumed a second later, brings the event to crm again; once a later message was
+    // consumed, crm had it just twice (one follow-up) and ops, which succeeded, once.
+    sink.on(CRM, () => new Response('ok'));
+    await sink.until(() => sink.about(e.id as string, CRM).length >= 2, 'the retry at crm');
+    await sentinelConsumed(1);
+    expect(sink.about(e.id as string, CRM)).toHaveLength(2);
+    expect(sink.about(e.id as string, OPS)).toHaveLength(1);
     expect(await deadLettersFor(e.id as string)).toEqual([]);
   });
 });

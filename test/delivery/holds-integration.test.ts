@@ -35,6 +35,7 @@ describe('an invalid config holds events', () => {
     // held copies the real consumer picks up a minute later are merely acked.
     const events = [sampleEvent({ event: 'session.created' }), sampleEvent({ event: 'session.created' })];
     let held: RouterMessage[] = events.map((e) => routerMessage(e));
+    // observed, not stubbed: each held copy waits HOLD_DELAY_SECONDS (a minute), and the test walks 24 hours of them
     const sendBatch = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
     const deadBefore = await deadLetterStub(env).count();
     const checks = (24 * 3600) / HOLD_DELAY_SECONDS;
