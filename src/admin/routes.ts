@@ -11,6 +11,7 @@ import { deadLetterStub } from '../deadletters/store';
 import { ApiError } from '../http/errors';
 import { sameSecret } from '../http/same-secret';
 import { loadConfig } from '../config/load';
+import { routerSource } from '../config/source';
 import { reconcilerStub } from '../reconcile/reconciler';
 import { stringBinding } from '../env';
 import { audit } from '../log';
@@ -47,13 +48,14 @@ adminRoutes.use(
 
 adminRoutes.get('/status', async (c) => {
   const loaded = loadConfig(c.env);
+  const source = routerSource(c.env).origin;
   const store = deadLetterStub(c.env);
   const [deadLetters, jobs, reconcile] = await Promise.all([store.count(), store.jobs(), reconcilerStub(c.env).status()]);
   return c.json({
     status: 'ok',
     config: loaded.ok
-      ? { valid: true, rules: loaded.config.rules.length, destinations: loaded.config.destinations.size, warnings: loaded.warnings }
-      : { valid: false, problems: loaded.problems },
+      ? { valid: true, source, rules: loaded.config.rules.length, destinations: loaded.config.destinations.size, warnings: loaded.warnings }
+      : { valid: false, source, problems: loaded.problems },
     dead_letters: deadLetters,
     dead_letter_jobs: jobs,
     reconcile,

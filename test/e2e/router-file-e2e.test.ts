@@ -22,6 +22,13 @@ import { makeEvent } from '../fixtures/events';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const SECRET = 'whsec_router_file_e2e';
+const ADMIN_TOKEN = 'router-file-admin-token';
+
+async function configStatus(url: string): Promise<Record<string, unknown>> {
+  const res = await fetch(`${url}/admin/status`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { config: Record<string, unknown> }).config;
+}
 const TENANTS = 5_000; // two rules each: 10,000 rules
 
 interface Run {
@@ -129,7 +136,8 @@ describe('router.json: a 10,000-rule config', () => {
   });
 
   it('wrangler dev routes events of the first and the last tenant to their own destination only', async () => {
-    router = await startRouter({ config: wranglerToml, vars: { WORKOS_WEBHOOK_SECRET: SECRET } });
+    router = await startRouter({ config: wranglerToml, vars: { WORKOS_WEBHOOK_SECRET: SECRET, ADMIN_TOKEN } });
+    expect(await configStatus(router.url)).toEqual({ valid: true, source: 'router.json', rules: 10_000, destinations: 5_000, warnings: [] });
     const first = makeEvent('dsync.user.created', { data: { organization_id: org(0) } });
     const last = makeEvent('organization_membership.created', { data: { organization_id: org(TENANTS - 1) } });
     const nobody = makeEvent('dsync.user.created', { data: { organization_id: 'org_no_such_tenant' } });
@@ -164,8 +172,9 @@ describe('router.json and ROUTER both set', () => {
   it('ROUTER given at run time (as the tests and npm run demo give theirs) overrides the file, and the Worker logs that the file is not used', async () => {
     const dir = mkdtempSync(join(base, 'both-dev-'));
     const wranglerToml = projectCopy(dir, routeTo('/file'));
-    const router = await startRouter({ config: wranglerToml, vars: { WORKOS_WEBHOOK_SECRET: SECRET, ROUTER: routeTo('/var') } });
+    const router = await startRouter({ config: wranglerToml, vars: { WORKOS_WEBHOOK_SECRET: SECRET, ADMIN_TOKEN, ROUTER: routeTo('/var') } });
     try {
+      expect(await configStatus(router.url)).toMatchObject({ valid: true, source: 'ROUTER', rules: 1, warnings: [expect.stringContaining('router.json holds a routing config but ROUTER is set')] });
       const e = makeEvent('user.created');
       const res = await postSigned(`${router.url}/webhooks/workos`, JSON.stringify(e), SECRET);
       expect(res.status, await res.clone().text()).toBe(200);

@@ -115,7 +115,7 @@ describe('admin API', () => {
     const res = await admin('/status');
     expect(res.status).toBe(200);
     const body = (await res.json()) as { config: { valid: boolean; rules: number }; dead_letters: number };
-    expect(body.config).toMatchObject({ valid: true, rules: 1, destinations: 1 });
+    expect(body.config).toMatchObject({ valid: true, source: 'ROUTER', rules: 1, destinations: 1 });
     expect(typeof body.dead_letters).toBe('number');
     const text = JSON.stringify(body);
     for (const secret of ['whsec_test_primary', 'test-admin-token', 'sk_test_reconcile']) expect(text).not.toContain(secret);
