@@ -25,6 +25,7 @@ import {
   parseWranglerFile,
   queueProblems,
   configOf,
+  routerFileWarnings,
   sharedQueues,
   viewOf,
 } from './wrangler-config';
@@ -112,7 +113,12 @@ function checkOne(view: WranglerView): boolean {
   const compared = env !== undefined ? compareWithTopLevel(top, view) : { problems: [], warnings: [] };
   const bindingProblems = [...compared.problems, ...queueProblems(view)];
 
-  const sizes = source.origin === 'ROUTER' ? sizeWarnings(view.router) : [];
+  const sizes =
+    source.origin === 'ROUTER'
+      ? sizeWarnings(view.router)
+      : result.ok && view.routerFile !== undefined
+        ? routerFileWarnings(view.routerFile, result.config.rules.length)
+        : [];
   for (const w of [...result.warnings, ...compared.warnings, ...sizes]) console.warn(`! warning: ${tag}${w}`);
   const secretFiles = defaultSecretFiles().join('/');
   for (const file of ignoredSecretFiles(env)) {

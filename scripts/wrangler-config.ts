@@ -16,6 +16,7 @@
  * what an environment lacks because wrangler did not copy it.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { dirname, join, resolve } from 'node:path';
 import { parse } from 'smol-toml';
 import { BOTH_SOURCES_PROBLEM, type BindingLookup, type ConfigResult, type RouterSource, chooseRouterSource, parseRouterConfig } from '../src/config/router-config';
@@ -408,4 +409,30 @@ export function configOf(view: WranglerView): { source: RouterSource; result: Co
   let root: unknown = source.raw;
   if (result.ok && typeof root === 'string') root = JSON.parse(root);
   return { source, result, root };
+}
+
+/** Cloudflare's Worker size limit on the Free plan (compressed); the Paid plan's is 10 MB. */
+export const FREE_WORKER_GZIP_BYTES = 3 * 1024 * 1024;
+/** Rules above which the startup build nears its 1 s limit: the `match` benchmark builds 10,000 in 60–190 ms, cold. */
+export const STARTUP_RULES_WARNING = 25_000;
+
+/**
+ * What `npm run check` says of a router.json config beyond its validity: the
+ * file's weight in the Worker's compressed size (the rest of the Worker is
+ * ~130 KB), and a rule count whose startup build nears the 1 s limit.
+ */
+export function routerFileWarnings(text: string, rules: number): string[] {
+  const warnings: string[] = [];
+  const gz = gzipSync(text).length;
+  if (gz > FREE_WORKER_GZIP_BYTES - 512 * 1024) {
+    warnings.push(
+      `router.json is ${(gz / 1024 / 1024).toFixed(1)} MB compressed: with the Worker's own code that nears or passes the Free plan's 3 MB Worker size limit (Paid: 10 MB), so \`wrangler deploy\` may refuse it`,
+    );
+  }
+  if (rules > STARTUP_RULES_WARNING) {
+    warnings.push(
+      `router.json has ${rules} rules: the Worker builds them at each isolate's startup, which Cloudflare limits to 1 s (10,000 rules take 60–190 ms on the benchmark machine); measure before deploying (npm run bench -- match gives the figures for 10,000)`,
+    );
+  }
+  return warnings;
 }

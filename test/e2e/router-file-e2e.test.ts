@@ -15,7 +15,9 @@ import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { parse, stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
 import { type RouterProcess, startRouter } from '../../scripts/lib/dev-server';
+import { STARTUP_RULES_WARNING, routerFileWarnings } from '../../scripts/wrangler-config';
 import { postSigned } from '../../scripts/lib/sign';
 import { type Sink, startSink } from '../../scripts/lib/sink';
 import { makeEvent } from '../fixtures/events';
@@ -111,6 +113,16 @@ describe('router.json: a 10,000-rule config', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/✓ .*wrangler\.toml: router\.json is valid \(10000 rule\(s\), 5000 destination\(s\); router\.json, \d+\.\d KB, bundled with the Worker\)\./);
     expect(r.stderr).not.toContain('5 KB');
+    expect(r.stderr).not.toContain('! warning');
+  });
+
+  it('npm run check warns of a file that nears the Worker size limit, and of a rule count whose startup build nears its limit', () => {
+    const text = readFileSync(join(dir, 'router.json'), 'utf8');
+    expect(routerFileWarnings(text, 10_000)).toEqual([]);
+    expect(routerFileWarnings(text, STARTUP_RULES_WARNING + 1)).toEqual([expect.stringContaining(`router.json has ${STARTUP_RULES_WARNING + 1} rules: the Worker builds them at each isolate's startup`)]);
+    // Incompressible: 4 MB of base64 is about 3 MB compressed.
+    const heavy = JSON.stringify({ blob: randomBytes(3 * 1024 * 1024).toString('base64') });
+    expect(routerFileWarnings(heavy, 1)).toEqual([expect.stringMatching(/^router\.json is 3\.\d MB compressed: .* 3 MB Worker size limit/)]);
   });
 
   it('npm run route explains an event by it: the last tenant\'s event goes to the last tenant only', async () => {
