@@ -10,7 +10,7 @@ import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
 import type { UnknownEvent } from '../../src/events/catalog';
-import { INLINE_MESSAGE_LIMIT, QUEUE_MESSAGE_LIMIT, type RouterMessage } from '../../src/queue/message';
+import { INLINE_MESSAGE_LIMIT, QUEUE_MESSAGE_LIMIT } from '../../src/queue/message';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { until } from '../helpers/until';
@@ -37,37 +37,37 @@ function eventOfSize(type: string, bytes: number): { event: Record<string, unkno
 const bytesOf = (v: unknown) => new TextEncoder().encode(JSON.stringify(v)).byteLength;
 
 /**
- * An escaped-heavy event whose queue message, carrying it inline, would be about `target` bytes (the fields the
- * ledger sets, at their sizes; exact to a few bytes, which the tests' 1,500-byte distances absorb).
+ * The size of the queue message carrying this event inline, as the ledger builds it (the fields it sets, at their
+ * sizes; exact to a few bytes, which the tests' 1,500-byte distances absorb).
  */
+const inlineMessageBytes = (e: { event: Record<string, unknown>; text: string }) =>
+  bytesOf({ v: 1, id: e.event.id, type: e.event.event, created_at: e.event.created_at, source: 'webhook', accepted_at: Date.now(), ledger_shard: 'ledger-15', body: e.text });
+
+/** An escaped-heavy event whose queue message, carrying it inline, would be about `target` bytes. */
 function eventWithMessageNear(target: number): { event: Record<string, unknown>; text: string } {
-  const messageOf = (e: { event: Record<string, unknown>; text: string }) =>
-    bytesOf({ v: 1, id: e.event.id, type: e.event.event, created_at: e.event.created_at, source: 'webhook', accepted_at: Date.now(), ledger_shard: 'ledger-15', body: e.text });
   let lo = 1_000;
   let hi = target;
   while (hi - lo > 10) {
     const mid = Math.floor((lo + hi) / 2);
-    if (messageOf(eventOfSize('connection.activated', mid)) <= target) lo = mid;
+    if (inlineMessageBytes(eventOfSize('connection.activated', mid)) <= target) lo = mid;
     else hi = mid;
   }
   const found = eventOfSize('connection.activated', lo);
-  expect(Math.abs(messageOf(found) - target)).toBeLessThan(100);
+  expect(Math.abs(inlineMessageBytes(found) - target)).toBeLessThan(100);
   return found;
 }
 
-/** Posts the event through the webhook endpoint and returns the message its ledger shard enqueued (observed, really sent). */
-async function admitted(event: Record<string, unknown>, text: string): Promise<RouterMessage> {
+/**
+ * Posts the event through the webhook endpoint and returns the body its ledger shard keeps apart for a message that
+ * refers to it instead of carrying it (the `bodies` table; null: the message carries it inline).
+ */
+async function admitted(event: Record<string, unknown>, text: string): Promise<string | null> {
+  const res = await postWebhook(text);
+  expect(await res.json()).toEqual({ status: 'accepted', id: event.id });
   const shard = ledgerStubByName(env, ledgerShardOf(event as unknown as UnknownEvent, 16));
-  const send = await runInDurableObject(shard, (instance) => vi.spyOn((instance as unknown as { env: Env }).env.EVENTS_QUEUE, 'send'));
-  try {
-    const res = await postWebhook(text);
-    expect(await res.json()).toEqual({ status: 'accepted', id: event.id });
-    const sent = send.mock.calls.map((c) => c[0] as RouterMessage).filter((m) => m.id === event.id);
-    expect(sent).toHaveLength(1);
-    return sent[0] as RouterMessage;
-  } finally {
-    send.mockRestore();
-  }
+  return runInDurableObject(shard, (_instance, state) =>
+    state.storage.sql.exec<{ body: string }>('SELECT body FROM bodies WHERE id = ?', event.id as string).toArray()[0]?.body ?? null,
+  );
 }
 
 /** Sends a small event after the others and waits for it: the queue has moved past everything sent before. */
@@ -107,19 +107,16 @@ describe('events near and over the queue message limit', () => {
     const ref = eventWithMessageNear(INLINE_MESSAGE_LIMIT + 1_500);
     expect(ref.text.length).toBeLessThan(INLINE_MESSAGE_LIMIT - 40_000);
 
-    const small = await admitted(inline.event, inline.text);
-    expect(small.body_ref).toBeUndefined();
-    expect(small.body).toBe(inline.text);
-    expect(bytesOf(small)).toBeLessThanOrEqual(INLINE_MESSAGE_LIMIT);
-
-    const large = await admitted(ref.event, ref.text);
-    expect(large.body).toBeUndefined();
-    expect(large.body_ref).toEqual({ shard: ledgerShardOf(ref.event as unknown as UnknownEvent, 16), until: expect.any(Number) });
-    // Inline, it would have been over the margin, though the queue would still have taken it.
-    const { body_ref: _ref, ...rest } = large;
-    const wouldBe = bytesOf({ ...rest, body: ref.text });
+    // The messages either side of the margin, carrying their event inline.
+    expect(inlineMessageBytes(inline)).toBeLessThanOrEqual(INLINE_MESSAGE_LIMIT);
+    // Inline, the larger one would have been over the margin, though the queue would still have taken it.
+    const wouldBe = inlineMessageBytes(ref);
     expect(wouldBe).toBeGreaterThan(INLINE_MESSAGE_LIMIT);
     expect(wouldBe).toBeLessThanOrEqual(QUEUE_MESSAGE_LIMIT);
+
+    // The smaller goes inline: its ledger shard keeps no body. The larger goes by reference: its shard keeps it.
+    expect(await admitted(inline.event, inline.text)).toBeNull();
+    expect(await admitted(ref.event, ref.text)).toBe(ref.text);
 
     // Either way, the real consumer delivers it byte-identical.
     for (const { event, text } of [inline, ref]) {

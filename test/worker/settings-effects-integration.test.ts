@@ -14,8 +14,9 @@ import worker from '../../src/index';
 import { loadConfig } from '../../src/config/load';
 import { shardKeyOf, shardName, shardOf } from '../../src/dedup/shard';
 import type { UnknownEvent } from '../../src/events/catalog';
-import type { RouterMessage } from '../../src/queue/message';
+import { traceOf } from '../helpers/audit-sentinel';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { URL_BASE, sampleEvent, webhookRequest } from '../helpers/webhook';
 
@@ -51,10 +52,9 @@ function eventWhere(accept: (e: Record<string, unknown>) => boolean, overrides: 
   }
 }
 
-/** The follow-ups the consumer sends to the router's own queue (observed; they still reach the real queue). */
-function watchFollowUps() {
-  const spy = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch');
-  return () => spy.mock.calls.flatMap((c) => c[0] as { body: RouterMessage; delaySeconds?: number }[]);
+/** The consumer's record of a failed delivery it will try again: the attempt that failed and the wait before the next. */
+function retriesOf(logs: ReturnType<typeof watchLogs>, eventId: string): { attempt: number; retry_in_s: number; reason: string }[] {
+  return logs.about(eventId, 'delivery_failed').map((r) => ({ attempt: r.attempt as number, retry_in_s: r.retry_in_s as number, reason: r.reason as string }));
 }
 
 const sink = new Sink();
@@ -137,15 +137,20 @@ describe('retry_delay_seconds', () => {
   it('backs off exponentially from the configured base: attempt n waits 50–100 % of base × 2^(n-1)', async () => {
     const runEnv = testEnv(routerWith({}, { max_attempts: 10, retry_delay_seconds: 100 }));
     sink.on(SINK, () => new Response('down', { status: 503 }));
-    const followUps = watchFollowUps();
+    const logs = watchLogs();
     const delayAfter = async (attemptsBefore: number): Promise<{ delay: number; attempts: number }> => {
       const event = sampleEvent();
       const message = routerMessage(event, attemptsBefore === 0 ? {} : { pending: { effects: { attempts: attemptsBefore, rules: ['all'] } } });
       const { result } = await runBatch([message], runEnv);
       expect(result.explicitAcks).toHaveLength(1);
-      const follow = followUps().find((f) => f.body.id === event.id);
-      expect(follow, `a follow-up for attempt ${attemptsBefore + 1}`).toBeDefined();
-      return { delay: follow?.delaySeconds ?? -1, attempts: follow?.body.pending?.effects?.attempts ?? -1 };
+      const [retry] = retriesOf(logs, event.id as string);
+      expect(retry, `a retry after attempt ${attemptsBefore + 1}`).toBeDefined();
+      // The trace shows the same retry, due after that wait.
+      const [delivery] = (await traceOf(event.id as string))?.deliveries ?? [];
+      expect(delivery).toMatchObject({ destination: 'effects', state: 'retrying', rules: ['all'] });
+      const due = (Date.parse(delivery?.next_attempt_at ?? '') - Date.parse(delivery?.attempts.at(-1)?.at ?? '')) / 1000;
+      expect(Math.abs(due - (retry?.retry_in_s ?? -1))).toBeLessThan(60);
+      return { delay: retry?.retry_in_s ?? -1, attempts: retry?.attempt ?? -1 };
     };
     const first = await delayAfter(0);
     expect(first.attempts).toBe(1);
@@ -167,7 +172,6 @@ describe('timeout_ms (http)', () => {
     const runEnv = testEnv(routerWith({}, { timeout_ms: 300, max_attempts: 3, retry_delay_seconds: 3600 }));
     // Answers only when the router gives up (aborts) the request.
     sink.on(SINK, (req) => new Promise<Response>((_resolve, reject) => req.signal.addEventListener('abort', () => reject(req.signal.reason))));
-    const followUps = watchFollowUps();
     const logs = vi.spyOn(console, 'warn');
     const event = sampleEvent();
     const started = Date.now();
@@ -181,9 +185,10 @@ describe('timeout_ms (http)', () => {
       .map((c) => JSON.parse(String(c[0])) as Record<string, unknown>)
       .filter((l) => l.msg === 'delivery_failed' && l.event_id === event.id);
     expect(failed).toEqual([expect.objectContaining({ destination: 'effects', reason: 'timeout', attempt: 1 })]);
-    expect(followUps().find((f) => f.body.id === event.id)?.body.pending).toEqual({
-      effects: { attempts: 1, rules: ['all'], not_before: expect.any(Number) },
-    });
+    // Retried: the trace shows the delivery waiting for its second attempt, its first one timed out.
+    const [delivery] = (await traceOf(event.id as string))?.deliveries ?? [];
+    expect(delivery).toMatchObject({ destination: 'effects', state: 'retrying', rules: ['all'], next_attempt_at: expect.any(String) });
+    expect(delivery?.attempts.map((a) => a.error)).toEqual(['timeout']);
   }, 30_000);
 });
 
