@@ -22,10 +22,8 @@ type Wait = { timeout: number; interval: number };
 /** Pass-through spy on the audit destination's queue (the edge a queue destination delivers to): what the consumer delivered, by event id. */
 export function observeAudit() {
   const send = vi.spyOn(env.AUDIT_QUEUE, 'send');
-  return {
-    send,
-    deliveriesOf: (id: string) => send.mock.calls.filter((c) => (c[0] as { id?: unknown }).id === id).map((c) => c[0] as Record<string, unknown>),
-  };
+  const deliveriesOf = (id: string) => send.mock.calls.filter((c) => (c[0] as { id?: unknown }).id === id).map((c) => c[0] as Record<string, unknown>);
+  return { send, deliveriesOf, deliveredFor: (id: string) => deliveriesOf(id).length };
 }
 
 /** The delivery trace of one event (GET /admin/events/<id>), or null while it has none. */

@@ -17,7 +17,7 @@ import { type DeadLetterSummary, deadLetterRecord, deadLetterStub } from '../../
 import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
 import type { RouterMessage } from '../../src/queue/message';
 import { makeEvent } from '../fixtures/events';
-import { traceOf } from '../helpers/audit-sentinel';
+import { observeAudit, traceOf } from '../helpers/audit-sentinel';
 import { postWebhook, sampleEvent } from '../helpers/webhook';
 
 const AUTH = { Authorization: 'Bearer test-admin-token' };
@@ -46,15 +46,6 @@ async function seqOf(id: string): Promise<number> {
 
 async function listedIds(): Promise<string[]> {
   return (await deadLetterStub(env).list(500, 0)).map((i) => i.event_id);
-}
-
-/** Pass-through spy on the audit destination's queue: what the consumer delivered, by event id. */
-function observeAudit() {
-  const send = vi.spyOn(env.AUDIT_QUEUE, 'send');
-  return {
-    send,
-    deliveriesOf: (id: string) => send.mock.calls.filter((c) => (c[0] as { id?: unknown }).id === id).map((c) => c[0] as Record<string, unknown>),
-  };
 }
 
 /**

@@ -28,7 +28,7 @@ import {
 } from '../../src/deadletters/store';
 import type { RouterMessage } from '../../src/queue/message';
 import { makeEvent } from '../fixtures/events';
-import { deliverSentinel, traceOf } from '../helpers/audit-sentinel';
+import { deliverSentinel, observeAudit, traceOf } from '../helpers/audit-sentinel';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { postWebhook } from '../helpers/webhook';
 
@@ -125,15 +125,6 @@ async function finished(id: string, store: Store = deadLetterStub(env)): Promise
     if (Date.now() > deadline) throw new Error(`job ${id} still running: ${JSON.stringify(job)}`);
     await runDurableObjectAlarm(store);
   }
-}
-
-/** Audit-queue deliveries by the consumer (pass-through spy), by event id. */
-function observeAudit() {
-  const send = vi.spyOn(env.AUDIT_QUEUE, 'send');
-  return {
-    deliveredFor: (id: string) => send.mock.calls.filter((c) => (c[0] as { id?: unknown }).id === id).length,
-    deliveriesOf: (id: string) => send.mock.calls.filter((c) => (c[0] as { id?: unknown }).id === id).map((c) => c[0] as Record<string, unknown>),
-  };
 }
 
 describe('validation: 400 invalid_request, nothing changed', () => {

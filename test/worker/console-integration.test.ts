@@ -412,7 +412,7 @@ describe('console event replay beyond one page', () => {
       for (const e of events) state.storage.sql.exec('INSERT OR REPLACE INTO bodies (id, body, expires_at) VALUES (?, ?, ?)', e.id, JSON.stringify(e), Date.now() + 86_400_000);
     });
     const audit = observeAudit();
-    const delivered = (id: string) => audit.deliveriesOf(id).length;
+    const delivered = audit.deliveredFor;
     const s = await signIn();
     const fields = { csrf: s.csrf, type, since: new Date(since - 1).toISOString(), to: 'audit' };
     const first = await post('/console/events/replay', s, fields);

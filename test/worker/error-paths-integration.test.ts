@@ -108,7 +108,7 @@ describe('POST /admin/dead-letters/replay and /discard: checks the validation ta
       });
       expect(ok.status).toBe(200);
       // Nothing was enqueued: a sentinel sent after these requests is delivered, and none of this test's dead letters before it.
-      await deliverSentinel((id) => audit.deliveriesOf(id).length, DELIVERY);
+      await deliverSentinel(audit.deliveredFor, DELIVERY);
       for (const id of ids) expect(audit.deliveriesOf(id), id).toEqual([]);
       expect(await deadLetterStub(env).count()).toBe(before);
       expect(await taggedCount(tag)).toBe(2);
@@ -146,7 +146,7 @@ describe('POST /admin/events/replay: body checks not reached elsewhere (nothing 
   let bait = '';
   beforeAll(async () => {
     const audit = observeAudit();
-    bait = await deliverSentinel((id) => audit.deliveriesOf(id).length, DELIVERY);
+    bait = await deliverSentinel(audit.deliveredFor, DELIVERY);
     audit.send.mockRestore();
   }, 2 * DELIVERY.timeout);
   /** The audit destination's deliveries from here on. */
@@ -154,7 +154,7 @@ describe('POST /admin/events/replay: body checks not reached elsewhere (nothing 
     const audit = observeAudit();
     return async () => {
       // Nothing was sent: a sentinel sent after the refused requests is delivered, and the traced event was not sent again before it.
-      await deliverSentinel((id) => audit.deliveriesOf(id).length, DELIVERY);
+      await deliverSentinel(audit.deliveredFor, DELIVERY);
       expect(audit.deliveriesOf(bait)).toEqual([]);
     };
   };
