@@ -11,7 +11,7 @@
 import { EVENT_TYPES } from '../events/catalog';
 import { bindingNamed } from '../env';
 import { log, logOnce, setLogLevel, setLogLevelIfUnapplied } from '../log';
-import { type ConfigResult, FILE_IGNORED_WARNING, isQueueBinding, parseRouterConfig } from './router-config';
+import { type ConfigResult, FILE_IGNORED_WARNING, type RouterSource, isQueueBinding, parseRouterConfig } from './router-config';
 import { routerSource } from './source';
 
 const cache = new WeakMap<object, ConfigResult>();
@@ -30,8 +30,7 @@ function lookedUp(value: unknown): unknown {
   return typeof value !== 'string' && isQueueBinding(value) ? A_QUEUE : value;
 }
 
-function build(env: Env, seen?: Map<string, unknown>): ConfigResult {
-  const source = routerSource(env);
+function build(env: Env, source: RouterSource = routerSource(env), seen?: Map<string, unknown>): ConfigResult {
   const result = parseRouterConfig(source.raw, (name) => {
     const value = bindingNamed(env, name);
     seen?.set(name, lookedUp(value));
@@ -52,7 +51,7 @@ export function prepareConfig(env: Env): void {
   try {
     const lookups = new Map<string, unknown>();
     const source = routerSource(env);
-    const result = build(env, lookups);
+    const result = build(env, source, lookups);
     if (result.ok) for (const type of EVENT_TYPES) result.config.matcher.rulesForType(type);
     prepared = { raw: source.raw, lookups, result };
   } catch {
