@@ -94,6 +94,14 @@ export type AdmitResult =
 /** How often the retention sweep runs while the ledger holds rows. */
 export const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 
+/**
+ * How far ahead of the ledger's clock an ordering record may be moved. An
+ * event dated later than this (WorkOS's clock wrong, not a skew of seconds)
+ * counts as dated this far ahead of its arrival: otherwise one such event
+ * would flag every later event of its object stale until that date came.
+ */
+export const ORDER_AHEAD_LIMIT_MS = 60_000;
+
 export class DedupLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** The tail of the admissions queued per ordering key (or event id). */
@@ -447,10 +455,12 @@ export class DedupLedger extends DurableObject<Env> {
     const o = req.ordering;
     // An event no rule routes reached nobody: an older one that is routed must not be stale because of it.
     if (o === undefined || o.routed === false) return;
+    const ahead = o.createdAtMs - now;
+    if (ahead > ORDER_AHEAD_LIMIT_MS) log('warn', 'created_at_ahead', { event_id: req.id, event: req.type, ahead_seconds: Math.round(ahead / 1000) });
     this.sql.exec(
       'INSERT OR REPLACE INTO objects (key, newest_ms, deleted, expires_at) VALUES (?, ?, ?, ?)',
       o.key,
-      Math.max(order.row?.newest_ms ?? 0, o.createdAtMs),
+      Math.max(order.row?.newest_ms ?? 0, Math.min(o.createdAtMs, now + ORDER_AHEAD_LIMIT_MS)),
       order.row?.deleted === 1 || (o.kind === 'object' && o.deletion) ? 1 : 0,
       now + req.retentionMs,
     );

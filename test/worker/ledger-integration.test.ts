@@ -6,7 +6,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
-import { DedupLedger, SWEEP_INTERVAL_MS } from '../../src/dedup/ledger';
+import { DedupLedger, ORDER_AHEAD_LIMIT_MS, SWEEP_INTERVAL_MS } from '../../src/dedup/ledger';
 import { asOlderRelease } from '../helpers/older-release';
 
 function fresh(): DurableObjectStub<DedupLedger> {
@@ -243,5 +243,43 @@ describe('ledger admitMany (a reconciliation page for one shard)', () => {
     expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'error', event_id: 'event_many_throws', error: 'Error: SQLITE_FULL' });
     expect(line).not.toContain('user_many'); // nothing of the payload
     expect(await stub.isCommitted('event_many_throws')).toBe(false);
+  });
+});
+
+describe('ordering: an event dated far ahead of the clock', () => {
+  const about = (id: string, createdAtMs: number) => ({
+    id,
+    type: 'user.updated',
+    created_at: new Date(createdAtMs).toISOString(),
+    body: JSON.stringify({ id, event: 'user.updated', created_at: new Date(createdAtMs).toISOString(), data: { id: 'user_ahead', email: 'ahead@example.com' } }),
+    bodyBytes: 128,
+    source: 'webhook' as const,
+    shard: 'ledger-ahead',
+    retentionMs: 30 * 86_400_000,
+    ordering: { key: 'user:user_ahead', kind: 'object' as const, createdAtMs, deletion: false },
+  });
+
+  it('moves the ordering record at most ORDER_AHEAD_LIMIT_MS past its arrival, so later events are not stale until that date, older ones still are', async () => {
+    const stub = fresh();
+    const warnings = vi.spyOn(console, 'warn');
+    const before = Date.now();
+    const [ahead] = await stub.admitMany([about('event_ahead_year', before + 365 * 86_400_000)]);
+    const after = Date.now();
+    expect(ahead).toEqual({ status: 'accepted' }); // itself delivered, unmarked
+    const newest = await runInDurableObject(stub, (_i, state) =>
+      state.storage.sql.exec<{ n: number }>("SELECT newest_ms AS n FROM objects WHERE key = 'user:user_ahead'").one().n,
+    );
+    expect(newest).toBeGreaterThanOrEqual(before + ORDER_AHEAD_LIMIT_MS);
+    expect(newest).toBeLessThanOrEqual(after + ORDER_AHEAD_LIMIT_MS);
+    const line = warnings.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"msg":"created_at_ahead"'));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'warn', event_id: 'event_ahead_year', event: 'user.updated' });
+    expect(JSON.parse(line ?? '{}').ahead_seconds).toBeGreaterThan(364 * 86_400);
+    expect(line).not.toContain('ahead@example.com');
+    warnings.mockRestore();
+    const results = await stub.admitMany([
+      about('event_after_window', after + ORDER_AHEAD_LIMIT_MS + 1_000), // dated after the bounded record: a later event
+      about('event_hour_ago', before - 3_600_000), // older than the far-ahead event's arrival: still stale
+    ]);
+    expect(results).toEqual([{ status: 'accepted' }, { status: 'accepted', stale: true }]);
   });
 });
