@@ -377,6 +377,31 @@ describe('reconciliation: an event another delivery is admitting (in_progress)',
     expect(items).toHaveLength(1);
     expect(items[0]).toMatchObject({ reason: 'reconcile_enqueue_failed', attempts: MAX_EVENT_ATTEMPTS + 1 });
   });
+  it('waits as long as claim_lease_seconds says: 300 s keeps a claim held for 5 minutes from being dead-lettered', async () => {
+    await reconcilerSettings({ claim_lease_seconds: 300 });
+    const t = Date.now() - MINUTE;
+    const [a, x] = [ev(t), ev(t + SECOND)] as [ApiEvent, ApiEvent];
+    await claim(x, Date.now() + HOUR);
+    for (let i = 0; i < MAX_EVENT_ATTEMPTS; i++) {
+      answers.push(() => page([a, x]));
+      expect(await run()).toMatchObject({ in_progress: 1, dead_lettered: 0 });
+    }
+    const firstFailedAgo = async (ms: number) =>
+      withReconcilerStorage((kv) => {
+        const f = kv.get<{ attempts: number; first_at: number }>(`evfail:${x.id}`)!;
+        kv.put(`evfail:${x.id}`, { ...f, first_at: Date.now() - ms });
+      });
+    // Older than the default lease (30 s), younger than this one: still held, not given up on.
+    await firstFailedAgo(31 * SECOND);
+    answers.push(() => page([a, x]));
+    expect(await run()).toMatchObject({ status: 'completed', in_progress: 1, dead_lettered: 0 });
+    expect((await deadLetterStub(env).list(500, 0)).filter((i) => i.event_id === x.id)).toHaveLength(0);
+    // Older than 300 s: given up on.
+    await firstFailedAgo(301 * SECOND);
+    answers.push(() => page([a, x]));
+    expect(await run()).toMatchObject({ status: 'completed', in_progress: 0, dead_lettered: 1 });
+    expect((await deadLetterStub(env).list(500, 0)).filter((i) => i.event_id === x.id)).toMatchObject([{ reason: 'reconcile_enqueue_failed' }]);
+  });
 });
 
 describe('reconciliation: back-off and status', () => {
