@@ -757,7 +757,8 @@ function chunkPlans(plans: MessagePlan[]): MessagePlan[][] {
  * The configuration is invalid: hold every message by re-enqueueing it as a
  * fresh message (its platform attempt count starts again), so no event is
  * dead-lettered however long the config stays broken. A message whose
- * re-enqueue fails is retried by the platform instead.
+ * re-enqueue fails is retried by the platform instead, 60 s doubling up to
+ * 12 hours.
  */
 async function holdBatch(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   const now = Date.now();
@@ -780,9 +781,12 @@ async function holdBatch(batch: MessageBatch<unknown>, env: Env): Promise<void> 
     }
   }
   for (const plan of plans) {
+    // Not re-enqueued (the queue or the ledger failed): retried by the platform, with waits that grow as for any
+    // failure of the router's own services, so a long outage does not use up its tries while the config is broken.
+    if (plan.redeliver === true) plan.message.retry({ delaySeconds: failureRetryDelaySeconds(plan.message.attempts, HOLD_DELAY_SECONDS) });
     // A malformed message cannot be re-enqueued as a router message: leave it
     // to the platform (retries, then the DLQ consumer keeps it).
-    if (plan.redeliver === true || plan.followUp === undefined) plan.message.retry({ delaySeconds: HOLD_DELAY_SECONDS });
+    else if (plan.followUp === undefined) plan.message.retry({ delaySeconds: HOLD_DELAY_SECONDS });
     else plan.message.ack();
   }
 }

@@ -5,10 +5,12 @@
  * about 100 minutes, and a Slack outbox meeting an invalid config in a fresh
  * isolate dead-lettered its buffer as `destination_removed`.
  */
-import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { createExecutionContext, createMessageBatch, getQueueResult, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deadLetterStub } from '../../src/deadletters/store';
+import worker from '../../src/index';
+import { type HeldDeliveries, heldStub } from '../../src/destinations/held';
 import { type SlackOutbox, outboxStub } from '../../src/destinations/slack/outbox';
 import { HOLD_DELAY_SECONDS } from '../../src/queue/consumer';
 import type { RouterMessage } from '../../src/queue/message';
@@ -66,6 +68,52 @@ describe('an invalid config holds events', () => {
     const { result } = await runBatch([routerMessage(sampleEvent({ event: 'session.created' }))], testEnv(INVALID));
     expect(result.explicitAcks).toEqual([]);
     expect(result.retryMessages).toHaveLength(1);
+  });
+
+  it('while the queue stays down, those retries wait 60 s doubling up to 12 hours, so the platform\'s 100 tries are not used up in 100 minutes (then dead-lettered)', async () => {
+    vi.spyOn(env.EVENTS_QUEUE, 'sendBatch').mockRejectedValue(new Error('queue down'));
+    const waits: (number | undefined)[] = [];
+    for (const attempts of [1, 2, 5, 11, 12, 100]) {
+      const batch = createMessageBatch<RouterMessage>('workos-router-events', [
+        { id: `m-${crypto.randomUUID()}`, timestamp: new Date(), attempts, body: routerMessage(sampleEvent({ event: 'session.created' })) },
+      ]);
+      // The platform's message, observed: what the consumer asks of it.
+      const retry = vi.spyOn(batch.messages[0] as Message<RouterMessage>, 'retry');
+      const ctx = createExecutionContext();
+      await worker.queue(batch as MessageBatch<unknown>, testEnv(INVALID), ctx);
+      const result = await getQueueResult(batch, ctx);
+      expect(result.explicitAcks).toEqual([]);
+      waits.push(...retry.mock.calls.map((c) => c[0]?.delaySeconds));
+    }
+    expect(waits).toEqual([60, 120, 960, 43_200, 43_200, 43_200]);
+  });
+
+  it('deliveries held for a paused destination past 14 days are not dead-lettered while the config is invalid; once it is valid again, they are (held_too_long)', async () => {
+    const name = 'warehouse';
+    const store = heldStub(env, `invalid-${crypto.randomUUID()}`) as DurableObjectStub<HeldDeliveries>;
+    const e = sampleEvent({ event: 'organization_domain.verified', data: { id: `org_domain_${crypto.randomUUID()}`, object: 'organization_domain' } });
+    await store.hold(name, [
+      { event_id: e.id as string, event_type: 'organization_domain.verified', created_at: e.created_at as string, source: 'webhook', stale: false, accepted_at: Date.now(), attempts: 0, rules: ['domains'], body: JSON.stringify(e) },
+    ]);
+    const saved = await runInDurableObject(store, (instance, state) => {
+      state.storage.sql.exec('UPDATE held SET held_at = held_at - ?', 15 * 86_400_000);
+      const o = instance as unknown as { env: Env };
+      const original = o.env;
+      o.env = testEnv(INVALID);
+      return original;
+    });
+    expect(await runDurableObjectAlarm(store)).toBe(true); // its 6-hourly check ran
+    expect(await store.count()).toBe(1);
+    expect(await deadLettersFor(e.id as string)).toEqual([]);
+    expect(await runInDurableObject(store, (_i, state) => state.storage.getAlarm())).not.toBeNull(); // and looks again later
+    // Fixed: the next check dead-letters it, as it would have been.
+    await runInDurableObject(store, (instance) => {
+      (instance as unknown as { env: Env }).env = saved;
+    });
+    await runDurableObjectAlarm(store);
+    expect(await store.count()).toBe(0);
+    expect(await deadLettersFor(e.id as string)).toMatchObject([{ destination: name, reason: 'held_too_long', rules: ['domains'] }]);
+    for (const r of await deadLettersFor(e.id as string)) await deadLetterStub(env).remove(r.seq);
   });
 
   it('a Slack outbox that meets an invalid config holds its buffer, then sends it once the config is valid', async () => {
