@@ -87,6 +87,12 @@ export const HEALTH_FLUSH_MS = 10_000;
 
 /** Slots are spaced 5 % wider than 1/rate, so network jitter at the receiver stays under the rate. */
 const RATE_HEADROOM = 1.05;
+/** How far ahead one consumer batch takes send slots at most (it waits for them); the rest is deferred. */
+export const RATE_HORIZON_MS = 5_000;
+/** How late after its slot a consumer may still send (it takes a fresh slot when later: src/queue/consumer.ts), with room to spare. */
+const SLOT_LATE_MARGIN_MS = 200;
+/** How far past the last slot granted the stored bound is moved each time it is written. */
+const SLOT_LEASE_MS = 5_000;
 /** What `syncHeld` did: told the held store to drain (and how many it holds), to hold, or could not (retried by the alarm). */
 export type HeldSync = { state: 'draining'; held: number } | { state: 'holding' } | { state: 'owed' };
 /** How soon a held store that could not be told to hold or drain is told again. */
@@ -97,14 +103,17 @@ export const PROBE_REPORT_WAIT_MS = 10 * 60 * 1000;
 export class DestinationRegistry extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /**
-   * Rate limits: per destination, the time (ms) of its next free send slot.
-   * Kept in memory: after a restart the first slot waits a second, so a
-   * limit is never exceeded across one.
+   * Rate limits: per destination, the time (ms) of its next free send slot,
+   * in memory. Storage keeps, per destination, a time no slot granted lies
+   * beyond (`slotsUntil`, moved SLOT_LEASE_MS ahead at a time, so written at
+   * most once per that much of slots): a restarted registry starts after it,
+   * so batches still holding slots from before the restart and those taking
+   * new ones never add up past the limit.
    */
   private readonly nextSlot = new Map<string, number>();
+  private readonly slotsUntil = new Map<string, number>();
   /** Per destination, the last call telling its held store to hold or drain (they go one after another). */
   private readonly heldLanes = new Map<string, Promise<HeldSync>>();
-  private readonly startedAt = Date.now();
   /** Success-only reports not yet written, per destination. */
   private readonly unwritten = new Map<string, { delivered: number; last_success_at: number | null }>();
   /** When the oldest of them must be written (null: none waiting). */
@@ -151,16 +160,32 @@ export class DestinationRegistry extends DurableObject<Env> {
     const out: Record<string, { slotsInMs: number[]; nextInMs: number }> = {};
     for (const [name, { count, perSecond }] of Object.entries(requests)) {
       const spacing = (1000 / perSecond) * RATE_HEADROOM;
-      let t = Math.max(now, this.nextSlot.get(name) ?? this.startedAt + 1000);
+      let t = Math.max(now, this.nextSlot.get(name) ?? this.slotsUntilOf(name));
       const slots: number[] = [];
-      while (slots.length < count && t <= now + horizonMs) {
+      while (slots.length < count && t <= now + Math.min(horizonMs, RATE_HORIZON_MS)) {
         slots.push(t);
         t += spacing;
       }
       this.nextSlot.set(name, t);
+      const last = slots.at(-1);
+      // Before the slots are handed out: the bound covers them, and a consumer's send up to a little late.
+      if (last !== undefined && last + SLOT_LATE_MARGIN_MS > this.slotsUntilOf(name)) {
+        const until = last + SLOT_LATE_MARGIN_MS + SLOT_LEASE_MS;
+        this.ctx.storage.kv.put(`slots_until:${name}`, until);
+        this.slotsUntil.set(name, until);
+      }
       out[name] = { slotsInMs: slots.map((s) => s - now), nextInMs: t - now };
     }
     return out;
+  }
+
+  private slotsUntilOf(name: string): number {
+    let until = this.slotsUntil.get(name);
+    if (until === undefined) {
+      until = this.ctx.storage.kv.get<number>(`slots_until:${name}`) ?? 0;
+      this.slotsUntil.set(name, until);
+    }
+    return until;
   }
 
   /**

@@ -28,7 +28,7 @@ import { type DeadLetterInput, ROUTER_DESTINATION, deadLetterCalls, deadLetterRe
 import { ledgerShardOf, ledgerStub, ledgerStubByName, shardKeyOf } from '../dedup/shard';
 import { SlackHandOff, deliver } from '../destinations';
 import { type HeldDelivery, HeldHandOff } from '../destinations/held';
-import { type DestinationReport, registryStub } from '../destinations/registry';
+import { type DestinationReport, RATE_HORIZON_MS, registryStub } from '../destinations/registry';
 import { type Delivery, type DeliveryOutcome, MAX_DELAY_SECONDS, backoffSeconds } from '../destinations/types';
 import type { UnknownEvent } from '../events/catalog';
 import { errorName, log } from '../log';
@@ -71,8 +71,6 @@ const BATCH_BASE_CALLS = 2;
 const LATE_SLOT_MS = 40;
 /** Registry calls one batch may make for fresh slots (each serves every request late at about the same moment). */
 const REFILL_CALLS = 4;
-/** How far ahead one batch takes send slots of a rate-limited destination (it waits for them); the rest is deferred. */
-const RATE_HORIZON_MS = 5_000;
 /** How long events wait between checks while the configuration is invalid. */
 export const HOLD_DELAY_SECONDS = 60;
 /** A follow-up must fit one queue message, with a margin for the platform's own fields. */

@@ -73,3 +73,37 @@ describe('SlotRefill', () => {
     expect(reg.calls()).toBe(1);
   });
 });
+
+describe('send slots across a restart of the registry', () => {
+  const fresh = () => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(`restart-slots-${crypto.randomUUID()}`)) as DurableObjectStub<DestinationRegistry>;
+  /** Restarts the object (as a deploy does); returns a new stub, the one given is broken by the restart. */
+  const restart = async (stub: DurableObjectStub<DestinationRegistry>) => {
+    await runInDurableObject(stub, (_i, state) => state.abort('simulated restart (a deploy)')).catch(() => undefined);
+    return env.DESTINATIONS.get(stub.id) as DurableObjectStub<DestinationRegistry>;
+  };
+  const absolute = async (stub: DurableObjectStub<DestinationRegistry>, count: number) => {
+    const answer = await stub.reserve({ metered: { count, perSecond: 10 } }, 5_000);
+    const at = Date.now();
+    return Object.assign((answer.metered?.slotsInMs ?? []).map((s) => at + s), { next: at + (answer.metered?.nextInMs ?? 0) });
+  };
+
+  it('the first slot after a restart comes after every slot granted before it (a deploy during a backlog cannot double the rate)', async () => {
+    const stub = fresh();
+    const before = await absolute(stub, 50); // 5 s of slots at 10/s, held by batches still waiting for them
+    expect(before).toHaveLength(48); // as many as fit the 5 s horizon, 105 ms apart
+    const after = await absolute(await restart(stub), 5);
+    // None within this batch's horizon: the consumer defers these requests to the first slot free, after the old ones.
+    expect([...after]).toEqual([]);
+    expect(after.next).toBeGreaterThan(before.at(-1) as number);
+  });
+
+  it('after a quiet spell the bound has passed: the first slot is at once', async () => {
+    const stub = fresh();
+    await absolute(stub, 1);
+    await runInDurableObject(stub, (_i, state) => state.storage.kv.put('slots_until:metered', Date.now() - 1));
+    const restarted = await restart(stub);
+    const asked = Date.now();
+    const [first] = await absolute(restarted, 1);
+    expect(first).toBeLessThan(asked + 500);
+  });
+});
