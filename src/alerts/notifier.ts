@@ -71,6 +71,8 @@ const CALL_ID_TTL_MS = 60 * 60 * 1000;
 /** Tries of one notify call whose error is retryable, and the wait before the second (doubling). */
 const NOTIFY_TRIES = 3;
 const NOTIFY_RETRY_MS = 200;
+/** When the alarm looks again at alerts a signal left pending, should their send after the signal be cut short. */
+const SEND_SAFETY_MS = 60_000;
 
 /** Outage kind → the recovery kind that ends it. */
 const RECOVERY_OF: Partial<Record<AlertKind, AlertKind>> = { circuit_closed: 'circuit_open', resumed: 'paused' };
@@ -150,7 +152,14 @@ export class AlertNotifier extends DurableObject<Env> {
         subject,
       );
     }
-    await this.sendDue(cfg, now);
+    // Sent after this call has answered, so whoever signalled (a consumer batch writing dead letters, the registry
+    // opening a circuit) never waits for Slack. Should that send be cut short (the object reset), the alarm set
+    // first sends what is still pending.
+    if (this.sql.exec('SELECT 1 FROM alerts WHERE pending > 0 OR recovery IS NOT NULL LIMIT 1').toArray().length > 0) {
+      const current = await this.ctx.storage.getAlarm();
+      if (current === null || current > now + SEND_SAFETY_MS) await this.ctx.storage.setAlarm(now + SEND_SAFETY_MS);
+      this.ctx.waitUntil(this.sendDue(cfg, now).catch((err: unknown) => log('warn', 'alert_send_failed', { error: errorName(err) })));
+    }
   }
 
   override async alarm(): Promise<void> {

@@ -238,3 +238,30 @@ describe('a notify call that fails on its way', () => {
     expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 'warn', error: 'Error: not retryable', attempts: 1 });
   });
 });
+
+describe('alerts never hold up what they report on', () => {
+  it('a pause is answered while Slack has not yet answered its alert; the alert is posted once Slack answers', async () => {
+    const name = `slow-${crypto.randomUUID().slice(0, 8)}`;
+    await until(async () => (await outboxStub(env, 'ops-alerts').pending()) === 0, 'the alerts outbox empty', 30_000);
+    // Its one-message-per-second slot free, so the outbox posts the alert as soon as it is handed over.
+    await runInDurableObject(outboxStub(env, 'ops-alerts'), (_i, state) => state.storage.sql.exec("UPDATE meta SET value = 0 WHERE key IN ('last_sent_at', 'blocked_until')"));
+    let release = () => {};
+    const slackAnswers = new Promise<void>((r) => (release = r));
+    sink.on(ALERTS, async () => {
+      await slackAnswers;
+      return new Response('ok');
+    });
+    const answer = await Promise.race([
+      registryStub(env).pause(name).then(() => 'answered'),
+      new Promise((r) => setTimeout(() => r('still waiting for Slack after 5 s'), 5_000)),
+    ]);
+    expect(answer).toBe('answered');
+    // The alert did go out, and reached Slack, which has not answered.
+    await sink.until(() => about(name).some((t) => t.includes('was paused')), 'the outage alert asked of Slack');
+    release();
+    await until(async () => (await outboxStub(env, 'ops-alerts').pending()) === 0, 'the alert sent', 30_000);
+    expect(about(name)).toHaveLength(1);
+    expect(await pendingFor('paused', name)).toBe(0);
+    await registryStub(env).resume(name);
+  });
+});
