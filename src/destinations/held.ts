@@ -101,7 +101,8 @@ export class HeldDeliveries extends DurableObject<Env> {
    * again: a hold whose answer was lost (the call stored them, the consumer
    * saw it fail) is made again by the message's retry, and a drained delivery
    * whose removal a crash prevented may come back while the destination is
-   * blocked again; kept twice, it would be delivered twice.
+   * blocked again; kept twice, it would be delivered twice. An operator's
+   * replay of an event already held marks the held delivery a replay instead.
    */
   async hold(destination: string, items: HeldDelivery[]): Promise<void> {
     const now = Date.now();
@@ -124,6 +125,9 @@ export class HeldDeliveries extends DurableObject<Env> {
         d.replay === true ? 1 : null,
         d.ledger_shard ?? null,
       ).rowsWritten > 0 ? 1 : 0;
+      // An operator's replay of an event already held here: the held delivery becomes that replay (fresh attempts,
+      // sent as a replay), not a second one.
+      if (d.replay === true) this.sql.exec('UPDATE held SET replay = 1, attempts = MIN(attempts, ?) WHERE event_id = ? AND replay IS NOT 1', d.attempts, d.event_id);
     }
     log('info', 'deliveries_held', { destination, count: kept, ...(kept < items.length ? { already_held: items.length - kept } : {}) });
     await this.scheduleAt(this.ctx.storage.kv.get<boolean>('active') === true ? this.nextDrainAt(now) : now + EXPIRY_CHECK_MS);

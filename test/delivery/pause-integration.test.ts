@@ -120,6 +120,29 @@ describe('pause and resume', () => {
     expect((await admin('/destinations/warehouse/resume')).status).toBe(200);
   });
 
+  it("an operator's replay of an event already held is not absorbed: the held delivery becomes the replay (fresh attempts, X-WorkOS-Replay), delivered once on resume", async () => {
+    expect((await admin('/destinations/warehouse/pause')).status).toBe(200);
+    const e = domainEvent();
+    // Already tried twice when it was held.
+    await runBatch([routerMessage(e, { pending: { warehouse: { attempts: 2, rules: ['domains'] } } })], env);
+    const row = async () =>
+      runInDurableObject(held(), (_i, state) =>
+        state.storage.sql.exec<{ attempts: number; replay: number | null }>('SELECT attempts, replay FROM held WHERE event_id = ?', e.id as string).toArray(),
+      );
+    expect(await row()).toEqual([{ attempts: 2, replay: null }]);
+    // The operator replays it to warehouse (a dead-letter or event replay), still paused.
+    await runBatch([routerMessage(e, { replay: true, pending: { warehouse: { attempts: 0, rules: ['domains'] } } })], env);
+    expect(await row()).toEqual([{ attempts: 0, replay: 1 }]);
+    sink.on(WAREHOUSE, () => new Response(null, { status: 204 }));
+    expect((await admin('/destinations/warehouse/resume')).status).toBe(200);
+    for (let i = 0; i < 5 && (await held().count()) > 0; i++) await runDurableObjectAlarm(held());
+    await sink.until(() => sink.about(e.id as string, WAREHOUSE).length === 1, 'the replay at warehouse');
+    await sentinel();
+    const got = sink.about(e.id as string, WAREHOUSE);
+    expect(got).toHaveLength(1);
+    expect(got[0]?.headers.get('x-workos-replay')).toBe('true');
+  });
+
   it('large held deliveries expire in slices the dead-letter store can take in one call each', async () => {
     const store = heldStub(env, `large-${crypto.randomUUID()}`);
     const big = (i: number) => {
