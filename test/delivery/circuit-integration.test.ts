@@ -4,7 +4,7 @@
  * request, attempts untouched, nothing dead-lettered); a probe after the
  * cooldown closes it, or doubles the cooldown and goes back on hold (never
  * retried past the open circuit); then every held delivery
- * arrives once, in acceptance order. 4xx never open it.
+ * arrives once. 4xx never open it.
  */
 import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
