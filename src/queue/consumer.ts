@@ -707,7 +707,7 @@ async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | unde
   // is keyed by its message and destination, and the store keeps the first.
   // Dead letters go in calls of bounded size: the first is reserved in the budget, the others use what it has left;
   // messages whose records find no room are retried whole (their deliveries run again: at-least-once).
-  for (const p of plans) for (const d of p.deadLetters) d.key ??= `msg:${p.message.id}:${d.destination}`;
+  for (const p of plans) for (const d of p.deadLetters) d.key ??= deadLetterKey(p.message, d.destination);
   const calls = deadLetterCalls(
     plans.filter((p) => p.deadLetters.length > 0 && safe.get(p) !== false),
     (p) => p.deadLetters,
@@ -745,6 +745,19 @@ async function flush(plans: MessagePlan[], env: Env, config: RouterConfig | unde
     else if (safe.get(plan) === false) plan.message.retry({ delaySeconds: failureRetryDelaySeconds(plan.message.attempts) });
     else plan.message.ack();
   }
+}
+
+/**
+ * What makes two dead letters the same record: the acceptance (event id and
+ * time accepted) and the destination. A message redelivered, or a second
+ * retry chain of one acceptance (a follow-up the queue stored but reported
+ * failed, then sent again by the redelivery), ends in the record already
+ * kept; a replay is a new acceptance time. A message the router cannot read:
+ * by its platform id.
+ */
+function deadLetterKey(message: Message<unknown>, destination: string): string {
+  const body = message.body;
+  return isRouterMessage(body) && typeof body.accepted_at === 'number' ? `acc:${body.id}:${body.accepted_at}:${destination}` : `msg:${message.id}:${destination}`;
 }
 
 function chunkPlans(plans: MessagePlan[]): MessagePlan[][] {

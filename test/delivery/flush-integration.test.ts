@@ -199,6 +199,24 @@ describe("a batch whose own services fail: retried whole, with waits that grow, 
     expect(dead.map((d) => [d.destination, d.reason])).toEqual([['crm', 'http_400']]);
   });
 
+  it('a follow-up the queue stored but reported failed: the two retry chains of one acceptance end in one dead letter, not two (a bulk replay delivered it twice)', async () => {
+    const e = sampleEvent({ event: 'user.created' });
+    sink.on(CRM, () => new Response('busy', { status: 503 })); // retryable, and still failing at the last attempt
+    sink.on(OPS, () => new Response(null, { status: 204 }));
+    // The last hop of each chain: two follow-ups of the same acceptance (one the queue kept although it reported
+    // failure, one the redelivery of the original sent), each a message of its own, at crm's last attempt.
+    const hop = routerMessage(e, { pending: { crm: { attempts: 2, rules: ['users'] } } });
+    for (const chain of ['kept despite the error', 'sent by the redelivery']) {
+      const batch = createMessageBatch<RouterMessage>('workos-router-events', [{ id: `m-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body: { ...hop } }]);
+      const ctx = createExecutionContext();
+      await worker.queue(batch as MessageBatch<unknown>, testEnv(USERS), ctx);
+      expect((await getQueueResult(batch, ctx)).explicitAcks, chain).toHaveLength(1);
+    }
+    expect(sink.about(e.id as string, CRM)).toHaveLength(2); // each chain tried it (at-least-once)
+    const dead = await deadLettersFor(e.id as string);
+    expect(dead.map((d) => [d.destination, d.reason])).toEqual([['crm', 'attempts_exhausted: http_503']]);
+  });
+
   it('the waits double from 30 s to 12 hours, so a long outage does not use up the platform\'s 100 tries within the hour', async () => {
     const e = sampleEvent({ event: 'user.created' });
     sink.on(CRM, () => new Response('no', { status: 400 }));
