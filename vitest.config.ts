@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
 import { DELIVERY_ROUTER, DELIVERY_SECRETS } from './test/delivery/router';
@@ -10,6 +12,24 @@ export const TEST_BINDINGS = {
   WORKOS_API_KEY: 'sk_test_reconcile',
 };
 
+/** wrangler.toml's compatibility_date, for the auxiliary Workers (kept in step with it). */
+const COMPATIBILITY_DATE = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(readFileSync(new URL('./wrangler.toml', import.meta.url), 'utf8'))?.[1];
+if (COMPATIBILITY_DATE === undefined) throw new Error('wrangler.toml has no compatibility_date');
+
+/**
+ * The consumer of the router's `audit` queue destination (workos-audit; wrangler.toml
+ * declares no consumer for it): test/helpers/audit-sink-worker.mjs keeps every body it
+ * consumes, and the tests ask it what was delivered (test/helpers/audit-sentinel.ts).
+ * A batch goes to it 50 ms after its first message (or at once with 100).
+ */
+const AUDIT_SINK = {
+  name: 'audit-sink',
+  modules: true,
+  scriptPath: fileURLToPath(new URL('./test/helpers/audit-sink-worker.mjs', import.meta.url)),
+  compatibilityDate: COMPATIBILITY_DATE,
+  queueConsumers: { 'workos-audit': { maxBatchSize: 100, maxBatchTimeout: 0.05 } },
+};
+
 export default defineConfig({
   test: {
     // Structured logs are part of the product; show them only for failing tests.
@@ -20,7 +40,11 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },
             // Its own routing (the shipped one), not whatever wrangler.toml or router.json holds now.
-            miniflare: { bindings: { ...TEST_BINDINGS, ROUTER: WORKERS_ROUTER } },
+            miniflare: {
+              bindings: { ...TEST_BINDINGS, ROUTER: WORKERS_ROUTER },
+              serviceBindings: { AUDIT_SINK: AUDIT_SINK.name },
+              workers: [AUDIT_SINK],
+            },
           }),
         ],
         test: {
@@ -35,7 +59,11 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },
-            miniflare: { bindings: { ...TEST_BINDINGS, ...DELIVERY_SECRETS, ROUTER: JSON.stringify(DELIVERY_ROUTER) } },
+            miniflare: {
+              bindings: { ...TEST_BINDINGS, ...DELIVERY_SECRETS, ROUTER: JSON.stringify(DELIVERY_ROUTER) },
+              serviceBindings: { AUDIT_SINK: AUDIT_SINK.name },
+              workers: [AUDIT_SINK],
+            },
           }),
         ],
         test: {

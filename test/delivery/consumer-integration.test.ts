@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deadLetterStub } from '../../src/deadletters/store';
 import { registryStub } from '../../src/destinations/registry';
 import type { RouterMessage } from '../../src/queue/message';
-import { observeAudit } from '../helpers/audit-sentinel';
+import { auditDrained, observeAudit } from '../helpers/audit-sentinel';
 import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { sentinelConsumed } from '../helpers/queue-sentinel';
@@ -22,6 +22,8 @@ import { CRM, DELIVERY_ROUTER, OPS, SLACK } from './router';
  * simulates its failure.
  */
 const runEnv = () => env;
+/** The audit sink consumes the audit queue 50 ms after a send (batch timeout), plus slack. */
+const AUDIT_WAIT = { timeout: 10_000, interval: 50 };
 
 /** This project's ROUTER with crm and ops retried after a second (not 10): a follow-up is consumed within the test. */
 const QUICK = {
@@ -230,16 +232,20 @@ describe('queue consumer', () => {
 
   it('sends to a queue destination (the envelope as JSON)', async () => {
     routes.set(CRM, () => new Response('ok'));
-    // observed, not stubbed: nothing in this project consumes the audit queue (workos-audit), so its send is where a delivery shows
+    // Observed where it arrives: the audit-sink Worker consumes the audit queue (workos-audit) and keeps what it is handed.
     const audit = observeAudit();
     const event = sampleEvent({ event: 'dsync.user.created' });
     await runBatch([routerMessage(event)], runEnv());
-    expect(audit.deliveriesOf(event.id as string)).toEqual([event]);
+    await vi.waitFor(async () => expect(await audit.deliveriesOf(event.id as string)).toHaveLength(1), AUDIT_WAIT);
     // Excluded by "!dsync.group.updated": nothing sent.
     seen = [];
     const excluded = sampleEvent({ event: 'dsync.group.updated' });
     await runBatch([routerMessage(excluded)], runEnv());
-    expect(audit.deliveriesOf(excluded.id as string)).toEqual([]);
+    // Once a marker sent to the audit queue after both batches is consumed, whatever they sent to it was too:
+    // the envelope once, the excluded event not at all.
+    await auditDrained(AUDIT_WAIT);
+    expect(await audit.deliveriesOf(event.id as string)).toEqual([event]);
+    expect(await audit.deliveriesOf(excluded.id as string)).toEqual([]);
     expect(seen).toHaveLength(0);
   });
 

@@ -3,8 +3,9 @@
  * deletion and replay. Replays go through the real local queue: the router's
  * own consumer picks the message up (about a second later, in this isolate)
  * and delivers it to the `audit` queue destination of the default config,
- * whose `send` is observed with a pass-through spy; the delivery trace and
- * the dead letters a failed delivery leaves show the rest. The router queue's
+ * whose queue the audit-sink Worker consumes (test/helpers/audit-sentinel.ts):
+ * what it received shows the delivery; the delivery trace and the dead
+ * letters a failed delivery leaves show the rest. The router queue's
  * `send` is stubbed only to make it fail (or, once, to look at the store
  * while it is called).
  */
@@ -17,8 +18,7 @@ import { type DeadLetterSummary, deadLetterRecord, deadLetterStub } from '../../
 import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
 import type { RouterMessage } from '../../src/queue/message';
 import { makeEvent } from '../fixtures/events';
-import { observeAudit, traceOf } from '../helpers/audit-sentinel';
-import { postWebhook, sampleEvent } from '../helpers/webhook';
+import { deliverSentinel, observeAudit, traceOf } from '../helpers/audit-sentinel';
 
 const AUTH = { Authorization: 'Bearer test-admin-token' };
 const admin = (path: string, init: RequestInit = {}) =>
@@ -198,26 +198,16 @@ describe('POST /admin/dead-letters/<seq>/replay', () => {
     expect(await res.json()).toEqual({ status: 'replayed', event_id: event.id, destination: 'audit' });
     expect(await listedIds()).not.toContain(event.id);
     // The consumer delivers the WorkOS envelope, unmarked (the record was not stale).
-    await vi.waitFor(() => expect(audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
-    expect(audit.deliveriesOf(event.id)[0]).toEqual(event);
+    await vi.waitFor(async () => expect(await audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
+    expect((await audit.deliveriesOf(event.id))[0]).toEqual(event);
     // A sentinel, sent after the replay through the same queue to the same
-    // destination: once it is delivered, whatever was enqueued before it (the
-    // replay, and any copy a regression would add) has been consumed; once
-    // its trace shows the delivery, its batch has finished too (a batch
-    // writes its dead letters, then its traces).
-    const sentinel = sampleEvent();
-    const sentinelId = sentinel.id as string;
-    expect(await (await postWebhook(sentinel)).json()).toEqual({ status: 'accepted', id: sentinelId });
-    await vi.waitFor(() => expect(audit.deliveriesOf(sentinelId)).toHaveLength(1), DELIVERY);
-    await vi.waitFor(async () => {
-      const traced = await admin(`/events/${sentinelId}`);
-      expect(traced.status).toBe(200);
-      expect(((await traced.json()) as { deliveries: Array<{ destination: string; state: string }> }).deliveries).toContainEqual(
-        expect.objectContaining({ destination: 'audit', state: 'delivered' }),
-      );
-    }, DELIVERY);
+    // destination: once its trace shows it delivered, whatever was enqueued
+    // before it (the replay, and any copy a regression would add) has been
+    // consumed and its batch has finished (a batch writes its dead letters,
+    // then its traces); once the audit sink has drained, it holds all of it.
+    await deliverSentinel(audit.deliveredFor, DELIVERY);
     // Delivered once, to the queue destination only: no HTTP request, no new dead letter.
-    expect(audit.deliveriesOf(event.id)).toHaveLength(1);
+    expect(await audit.deliveriesOf(event.id)).toHaveLength(1);
     expect(fetchSpy).not.toHaveBeenCalled();
     expect(await listedIds()).not.toContain(event.id);
     await expectError(await admin(`/dead-letters/${seq}/replay`, { method: 'POST' }), 404, 'not_found');
@@ -228,8 +218,8 @@ describe('POST /admin/dead-letters/<seq>/replay', () => {
     const { event, seq } = await deadLetter('audit', { stale: true, source: 'reconcile' });
     const res = await admin(`/dead-letters/${seq}/replay`, { method: 'POST' });
     expect(res.status).toBe(200);
-    await vi.waitFor(() => expect(audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
-    expect(audit.deliveriesOf(event.id)[0]).toEqual({ ...event, stale: true });
+    await vi.waitFor(async () => expect(await audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
+    expect((await audit.deliveriesOf(event.id))[0]).toEqual({ ...event, stale: true });
     // Traced as a replay, stale, delivered to its destination only, for the record's rules, at a first attempt.
     await vi.waitFor(async () => {
       expect(await traceOf(event.id)).toMatchObject({
@@ -246,8 +236,8 @@ describe('POST /admin/dead-letters/<seq>/replay', () => {
     const audit = observeAudit();
     const { event, seq } = await deadLetter('audit');
     expect((await admin(`/dead-letters/${seq}/replay`, { method: 'POST' })).status).toBe(200);
-    await vi.waitFor(() => expect(audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
-    expect(audit.deliveriesOf(event.id)[0]).not.toHaveProperty('stale');
+    await vi.waitFor(async () => expect(await audit.deliveriesOf(event.id)).toHaveLength(1), DELIVERY);
+    expect((await audit.deliveriesOf(event.id))[0]).not.toHaveProperty('stale');
     await vi.waitFor(async () => expect(await traceOf(event.id)).toMatchObject({ stale: false, deliveries: [{ destination: 'audit', state: 'delivered' }] }), DELIVERY);
     // A replayed delivery that fails again leaves a dead letter marked as a webhook event's, not stale.
     const again = await replayedTooLarge({});
