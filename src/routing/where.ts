@@ -5,7 +5,8 @@
  *   "data.email" = { suffix = "@example.com" }        prefix / suffix (string or list)
  *   "data.impersonator" = { exists = true }           present and not null (false: absent or null)
  *   "data.state" = { not = "active" }                 negation of any condition above
- * An event value that is an array matches when any element does.
+ * An event value that is an array matches when any element does; `exists`
+ * on a field read through a list holds when an element has it, not null.
  */
 
 export type Scalar = string | number | boolean | null;
@@ -188,7 +189,7 @@ function compileTable(spec: Record<string, unknown>, at: string, problems: strin
         problems.push(`${opAt}: must be true or false`);
         continue;
       }
-      tests.push((v) => (v !== undefined && v !== null) === arg);
+      tests.push((v) => isPresent(v) === arg);
     } else {
       if (isPlainObject(arg) && 'not' in arg) {
         problems.push(`${opAt}: "not" cannot be nested; write the condition without the double negation`);
@@ -245,6 +246,7 @@ export function readPath(root: unknown, segments: readonly string[]): unknown {
         }
       }
       if (found.length === 0) return undefined;
+      gathered.add(found);
       cur = found;
       continue;
     }
@@ -253,6 +255,19 @@ export function readPath(root: unknown, segments: readonly string[]): unknown {
     cur = (cur as Record<string, unknown>)[seg];
   }
   return cur;
+}
+
+/** Lists readPath made by reading a field of each element of a list (not lists the event itself holds). */
+const gathered = new WeakSet<unknown[]>();
+
+/**
+ * `exists`: present and not null. A field read from each element of a list
+ * is present when it is in one of them, not null: `[{ domain: null }]` has no
+ * domain. A list the event itself holds is present, empty or not.
+ */
+function isPresent(v: unknown): boolean {
+  if (v === undefined || v === null) return false;
+  return !(Array.isArray(v) && gathered.has(v)) || v.some((x) => x !== undefined && x !== null);
 }
 
 export function isScalar(v: unknown): v is Scalar {

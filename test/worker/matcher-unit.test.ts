@@ -621,6 +621,20 @@ describe('a path through a list of objects', () => {
     // Own fields only, in elements too.
     expect(whereHit({ 'data.domains.constructor': { exists: true } }, activated(TWO))).toBe(false);
   });
+
+  it('exists through a list: a field that is null in every element is not present (it matched exists = true and failed exists = false)', () => {
+    const nulls = [{ id: 'a', domain: null }, { id: 'b', domain: null }];
+    expect(whereHit({ 'data.domains.domain': { exists: true } }, activated(nulls))).toBe(false);
+    expect(whereHit({ 'data.domains.domain': { exists: false } }, activated(nulls))).toBe(true);
+    expect(whereHit({ 'data.domains.domain': { not: { exists: true } } }, activated(nulls))).toBe(true);
+    // One element with it, not null: present.
+    expect(whereHit({ 'data.domains.domain': { exists: true } }, activated([...nulls, TWO[0]]))).toBe(true);
+    // Equality with null still reads each element's null (a JSON config can ask for it).
+    expect(whereHit({ 'data.domains.domain': null }, activated(nulls))).toBe(true);
+    // A list the event itself holds is present, even empty or holding only null.
+    expect(whereHit({ 'data.domains': { exists: true } }, activated([]))).toBe(true);
+    expect(whereHit({ 'data.domains': { exists: true } }, activated([null]))).toBe(true);
+  });
 });
 
 describe('indexed, unconditional and scanned rules for one type', () => {
