@@ -55,7 +55,7 @@ adminRoutes.get('/status', async (c) => {
     status: 'ok',
     config: loaded.ok
       ? { valid: true, source, rules: loaded.config.rules.length, destinations: loaded.config.destinations.size, warnings: loaded.warnings }
-      : { valid: false, source, problems: loaded.problems },
+      : { valid: false, source, problems: loaded.problems, warnings: loaded.warnings },
     dead_letters: deadLetters,
     dead_letter_jobs: jobs,
     reconcile,

@@ -96,11 +96,9 @@ export function parsedConfig(env: Env): ConfigResult {
   if (result === undefined) {
     result = preparedFor(env) ?? build(env);
     cache.set(env, result);
-    if (!result.ok) {
-      logOnce(`config:${result.problems.join('|')}`, 'error', 'config_invalid', { problems: result.problems });
-    } else if (result.warnings.length > 0) {
-      logOnce(`config-warn:${result.warnings.join('|')}`, 'warn', 'config_warnings', { warnings: result.warnings });
-    }
+    if (!result.ok) logOnce(`config:${result.problems.join('|')}`, 'error', 'config_invalid', { problems: result.problems });
+    // An invalid config's too: "router.json is not used" is what explains a broken run-time ROUTER shadowing a good file.
+    if (result.warnings.length > 0) logOnce(`config-warn:${result.warnings.join('|')}`, 'warn', 'config_warnings', { warnings: result.warnings });
   }
   return result;
 }

@@ -139,7 +139,7 @@ ${
 }
 
 export interface OverviewData {
-  config: { valid: true; rules: number; destinations: number; warnings: string[] } | { valid: false; problems: string[] };
+  config: { valid: true; rules: number; destinations: number; warnings: string[] } | { valid: false; problems: string[]; warnings: string[] };
   destinations: DestinationRow[] | null;
   deadLetters: number;
   reconcile: ReconcileStatus;
@@ -157,7 +157,7 @@ export function overviewPage(f: Frame, d: OverviewData): Html {
 ${
   d.config.valid
     ? html`<p>${pill('ok')} Valid: ${d.config.rules} rules, ${d.config.destinations} destinations.</p>${d.config.warnings.map((w) => html`<div class="notice">${w}</div>`)}`
-    : html`<div class="notice bad" role="alert"><b>The configuration is invalid: events are held until it is fixed.</b><ul>${d.config.problems.map((p) => html`<li><code>${p}</code></li>`)}</ul></div>`
+    : html`<div class="notice bad" role="alert"><b>The configuration is invalid: events are held until it is fixed.</b><ul>${d.config.problems.map((p) => html`<li><code>${p}</code></li>`)}</ul></div>${d.config.warnings.map((w) => html`<div class="notice">${w}</div>`)}`
 }
 <h2>Deliveries in the last hour</h2>
 <div class="cards">${counts}<div class="card"><span class="muted">dead letters stored</span><b data-count="dead_letters_total"><a href="/console/dead-letters">${d.deadLetters}</a></b></div></div>

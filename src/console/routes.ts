@@ -171,7 +171,7 @@ consoleRoutes.get('/', async (c) => {
     pages.overviewPage(frame(c, 'overview', noticeOf(c)), {
       config: loaded.ok
         ? { valid: true, rules: loaded.config.rules.length, destinations: loaded.config.destinations.size, warnings: loaded.warnings }
-        : { valid: false, problems: loaded.problems },
+        : { valid: false, problems: loaded.problems, warnings: loaded.warnings },
       destinations: destinations as pages.DestinationRow[] | null,
       deadLetters,
       reconcile,

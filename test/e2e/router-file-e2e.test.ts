@@ -198,4 +198,24 @@ describe('router.json and ROUTER both set', () => {
       await router.stop();
     }
   });
+
+  it('an invalid ROUTER given at run time still says router.json is not used (in /admin/status and the log): the file is good, the variable shadowing it is not', async () => {
+    const dir = mkdtempSync(join(base, 'both-invalid-'));
+    const wranglerToml = projectCopy(dir, routeTo('/file'));
+    const router = await startRouter({ config: wranglerToml, vars: { WORKOS_WEBHOOK_SECRET: SECRET, ADMIN_TOKEN, ROUTER: { rules: 'not a list' } } });
+    try {
+      expect(await configStatus(router.url)).toMatchObject({
+        valid: false,
+        source: 'ROUTER',
+        problems: [expect.stringContaining('rules')],
+        warnings: [expect.stringContaining('router.json holds a routing config but ROUTER is set')],
+      });
+      const res = await postSigned(`${router.url}/webhooks/workos`, JSON.stringify(makeEvent('user.created')), SECRET);
+      expect(res.status).toBe(500);
+      expect(((await res.json()) as { error: string }).error).toBe('config_invalid');
+      await expect.poll(() => router.output(), { timeout: 10_000 }).toContain('router.json holds a routing config but ROUTER is set, so router.json is not used');
+    } finally {
+      await router.stop();
+    }
+  });
 });
