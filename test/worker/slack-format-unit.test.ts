@@ -11,6 +11,8 @@ import {
   type SlackMessage,
 } from '../../src/destinations/slack/format';
 import { code, literal } from '../../src/destinations/slack/format/escape';
+import { alertsMessage } from '../../src/destinations/slack/render';
+import type { SlackDestination } from '../../src/config/router-config';
 import { FIXTURES, makeEvent } from '../fixtures/events';
 
 const ZWSP = '\u200B';
@@ -865,5 +867,21 @@ describe('keyFieldOf', () => {
       value: 'org_9',
     });
     expect(keyFieldOf(asUnknown(null))).toBeUndefined();
+  });
+});
+
+describe('alertsMessage (operational alerts)', () => {
+  const dest = { name: 'ops-alerts', type: 'slack' as const, url: 'https://hooks.slack.test/x', digestWindowSeconds: 1, maxPending: 10_000, timeoutMs: 1000, retry: { maxAttempts: 3, retryDelaySeconds: 1 }, circuit: null, maxPerSecond: null };
+
+  it('sends every section as verbatim mrkdwn (no auto-linking), cut visibly at Slack\'s 3,000-character section limit', () => {
+    const long = `:warning: ${'x'.repeat(5_000)}`;
+    const message = alertsMessage(dest as SlackDestination, [':warning: *3* new dead letters for *crm* (http_400).', long]);
+    expect(message.blocks).toHaveLength(2);
+    for (const block of message.blocks as SectionBlock[]) {
+      expect(block.type).toBe('section');
+      expect(block.text).toMatchObject({ type: 'mrkdwn', verbatim: true });
+      expect((block.text?.text ?? '').length).toBeLessThanOrEqual(3_000);
+    }
+    expect((message.blocks[1] as SectionBlock).text?.text).toMatch(/…$/);
   });
 });

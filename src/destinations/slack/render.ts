@@ -8,6 +8,7 @@ import type { SlackDestination } from '../../config/router-config';
 import type { UnknownEvent } from '../../events/catalog';
 import { Matcher } from '../../routing/matcher';
 import { type DigestGroup, type SlackMessage, digestSampleLine, formatDigest, formatWithWarning, keyFieldOf } from './format';
+import { section } from './format/blocks';
 
 /** What the outbox keeps of one event: only what a message needs (plus the raw body, for dead letters). */
 export interface RenderedEntry {
@@ -84,7 +85,8 @@ export function alertsMessage(dest: SlackDestination, texts: readonly string[]):
   const lead = mention !== undefined ? `${mention} ` : '';
   return {
     text: `${lead}${texts.join('\n')}`,
-    blocks: texts.map((text, i) => ({ type: 'section', text: { type: 'mrkdwn', text: i === 0 ? `${lead}${text}` : text } })),
+    // Like every message: `verbatim` mrkdwn (no auto-linking), cut visibly at Slack's section limit.
+    blocks: texts.map((text, i) => section(i === 0 ? `${lead}${text}` : text)),
   };
 }
 
