@@ -188,11 +188,18 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     }
     plan.event = event;
     plan.raw = raw;
-    const pending = body.pending ?? initialDeliveries(config, event, body.stale === true);
+    const routed = body.pending === undefined ? routeEvent(config, event, body.stale === true) : undefined;
+    const pending = body.pending ?? (routed as { pending: Pending }).pending;
     const names = Object.keys(pending);
+    // Destinations its rules dropped it for (stale): traced as such, never as unrouted.
+    for (const [destination, rules] of routed?.dropped ?? []) {
+      trace.add({ ...traceBase(body, keptIn(body, () => ledgerShardOf(event, config.settings.dedupShards))), destination, rules, state: 'stale_dropped' });
+    }
     if (names.length === 0) {
-      log('info', 'unrouted', { event_id: body.id, event_type: body.type });
-      trace.add({ ...traceBase(body, keptIn(body, () => ledgerShardOf(event, config.settings.dedupShards))), destination: NO_DESTINATION, rules: [], state: 'unrouted' });
+      if ((routed?.dropped.size ?? 0) === 0) {
+        log('info', 'unrouted', { event_id: body.id, event_type: body.type });
+        trace.add({ ...traceBase(body, keptIn(body, () => ledgerShardOf(event, config.settings.dedupShards))), destination: NO_DESTINATION, rules: [], state: 'unrouted' });
+      }
       reserve.commit(trial);
       continue;
     }
@@ -620,12 +627,23 @@ function record(ctx: BatchContext, name: string, outcome: DeliveryOutcome, at: n
  * logged); rules that deliver stale events still do (marked stale).
  */
 export function initialDeliveries(config: RouterConfig, event: UnknownEvent, stale = false): Pending {
+  return routeEvent(config, event, stale).pending;
+}
+
+/**
+ * The deliveries an event's rules ask for, and the destinations its rules
+ * would have reached but dropped because it is stale (`stale = "drop"`; a
+ * destination another rule still routes it to is not dropped).
+ */
+function routeEvent(config: RouterConfig, event: UnknownEvent, stale: boolean): { pending: Pending; dropped: Map<string, string[]> } {
   const { rules } = config.matcher.match(event);
   const pending: Pending = {};
-  const dropped: string[] = [];
+  const dropped = new Map<string, string[]>();
+  const droppedRules: string[] = [];
   for (const rule of rules) {
     if (stale && rule.stale === 'drop') {
-      dropped.push(rule.name);
+      droppedRules.push(rule.name);
+      for (const to of rule.to) dropped.set(to, [...(dropped.get(to) ?? []), rule.name]);
       continue;
     }
     for (const to of rule.to) {
@@ -634,8 +652,9 @@ export function initialDeliveries(config: RouterConfig, event: UnknownEvent, sta
       pending[to] = slot;
     }
   }
-  if (dropped.length > 0) log('info', 'stale_dropped', { event_id: event.id, event_type: event.event, rules: dropped });
-  return pending;
+  for (const to of Object.keys(pending)) dropped.delete(to);
+  if (droppedRules.length > 0) log('info', 'stale_dropped', { event_id: event.id, event_type: event.event, rules: droppedRules });
+  return { pending, dropped };
 }
 
 function eventMarks(body: RouterMessage): { stale?: boolean; source: RouterMessage['source']; ledger_shard?: string } {

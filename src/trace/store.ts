@@ -25,8 +25,8 @@ import { DurableObject } from 'cloudflare:workers';
 import { Matcher } from '../routing/matcher';
 import { log } from '../log';
 
-export type DeliveryState = 'delivered' | 'retrying' | 'held' | 'dead_lettered' | 'discarded' | 'unrouted';
-export const DELIVERY_STATES: readonly DeliveryState[] = ['delivered', 'retrying', 'held', 'dead_lettered', 'discarded', 'unrouted'];
+export type DeliveryState = 'delivered' | 'retrying' | 'held' | 'dead_lettered' | 'discarded' | 'stale_dropped' | 'unrouted';
+export const DELIVERY_STATES: readonly DeliveryState[] = ['delivered', 'retrying', 'held', 'dead_lettered', 'discarded', 'stale_dropped', 'unrouted'];
 export type TraceSource = 'webhook' | 'reconcile' | 'replay';
 
 /** The destination name of a trace row for an event no rule sent anywhere (`unrouted`). */

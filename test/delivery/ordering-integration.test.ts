@@ -10,6 +10,9 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { DedupLedger } from '../../src/dedup/ledger';
 import { ledgerStub, shardKeyOf } from '../../src/dedup/shard';
 import type { UnknownEvent } from '../../src/events/catalog';
+import { traceOf } from '../helpers/audit-sentinel';
+import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { postWebhook, sampleEvent } from '../helpers/webhook';
 import { HISTORY, LATEST } from './router';
@@ -187,5 +190,42 @@ describe('Vault: data by its KV name, access logs and key notices stand alone', 
     await arrive(events);
     await settled(events);
     expectDeliveries(events, [false, false, false, false]);
+  });
+});
+
+describe('what the trace and the log say of a stale event a rule drops', () => {
+  it('the dropping rule\'s destination is traced stale_dropped with that rule; the destination another rule routes it to, delivered', async () => {
+    const org = `org_${crypto.randomUUID()}`;
+    const newer = ev('organization.updated', { id: org, object: 'organization', name: 'New' }, 20);
+    const older = ev('organization.updated', { id: org, object: 'organization', name: 'Old' }, 10);
+    const logs = watchLogs();
+    await arrive([newer, older]);
+    await settled([newer, older]);
+    expectDeliveries([newer, older], [false, true]);
+    const trace = await traceOf(older.id as string);
+    expect(trace?.stale).toBe(true);
+    expect(trace?.deliveries).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ destination: 'latest', state: 'stale_dropped', rules: ['latest-state'] }),
+        expect.objectContaining({ destination: 'history', state: 'delivered' }),
+      ]),
+    );
+    expect(logs.about(older.id as string, 'stale_dropped')).toMatchObject([{ rules: ['latest-state'] }]);
+  });
+
+  it('an event every matching rule drops is not "unrouted": traced stale_dropped per destination, logged stale_dropped only', async () => {
+    const ONLY_DROP = {
+      destinations: [{ name: 'latest', type: 'http', url: LATEST, max_attempts: 3, retry_delay_seconds: 1 }],
+      rules: [{ name: 'latest-state', events: ['organization.*'], to: ['latest'], stale: 'drop' }],
+    };
+    const e = ev('organization.updated', { id: `org_${crypto.randomUUID()}`, object: 'organization' }, 5);
+    const logs = watchLogs();
+    const { result } = await runBatch([routerMessage(e, { stale: true })], testEnv(ONLY_DROP));
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(sink.about(e.id as string, LATEST)).toEqual([]);
+    const trace = await traceOf(e.id as string);
+    expect(trace?.deliveries).toEqual([expect.objectContaining({ destination: 'latest', state: 'stale_dropped', rules: ['latest-state'] })]);
+    expect(logs.about(e.id as string, 'stale_dropped')).toHaveLength(1);
+    expect(logs.about(e.id as string, 'unrouted')).toEqual([]);
   });
 });
