@@ -143,4 +143,15 @@ describe('events near and over the queue message limit', () => {
     await drained(); // every batch before the sentinel's has stored its dead letters
     expect(await deadLettersFor(underId)).toEqual([]);
   });
+
+  it('measured on what is sent: a 36 KB event whose numbers grow when re-serialised (1e20 → 100000000000000000000) past 128,000 bytes is message_too_large at once, not a send failure retried', async () => {
+    const event = sampleEvent({ event: 'api_key.created', data: { id: `api_key_${crypto.randomUUID()}`, object: 'api_key', name: 'grows' } });
+    const text = JSON.stringify(event).replace('"name":"grows"', `"name":"grows","counts":[${Array(6_500).fill('1e20').join(',')}]`);
+    expect(text.length).toBeLessThan(40_000);
+    expect(bytesOf(JSON.parse(text))).toBeGreaterThan(128_000);
+    expect((await postWebhook(text)).status).toBe(200);
+    const id = event.id as string;
+    await until(async () => (await deadLettersFor(id)).length > 0, 'the event dead-lettered for the queue destination', 15_000, 100);
+    expect(await deadLettersFor(id)).toMatchObject([{ destination: 'audit', reason: 'message_too_large', attempts: 1 }]);
+  });
 });
