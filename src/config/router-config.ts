@@ -389,13 +389,13 @@ export function parseRouterConfig(raw: unknown, lookup: BindingLookup, opts: { c
     if (source === undefined) return;
     const other = slackSources.get(source);
     if (other !== undefined) {
-      warnings.push(`destinations: "${String(d.name)}" and "${other}" post to the same Slack webhook; each is rate-limited separately, so together they may exceed Slack's 1 message/s`);
+      warnings.push(`destinations: ${shownValue(d.name)} and "${other}" post to the same Slack webhook; each is rate-limited separately, so together they may exceed Slack's 1 message/s`);
     } else slackSources.set(source, String(d.name));
   });
   for (const d of destinations.values()) {
     if (d.type === 'slack' && d.mention !== undefined) {
       d.mention.rules.forEach((r, j) => {
-        if (!ruleNames.has(r)) problems.push(`destinations["${d.name}"].mention.rules[${j}]: unknown rule "${r}"${suggest(r, ruleNames)}`);
+        if (!ruleNames.has(r)) problems.push(`destinations["${d.name}"].mention.rules[${j}]: unknown rule ${shownValue(r)}${suggest(r, ruleNames)}`);
       });
     }
   }
@@ -419,7 +419,7 @@ function parseAlerts(raw: unknown, destinations: Map<string, Destination>, probl
   if (to.length === 0) problems.push('alerts.to: name at least one Slack destination');
   to.forEach((name, i) => {
     const d = destinations.get(name);
-    if (d === undefined) problems.push(`alerts.to[${i}]: unknown destination "${name}"${suggest(name, destinations.keys())}`);
+    if (d === undefined) problems.push(`alerts.to[${i}]: unknown destination ${shownValue(name)}${suggest(name, destinations.keys())}`);
     else if (d.type !== 'slack') problems.push(`alerts.to[${i}]: "${name}" is a ${d.type} destination; alerts go to Slack destinations`);
   });
   let on: AlertKind[] = [...ALERT_KINDS];
@@ -493,7 +493,7 @@ function parseDestination(
   }
   const type = d.type;
   if (type !== 'queue' && type !== 'http' && type !== 'slack') {
-    problems.push(`${at}.type: unknown type ${JSON.stringify(type)} (use "queue", "http" or "slack")`);
+    problems.push(`${at}.type: unknown type ${shownValue(type)} (use "queue", "http" or "slack")`);
     return null;
   }
   for (const key of Object.keys(d)) {
@@ -514,7 +514,7 @@ function parseDestination(
     } else if (checkBindings) {
       const binding = lookup(d.queue);
       if (!isQueueBinding(binding)) {
-        problems.push(`${at}.queue: no queue producer binding named "${d.queue}" (declare it in [[queues.producers]])`);
+        problems.push(`${at}.queue: no queue producer binding named ${shownValue(d.queue)} (declare it in [[queues.producers]])`);
       }
     }
     return problems.length > before ? null : { name: n, type, queue: d.queue as string, retry, circuit, maxPerSecond };
@@ -588,7 +588,7 @@ function parseMention(m: unknown, at: string, problems: string[]): SlackMention 
   const rules = readStringList(spec.rules, `${at}.rules`, problems);
   const events = readStringList(spec.events, `${at}.events`, problems);
   events.forEach((p, i) => {
-    if (!PATTERN.test(p)) problems.push(`${at}.events[${i}]: invalid pattern "${p}"`);
+    if (!PATTERN.test(p)) problems.push(`${at}.events[${i}]: invalid pattern ${shownPattern(p)}`);
   });
   return { text, rules, events };
 }
@@ -694,7 +694,7 @@ function parseRule(
     for (let i = 0; i < r.to.length; i++) {
       const t: unknown = r.to[i];
       if (typeof t !== 'string' || !destinations.has(t)) {
-        problems.push(`${at()}.to[${i}]: unknown destination ${JSON.stringify(t)}${typeof t === 'string' ? suggest(t, destinations.keys()) : ''}`);
+        problems.push(`${at()}.to[${i}]: unknown destination ${shownValue(t)}${typeof t === 'string' ? suggest(t, destinations.keys()) : ''}`);
       } else if (!to.includes(t)) to.push(t);
     }
   }
@@ -726,7 +726,7 @@ function patternVerdict(p: string, seen: Map<string, PatternVerdict>): PatternVe
   const known = seen.get(p);
   if (known !== undefined) return known;
   let verdict: PatternVerdict = { problem: undefined, warning: undefined };
-  if (!PATTERN.test(p)) verdict = { problem: `invalid pattern "${p}" (letters, digits, "_", ".", "-", "*", leading "!")`, warning: undefined };
+  if (!PATTERN.test(p)) verdict = { problem: `invalid pattern ${shownPattern(p)} (letters, digits, "_", ".", "-", "*", leading "!")`, warning: undefined };
   else {
     const bare = p.startsWith('!') ? p.slice(1) : p;
     if (!bare.includes('*')) {
@@ -748,6 +748,27 @@ function patternVerdict(p: string, seen: Map<string, PatternVerdict>): PatternVe
  */
 export function isShownSecretName(name: string): boolean {
   return /^[A-Z][A-Z0-9_]{0,63}$/.test(name);
+}
+
+/**
+ * A value a problem may quote where a name (of a destination, rule, type,
+ * binding) or an event pattern was expected: name characters only, at most
+ * 64, and not shaped like a credential. Anything else (a webhook URL or a key
+ * put where its name belongs) is described, not shown: problems reach the
+ * logs, `GET /admin/status` and the console.
+ */
+export function shownValue(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return JSON.stringify(value);
+  return typeof value === 'string' && /^!?[A-Za-z0-9_.*-]{1,64}$/.test(value) && !CREDENTIAL_SHAPED.test(value)
+    ? JSON.stringify(value)
+    : '(a value that is not a name, not shown)';
+}
+
+const CREDENTIAL_SHAPED = /^(whsec|sk|pk|xox[a-z]?|wos|api|key|token|secret)[_-]/i;
+
+/** An invalid event pattern, quoted unless it looks like a URL or a credential (or is longer than a pattern would be). */
+function shownPattern(p: string): string {
+  return p.length > 64 || p.includes('://') || CREDENTIAL_SHAPED.test(p) ? '(not shown: it does not look like a pattern)' : `"${p}"`;
 }
 
 function secretNotSet(where: string, name: string): string {

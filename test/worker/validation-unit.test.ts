@@ -476,3 +476,33 @@ describe('ROUTER properties', () => {
     );
   });
 });
+
+describe('config problems never quote a URL or a credential put where a name belongs', () => {
+  const HOOK = 'https://hooks.slack.com/services/T0001/B0002/LEAKEDHOOKSECRET';
+  const lookup: BindingLookup = () => undefined;
+
+  it('alerts.to, a rule\'s to, a destination\'s type and queue, mention rules and event patterns: described, not shown; a name-like typo still shown with its suggestion', () => {
+    const r = parseRouterConfig(
+      {
+        destinations: [
+          { name: 'crm', type: 'http', url: 'https://crm.example.com/in' },
+          { name: 'q', type: 'queue', queue: 'xoxb-LEAKEDHOOKSECRET' },
+          { name: 'odd', type: HOOK },
+          { name: 'ops', type: 'slack', url: 'https://hooks.slack.com/services/T1/B1/ok', mention: { rules: ['whsec_LEAKEDHOOKSECRET'] } },
+        ],
+        rules: [
+          { name: 'a', events: ['user.*'], to: [HOOK] },
+          { name: 'b', events: [HOOK], to: ['crmm'] },
+        ],
+        alerts: { to: [HOOK] },
+      },
+      lookup,
+    );
+    expect(r.ok).toBe(false);
+    const text = [...(r.ok ? [] : r.problems), ...r.warnings].join('\n');
+    expect(text).not.toContain('LEAKEDHOOKSECRET');
+    expect(text).not.toContain('hooks.slack.com/services/T0001');
+    expect(text).toContain('(a value that is not a name, not shown)');
+    expect(text).toContain('unknown destination "crmm" (did you mean "crm"?)');
+  });
+});
