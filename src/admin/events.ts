@@ -274,6 +274,21 @@ export interface EventReplayResult {
 }
 
 /**
+ * Where a replay the queue refused part-way goes on: the cursor after the
+ * longest run of the page's first items whose events were sent (or could
+ * not be: not replayable), so the next request starts at the first event not
+ * sent. `from` (the request's own cursor) when none was.
+ */
+function resumeCursor(items: readonly TraceItem[], sent: ReadonlySet<string>, from: string | null): string | null {
+  let cursor = from;
+  for (const item of items) {
+    if (!sent.has(item.id)) break;
+    cursor = encodeCursor(item);
+  }
+  return cursor;
+}
+
+/**
  * Sends the events one page of the trace selects to `to` again, as fresh
  * deliveries (attempts start at zero, source `replay`). Bodies are read from
  * the ledger once per shard; messages go out in `sendBatch` chunks.
@@ -339,7 +354,17 @@ export async function replayEvents(env: Env, req: EventReplayRequest): Promise<E
         await env.EVENTS_QUEUE.sendBatch(chunk.map((m) => ({ body: m, contentType: 'json' as const })));
       } catch {
         log('error', 'event_replay_enqueue_failed', { to: req.to, replayed: result.replayed, left: messages.length - result.replayed });
-        throw new ApiError(503, 'temporarily_unavailable', `The queue refused the replay after ${result.replayed} events; run the same request again (receivers deduplicate on Idempotency-Key).`);
+        if (result.replayed === 0) throw new ApiError(503, 'temporarily_unavailable', 'The queue refused the replay; nothing was sent. Run the same request again.');
+        audit('events_replayed', { to: req.to, replayed: result.replayed, not_replayable: result.not_replayable.length, incomplete: true });
+        // Sent again, those would reach the destination twice: replays are not deduplicated by receivers.
+        const resume_cursor = resumeCursor(items, new Set([...messages.slice(0, result.replayed).map((m) => m.id), ...result.not_replayable.map((n) => n.id)]), req.cursor ?? null);
+        throw new ApiError(
+          503,
+          'temporarily_unavailable',
+          `The queue refused the replay after ${result.replayed} of ${messages.length} events. Running the same request again would send those ${result.replayed} again: continue with "cursor": resume_cursor to send the rest.`,
+          {},
+          { replayed: result.replayed, resume_cursor },
+        );
       }
       result.replayed += chunk.length;
     }

@@ -296,7 +296,15 @@ consoleRoutes.post('/events/replay', async (c) => {
     );
   };
   if (!confirmed) return confirmNext(cursor, '');
-  const result = await page(false, cursor);
+  let result: Awaited<ReturnType<typeof page>>;
+  try {
+    result = await page(false, cursor);
+  } catch (err) {
+    // The queue refused part-way: offer the rest only, never the events already sent again.
+    const resume = err instanceof ApiError ? err.extra.resume_cursor : undefined;
+    if (typeof resume !== 'string') throw err;
+    return confirmNext(resume, `The queue refused part-way: ${String(err instanceof ApiError ? err.extra.replayed : 0)} were sent. Try the rest again: `);
+  }
   const sent = `Sent ${result.replayed} event${result.replayed === 1 ? '' : 's'} to ${to}${result.not_replayable.length > 0 ? `; ${result.not_replayable.length} not replayable (body no longer kept)` : ''}.`;
   if (result.next_cursor !== null) return confirmNext(result.next_cursor, `${sent} Next: `);
   return redirect(c, back, sent);

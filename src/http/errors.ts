@@ -36,20 +36,22 @@ export class ApiError extends HTTPException {
     readonly code: ErrorCode,
     message: string,
     readonly headers: Record<string, string> = {},
+    /** Fields the body carries besides `error` and `message` (what a partly done request did). */
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(status, { message });
   }
 }
 
-export function errorResponse(status: number, code: ErrorCode, message: string, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify({ error: code, message }), {
+export function errorResponse(status: number, code: ErrorCode, message: string, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}): Response {
+  return new Response(JSON.stringify({ ...extra, error: code, message }), {
     status,
     headers: { 'Content-Type': 'application/json; charset=utf-8', ...headers },
   });
 }
 
 export function onError(err: Error, c: Context): Response {
-  if (err instanceof ApiError) return errorResponse(err.status, err.code, err.message, err.headers);
+  if (err instanceof ApiError) return errorResponse(err.status, err.code, err.message, err.headers, err.extra);
   log('error', 'unhandled_error', { path: new URL(c.req.url).pathname, error: errorName(err) });
   return errorResponse(500, 'internal_error', 'The router hit an unexpected error.');
 }

@@ -351,6 +351,39 @@ describe('event replay', () => {
   });
 });
 
+describe('event replay the queue refuses part-way', () => {
+  it('answers 503 with what was sent and a resume_cursor; continuing from it sends the rest, so each event is replayed once (repeating the request would have sent the first chunk twice)', { timeout: 90_000 }, async () => {
+    const since = new Date(Date.now() - 1000).toISOString();
+    const events = Array.from({ length: 130 }, domainEvent);
+    for (const e of events) expect((await postWebhook(e)).status).toBe(200);
+    await sink.until(() => events.every((e) => sink.about(e.id as string, WAREHOUSE).length === 1), 'every event at warehouse', 60_000);
+    for (const e of events) await traceWhen(e.id as string, (v) => v.deliveries.some((d) => d.destination === 'warehouse' && d.state === 'delivered'), 'traced delivered');
+    const filter = { event_type: 'organization_domain.verified', since, destination: 'warehouse', state: 'delivered' };
+    // The first sendBatch (100 messages) goes through to the real queue; the queue then refuses (a simulated failure).
+    const real = env.EVENTS_QUEUE.sendBatch.bind(env.EVENTS_QUEUE);
+    let calls = 0;
+    const refuse = vi.spyOn(env.EVENTS_QUEUE, 'sendBatch').mockImplementation(async (messages, options) => {
+      if (++calls === 1) return real(messages, options);
+      throw new Error('queue down');
+    });
+    const first = await admin('/events/replay', { method: 'POST', body: { filter, to: 'warehouse', limit: 500 } });
+    refuse.mockRestore();
+    expect(first.status).toBe(503);
+    const refused = (await first.json()) as { error: string; message: string; replayed: number; resume_cursor: string | null };
+    expect(refused).toMatchObject({ error: 'temporarily_unavailable', replayed: 100 });
+    expect(refused.message).toContain('after 100 of 130 events');
+    expect(refused.resume_cursor).not.toBeNull();
+    const rest = await admin('/events/replay', { method: 'POST', body: { filter, to: 'warehouse', limit: 500, cursor: refused.resume_cursor } });
+    expect(rest.status).toBe(200);
+    expect(((await rest.json()) as { replayed: number }).replayed).toBe(30);
+    await sink.until(() => events.every((e) => sink.about(e.id as string, WAREHOUSE).length >= 2), 'every replay at warehouse', 60_000);
+    const sentinel = domainEvent();
+    expect((await postWebhook(sentinel)).status).toBe(200);
+    await sink.until(() => sink.about(sentinel.id as string, WAREHOUSE).length === 1, 'the sentinel at warehouse');
+    for (const e of events) expect(sink.about(e.id as string, WAREHOUSE), e.id as string).toHaveLength(2);
+  });
+});
+
 describe('the console shows the trace; payloads only when allowed and asked for', () => {
   async function consolePage(path: string, showPayloads: boolean): Promise<Response> {
     const { value } = await createSession('test-admin-token', Date.now());
