@@ -269,14 +269,14 @@ export class HeldDeliveries extends DurableObject<Env> {
    * or all of them (`destination_removed`) once a valid ROUTER no longer has
    * the destination: nothing could resume them, and the dead-letter store is
    * where they can be listed, exported, and replayed if it comes back. None
-   * while the config is invalid (every event is held then). A slice at a time. False when the dead-letter store failed (tried again
-   * in a minute).
+   * while the config is invalid (every event is held then). A slice at a
+   * time. False when the dead-letter store failed (tried again in a minute).
    */
   private async expire(destination: string): Promise<boolean> {
     const loaded = loadConfig(this.env);
     // An invalid config holds everything, these deliveries included: nothing is dead-lettered until it is fixed.
     if (!loaded.ok) return true;
-    const removed = loaded.ok && destination !== '(unknown)' && !loaded.config.destinations.has(destination);
+    const removed = destination !== '(unknown)' && !loaded.config.destinations.has(destination);
     const cutoff = removed ? Number.MAX_SAFE_INTEGER : Date.now() - HOLD_LIMIT_DAYS * DAY_MS;
     const reason = removed ? 'destination_removed' : 'held_too_long';
     for (;;) {

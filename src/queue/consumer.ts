@@ -188,17 +188,16 @@ export async function consumeBatch(batch: MessageBatch<unknown>, env: Env): Prom
     }
     plan.event = event;
     plan.raw = raw;
-    const routed = body.pending === undefined ? routeEvent(config, event, body.stale === true) : undefined;
-    const pending = body.pending ?? (routed as { pending: Pending }).pending;
+    // A follow-up carries its deliveries; a first delivery asks the rules.
+    const { pending, dropped } = body.pending !== undefined ? { pending: body.pending, dropped: new Map<string, string[]>() } : routeEvent(config, event, body.stale === true);
     const names = Object.keys(pending);
+    const traced = () => traceBase(body, keptIn(body, () => ledgerShardOf(event, config.settings.dedupShards)));
     // Destinations its rules dropped it for (stale): traced as such, never as unrouted.
-    for (const [destination, rules] of routed?.dropped ?? []) {
-      trace.add({ ...traceBase(body, keptIn(body, () => ledgerShardOf(event, config.settings.dedupShards))), destination, rules, state: 'stale_dropped' });
-    }
+    for (const [destination, rules] of dropped) trace.add({ ...traced(), destination, rules, state: 'stale_dropped' });
     if (names.length === 0) {
-      if ((routed?.dropped.size ?? 0) === 0) {
+      if (dropped.size === 0) {
         log('info', 'unrouted', { event_id: body.id, event_type: body.type });
-        trace.add({ ...traceBase(body, keptIn(body, () => ledgerShardOf(event, config.settings.dedupShards))), destination: NO_DESTINATION, rules: [], state: 'unrouted' });
+        trace.add({ ...traced(), destination: NO_DESTINATION, rules: [], state: 'unrouted' });
       }
       reserve.commit(trial);
       continue;
