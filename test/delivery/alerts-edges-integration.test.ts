@@ -95,10 +95,12 @@ describe('alerts: recoveries the alerts outbox refuses', () => {
     await fillAlertsOutbox();
     const errors = vi.spyOn(console, 'error');
     await registryStub(env).pause(name);
-    expect(refusals(errors)).toHaveLength(1);
+    // The notifier posts after it answered: its refusal comes just after.
+    await until(() => refusals(errors).length === 1, 'the outage refused');
     expect(await pendingFor('paused', name)).toBe(1);
     // The recovery must not go before its outage's message, which is still unsent: only that one is tried again.
     await registryStub(env).resume(name);
+    await until(() => refusals(errors).length === 2, 'the outage refused again, not the recovery');
     expect(refusals(errors)).toHaveLength(2);
     expect(await pendingFor('paused', name)).toBe(1);
 
@@ -206,8 +208,8 @@ describe('a notify call that fails on its way', () => {
     await sink.until(() => about(name).length > 0, 'the alert posted');
     expect(about(name)).toHaveLength(1);
     expect(about(name)[0]).toContain(`*3* new dead letters for *${name}*`);
-    // Taken once: nothing more waits for the next interval (taken twice, three more would).
-    expect(await pendingFor('dead_letter', name)).toBe(0);
+    // Taken once: nothing more waits for the next interval (taken twice, three more would, and this would time out).
+    await until(async () => (await pendingFor('dead_letter', name)) === 0, 'nothing left waiting');
   });
 
   it('a retryable failure before the notifier got it: the retry delivers the alert; a failure the runtime does not call retryable is not retried, and logged', async () => {
@@ -260,8 +262,8 @@ describe('alerts never hold up what they report on', () => {
     await sink.until(() => about(name).some((t) => t.includes('was paused')), 'the outage alert asked of Slack');
     release();
     await until(async () => (await outboxStub(env, 'ops-alerts').pending()) === 0, 'the alert sent', 30_000);
+    await until(async () => (await pendingFor('paused', name)) === 0, 'the notifier told it went');
     expect(about(name)).toHaveLength(1);
-    expect(await pendingFor('paused', name)).toBe(0);
     await registryStub(env).resume(name);
   });
 });
