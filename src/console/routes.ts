@@ -301,9 +301,8 @@ consoleRoutes.post('/events/replay', async (c) => {
     result = await page(false, cursor);
   } catch (err) {
     // The queue refused part-way: offer the rest only, never the events already sent again.
-    const resume = err instanceof ApiError ? err.extra.resume_cursor : undefined;
-    if (typeof resume !== 'string') throw err;
-    return confirmNext(resume, `The queue refused part-way: ${String(err instanceof ApiError ? err.extra.replayed : 0)} were sent. Try the rest again: `);
+    if (!(err instanceof ApiError) || typeof err.extra.resume_cursor !== 'string') throw err;
+    return confirmNext(err.extra.resume_cursor, `The queue refused part-way: ${String(err.extra.replayed)} were sent. Try the rest again: `);
   }
   const sent = `Sent ${result.replayed} event${result.replayed === 1 ? '' : 's'} to ${to}${result.not_replayable.length > 0 ? `; ${result.not_replayable.length} not replayable (body no longer kept)` : ''}.`;
   if (result.next_cursor !== null) return confirmNext(result.next_cursor, `${sent} Next: `);

@@ -12,7 +12,7 @@ import { ledgerShardOf, ledgerStubByName } from '../../src/dedup/shard';
 import type { UnknownEvent } from '../../src/events/catalog';
 import { MAX_DELAY_SECONDS } from '../../src/destinations/types';
 import { type RouterMessage, QUEUE_MESSAGE_LIMIT, messageBytes } from '../../src/queue/message';
-import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { retryDelaysOf, routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { sentinelConsumed } from '../helpers/queue-sentinel';
 import { Sink } from '../helpers/sink';
@@ -142,18 +142,7 @@ describe('stored bodies live as long as a delivery may need them', () => {
 describe("a batch whose own services fail: retried whole, with waits that grow, leaving nothing behind", () => {
   const storeDown = () => vi.spyOn(env.DEAD_LETTERS, 'get').mockReturnValue({ addShared: () => Promise.reject(new Error('store down')) } as never);
 
-  async function runAt(e: Record<string, unknown>, attempts: number, runEnv: Env = env): Promise<{ delays: (number | undefined)[] }> {
-    const batch = createMessageBatch<RouterMessage>('workos-router-events', [{ id: `m-${crypto.randomUUID()}`, timestamp: new Date(), attempts, body: routerMessage(e) }]);
-    const message = batch.messages[0] as Message<RouterMessage>;
-    // The platform's message, observed: what the consumer asks of it.
-    const retry = vi.spyOn(message, 'retry');
-    const ack = vi.spyOn(message, 'ack');
-    const ctx = createExecutionContext();
-    await worker.queue(batch as MessageBatch<unknown>, runEnv, ctx);
-    await getQueueResult(batch, ctx);
-    expect(ack).not.toHaveBeenCalled();
-    return { delays: retry.mock.calls.map((c) => c[0]?.delaySeconds) };
-  }
+  const runAt = async (e: Record<string, unknown>, attempts: number, runEnv: Env = env) => ({ delays: await retryDelaysOf(routerMessage(e), attempts, runEnv) });
 
   it('dead letters that cannot be written: no follow-up is sent for the destination still failing (each redelivery started one more retry chain)', async () => {
     const e = sampleEvent({ event: 'user.created' });

@@ -5,16 +5,15 @@
  * about 100 minutes, and a Slack outbox meeting an invalid config in a fresh
  * isolate dead-lettered its buffer as `destination_removed`.
  */
-import { createExecutionContext, createMessageBatch, getQueueResult, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deadLetterStub } from '../../src/deadletters/store';
-import worker from '../../src/index';
 import { type HeldDeliveries, heldStub } from '../../src/destinations/held';
 import { type SlackOutbox, outboxStub } from '../../src/destinations/slack/outbox';
 import { HOLD_DELAY_SECONDS } from '../../src/queue/consumer';
 import type { RouterMessage } from '../../src/queue/message';
-import { routerMessage, runBatch, testEnv } from '../helpers/consumer';
+import { retryDelaysOf, routerMessage, runBatch, testEnv } from '../helpers/consumer';
 import { deadLettersFor, watchLogs } from '../helpers/observe';
 import { Sink } from '../helpers/sink';
 import { sampleEvent } from '../helpers/webhook';
@@ -74,16 +73,7 @@ describe('an invalid config holds events', () => {
     vi.spyOn(env.EVENTS_QUEUE, 'sendBatch').mockRejectedValue(new Error('queue down'));
     const waits: (number | undefined)[] = [];
     for (const attempts of [1, 2, 5, 11, 12, 100]) {
-      const batch = createMessageBatch<RouterMessage>('workos-router-events', [
-        { id: `m-${crypto.randomUUID()}`, timestamp: new Date(), attempts, body: routerMessage(sampleEvent({ event: 'session.created' })) },
-      ]);
-      // The platform's message, observed: what the consumer asks of it.
-      const retry = vi.spyOn(batch.messages[0] as Message<RouterMessage>, 'retry');
-      const ctx = createExecutionContext();
-      await worker.queue(batch as MessageBatch<unknown>, testEnv(INVALID), ctx);
-      const result = await getQueueResult(batch, ctx);
-      expect(result.explicitAcks).toEqual([]);
-      waits.push(...retry.mock.calls.map((c) => c[0]?.delaySeconds));
+      waits.push(...(await retryDelaysOf(routerMessage(sampleEvent({ event: 'session.created' })), attempts, testEnv(INVALID))));
     }
     expect(waits).toEqual([60, 120, 960, 43_200, 43_200, 43_200]);
   });
